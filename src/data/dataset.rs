@@ -1,0 +1,366 @@
+//! Parquet datasets: one file, or a directory of part files read as one.
+//!
+//! Reading streams record batches file by file. Writing goes to a hidden
+//! temporary directory that is renamed into place only when complete, so a
+//! crash never leaves a partial dataset where a reader would find it.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, RecordBatchReader};
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::issues::{DataError, Issue, Severity};
+use super::tables::{Decoded, TableRow};
+
+/// Rows per record batch when reading: bounds memory per batch.
+pub const READ_BATCH_ROWS: usize = 8192;
+/// Rows per Parquet row group when writing (readers stream row groups).
+const ROW_GROUP_ROWS: usize = 65_536;
+/// Rows per part file when writing large datasets.
+const PART_FILE_ROWS: usize = 2_000_000;
+
+/// The Parquet files that make up a dataset, in a stable order. A directory
+/// is searched recursively (hive-style `key=value/` folders work); hidden
+/// files and names starting with `_` (`_SUCCESS`, `.crc`) are skipped.
+pub fn part_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    if !path.exists() {
+        return Err(DataError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    collect_parquet(path, &mut files).map_err(|e| DataError::Unreadable {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    files.sort();
+    if files.is_empty() {
+        return Err(DataError::NoPartFiles {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(files)
+}
+
+fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        if path.is_dir() {
+            collect_parquet(&path, out)?;
+        } else if name.ends_with(".parquet") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Opens one part file for streaming, telling an empty, foreign or truncated
+/// file apart so the message says what happened.
+pub fn open_part(path: &Path) -> Result<(ParquetRecordBatchReader, usize), DataError> {
+    let unreadable = |e: std::io::Error| DataError::Unreadable {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let mut file = File::open(path).map_err(unreadable)?;
+    let len = file.metadata().map_err(unreadable)?.len();
+    if len == 0 {
+        return Err(DataError::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut head = [0u8; 4];
+    let head_len = file.read(&mut head).map_err(unreadable)?;
+    if head_len < 4 || &head != b"PAR1" {
+        return Err(DataError::NotParquet {
+            path: path.to_path_buf(),
+            detail: "it does not start with the Parquet magic bytes PAR1".into(),
+        });
+    }
+    let mut tail = [0u8; 4];
+    file.seek(SeekFrom::End(-4)).map_err(unreadable)?;
+    file.read_exact(&mut tail).map_err(unreadable)?;
+    if len < 12 || &tail != b"PAR1" {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            detail: format!("{len} bytes, and no Parquet footer at the end"),
+        });
+    }
+    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| DataError::Truncated {
+            path: path.to_path_buf(),
+            detail: format!("footer unreadable: {e}"),
+        })?;
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
+    let reader = builder
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .map_err(|e| DataError::Unreadable {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    Ok((reader, rows))
+}
+
+/// Streams a dataset as typed rows, one record batch at a time. `visit`
+/// receives the decoded rows and the per-row issues of each batch, and the
+/// column names of each file that the schema does not know (they are kept
+/// in the file and ignored here).
+pub fn stream_rows<T: TableRow>(
+    path: &Path,
+    mut visit: impl FnMut(Decoded<T>) -> Result<(), DataError>,
+) -> Result<StreamSummary, DataError> {
+    let mut summary = StreamSummary::default();
+    let schema = T::TABLE.schema();
+    for part in part_files(path)? {
+        let (reader, rows) = open_part(&part)?;
+        let file: Arc<str> = part.display().to_string().into();
+        summary.files += 1;
+        if rows == 0 {
+            summary.issues.push(Issue {
+                severity: Severity::Warning,
+                kind: "empty_table",
+                file: file.to_string(),
+                row: None,
+                column: None,
+                dialogue_id: None,
+                message: "file holds no rows".into(),
+            });
+        }
+        let extra: Vec<String> = reader
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|name| schema.column(name).is_none())
+            .collect();
+        if !extra.is_empty() {
+            summary.extra_columns.push((file.to_string(), extra));
+        }
+        let mut first_row = 0;
+        for batch in reader {
+            let batch = batch.map_err(|e| DataError::Unreadable {
+                path: part.clone(),
+                detail: format!("at row {first_row}: {e}"),
+            })?;
+            let decoded = T::from_batch(&batch, &file, first_row)?;
+            first_row += batch.num_rows();
+            summary.rows += batch.num_rows();
+            visit(decoded)?;
+        }
+    }
+    Ok(summary)
+}
+
+#[derive(Debug, Default)]
+pub struct StreamSummary {
+    pub files: usize,
+    pub rows: usize,
+    /// File-level issues (e.g. a file with no rows).
+    pub issues: Vec<Issue>,
+    /// (file, columns) the schema does not name.
+    pub extra_columns: Vec<(String, Vec<String>)>,
+}
+
+/// A whole table in memory, for stages that need random access. Any row
+/// error stops with the first few located; warnings are returned, counted.
+pub fn read_table<T: TableRow>(path: &Path) -> Result<(Vec<T>, Vec<Issue>), DataError> {
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let summary = stream_rows::<T>(path, |decoded| {
+        rows.extend(decoded.rows.into_iter().map(|(_, row)| row));
+        for issue in decoded.issues {
+            if issue.severity == Severity::Error {
+                errors.push(issue)
+            } else {
+                warnings.push(issue)
+            }
+        }
+        Ok(())
+    })?;
+    warnings.extend(summary.issues);
+    if !errors.is_empty() {
+        return Err(invalid_rows(path, T::TABLE.name(), &errors));
+    }
+    Ok((rows, warnings))
+}
+
+pub fn invalid_rows(path: &Path, table: &'static str, errors: &[Issue]) -> DataError {
+    DataError::InvalidRows {
+        path: path.to_path_buf(),
+        table,
+        count: errors.len(),
+        first: errors
+            .iter()
+            .take(5)
+            .map(|e| format!("  {e}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+/// Writes a dataset directory atomically: part files go to a hidden sibling
+/// directory, renamed to the target by [`DatasetWriter::finish`]. Dropped
+/// unfinished, the temporary directory is removed.
+pub struct DatasetWriter {
+    target: PathBuf,
+    temp: PathBuf,
+    current: Option<(ArrowWriter<File>, SchemaRef, usize)>,
+    parts: usize,
+    rows: usize,
+    finished: bool,
+}
+
+impl DatasetWriter {
+    /// `overwrite` replaces an existing dataset at `target`; otherwise an
+    /// existing one is an error, so a typo cannot destroy data.
+    pub fn create(target: &Path, overwrite: bool) -> anyhow::Result<DatasetWriter> {
+        if target.exists() && !overwrite {
+            anyhow::bail!(
+                "{} already exists\n  hint: pass --force to replace it, or choose another --out",
+                target.display()
+            );
+        }
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+        let name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("dataset");
+        let temp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        if temp.exists() {
+            std::fs::remove_dir_all(&temp)?;
+        }
+        std::fs::create_dir_all(&temp)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", temp.display()))?;
+        Ok(DatasetWriter {
+            target: target.to_path_buf(),
+            temp,
+            current: None,
+            parts: 0,
+            rows: 0,
+            finished: false,
+        })
+    }
+
+    pub fn write_rows<T: TableRow>(&mut self, rows: &[T]) -> anyhow::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = T::to_batch(rows)?;
+        self.write_batch(&batch)
+    }
+
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        let rotate = match &self.current {
+            None => true,
+            Some((_, schema, rows)) => *schema != batch.schema() || *rows >= PART_FILE_ROWS,
+        };
+        if rotate {
+            self.close_part()?;
+            let path = self.temp.join(format!("part-{:05}.parquet", self.parts));
+            let file = File::create(&path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                .build();
+            let writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+            self.current = Some((writer, batch.schema(), 0));
+            self.parts += 1;
+        }
+        let (writer, _, rows) = self.current.as_mut().expect("opened above");
+        writer.write(batch)?;
+        *rows += batch.num_rows();
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    fn close_part(&mut self) -> anyhow::Result<()> {
+        if let Some((writer, _, _)) = self.current.take() {
+            writer.close()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the last part and moves the dataset into place. Returns the rows written.
+    pub fn finish<T: TableRow>(mut self) -> anyhow::Result<usize> {
+        if self.parts == 0 {
+            // An empty dataset is still a dataset: one file with the schema.
+            let batch = T::to_batch(&[])?;
+            self.write_empty(&batch)?;
+        }
+        self.close_part()?;
+        if self.target.exists() {
+            let old = self.temp.with_extension("old");
+            std::fs::rename(&self.target, &old)?;
+            std::fs::remove_dir_all(&old)?;
+        }
+        std::fs::rename(&self.temp, &self.target).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot move {} to {}: {e}",
+                self.temp.display(),
+                self.target.display()
+            )
+        })?;
+        self.finished = true;
+        Ok(self.rows)
+    }
+
+    fn write_empty(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        let path = self.temp.join("part-00000.parquet");
+        let writer = ArrowWriter::try_new(File::create(&path)?, batch.schema(), None)?;
+        writer.close()?;
+        self.parts = 1;
+        Ok(())
+    }
+}
+
+impl Drop for DatasetWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.current.take();
+            let _ = std::fs::remove_dir_all(&self.temp);
+        }
+    }
+}
+
+/// Writes a small file (JSON, Markdown) atomically: temporary name, then rename.
+pub fn write_file_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    std::fs::write(&temp, contents)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", temp.display()))?;
+    std::fs::rename(&temp, path).map_err(|e| {
+        anyhow::anyhow!("cannot move {} to {}: {e}", temp.display(), path.display())
+    })?;
+    Ok(())
+}

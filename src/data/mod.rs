@@ -1,0 +1,7 @@
+//! Data in and out: table schemas, typed rows, Parquet datasets, validation.
+
+pub mod dataset;
+pub mod issues;
+pub mod schema;
+pub mod tables;
+pub mod validate;

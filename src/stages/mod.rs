@@ -1,0 +1,4 @@
+//! The pipeline's stages, one module each, each a plain function taking a
+//! typed config (so tests and benches call them without a shell).
+
+pub mod simulate;

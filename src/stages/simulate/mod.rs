@@ -1,0 +1,303 @@
+//! `labelgen simulate`: realistic assistant logs with their ground truth,
+//! three gold annotators and a single-pass annotator. The project's
+//! embedded default data.
+
+mod annotators;
+pub mod catalog;
+pub mod dialogue;
+mod utterance;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::Serialize;
+
+pub use dialogue::{ContextReason, ErrorRates, SimDialogue};
+
+use crate::data::dataset::DatasetWriter;
+use crate::data::tables::{Annotation, Turn};
+use crate::progress::Progress;
+
+/// The three gold annotators; eval takes gold from them.
+pub const GOLD_ANNOTATORS: [&str; 3] = ["a1", "a2", "a3"];
+/// The single-pass annotator: the baseline labelgen must match or beat.
+pub const SINGLE_ANNOTATOR: &str = "single";
+
+/// Dialogues generated (in parallel) and written per chunk: bounds memory.
+const CHUNK_DIALOGUES: usize = 20_000;
+/// 2026-11-01T00:00:00Z: simulated logs are one day of traffic from here.
+const DAY_START_US: i64 = 1_793_491_200_000_000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulateConfig {
+    pub dialogues: usize,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub rates: ErrorRates,
+    /// Per-label error rate of each gold annotator (a1, a2, a3).
+    pub annotator_error: f64,
+    /// Per-label error rate of the single-pass annotator.
+    pub single_error: f64,
+    /// Length of the simulated audio_embedding column; 0 leaves it out.
+    pub audio_dim: usize,
+    pub overwrite: bool,
+    pub quiet: bool,
+}
+
+impl SimulateConfig {
+    pub fn new(dialogues: usize, seed: u64, out: PathBuf) -> SimulateConfig {
+        SimulateConfig {
+            dialogues,
+            seed,
+            out,
+            rates: ErrorRates::default(),
+            annotator_error: 0.06,
+            single_error: 0.12,
+            audio_dim: 8,
+            overwrite: false,
+            quiet: true,
+        }
+    }
+}
+
+/// What a simulation produced, printed as JSON on stdout.
+#[derive(Debug, Serialize)]
+pub struct SimulateSummary {
+    pub dialogues: usize,
+    pub turns: usize,
+    pub goals: usize,
+    pub goal_success_rate: f64,
+    pub turns_per_domain: BTreeMap<String, usize>,
+    pub turns_per_intent: BTreeMap<String, usize>,
+    pub turns_per_failure_point: BTreeMap<String, usize>,
+    /// Share of turns whose meaning needs context, and why.
+    pub context_share: f64,
+    pub context_turns: BTreeMap<String, usize>,
+    /// Turns where the ASR changed words but nothing failed.
+    pub recovered_error_turns: usize,
+    /// Per annotator and label: the share of items that differ from the truth.
+    pub annotator_error_realised: BTreeMap<String, BTreeMap<&'static str, f64>>,
+    pub annotator_error_requested: BTreeMap<String, f64>,
+    pub rates: ErrorRates,
+    pub seed: u64,
+    pub turns_path: String,
+    pub annotations_path: String,
+    pub seconds: f64,
+    pub turns_per_second: f64,
+}
+
+/// Every dialogue of a simulation, generated deterministically from the seed
+/// and the dialogue's index (so the thread count never changes the output).
+pub fn generate(config: &SimulateConfig, index: usize) -> (SimDialogue, Vec<Annotation>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    rng.set_stream(index as u64);
+    let start_us = DAY_START_US + rng.random_range(0..86_400) * 1_000_000;
+    let dialogue_id = format!("sim{}-{index:07}", config.seed);
+    let mut simulator = dialogue::Simulator {
+        rng,
+        rates: &config.rates,
+        audio_dim: config.audio_dim,
+    };
+    let dialogue = simulator.dialogue(&dialogue_id, start_us);
+    let mut annotations = annotators::truth_annotations(&dialogue);
+    let annotators = GOLD_ANNOTATORS
+        .iter()
+        .map(|a| (*a, config.annotator_error))
+        .chain([(SINGLE_ANNOTATOR, config.single_error)]);
+    for (k, (annotator, rate)) in annotators.enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            config.seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(k as u64 + 1)),
+        );
+        rng.set_stream(index as u64);
+        annotations.extend(annotators::annotate(&dialogue, annotator, rate, &mut rng));
+    }
+    (dialogue, annotations)
+}
+
+pub fn run(config: &SimulateConfig) -> anyhow::Result<SimulateSummary> {
+    anyhow::ensure!(config.dialogues > 0, "--dialogues must be at least 1");
+    for (name, rate) in [
+        ("--annotator-error", config.annotator_error),
+        ("--single-error", config.single_error),
+        ("--false-wake-rate", config.rates.false_wake),
+        ("--asr-error", config.rates.asr),
+        ("--nlu-error", config.rates.nlu),
+        ("--entity-error", config.rates.entity),
+        ("--result-error", config.rates.result),
+    ] {
+        anyhow::ensure!(
+            (0.0..1.0).contains(&rate),
+            "{name} must be in [0, 1), got {rate}"
+        );
+    }
+    let started = Instant::now();
+    let turns_path = config.out.join("turns");
+    let annotations_path = config.out.join("annotations");
+    let turns_out = DatasetWriter::create(&turns_path, config.overwrite)?;
+    let annotations_out = DatasetWriter::create(&annotations_path, config.overwrite)?;
+    let progress = Progress::new(config.dialogues as u64, "dialogues", config.quiet);
+    let mut tally = Tally::default();
+    // Parquet encoding runs on its own thread, overlapping the next chunk's
+    // generation; the channel holds one chunk, which bounds memory.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<(Vec<Turn>, Vec<Annotation>)>(1);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let writer = scope.spawn(move || -> anyhow::Result<()> {
+            let (mut turns_out, mut annotations_out) = (turns_out, annotations_out);
+            for (turns, annotations) in receiver {
+                let (a, b) = rayon::join(
+                    || turns_out.write_rows(&turns),
+                    || annotations_out.write_rows(&annotations),
+                );
+                a?;
+                b?;
+            }
+            turns_out.finish::<Turn>()?;
+            annotations_out.finish::<Annotation>()?;
+            Ok(())
+        });
+        for chunk_start in (0..config.dialogues).step_by(CHUNK_DIALOGUES) {
+            let chunk_end = (chunk_start + CHUNK_DIALOGUES).min(config.dialogues);
+            let generated: Vec<(SimDialogue, Vec<Annotation>)> = (chunk_start..chunk_end)
+                .into_par_iter()
+                .map(|i| generate(config, i))
+                .collect();
+            let mut turns: Vec<Turn> = Vec::new();
+            let mut annotations: Vec<Annotation> = Vec::new();
+            for (dialogue, labels) in generated {
+                tally.add(&dialogue, &labels);
+                turns.extend(dialogue.turns);
+                annotations.extend(labels);
+            }
+            if sender.send((turns, annotations)).is_err() {
+                break; // the writer failed; its error is reported below
+            }
+            progress.inc((chunk_end - chunk_start) as u64);
+        }
+        drop(sender);
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the Parquet writer thread panicked"))?
+    })?;
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(tally.summary(config, seconds, turns_path, annotations_path))
+}
+
+/// Running counts for the summary.
+#[derive(Default)]
+struct Tally {
+    dialogues: usize,
+    turns: usize,
+    goals: usize,
+    successes: usize,
+    domains: BTreeMap<String, usize>,
+    intents: BTreeMap<String, usize>,
+    failures: BTreeMap<String, usize>,
+    context: BTreeMap<String, usize>,
+    context_turns: usize,
+    recovered: usize,
+    /// annotator -> label -> (wrong, items)
+    disagreement: BTreeMap<String, BTreeMap<&'static str, (usize, usize)>>,
+}
+
+impl Tally {
+    fn add(&mut self, dialogue: &SimDialogue, annotations: &[Annotation]) {
+        self.dialogues += 1;
+        self.turns += dialogue.turns.len();
+        self.goals += dialogue.goal_success.len();
+        self.successes += dialogue.goal_success.iter().filter(|s| **s).count();
+        for truth in &dialogue.truth {
+            *self
+                .domains
+                .entry(catalog::intent(truth.intent).domain.to_string())
+                .or_default() += 1;
+            *self.intents.entry(truth.intent.to_string()).or_default() += 1;
+            *self
+                .failures
+                .entry(truth.failure_point.as_str().to_string())
+                .or_default() += 1;
+            if let Some(reason) = truth.context {
+                self.context_turns += 1;
+                let name = serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string));
+                *self.context.entry(name.unwrap_or_default()).or_default() += 1;
+            }
+            self.recovered += usize::from(truth.recovered_error);
+        }
+        let n = dialogue.turns.len();
+        let truth_rows = &annotations[..n];
+        for rows in annotations[n..].chunks(n) {
+            let counts = self
+                .disagreement
+                .entry(rows[0].annotator_id.clone())
+                .or_default();
+            for (t, (row, truth)) in rows.iter().zip(truth_rows).enumerate() {
+                let mut count = |label: &'static str, wrong: bool| {
+                    let c = counts.entry(label).or_default();
+                    c.0 += usize::from(wrong);
+                    c.1 += 1;
+                };
+                count("intent", row.intent != truth.intent);
+                count("slots", row.slots != truth.slots);
+                count("failure_point", row.failure_point != truth.failure_point);
+                count("goal_success", row.goal_success != truth.goal_success);
+                if t > 0 {
+                    let boundary = |rows: &[Annotation]| rows[t].goal_id != rows[t - 1].goal_id;
+                    count("goal_boundary", boundary(rows) != boundary(truth_rows));
+                }
+            }
+        }
+    }
+
+    fn summary(
+        self,
+        config: &SimulateConfig,
+        seconds: f64,
+        turns: PathBuf,
+        annotations: PathBuf,
+    ) -> SimulateSummary {
+        let share = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let mut requested: BTreeMap<String, f64> = GOLD_ANNOTATORS
+            .iter()
+            .map(|a| (a.to_string(), config.annotator_error))
+            .collect();
+        requested.insert(SINGLE_ANNOTATOR.into(), config.single_error);
+        SimulateSummary {
+            dialogues: self.dialogues,
+            turns: self.turns,
+            goals: self.goals,
+            goal_success_rate: share(self.successes, self.goals),
+            turns_per_domain: self.domains,
+            turns_per_intent: self.intents,
+            turns_per_failure_point: self.failures,
+            context_share: share(self.context_turns, self.turns),
+            context_turns: self.context,
+            recovered_error_turns: self.recovered,
+            annotator_error_realised: self
+                .disagreement
+                .into_iter()
+                .map(|(a, labels)| {
+                    (
+                        a,
+                        labels
+                            .into_iter()
+                            .map(|(l, (w, n))| (l, share(w, n)))
+                            .collect(),
+                    )
+                })
+                .collect(),
+            annotator_error_requested: requested,
+            rates: config.rates,
+            seed: config.seed,
+            turns_path: turns.display().to_string(),
+            annotations_path: annotations.display().to_string(),
+            seconds,
+            turns_per_second: share(self.turns, 1) / seconds.max(1e-9),
+        }
+    }
+}
