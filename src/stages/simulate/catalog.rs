@@ -14,8 +14,9 @@ pub struct IntentSpec {
     pub domain: &'static str,
     /// Surface forms; `{slot}` marks a slot value.
     pub templates: &'static [&'static str],
-    /// What the assistant says when it did this (placeholders as above).
-    pub response: &'static str,
+    /// What the assistant says when it did this, most specific first: the
+    /// first whose placeholders all have values is used.
+    pub responses: &'static [&'static str],
     /// Intents an annotator or the NLU plausibly confuses this one with.
     pub confusable: &'static [&'static str],
 }
@@ -34,7 +35,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "i want to hear {song} by {artist}",
             "play the song {song}",
         ],
-        response: "Playing {song} by {artist}.",
+        responses: &["Playing {song} by {artist}.", "Playing {song}.", "Playing music by {artist}.", "Playing your {playlist} playlist.", "Playing some {genre}.", "Playing music."],
         confusable: &["PlayAudiobook", "PlayVideo", "AddToPlaylist"],
     },
     IntentSpec {
@@ -45,7 +46,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "put this on my {playlist} playlist",
             "save this song to {playlist}",
         ],
-        response: "Added it to your {playlist} playlist.",
+        responses: &["Added it to your {playlist} playlist.", "Added it to your playlist."],
         confusable: &["AddToList", "PlayMusic"],
     },
     IntentSpec {
@@ -56,7 +57,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "volume {volume}",
             "change the volume to {volume}",
         ],
-        response: "Volume {volume}.",
+        responses: &["Volume {volume}.", "OK."],
         confusable: &["SetTemperature", "PlayMusic"],
     },
     IntentSpec {
@@ -71,7 +72,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "do i need an umbrella {date}",
             "what's the weather in {city} {date}",
         ],
-        response: "In {city} {date}: partly cloudy, high of 64.",
+        responses: &["In {city} {date}: partly cloudy, high of 64.", "In {city}: 58 degrees and sunny.", "{date} in your area: showers, high of 55.", "Right now: 58 degrees and sunny."],
         confusable: &["GetDeviceState", "GetFact"],
     },
     IntentSpec {
@@ -83,7 +84,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "turn the {room} {device} on",
             "turn on the {device} in the {room} please",
         ],
-        response: "Turning on the {room} {device}.",
+        responses: &["Turning on the {room} {device}.", "Turning on the {device}.", "OK, it's on."],
         confusable: &["TurnOffDevice", "SetTemperature"],
     },
     IntentSpec {
@@ -95,7 +96,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "turn the {room} {device} off",
             "shut off the {device} in the {room}",
         ],
-        response: "Turning off the {room} {device}.",
+        responses: &["Turning off the {room} {device}.", "Turning off the {device}.", "OK, it's off."],
         confusable: &["TurnOnDevice", "Stop"],
     },
     IntentSpec {
@@ -107,7 +108,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "make it {temperature} in here",
             "set the heat to {temperature}",
         ],
-        response: "Setting it to {temperature}.",
+        responses: &["Setting it to {temperature}.", "OK, turning it up."],
         confusable: &["GetDeviceState", "SetVolume"],
     },
     IntentSpec {
@@ -118,7 +119,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "did i leave the {room} {device} on",
             "is the {room} {device} still on",
         ],
-        response: "The {room} {device} is on.",
+        responses: &["The {room} {device} is on.", "The {device} is on.", "The oven is at 350 degrees."],
         confusable: &["GetWeather", "TurnOnDevice"],
     },
     IntentSpec {
@@ -130,7 +131,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "timer for {duration}",
             "start a timer for {duration} please",
         ],
-        response: "Timer set for {duration}.",
+        responses: &["Timer set for {duration}.", "Timer started."],
         confusable: &["SetAlarm", "GetTimerRemaining"],
     },
     IntentSpec {
@@ -142,7 +143,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "turn off the timer",
             "delete the timer",
         ],
-        response: "Timer cancelled.",
+        responses: &["Your {duration} timer is cancelled.", "Timer cancelled."],
         confusable: &["Stop", "SetTimer"],
     },
     IntentSpec {
@@ -154,7 +155,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "set an alarm for {time} {date}",
             "alarm at {time}",
         ],
-        response: "Alarm set for {time}.",
+        responses: &["Alarm set for {time} {date}.", "Alarm set for {time}.", "Alarm set."],
         confusable: &["SetTimer"],
     },
     IntentSpec {
@@ -165,7 +166,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "how long until the timer goes off",
             "how much time is left on the {duration} timer",
         ],
-        response: "About four minutes left.",
+        responses: &["About four minutes left on your {duration} timer.", "About four minutes left."],
         confusable: &["SetTimer", "GetTime"],
     },
     IntentSpec {
@@ -178,7 +179,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "i need {item}",
             "add {item} and {item} to my {list_name} list",
         ],
-        response: "I added {item} to your {list_name} list.",
+        responses: &["I added {item} to your {list_name} list.", "I added {item} to your list.", "Added."],
         confusable: &["AddToPlaylist", "RemoveFromList"],
     },
     IntentSpec {
@@ -189,7 +190,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "take {item} off the list",
             "delete {item} from my {list_name} list",
         ],
-        response: "Removed {item} from your {list_name} list.",
+        responses: &["Removed {item} from your {list_name} list.", "Removed {item} from your list.", "Removed."],
         confusable: &["AddToList"],
     },
     IntentSpec {
@@ -200,7 +201,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "read my {list_name} list",
             "what do i need from the store",
         ],
-        response: "Your {list_name} list has milk, eggs and bread.",
+        responses: &["Your {list_name} list has milk, eggs and bread.", "Your shopping list has milk, eggs and bread."],
         confusable: &["AddToList", "GetNews"],
     },
     IntentSpec {
@@ -213,7 +214,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "put on the movie {video_title}",
             "i want to watch {video_title}",
         ],
-        response: "Playing {video_title} on your screen.",
+        responses: &["Playing {video_title} on your screen.", "Here's {video_title}, the movie.", "Playing the movie."],
         confusable: &["PlayAudiobook", "PlayMusic"],
     },
     IntentSpec {
@@ -226,7 +227,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "read me {book_title}",
             "start the book {book_title}",
         ],
-        response: "Here's {book_title}, the audiobook.",
+        responses: &["Here's {book_title}, the audiobook.", "Playing the audiobook {book_title}.", "Playing your audiobook."],
         confusable: &["PlayVideo", "PlayMusic", "ResumeAudiobook"],
     },
     IntentSpec {
@@ -238,7 +239,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "keep reading",
             "continue {book_title}",
         ],
-        response: "Resuming your book.",
+        responses: &["Resuming {book_title}.", "Resuming your book."],
         confusable: &["PlayAudiobook", "PlayMusic"],
     },
     IntentSpec {
@@ -251,7 +252,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "give {contact} a call",
             "call {contact} on speaker",
         ],
-        response: "Calling {contact}.",
+        responses: &["Calling {contact}.", "Who do you want to call?"],
         confusable: &["SendMessage"],
     },
     IntentSpec {
@@ -263,7 +264,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "tell {contact} {message}",
             "message {contact} {message}",
         ],
-        response: "Sending {contact}: {message}.",
+        responses: &["Sending {contact}: {message}.", "What should the message say?"],
         confusable: &["CallContact"],
     },
     IntentSpec {
@@ -276,7 +277,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "tell me about {topic}",
             "where is {topic}",
         ],
-        response: "Here's what I found about {topic}.",
+        responses: &["Here's what I found about {topic}.", "Here's what I found."],
         confusable: &["GetNews", "GetWeather"],
     },
     IntentSpec {
@@ -288,7 +289,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "what's happening in {news_category}",
             "play the {news_category} headlines",
         ],
-        response: "Here are the latest {news_category} headlines.",
+        responses: &["Here are the latest {news_category} headlines.", "Here's the news."],
         confusable: &["GetFact", "PlayMusic"],
     },
     IntentSpec {
@@ -299,7 +300,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "what time is it in {city}",
             "what's the time in {city}",
         ],
-        response: "It's 4:20 PM in {city}.",
+        responses: &["It's 4:20 PM in {city}.", "It's 4:20 PM."],
         confusable: &["GetTimerRemaining", "GetWeather"],
     },
     IntentSpec {
@@ -311,7 +312,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "find {cuisine} places near me",
             "show me {cuisine} restaurants",
         ],
-        response: "I found three {cuisine} places: {options}.",
+        responses: &["I found three {cuisine} places: {options}.", "Here are some restaurants near you."],
         confusable: &["ReserveRestaurant", "GetFact"],
     },
     IntentSpec {
@@ -322,7 +323,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "reserve {restaurant} for {party_size} people",
             "get me a table at {restaurant} at {time}",
         ],
-        response: "Your table at {restaurant} is booked.",
+        responses: &["Your table at {restaurant} is booked.", "Your table is booked."],
         confusable: &["FindRestaurant"],
     },
     IntentSpec {
@@ -336,7 +337,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "shut up",
             "be quiet",
         ],
-        response: "",
+        responses: &[""],
         confusable: &["CancelTimer", "TurnOffDevice"],
     },
     IntentSpec {
@@ -352,7 +353,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "fold my clothes",
             "take out the trash",
         ],
-        response: "Sorry, I can't help with that.",
+        responses: &["Sorry, I can't help with that."],
         confusable: &["GetFact"],
     },
     IntentSpec {
@@ -374,7 +375,7 @@ pub const INTENTS: &[IntentSpec] = &[
             "hey can you grab my keys",
             "it's too hot in here",
         ],
-        response: "",
+        responses: &["Sorry, I'm not sure about that."],
         confusable: &["OutOfScope"],
     },
 ];
@@ -1250,7 +1251,8 @@ mod tests {
     #[test]
     fn every_template_slot_and_confusion_is_known() {
         for spec in INTENTS {
-            for template in spec.templates.iter().chain([&spec.response]) {
+            assert!(spec.responses.last().is_some_and(|r| !r.contains('{')), "{} needs a response without slots", spec.name);
+            for template in spec.templates.iter().chain(spec.responses) {
                 for part in template.split('{').skip(1) {
                     let slot = part.split('}').next().unwrap();
                     if slot != "options" {

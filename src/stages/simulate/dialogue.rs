@@ -68,6 +68,8 @@ pub struct TurnTruth {
     pub context: Option<ContextReason>,
     /// The ASR changed words but nothing failed because of it.
     pub recovered_error: bool,
+    /// What the user actually said, before ASR.
+    pub said: String,
 }
 
 #[derive(Debug, Clone)]
@@ -84,7 +86,7 @@ enum Reply {
     /// The intent's own response ("Playing X by Y.").
     Done,
     /// A question back to the user; the goal continues.
-    Ask(&'static str),
+    Ask(&'static [&'static str]),
 }
 
 /// One thing the user asks for, possibly over several attempts.
@@ -401,7 +403,7 @@ impl Simulator<'_> {
                         &["turn off the {device}", "switch off the {device}"]
                     };
                     vec![
-                        Step::with(intent, short, None, Reply::Ask("Which room?")),
+                        Step::with(intent, short, None, Reply::Ask(&["Which room?"])),
                         Step::with(
                             intent,
                             &[
@@ -418,7 +420,9 @@ impl Simulator<'_> {
                     vec![Step::request(intent)]
                 }
             }
-            "thermostat" => vec![Step::with(
+            "thermostat" => {
+                values.insert("temperature", format!("{} degrees", self.rng.random_range(62..=78)));
+                vec![Step::with(
                 "SetTemperature",
                 &[
                     "set the thermostat to {temperature}",
@@ -427,8 +431,11 @@ impl Simulator<'_> {
                 ],
                 None,
                 Reply::Done,
-            )],
-            "oven" => vec![Step::with(
+            )]
+            }
+            "oven" => {
+                values.insert("temperature", format!("{} degrees", 25 * self.rng.random_range(12..=18)));
+                vec![Step::with(
                 "SetTemperature",
                 &[
                     "preheat the oven to {temperature}",
@@ -437,7 +444,8 @@ impl Simulator<'_> {
                 ],
                 None,
                 Reply::Done,
-            )],
+            )]
+            }
             "timer" => {
                 if self.chance(0.35) {
                     vec![
@@ -445,7 +453,7 @@ impl Simulator<'_> {
                             "SetTimer",
                             &["set a timer", "start a timer", "timer please"],
                             None,
-                            Reply::Ask("For how long?"),
+                            Reply::Ask(&["For how long?"]),
                         ),
                         Step::with(
                             "SetTimer",
@@ -531,7 +539,7 @@ impl Simulator<'_> {
                                 "message {contact}",
                             ],
                             None,
-                            Reply::Ask("What's the message?"),
+                            Reply::Ask(&["What's the message?"]),
                         ),
                         Step::with(
                             "SendMessage",
@@ -554,7 +562,7 @@ impl Simulator<'_> {
                             "FindRestaurant",
                             catalog::intent("FindRestaurant").templates,
                             None,
-                            Reply::Ask("I found three {cuisine} places: {options}. Which one?"),
+                            Reply::Ask(&["I found three {cuisine} places: {options}. Which one?", "I found three places: {options}. Which one?"]),
                         ),
                         Step::with(
                             "ReserveRestaurant",
@@ -566,7 +574,7 @@ impl Simulator<'_> {
                                 "the first one please",
                             ],
                             Some(Selection),
-                            Reply::Ask("For how many people?"),
+                            Reply::Ask(&["For how many people?"]),
                         ),
                         Step::with(
                             "ReserveRestaurant",
@@ -577,13 +585,13 @@ impl Simulator<'_> {
                                 "a table for {party_size}",
                             ],
                             Some(SlotFill),
-                            Reply::Ask("What time?"),
+                            Reply::Ask(&["What time?"]),
                         ),
                         Step::with(
                             "ReserveRestaurant",
                             &["{time}", "at {time}", "around {time}"],
                             Some(SlotFill),
-                            Reply::Ask("Shall I book {restaurant} for {party_size} at {time}?"),
+                            Reply::Ask(&["Shall I book {restaurant} for {party_size} at {time}?", "Shall I book {restaurant} for {party_size}?", "Shall I book {restaurant} at {time}?", "Shall I book {restaurant}?", "Shall I book it?"]),
                         ),
                         Step::with(
                             "ReserveRestaurant",
@@ -598,7 +606,7 @@ impl Simulator<'_> {
                             "ReserveRestaurant",
                             catalog::intent("ReserveRestaurant").templates,
                             None,
-                            Reply::Ask("Shall I book {restaurant} for {party_size} at {time}?"),
+                            Reply::Ask(&["Shall I book {restaurant} for {party_size} at {time}?", "Shall I book {restaurant} for {party_size}?", "Shall I book {restaurant} at {time}?", "Shall I book {restaurant}?", "Shall I book it?"]),
                         ),
                         Step::with(
                             "ReserveRestaurant",
@@ -677,6 +685,7 @@ impl Simulator<'_> {
                     failure_point: outcome.failure,
                     context,
                     recovered_error: outcome.recovered,
+                    said: utterance.render().0,
                 });
                 if goal.out_of_scope {
                     success = false;
@@ -791,6 +800,7 @@ impl Simulator<'_> {
             failure_point: FailurePoint::Correct,
             context: None,
             recovered_error: false,
+            said: text.to_string(),
         });
     }
 
@@ -991,11 +1001,6 @@ impl Simulator<'_> {
                 format!("{}, {} and {}", options[0], options[1], options[2]),
             );
         }
-        let fallback = heard
-            .pieces
-            .iter()
-            .find(|p| p.slot.is_some())
-            .map(|p| p.text.clone());
         let (response, status) = if let Some(value) = not_found {
             (format!("Sorry, I couldn't find {value}."), "failed")
         } else if service_error {
@@ -1009,24 +1014,20 @@ impl Simulator<'_> {
                 "failed",
             )
         } else if goal.out_of_scope {
-            (spec.response.to_string(), "failed")
+            (spec.responses[0].to_string(), "failed")
         } else if nlu_intent != step.intent {
             (
-                fill_response(
-                    catalog::intent(nlu_intent).response,
-                    &resolved,
-                    fallback.as_deref(),
-                ),
+                fill_response(catalog::intent(nlu_intent).responses, &resolved),
                 "completed",
             )
         } else {
             match &step.reply {
                 Reply::Ask(question) => (
-                    fill_response(question, &resolved, fallback.as_deref()),
+                    fill_response(question, &resolved),
                     "prompted",
                 ),
                 Reply::Done => (
-                    fill_response(spec.response, &resolved, fallback.as_deref()),
+                    fill_response(spec.responses, &resolved),
                     "completed",
                 ),
             }
@@ -1067,7 +1068,7 @@ impl Simulator<'_> {
             if let Some(template) = spec.templates.first() {
                 Utterance::from_template(template, &mut values, &mut self.rng);
             }
-            fill_response(spec.response, &values, None)
+            fill_response(spec.responses, &values)
         };
         RuntimeOutcome {
             asr_text: heard,
@@ -1161,4 +1162,44 @@ fn state_after(intent: &str, state: &'static str, goal_kind: &str) -> &'static s
 /// Intents and their domains, for summaries.
 pub fn intent_names() -> Vec<&'static str> {
     INTENTS.iter().map(|i| i.name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::simulate::{SimulateConfig, generate};
+
+    /// The failure point is the FIRST stage that failed: check it against
+    /// what each stage observably did, on a few thousand dialogues.
+    #[test]
+    fn failure_points_agree_with_the_injected_errors() {
+        let config = SimulateConfig::new(3000, 11, "unused".into());
+        let mut seen = std::collections::HashSet::new();
+        for index in 0..config.dialogues {
+            let (dialogue, _) = generate(&config, index);
+            for (turn, truth) in dialogue.turns.iter().zip(&dialogue.truth) {
+                let nlu_right = turn.nlu_intent.as_deref() == Some(truth.intent);
+                // Words the ASR changed without consequence do not count as a failure.
+                let heard_right = turn.user_utterance == truth.said || truth.recovered_error;
+                seen.insert(truth.failure_point);
+                match truth.failure_point {
+                    FailurePoint::FalseWake => assert_eq!(truth.intent, "NotDeviceDirected"),
+                    FailurePoint::Asr => assert_ne!(turn.user_utterance, truth.said, "an ASR failure changes the words"),
+                    FailurePoint::Nlu => assert!(heard_right && !nlu_right, "{turn:?}"),
+                    FailurePoint::Entity | FailurePoint::Result => assert!(heard_right && nlu_right, "{turn:?}"),
+                    FailurePoint::Correct => {
+                        assert!(nlu_right, "a correct turn has the right intent: {turn:?}");
+                        assert!(heard_right, "changed words on a correct turn are a recovered error");
+                    }
+                }
+                if truth.intent == "NotDeviceDirected" {
+                    assert_eq!(truth.failure_point, FailurePoint::FalseWake);
+                }
+                for span in &truth.slots {
+                    assert!(turn.user_utterance.get(span.start as usize..span.end as usize).is_some());
+                }
+            }
+        }
+        assert_eq!(seen.len(), FailurePoint::ALL.len(), "every failure class occurs");
+    }
 }

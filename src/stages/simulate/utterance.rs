@@ -109,27 +109,28 @@ fn push_words(pieces: &mut Vec<Piece>, literal: &str) {
     }));
 }
 
-/// Fills a system response template from resolved slot values; a placeholder
-/// with no value takes the first value the turn has (the runtime read the
-/// user's words as that slot), or "that".
-pub fn fill_response(template: &str, values: &SlotValues, fallback: Option<&str>) -> String {
+/// The first response template whose placeholders all have values, filled.
+/// Lists end with a template without placeholders, so one always fits.
+pub fn fill_response(templates: &[&str], values: &SlotValues) -> String {
+    let template = templates
+        .iter()
+        .find(|template| placeholders(template).all(|name| values.contains_key(name)))
+        .copied()
+        .unwrap_or_default();
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
-        let close = rest[open..]
-            .find('}')
-            .map(|c| open + c)
-            .expect("templates close their braces");
-        let name = &rest[open + 1..close];
-        match values.get(name) {
-            Some(v) => out.push_str(v),
-            None => out.push_str(fallback.unwrap_or("that")),
-        }
+        let close = rest[open..].find('}').map(|c| open + c).expect("templates close their braces");
+        out.push_str(&values[&rest[open + 1..close]]);
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
     out
+}
+
+fn placeholders(template: &str) -> impl Iterator<Item = &str> {
+    template.split('{').skip(1).filter_map(|part| part.split_once('}').map(|(name, _)| name))
 }
 
 #[cfg(test)]
@@ -172,12 +173,11 @@ mod tests {
     }
 
     #[test]
-    fn responses_fall_back_when_a_slot_is_missing() {
+    fn responses_fall_back_to_a_template_whose_slots_are_known() {
         let mut values = SlotValues::new();
         values.insert("song", "x".into());
-        assert_eq!(
-            fill_response("Playing {song} by {artist}.", &values, Some("y")),
-            "Playing x by y."
-        );
+        let templates = ["Playing {song} by {artist}.", "Playing {song}.", "Playing music."];
+        assert_eq!(fill_response(&templates, &values), "Playing x.");
+        assert_eq!(fill_response(&templates, &SlotValues::new()), "Playing music.");
     }
 }

@@ -1,0 +1,49 @@
+//! Helpers shared by the end-to-end tests: run the binary, write Parquet.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{Field, Schema};
+use parquet::arrow::ArrowWriter;
+
+pub fn labelgen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_labelgen")).args(args).output().expect("the labelgen binary runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Simulates `dialogues` dialogues into `dir` and returns the JSON summary.
+pub fn simulate(dir: &Path, dialogues: usize, seed: u64) -> serde_json::Value {
+    let out = labelgen(&[
+        "simulate",
+        "--dialogues",
+        &dialogues.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "simulate failed: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("simulate prints JSON")
+}
+
+/// Writes columns as one Parquet file.
+pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+    let fields: Vec<Field> =
+        columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), true)).collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect())
+        .expect("test batch is consistent");
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
