@@ -151,7 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..SimulateConfig::new(args.dialogues, args.seed, args.out)
             };
             let summary = simulate::run(&config)?;
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(args) => {
@@ -161,9 +161,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 turns: args.turns,
             })?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                print_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
             } else {
-                print!("{}", validate::render(&report));
+                print_stdout(&validate::render(&report))?;
             }
             Ok(if report.valid {
                 ExitCode::SUCCESS
@@ -171,6 +171,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+    }
+}
+
+/// Writes to stdout; a reader that went away (`labelgen ... | head`) is not an error.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 
