@@ -6,5 +6,6 @@
 //! - evaluation against 3-annotator gold.
 
 pub mod data;
+pub mod eval;
 pub mod progress;
 pub mod stages;

@@ -7,10 +7,16 @@ use common::{labelgen, simulate, stderr};
 fn file_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     for sub in ["turns", "annotations"] {
-        let mut names: Vec<_> = std::fs::read_dir(dir.join(sub)).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(dir.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         names.sort();
         for name in names {
-            files.push((name.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&name).unwrap()));
+            files.push((
+                name.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&name).unwrap(),
+            ));
         }
     }
     files
@@ -58,20 +64,29 @@ fn distributions_and_annotator_error_rates_are_as_asked() {
     let summary = simulate(&tmp.path().join("sim"), 4000, 3);
     let failures = summary["turns_per_failure_point"].as_object().unwrap();
     for class in ["correct", "false_wake", "asr", "nlu", "entity", "result"] {
-        assert!(failures.get(class).and_then(|v| v.as_u64()).unwrap_or(0) > 50, "{class} is rare: {failures:?}");
+        assert!(
+            failures.get(class).and_then(|v| v.as_u64()).unwrap_or(0) > 50,
+            "{class} is rare: {failures:?}"
+        );
     }
     assert!(summary["turns_per_domain"].as_object().unwrap().len() >= 9);
     assert!(summary["turns_per_intent"].as_object().unwrap().len() >= 25);
     let context = summary["context_share"].as_f64().unwrap();
     assert!((0.15..=0.5).contains(&context), "context share {context}");
     let goals_per_dialogue = summary["goals"].as_f64().unwrap() / 4000.0;
-    assert!((1.5..=2.6).contains(&goals_per_dialogue), "{goals_per_dialogue} goals per dialogue");
+    assert!(
+        (1.5..=2.6).contains(&goals_per_dialogue),
+        "{goals_per_dialogue} goals per dialogue"
+    );
     // Realised per-label error rates of each annotator, against what was asked.
     let realised = summary["annotator_error_realised"].as_object().unwrap();
     for (annotator, asked) in [("a1", 0.06), ("a2", 0.06), ("a3", 0.06), ("single", 0.12)] {
         for label in ["intent", "failure_point", "slots"] {
             let rate = realised[annotator][label].as_f64().unwrap();
-            assert!((rate - asked).abs() < 0.02, "{annotator} {label}: {rate} vs {asked}");
+            assert!(
+                (rate - asked).abs() < 0.02,
+                "{annotator} {label}: {rate} vs {asked}"
+            );
         }
     }
 }
@@ -82,22 +97,56 @@ fn existing_output_is_kept_unless_forced() {
     let dir = tmp.path().join("sim");
     simulate(&dir, 20, 1);
     let before = file_bytes(&dir);
-    let out = labelgen(&["simulate", "--dialogues", "30", "--seed", "2", "--out", dir.to_str().unwrap(), "--quiet"]);
+    let out = labelgen(&[
+        "simulate",
+        "--dialogues",
+        "30",
+        "--seed",
+        "2",
+        "--out",
+        dir.to_str().unwrap(),
+        "--quiet",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("already exists") && stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already exists") && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(before, file_bytes(&dir), "a refused run changes nothing");
-    let out = labelgen(&["simulate", "--dialogues", "30", "--seed", "2", "--out", dir.to_str().unwrap(), "--quiet", "--force"]);
+    let out = labelgen(&[
+        "simulate",
+        "--dialogues",
+        "30",
+        "--seed",
+        "2",
+        "--out",
+        dir.to_str().unwrap(),
+        "--quiet",
+        "--force",
+    ]);
     assert!(out.status.success());
     assert_ne!(before, file_bytes(&dir));
     // No temporary directories are left beside the output.
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 2, "{leftovers:?}");
 }
 
 #[test]
 fn bad_options_are_refused_with_the_option_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = labelgen(&["simulate", "--dialogues", "5", "--out", tmp.path().to_str().unwrap(), "--single-error", "1.5"]);
+    let out = labelgen(&[
+        "simulate",
+        "--dialogues",
+        "5",
+        "--out",
+        tmp.path().to_str().unwrap(),
+        "--single-error",
+        "1.5",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--single-error"), "{}", stderr(&out));
 }

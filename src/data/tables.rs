@@ -575,13 +575,13 @@ fn decode_rows<T>(
 ) -> Decoded<T> {
     let mut rows = Vec::with_capacity(num_rows);
     let mut issues = Vec::new();
-    for i in 0..num_rows {
+    for (i, dialogue_id) in dialogue_ids.iter().enumerate().take(num_rows) {
         let mut check = RowCheck {
             place: RowPlace {
                 file: file.clone(),
                 row: first_row + i,
             },
-            dialogue_id: dialogue_ids[i].as_deref(),
+            dialogue_id: dialogue_id.as_deref(),
             issues: Vec::new(),
         };
         let row = build(i, &mut check);

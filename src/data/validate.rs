@@ -573,10 +573,13 @@ impl KeyTracker {
     }
 }
 
+/// (turn_index, goal_id, goal_success, where) of one annotated row.
+type GoalRow = (i32, Option<i32>, Option<bool>, RowPlace);
+
 /// Goal ids must not decrease through a dialogue, and a goal has one success value.
 #[derive(Default)]
 struct GoalTracker {
-    rows: HashMap<(String, String), Vec<(i32, Option<i32>, Option<bool>, RowPlace)>>,
+    rows: HashMap<(String, String), Vec<GoalRow>>,
 }
 
 impl GoalTracker {

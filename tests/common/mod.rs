@@ -10,7 +10,10 @@ use arrow::datatypes::{Field, Schema};
 use parquet::arrow::ArrowWriter;
 
 pub fn labelgen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_labelgen")).args(args).output().expect("the labelgen binary runs")
+    Command::new(env!("CARGO_BIN_EXE_labelgen"))
+        .args(args)
+        .output()
+        .expect("the labelgen binary runs")
 }
 
 pub fn stdout(output: &Output) -> String {
@@ -39,11 +42,17 @@ pub fn simulate(dir: &Path, dialogues: usize, seed: u64) -> serde_json::Value {
 
 /// Writes columns as one Parquet file.
 pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
-    let fields: Vec<Field> =
-        columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), true)).collect();
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect())
-        .expect("test batch is consistent");
-    let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
+        .collect();
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .expect("test batch is consistent");
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
 }

@@ -35,7 +35,14 @@ pub const INTENTS: &[IntentSpec] = &[
             "i want to hear {song} by {artist}",
             "play the song {song}",
         ],
-        responses: &["Playing {song} by {artist}.", "Playing {song}.", "Playing music by {artist}.", "Playing your {playlist} playlist.", "Playing some {genre}.", "Playing music."],
+        responses: &[
+            "Playing {song} by {artist}.",
+            "Playing {song}.",
+            "Playing music by {artist}.",
+            "Playing your {playlist} playlist.",
+            "Playing some {genre}.",
+            "Playing music.",
+        ],
         confusable: &["PlayAudiobook", "PlayVideo", "AddToPlaylist"],
     },
     IntentSpec {
@@ -46,7 +53,10 @@ pub const INTENTS: &[IntentSpec] = &[
             "put this on my {playlist} playlist",
             "save this song to {playlist}",
         ],
-        responses: &["Added it to your {playlist} playlist.", "Added it to your playlist."],
+        responses: &[
+            "Added it to your {playlist} playlist.",
+            "Added it to your playlist.",
+        ],
         confusable: &["AddToList", "PlayMusic"],
     },
     IntentSpec {
@@ -72,7 +82,12 @@ pub const INTENTS: &[IntentSpec] = &[
             "do i need an umbrella {date}",
             "what's the weather in {city} {date}",
         ],
-        responses: &["In {city} {date}: partly cloudy, high of 64.", "In {city}: 58 degrees and sunny.", "{date} in your area: showers, high of 55.", "Right now: 58 degrees and sunny."],
+        responses: &[
+            "In {city} {date}: partly cloudy, high of 64.",
+            "In {city}: 58 degrees and sunny.",
+            "{date} in your area: showers, high of 55.",
+            "Right now: 58 degrees and sunny.",
+        ],
         confusable: &["GetDeviceState", "GetFact"],
     },
     IntentSpec {
@@ -84,7 +99,11 @@ pub const INTENTS: &[IntentSpec] = &[
             "turn the {room} {device} on",
             "turn on the {device} in the {room} please",
         ],
-        responses: &["Turning on the {room} {device}.", "Turning on the {device}.", "OK, it's on."],
+        responses: &[
+            "Turning on the {room} {device}.",
+            "Turning on the {device}.",
+            "OK, it's on.",
+        ],
         confusable: &["TurnOffDevice", "SetTemperature"],
     },
     IntentSpec {
@@ -96,7 +115,11 @@ pub const INTENTS: &[IntentSpec] = &[
             "turn the {room} {device} off",
             "shut off the {device} in the {room}",
         ],
-        responses: &["Turning off the {room} {device}.", "Turning off the {device}.", "OK, it's off."],
+        responses: &[
+            "Turning off the {room} {device}.",
+            "Turning off the {device}.",
+            "OK, it's off.",
+        ],
         confusable: &["TurnOnDevice", "Stop"],
     },
     IntentSpec {
@@ -119,7 +142,11 @@ pub const INTENTS: &[IntentSpec] = &[
             "did i leave the {room} {device} on",
             "is the {room} {device} still on",
         ],
-        responses: &["The {room} {device} is on.", "The {device} is on.", "The oven is at 350 degrees."],
+        responses: &[
+            "The {room} {device} is on.",
+            "The {device} is on.",
+            "The oven is at 350 degrees.",
+        ],
         confusable: &["GetWeather", "TurnOnDevice"],
     },
     IntentSpec {
@@ -155,7 +182,11 @@ pub const INTENTS: &[IntentSpec] = &[
             "set an alarm for {time} {date}",
             "alarm at {time}",
         ],
-        responses: &["Alarm set for {time} {date}.", "Alarm set for {time}.", "Alarm set."],
+        responses: &[
+            "Alarm set for {time} {date}.",
+            "Alarm set for {time}.",
+            "Alarm set.",
+        ],
         confusable: &["SetTimer"],
     },
     IntentSpec {
@@ -166,7 +197,10 @@ pub const INTENTS: &[IntentSpec] = &[
             "how long until the timer goes off",
             "how much time is left on the {duration} timer",
         ],
-        responses: &["About four minutes left on your {duration} timer.", "About four minutes left."],
+        responses: &[
+            "About four minutes left on your {duration} timer.",
+            "About four minutes left.",
+        ],
         confusable: &["SetTimer", "GetTime"],
     },
     IntentSpec {
@@ -179,7 +213,11 @@ pub const INTENTS: &[IntentSpec] = &[
             "i need {item}",
             "add {item} and {item} to my {list_name} list",
         ],
-        responses: &["I added {item} to your {list_name} list.", "I added {item} to your list.", "Added."],
+        responses: &[
+            "I added {item} to your {list_name} list.",
+            "I added {item} to your list.",
+            "Added.",
+        ],
         confusable: &["AddToPlaylist", "RemoveFromList"],
     },
     IntentSpec {
@@ -190,7 +228,11 @@ pub const INTENTS: &[IntentSpec] = &[
             "take {item} off the list",
             "delete {item} from my {list_name} list",
         ],
-        responses: &["Removed {item} from your {list_name} list.", "Removed {item} from your list.", "Removed."],
+        responses: &[
+            "Removed {item} from your {list_name} list.",
+            "Removed {item} from your list.",
+            "Removed.",
+        ],
         confusable: &["AddToList"],
     },
     IntentSpec {
@@ -201,7 +243,10 @@ pub const INTENTS: &[IntentSpec] = &[
             "read my {list_name} list",
             "what do i need from the store",
         ],
-        responses: &["Your {list_name} list has milk, eggs and bread.", "Your shopping list has milk, eggs and bread."],
+        responses: &[
+            "Your {list_name} list has milk, eggs and bread.",
+            "Your shopping list has milk, eggs and bread.",
+        ],
         confusable: &["AddToList", "GetNews"],
     },
     IntentSpec {
@@ -214,7 +259,11 @@ pub const INTENTS: &[IntentSpec] = &[
             "put on the movie {video_title}",
             "i want to watch {video_title}",
         ],
-        responses: &["Playing {video_title} on your screen.", "Here's {video_title}, the movie.", "Playing the movie."],
+        responses: &[
+            "Playing {video_title} on your screen.",
+            "Here's {video_title}, the movie.",
+            "Playing the movie.",
+        ],
         confusable: &["PlayAudiobook", "PlayMusic"],
     },
     IntentSpec {
@@ -227,7 +276,11 @@ pub const INTENTS: &[IntentSpec] = &[
             "read me {book_title}",
             "start the book {book_title}",
         ],
-        responses: &["Here's {book_title}, the audiobook.", "Playing the audiobook {book_title}.", "Playing your audiobook."],
+        responses: &[
+            "Here's {book_title}, the audiobook.",
+            "Playing the audiobook {book_title}.",
+            "Playing your audiobook.",
+        ],
         confusable: &["PlayVideo", "PlayMusic", "ResumeAudiobook"],
     },
     IntentSpec {
@@ -264,7 +317,10 @@ pub const INTENTS: &[IntentSpec] = &[
             "tell {contact} {message}",
             "message {contact} {message}",
         ],
-        responses: &["Sending {contact}: {message}.", "What should the message say?"],
+        responses: &[
+            "Sending {contact}: {message}.",
+            "What should the message say?",
+        ],
         confusable: &["CallContact"],
     },
     IntentSpec {
@@ -289,7 +345,10 @@ pub const INTENTS: &[IntentSpec] = &[
             "what's happening in {news_category}",
             "play the {news_category} headlines",
         ],
-        responses: &["Here are the latest {news_category} headlines.", "Here's the news."],
+        responses: &[
+            "Here are the latest {news_category} headlines.",
+            "Here's the news.",
+        ],
         confusable: &["GetFact", "PlayMusic"],
     },
     IntentSpec {
@@ -312,7 +371,10 @@ pub const INTENTS: &[IntentSpec] = &[
             "find {cuisine} places near me",
             "show me {cuisine} restaurants",
         ],
-        responses: &["I found three {cuisine} places: {options}.", "Here are some restaurants near you."],
+        responses: &[
+            "I found three {cuisine} places: {options}.",
+            "Here are some restaurants near you.",
+        ],
         confusable: &["ReserveRestaurant", "GetFact"],
     },
     IntentSpec {
@@ -323,7 +385,10 @@ pub const INTENTS: &[IntentSpec] = &[
             "reserve {restaurant} for {party_size} people",
             "get me a table at {restaurant} at {time}",
         ],
-        responses: &["Your table at {restaurant} is booked.", "Your table is booked."],
+        responses: &[
+            "Your table at {restaurant} is booked.",
+            "Your table is booked.",
+        ],
         confusable: &["FindRestaurant"],
     },
     IntentSpec {
@@ -1251,7 +1316,11 @@ mod tests {
     #[test]
     fn every_template_slot_and_confusion_is_known() {
         for spec in INTENTS {
-            assert!(spec.responses.last().is_some_and(|r| !r.contains('{')), "{} needs a response without slots", spec.name);
+            assert!(
+                spec.responses.last().is_some_and(|r| !r.contains('{')),
+                "{} needs a response without slots",
+                spec.name
+            );
             for template in spec.templates.iter().chain(spec.responses) {
                 for part in template.split('{').skip(1) {
                     let slot = part.split('}').next().unwrap();

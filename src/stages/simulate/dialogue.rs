@@ -259,7 +259,7 @@ impl Simulator<'_> {
             let goal = self.plan_goal(&session);
             let success = self.play_goal(
                 goal,
-                goal_index as i32,
+                goal_index,
                 &mut session,
                 dialogue_id,
                 &mut clock_us,
@@ -421,30 +421,36 @@ impl Simulator<'_> {
                 }
             }
             "thermostat" => {
-                values.insert("temperature", format!("{} degrees", self.rng.random_range(62..=78)));
+                values.insert(
+                    "temperature",
+                    format!("{} degrees", self.rng.random_range(62..=78)),
+                );
                 vec![Step::with(
-                "SetTemperature",
-                &[
-                    "set the thermostat to {temperature}",
-                    "make it {temperature} in here",
-                    "set the heat to {temperature}",
-                ],
-                None,
-                Reply::Done,
-            )]
+                    "SetTemperature",
+                    &[
+                        "set the thermostat to {temperature}",
+                        "make it {temperature} in here",
+                        "set the heat to {temperature}",
+                    ],
+                    None,
+                    Reply::Done,
+                )]
             }
             "oven" => {
-                values.insert("temperature", format!("{} degrees", 25 * self.rng.random_range(12..=18)));
+                values.insert(
+                    "temperature",
+                    format!("{} degrees", 25 * self.rng.random_range(12..=18)),
+                );
                 vec![Step::with(
-                "SetTemperature",
-                &[
-                    "preheat the oven to {temperature}",
-                    "set the oven to {temperature}",
-                    "heat the oven to {temperature}",
-                ],
-                None,
-                Reply::Done,
-            )]
+                    "SetTemperature",
+                    &[
+                        "preheat the oven to {temperature}",
+                        "set the oven to {temperature}",
+                        "heat the oven to {temperature}",
+                    ],
+                    None,
+                    Reply::Done,
+                )]
             }
             "timer" => {
                 if self.chance(0.35) {
@@ -562,7 +568,10 @@ impl Simulator<'_> {
                             "FindRestaurant",
                             catalog::intent("FindRestaurant").templates,
                             None,
-                            Reply::Ask(&["I found three {cuisine} places: {options}. Which one?", "I found three places: {options}. Which one?"]),
+                            Reply::Ask(&[
+                                "I found three {cuisine} places: {options}. Which one?",
+                                "I found three places: {options}. Which one?",
+                            ]),
                         ),
                         Step::with(
                             "ReserveRestaurant",
@@ -591,7 +600,13 @@ impl Simulator<'_> {
                             "ReserveRestaurant",
                             &["{time}", "at {time}", "around {time}"],
                             Some(SlotFill),
-                            Reply::Ask(&["Shall I book {restaurant} for {party_size} at {time}?", "Shall I book {restaurant} for {party_size}?", "Shall I book {restaurant} at {time}?", "Shall I book {restaurant}?", "Shall I book it?"]),
+                            Reply::Ask(&[
+                                "Shall I book {restaurant} for {party_size} at {time}?",
+                                "Shall I book {restaurant} for {party_size}?",
+                                "Shall I book {restaurant} at {time}?",
+                                "Shall I book {restaurant}?",
+                                "Shall I book it?",
+                            ]),
                         ),
                         Step::with(
                             "ReserveRestaurant",
@@ -606,7 +621,13 @@ impl Simulator<'_> {
                             "ReserveRestaurant",
                             catalog::intent("ReserveRestaurant").templates,
                             None,
-                            Reply::Ask(&["Shall I book {restaurant} for {party_size} at {time}?", "Shall I book {restaurant} for {party_size}?", "Shall I book {restaurant} at {time}?", "Shall I book {restaurant}?", "Shall I book it?"]),
+                            Reply::Ask(&[
+                                "Shall I book {restaurant} for {party_size} at {time}?",
+                                "Shall I book {restaurant} for {party_size}?",
+                                "Shall I book {restaurant} at {time}?",
+                                "Shall I book {restaurant}?",
+                                "Shall I book it?",
+                            ]),
                         ),
                         Step::with(
                             "ReserveRestaurant",
@@ -877,16 +898,15 @@ impl Simulator<'_> {
         let mut recovered = false;
         let mut asr_confidence = self.confidence(0.91, 0.05);
         // ASR: a harmless drop of a small word, or a real misrecognition.
-        if self.chance(0.08) {
-            if let Some(i) = heard
+        if self.chance(0.08)
+            && let Some(i) = heard
                 .pieces
                 .iter()
                 .position(|p| p.slot.is_none() && DROPPABLE.contains(&p.text.as_str()))
-            {
-                heard.pieces.remove(i);
-                recovered = true;
-                asr_confidence = self.confidence(0.8, 0.08);
-            }
+        {
+            heard.pieces.remove(i);
+            recovered = true;
+            asr_confidence = self.confidence(0.8, 0.08);
         }
         let mut failure = FailurePoint::Correct;
         let mut nlu_intent = step.intent;
@@ -1022,14 +1042,8 @@ impl Simulator<'_> {
             )
         } else {
             match &step.reply {
-                Reply::Ask(question) => (
-                    fill_response(question, &resolved),
-                    "prompted",
-                ),
-                Reply::Done => (
-                    fill_response(spec.responses, &resolved),
-                    "completed",
-                ),
+                Reply::Ask(question) => (fill_response(question, &resolved), "prompted"),
+                Reply::Done => (fill_response(spec.responses, &resolved), "completed"),
             }
         };
         RuntimeOutcome {
@@ -1184,22 +1198,38 @@ mod tests {
                 seen.insert(truth.failure_point);
                 match truth.failure_point {
                     FailurePoint::FalseWake => assert_eq!(truth.intent, "NotDeviceDirected"),
-                    FailurePoint::Asr => assert_ne!(turn.user_utterance, truth.said, "an ASR failure changes the words"),
+                    FailurePoint::Asr => assert_ne!(
+                        turn.user_utterance, truth.said,
+                        "an ASR failure changes the words"
+                    ),
                     FailurePoint::Nlu => assert!(heard_right && !nlu_right, "{turn:?}"),
-                    FailurePoint::Entity | FailurePoint::Result => assert!(heard_right && nlu_right, "{turn:?}"),
+                    FailurePoint::Entity | FailurePoint::Result => {
+                        assert!(heard_right && nlu_right, "{turn:?}")
+                    }
                     FailurePoint::Correct => {
                         assert!(nlu_right, "a correct turn has the right intent: {turn:?}");
-                        assert!(heard_right, "changed words on a correct turn are a recovered error");
+                        assert!(
+                            heard_right,
+                            "changed words on a correct turn are a recovered error"
+                        );
                     }
                 }
                 if truth.intent == "NotDeviceDirected" {
                     assert_eq!(truth.failure_point, FailurePoint::FalseWake);
                 }
                 for span in &truth.slots {
-                    assert!(turn.user_utterance.get(span.start as usize..span.end as usize).is_some());
+                    assert!(
+                        turn.user_utterance
+                            .get(span.start as usize..span.end as usize)
+                            .is_some()
+                    );
                 }
             }
         }
-        assert_eq!(seen.len(), FailurePoint::ALL.len(), "every failure class occurs");
+        assert_eq!(
+            seen.len(),
+            FailurePoint::ALL.len(),
+            "every failure class occurs"
+        );
     }
 }

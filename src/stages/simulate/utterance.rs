@@ -121,7 +121,10 @@ pub fn fill_response(templates: &[&str], values: &SlotValues) -> String {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
-        let close = rest[open..].find('}').map(|c| open + c).expect("templates close their braces");
+        let close = rest[open..]
+            .find('}')
+            .map(|c| open + c)
+            .expect("templates close their braces");
         out.push_str(&values[&rest[open + 1..close]]);
         rest = &rest[close + 1..];
     }
@@ -130,7 +133,10 @@ pub fn fill_response(templates: &[&str], values: &SlotValues) -> String {
 }
 
 fn placeholders(template: &str) -> impl Iterator<Item = &str> {
-    template.split('{').skip(1).filter_map(|part| part.split_once('}').map(|(name, _)| name))
+    template
+        .split('{')
+        .skip(1)
+        .filter_map(|part| part.split_once('}').map(|(name, _)| name))
 }
 
 #[cfg(test)]
@@ -176,8 +182,15 @@ mod tests {
     fn responses_fall_back_to_a_template_whose_slots_are_known() {
         let mut values = SlotValues::new();
         values.insert("song", "x".into());
-        let templates = ["Playing {song} by {artist}.", "Playing {song}.", "Playing music."];
+        let templates = [
+            "Playing {song} by {artist}.",
+            "Playing {song}.",
+            "Playing music.",
+        ];
         assert_eq!(fill_response(&templates, &values), "Playing x.");
-        assert_eq!(fill_response(&templates, &SlotValues::new()), "Playing music.");
+        assert_eq!(
+            fill_response(&templates, &SlotValues::new()),
+            "Playing music."
+        );
     }
 }

@@ -1,0 +1,3 @@
+//! Evaluation against 3-annotator gold: metrics, gold policies, reports.
+
+pub mod metrics;
