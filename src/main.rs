@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use labelgen::data::issues::DataError;
 use labelgen::data::schema::Table;
 use labelgen::data::validate::{self, ValidateConfig};
+use labelgen::eval::{self, EvalConfig, gold::GoldPolicy};
 use labelgen::stages::simulate::{self, ErrorRates, SimulateConfig};
 
 // The stages allocate many small strings across threads, where glibc's
@@ -34,6 +35,11 @@ enum Command {
         after_help = "Writes OUT/turns and OUT/annotations (Parquet datasets) and prints a JSON summary on stdout.\n\nExample:\n  labelgen simulate --dialogues 5000 --seed 1 --out data/train"
     )]
     Simulate(SimulateArgs),
+    /// Judge labels against 3-annotator gold, beside the single-pass annotator and human leave-one-out
+    #[command(
+        after_help = "Writes OUT/report.md, OUT/report.json, OUT/plots/*.svg, OUT/review (Parquet), OUT/review_label_studio.json\nand prints the headline figures as JSON on stdout.\n\nExamples:\n  labelgen eval --gold data/dev/annotations --baseline-annotator single --out reports/annotator\n  labelgen eval --gold data/dev/annotations --pred model=labels/dev --pred contextless=labels/dev-nocontext \\\n      --turns data/dev/turns --out reports/dev"
+    )]
+    Eval(EvalArgs),
     /// Check a Parquet dataset (a file or a directory of part files) against its table schema
     #[command(
         after_help = "Exit codes: 0 valid, 1 invalid, 2 usage or I/O error.\n\nExamples:\n  labelgen validate logs/ --table turns\n  labelgen validate gold.parquet --table annotations --turns logs/ --json"
@@ -81,6 +87,70 @@ struct SimulateArgs {
     force: bool,
     #[command(flatten)]
     common: Common,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Annotations table with the gold annotators (and the baseline annotator)
+    #[arg(long)]
+    gold: PathBuf,
+    /// A labels table to judge, as NAME=PATH or PATH (named model, model2, ...); repeatable
+    #[arg(long = "pred", value_name = "[NAME=]LABELS")]
+    preds: Vec<String>,
+    /// Annotator judged beside the predictions and used as the bar to beat; repeatable
+    #[arg(long = "baseline-annotator", default_value = "single")]
+    baseline_annotators: Vec<String>,
+    /// The annotators whose agreement is the gold
+    #[arg(long, value_delimiter = ',', default_value = "a1,a2,a3")]
+    gold_annotators: Vec<String>,
+    /// unanimous: all gold annotators agree (corroborated); majority: at least two of three
+    #[arg(long, value_enum, default_value = "unanimous")]
+    gold_policy: GoldPolicy,
+    /// The logs, to show utterances in the review list
+    #[arg(long)]
+    turns: Option<PathBuf>,
+    /// Report directory
+    #[arg(long)]
+    out: PathBuf,
+    /// Bootstrap resamples for intervals and paired tests (0 turns them off)
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    /// Seed of the bootstrap
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A human annotator's throughput, for annotator-hours saved
+    #[arg(long, default_value_t = 120.0)]
+    annotator_turns_per_hour: f64,
+    /// A prediction this confident that disagrees with the gold goes on the review list
+    #[arg(long, default_value_t = 0.9)]
+    review_confidence: f64,
+    /// Replace an existing report directory
+    #[arg(long)]
+    force: bool,
+}
+
+/// "NAME=PATH" or "PATH"; unnamed predictions are model, model2, ...
+fn parse_preds(values: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut preds = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let named = value.split_once('=').filter(|(name, _)| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+        let (name, path) = match named {
+            Some((name, path)) => (name.to_string(), PathBuf::from(path)),
+            None if i == 0 => ("model".to_string(), PathBuf::from(value)),
+            None => (format!("model{}", i + 1), PathBuf::from(value)),
+        };
+        anyhow::ensure!(
+            !preds.iter().any(|(n, _)| *n == name),
+            "--pred name `{name}` is used twice"
+        );
+        preds.push((name, path));
+    }
+    Ok(preds)
 }
 
 #[derive(Args)]
@@ -151,6 +221,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..SimulateConfig::new(args.dialogues, args.seed, args.out)
             };
             let summary = simulate::run(&config)?;
+            print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(args) => {
+            let config = EvalConfig {
+                preds: parse_preds(&args.preds)?,
+                baseline_annotators: args.baseline_annotators,
+                gold_annotators: args.gold_annotators,
+                policy: args.gold_policy,
+                turns: args.turns,
+                bootstrap_resamples: args.bootstrap,
+                seed: args.seed,
+                annotator_turns_per_hour: args.annotator_turns_per_hour,
+                review_confidence: args.review_confidence,
+                overwrite: args.force,
+                ..EvalConfig::new(args.gold, args.out.clone())
+            };
+            let report = eval::run(&config)?;
+            let headline: serde_json::Map<String, serde_json::Value> = report
+                .systems
+                .iter()
+                .map(|s| {
+                    let tasks = s
+                        .tasks
+                        .iter()
+                        .map(|(t, r)| {
+                            (
+                                t.name().to_string(),
+                                serde_json::json!({r.headline: r.metrics[r.headline].value}),
+                            )
+                        })
+                        .collect();
+                    (s.name.clone(), serde_json::Value::Object(tasks))
+                })
+                .collect();
+            let summary = serde_json::json!({
+                "report": args.out.join("report.md"),
+                "report_json": args.out.join("report.json"),
+                "headline": headline,
+                "review_items": report.review_items,
+            });
             print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
             Ok(ExitCode::SUCCESS)
         }

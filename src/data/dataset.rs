@@ -312,6 +312,17 @@ impl DatasetWriter {
             let batch = T::to_batch(&[])?;
             self.write_empty(&batch)?;
         }
+        self.finish_raw()
+    }
+
+    /// [`DatasetWriter::finish`] for a table that is not one of the three
+    /// (a review list): at least one batch, possibly empty, must have been written.
+    pub fn finish_raw(mut self) -> anyhow::Result<usize> {
+        anyhow::ensure!(
+            self.parts > 0,
+            "no batch was written to {}",
+            self.target.display()
+        );
         self.close_part()?;
         if self.target.exists() {
             let old = self.temp.with_extension("old");

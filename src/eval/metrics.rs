@@ -352,11 +352,23 @@ pub fn bootstrap_ci(
     level: f64,
     seed: u64,
 ) -> (f64, f64) {
+    bootstrap_cis(per_dialogue, &[&stat], resamples, level, seed)[0]
+}
+
+/// [`bootstrap_ci`] for several statistics of the same counts at once: each
+/// resample is summed once, which is what a report with many metrics needs.
+pub fn bootstrap_cis(
+    per_dialogue: &[Counts],
+    stats: &[&(dyn Fn(&Counts) -> f64 + Sync)],
+    resamples: usize,
+    level: f64,
+    seed: u64,
+) -> Vec<(f64, f64)> {
     let n = per_dialogue.len();
     if n == 0 {
-        return (f64::NAN, f64::NAN);
+        return vec![(f64::NAN, f64::NAN); stats.len()];
     }
-    let mut stats: Vec<f64> = (0..resamples)
+    let draws: Vec<Vec<f64>> = (0..resamples)
         .into_par_iter()
         .map(|r| {
             let mut rng = resample_rng(seed, r);
@@ -364,16 +376,20 @@ pub fn bootstrap_ci(
             for _ in 0..n {
                 total.add(&per_dialogue[rng.random_range(0..n)]);
             }
-            stat(&total)
+            stats.iter().map(|stat| stat(&total)).collect()
         })
-        .filter(|s| !s.is_nan())
         .collect();
-    if stats.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    stats.sort_by(f64::total_cmp);
     let tail = (1.0 - level) / 2.0;
-    (percentile(&stats, tail), percentile(&stats, 1.0 - tail))
+    (0..stats.len())
+        .map(|k| {
+            let mut values: Vec<f64> = draws.iter().map(|d| d[k]).filter(|v| !v.is_nan()).collect();
+            if values.is_empty() {
+                return (f64::NAN, f64::NAN);
+            }
+            values.sort_by(f64::total_cmp);
+            (percentile(&values, tail), percentile(&values, 1.0 - tail))
+        })
+        .collect()
 }
 
 /// Paired bootstrap test (Koehn 2004 style, two-sided): a and b are the same

@@ -1,0 +1,251 @@
+//! Who said what about each turn, and the gold the three annotators agree on.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::data::tables::{Annotation, Label, SlotSpan};
+
+/// Gold from the three annotators: all must agree (corroborated, the
+/// keynote's protocol), or at least two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GoldPolicy {
+    Unanimous,
+    Majority,
+}
+
+/// One system's labels for one turn: a model's (with probabilities) or an
+/// annotator's (without).
+#[derive(Debug, Clone, Default)]
+pub struct TurnLabels {
+    pub goal_id: Option<i32>,
+    pub goal_success: Option<bool>,
+    pub intent: Option<String>,
+    pub slots: Option<Vec<SlotSpan>>,
+    pub failure_point: Option<String>,
+    pub goal_boundary_prob: Option<f32>,
+    pub goal_success_prob: Option<f32>,
+    pub intent_prob: Option<f32>,
+    pub slots_prob: Option<f32>,
+    pub failure_point_prob: Option<f32>,
+}
+
+/// A system's labels: dialogue id -> turns by turn_index (None: no row).
+pub type SystemLabels = HashMap<String, Vec<Option<TurnLabels>>>;
+
+fn place(labels: &mut SystemLabels, dialogue: &str, turn: i32, value: TurnLabels) {
+    let turns = labels.entry(dialogue.to_string()).or_default();
+    let t = turn.max(0) as usize;
+    if turns.len() <= t {
+        turns.resize(t + 1, None);
+    }
+    turns[t] = Some(value);
+}
+
+/// Splits an annotations table by annotator.
+pub fn by_annotator(rows: Vec<Annotation>) -> BTreeMap<String, SystemLabels> {
+    let mut out: BTreeMap<String, SystemLabels> = BTreeMap::new();
+    for row in rows {
+        let labels = TurnLabels {
+            goal_id: row.goal_id,
+            goal_success: row.goal_success,
+            intent: row.intent,
+            slots: row.slots.map(|mut s| {
+                s.sort();
+                s
+            }),
+            failure_point: row.failure_point,
+            ..TurnLabels::default()
+        };
+        place(
+            out.entry(row.annotator_id).or_default(),
+            &row.dialogue_id,
+            row.turn_index,
+            labels,
+        );
+    }
+    out
+}
+
+/// A labels table as a system.
+pub fn from_labels(rows: Vec<Label>) -> SystemLabels {
+    let mut out = SystemLabels::new();
+    for row in rows {
+        let labels = TurnLabels {
+            goal_id: row.goal_id,
+            goal_success: row.goal_success,
+            intent: row.intent,
+            slots: row.slots.map(|spans| {
+                let mut s: Vec<SlotSpan> = spans
+                    .into_iter()
+                    .map(|s| SlotSpan {
+                        slot: s.slot,
+                        start: s.start,
+                        end: s.end,
+                    })
+                    .collect();
+                s.sort();
+                s
+            }),
+            failure_point: row.failure_point,
+            goal_boundary_prob: row.goal_boundary_prob,
+            goal_success_prob: row.goal_success_prob,
+            intent_prob: row.intent_prob,
+            slots_prob: row.slots_prob,
+            failure_point_prob: row.failure_point_prob,
+        };
+        place(&mut out, &row.dialogue_id, row.turn_index, labels);
+    }
+    out
+}
+
+/// The gold of one dialogue. `None` marks an item without gold (the
+/// annotators did not agree, or did not all label it).
+#[derive(Debug, Clone, Default)]
+pub struct GoldDialogue {
+    pub turns: usize,
+    pub intent: Vec<Option<String>>,
+    pub failure_point: Vec<Option<String>>,
+    pub slots: Vec<Option<Vec<SlotSpan>>>,
+    /// Goal id per turn, when the segmentation as a whole has gold.
+    pub segmentation: Option<Vec<i32>>,
+    /// Per gold goal: (first turn, end turn exclusive, success if agreed).
+    pub goals: Vec<(usize, usize, Option<bool>)>,
+}
+
+/// The value at least `needed` of the annotators gave (nulls do not vote).
+fn agreed<T: PartialEq + Clone>(votes: &[Option<T>], needed: usize) -> Option<T> {
+    votes
+        .iter()
+        .flatten()
+        .find(|v| votes.iter().flatten().filter(|w| w == v).count() >= needed)
+        .cloned()
+}
+
+fn needed(policy: GoldPolicy, annotators: usize) -> usize {
+    match policy {
+        GoldPolicy::Unanimous => annotators,
+        GoldPolicy::Majority => annotators / 2 + 1,
+    }
+}
+
+/// Gold for one dialogue from the given annotators' labels.
+pub fn derive(annotators: &[Option<&Vec<Option<TurnLabels>>>], policy: GoldPolicy) -> GoldDialogue {
+    let need = needed(policy, annotators.len());
+    let turns = annotators
+        .iter()
+        .flatten()
+        .map(|t| t.len())
+        .max()
+        .unwrap_or(0);
+    fn label<'a>(a: &Option<&'a Vec<Option<TurnLabels>>>, t: usize) -> Option<&'a TurnLabels> {
+        a.and_then(|turns| turns.get(t)).and_then(Option::as_ref)
+    }
+    let votes = |t: usize, get: &dyn Fn(&TurnLabels) -> Option<String>| -> Option<String> {
+        agreed(
+            &annotators
+                .iter()
+                .map(|a| label(a, t).and_then(get))
+                .collect::<Vec<_>>(),
+            need,
+        )
+    };
+    let mut gold = GoldDialogue {
+        turns,
+        ..GoldDialogue::default()
+    };
+    for t in 0..turns {
+        gold.intent.push(votes(t, &|l| l.intent.clone()));
+        gold.failure_point
+            .push(votes(t, &|l| l.failure_point.clone()));
+        let slot_votes: Vec<Option<Vec<SlotSpan>>> = annotators
+            .iter()
+            .map(|a| label(a, t).and_then(|l| l.slots.clone()))
+            .collect();
+        gold.slots.push(agreed(&slot_votes, need));
+    }
+    // Segmentation: a gold boundary decision for every turn, or no gold.
+    let mut segmentation = Vec::with_capacity(turns);
+    let mut goal = 0;
+    for t in 0..turns {
+        let boundary_votes: Vec<Option<bool>> = annotators
+            .iter()
+            .map(|a| {
+                if t == 0 {
+                    return Some(false);
+                }
+                match (
+                    label(a, t - 1).and_then(|l| l.goal_id),
+                    label(a, t).and_then(|l| l.goal_id),
+                ) {
+                    (Some(before), Some(now)) => Some(before != now),
+                    _ => None,
+                }
+            })
+            .collect();
+        match agreed(&boundary_votes, need) {
+            Some(boundary) => {
+                goal += i32::from(boundary);
+                segmentation.push(goal);
+            }
+            None => break,
+        }
+    }
+    if segmentation.len() == turns && turns > 0 {
+        // Goal success per gold goal: each annotator's value at the goal's first turn.
+        let mut start = 0;
+        for t in 1..=turns {
+            if t == turns || segmentation[t] != segmentation[t - 1] {
+                let success_votes: Vec<Option<bool>> = annotators
+                    .iter()
+                    .map(|a| label(a, start).and_then(|l| l.goal_success))
+                    .collect();
+                gold.goals.push((start, t, agreed(&success_votes, need)));
+                start = t;
+            }
+        }
+        gold.segmentation = Some(segmentation);
+    }
+    gold
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(goal: i32, success: bool, intent: &str) -> Option<TurnLabels> {
+        Some(TurnLabels {
+            goal_id: Some(goal),
+            goal_success: Some(success),
+            intent: Some(intent.into()),
+            slots: Some(vec![]),
+            failure_point: Some("correct".into()),
+            ..TurnLabels::default()
+        })
+    }
+
+    #[test]
+    fn unanimous_needs_all_three_and_majority_two() {
+        let a = vec![turn(0, true, "PlayMusic"), turn(1, false, "GetWeather")];
+        let b = vec![turn(0, true, "PlayMusic"), turn(1, false, "GetWeather")];
+        let c = vec![turn(0, true, "PlayVideo"), turn(0, true, "GetWeather")];
+        let all = [Some(&a), Some(&b), Some(&c)];
+        let gold = derive(&all, GoldPolicy::Unanimous);
+        assert_eq!(gold.intent, vec![None, Some("GetWeather".to_string())]);
+        assert_eq!(gold.segmentation, None, "c puts no boundary at turn 1");
+        let gold = derive(&all, GoldPolicy::Majority);
+        assert_eq!(gold.intent[0].as_deref(), Some("PlayMusic"));
+        assert_eq!(gold.segmentation, Some(vec![0, 1]));
+        assert_eq!(gold.goals, vec![(0, 1, Some(true)), (1, 2, Some(false))]);
+    }
+
+    #[test]
+    fn a_missing_annotator_leaves_unanimous_gold_undefined() {
+        let a = vec![turn(0, true, "PlayMusic")];
+        let gold = derive(&[Some(&a), Some(&a), None], GoldPolicy::Unanimous);
+        assert_eq!(gold.intent, vec![None]);
+        let gold = derive(&[Some(&a), Some(&a), None], GoldPolicy::Majority);
+        assert_eq!(gold.intent[0].as_deref(), Some("PlayMusic"));
+    }
+}

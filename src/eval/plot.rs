@@ -1,0 +1,228 @@
+//! Plots as SVG: precision-coverage curves and a confusion matrix.
+//!
+//! Written directly as SVG text: the plotting crates render text through
+//! system fonts (font-kit, fontconfig) that a fresh machine may not have,
+//! while an SVG's text is drawn by whatever views it.
+
+use std::fmt::Write;
+
+use super::metrics::SweepPoint;
+
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 420.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 30.0;
+const TOP: f64 = 50.0;
+const BOTTOM: f64 = 60.0;
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+];
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Precision (y) against coverage (x) for each system's sweep, with the
+/// baseline annotator's precision as a dashed line. The y axis starts at the
+/// lowest value shown, so differences of a point or two stay visible.
+pub fn sweep_svg(
+    title: &str,
+    curves: &[(&str, &[SweepPoint])],
+    baseline: Option<(&str, f64)>,
+) -> String {
+    let ys = curves
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|p| p.precision))
+        .chain(baseline.map(|b| b.1));
+    let low = ys.filter(|v| v.is_finite()).fold(1.0f64, f64::min);
+    let y_min = ((low - 0.02).max(0.0) * 20.0).floor() / 20.0;
+    let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+    let x = |coverage: f64| LEFT + coverage * plot_w;
+    let y = |precision: f64| TOP + (1.0 - (precision - y_min) / (1.0 - y_min).max(1e-9)) * plot_h;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="Helvetica, Arial, sans-serif" font-size="13">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{}" y="28" text-anchor="middle" font-size="16" font-weight="bold">{}</text>
+"#,
+        WIDTH / 2.0,
+        escape(title)
+    );
+    // Grid and axes.
+    for i in 0..=10 {
+        let c = i as f64 / 10.0;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{0:.1}" y1="{TOP}" x2="{0:.1}" y2="{1:.1}" stroke="#e5e5e5"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle">{3:.0}%</text>"##,
+            x(c),
+            TOP + plot_h,
+            TOP + plot_h + 18.0,
+            c * 100.0
+        );
+    }
+    let steps = ((1.0 - y_min) / 0.05).round().max(1.0) as usize;
+    for i in 0..=steps {
+        let p = y_min + (1.0 - y_min) * i as f64 / steps as f64;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#e5e5e5"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{4:.2}</text>"##,
+            y(p),
+            LEFT + plot_w,
+            LEFT - 8.0,
+            y(p) + 4.0,
+            p
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#333"/>"##
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">coverage (share of items labelled at or above the threshold)</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 15.0
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">precision (accuracy on labelled items)</text>"#,
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0
+    );
+    let mut legend_y = TOP + 16.0;
+    if let Some((name, precision)) = baseline {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#555" stroke-width="2" stroke-dasharray="6 4"/>"##,
+            y(precision),
+            LEFT + plot_w
+        );
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{0:.1}" y1="{1:.1}" x2="{2:.1}" y2="{1:.1}" stroke="#555" stroke-width="2" stroke-dasharray="6 4"/><text x="{3:.1}" y="{4:.1}">{5} ({6:.3})</text>"##,
+            LEFT + 12.0,
+            legend_y,
+            LEFT + 40.0,
+            LEFT + 46.0,
+            legend_y + 4.0,
+            escape(name),
+            precision
+        );
+        legend_y += 18.0;
+    }
+    for (i, (name, points)) in curves.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let path: Vec<String> = points
+            .iter()
+            .filter(|p| p.precision.is_finite() && p.covered > 0)
+            .map(|p| format!("{:.1},{:.1}", x(p.coverage), y(p.precision)))
+            .collect();
+        if !path.is_empty() {
+            let _ = writeln!(
+                svg,
+                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2.5"/>"#,
+                path.join(" ")
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{0:.1}" y1="{1:.1}" x2="{2:.1}" y2="{1:.1}" stroke="{color}" stroke-width="3"/><text x="{3:.1}" y="{4:.1}">{5}</text>"#,
+            LEFT + 12.0,
+            legend_y,
+            LEFT + 40.0,
+            LEFT + 46.0,
+            legend_y + 4.0,
+            escape(name)
+        );
+        legend_y += 18.0;
+    }
+    svg += "</svg>\n";
+    svg
+}
+
+/// A confusion matrix as a heat map: rows gold, columns predicted, each row
+/// shaded by its own share so rare classes stay readable.
+pub fn confusion_svg(title: &str, labels: &[String], matrix: &[Vec<u64>]) -> String {
+    let columns: Vec<String> = labels
+        .iter()
+        .cloned()
+        .chain(["withheld".to_string()])
+        .collect();
+    let cell = 62.0;
+    let (left, top) = (110.0, 90.0);
+    let width = left + cell * columns.len() as f64 + 20.0;
+    let height = top + cell * labels.len() as f64 + 50.0;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{}" y="24" text-anchor="middle" font-size="15" font-weight="bold">{}</text>
+<text x="{}" y="46" text-anchor="middle">predicted</text>
+<text x="18" y="{}" text-anchor="middle" transform="rotate(-90 18 {})">gold</text>
+"#,
+        width / 2.0,
+        escape(title),
+        left + cell * columns.len() as f64 / 2.0,
+        top + cell * labels.len() as f64 / 2.0,
+        top + cell * labels.len() as f64 / 2.0
+    );
+    for (j, label) in columns.iter().enumerate() {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            left + cell * (j as f64 + 0.5),
+            top - 10.0,
+            escape(label)
+        );
+    }
+    for (i, (label, row)) in labels.iter().zip(matrix).enumerate() {
+        let row_total: u64 = row.iter().sum::<u64>().max(1);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            left - 8.0,
+            top + cell * (i as f64 + 0.5) + 4.0,
+            escape(label)
+        );
+        for (j, &count) in row.iter().enumerate() {
+            let share = count as f64 / row_total as f64;
+            let shade = (255.0 - share * 200.0) as u8;
+            let ink = if share > 0.55 { "white" } else { "black" };
+            let (cx, cy) = (left + cell * j as f64, top + cell * i as f64);
+            let _ = writeln!(
+                svg,
+                r##"<rect x="{cx:.1}" y="{cy:.1}" width="{cell}" height="{cell}" fill="rgb({shade},{shade},255)" stroke="#fff"/><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{ink}">{count}</text>"##,
+                cx + cell / 2.0,
+                cy + cell / 2.0 + 4.0
+            );
+        }
+    }
+    svg += "</svg>\n";
+    svg
+}
+
+/// Renders an SVG to PNG at twice its size, with DejaVu Sans compiled in
+/// (a fresh machine may have no fonts at all).
+pub fn png(svg: &str) -> anyhow::Result<Vec<u8>> {
+    use resvg::{tiny_skia, usvg};
+    let mut options = usvg::Options::default();
+    let fonts = options.fontdb_mut();
+    fonts.load_font_data(dejavu::sans::regular().to_vec());
+    fonts.load_font_data(dejavu::sans::bold().to_vec());
+    fonts.set_sans_serif_family("DejaVu Sans");
+    options.font_family = "DejaVu Sans".into();
+    let tree = usvg::Tree::from_str(svg, &options)?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = tiny_skia::Pixmap::new(size.width() * 2, size.height() * 2)
+        .ok_or_else(|| anyhow::anyhow!("plot of zero size"))?;
+    resvg::render(
+        &tree,
+        tiny_skia::Transform::from_scale(2.0, 2.0),
+        &mut pixmap.as_mut(),
+    );
+    Ok(pixmap.encode_png()?)
+}

@@ -1,0 +1,367 @@
+//! `labelgen eval` end to end on sample_data: the report, its plots and
+//! review list, a prediction with confidences, and bad inputs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{labelgen, stderr};
+use labelgen::data::dataset::{DatasetWriter, read_table};
+use labelgen::data::tables::{Annotation, Label, LabelledSlotSpan};
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_data")
+}
+
+fn run_eval(args: &[&str]) -> serde_json::Value {
+    let out = labelgen(args);
+    assert!(out.status.success(), "eval failed: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("eval prints JSON")
+}
+
+/// A stand-in model: the truth, with every 7th intent wrong at low
+/// confidence and one failure point wrong at high confidence.
+fn write_predictions(dir: &Path, drop_dialogue: Option<&str>, extra: bool) -> PathBuf {
+    let (rows, _) = read_table::<Annotation>(&sample().join("annotations")).unwrap();
+    let mut labels: Vec<Label> = rows
+        .into_iter()
+        .filter(|a| a.annotator_id == "truth" && Some(a.dialogue_id.as_str()) != drop_dialogue)
+        .enumerate()
+        .map(|(i, a)| {
+            let wrong_intent = i % 7 == 3;
+            let wrong_failure = i == 10;
+            Label {
+                dialogue_id: a.dialogue_id.clone(),
+                turn_index: a.turn_index,
+                goal_id: a.goal_id,
+                goal_boundary_prob: Some(0.9),
+                goal_success: a.goal_success,
+                goal_success_prob: Some(0.9),
+                intent: if wrong_intent {
+                    Some("GetWeather".into())
+                } else {
+                    a.intent.clone()
+                },
+                intent_prob: Some(if wrong_intent { 0.55 } else { 0.97 }),
+                slots: a.slots.as_ref().map(|spans| {
+                    spans
+                        .iter()
+                        .map(|s| LabelledSlotSpan {
+                            slot: s.slot.clone(),
+                            start: s.start,
+                            end: s.end,
+                            text: String::new(),
+                            probability: 0.9,
+                        })
+                        .collect()
+                }),
+                slots_prob: Some(0.9),
+                failure_point: if wrong_failure {
+                    Some("result".into())
+                } else {
+                    a.failure_point.clone()
+                },
+                failure_point_prob: Some(if wrong_failure { 0.99 } else { 0.9 }),
+                model_id: "test".into(),
+                run_id: "r1".into(),
+            }
+        })
+        .collect();
+    if extra {
+        labels.push(Label {
+            dialogue_id: "not-in-gold".into(),
+            turn_index: 0,
+            intent: Some("PlayMusik".into()),
+            model_id: "test".into(),
+            run_id: "r1".into(),
+            ..Label::default()
+        });
+    }
+    let path = dir.join("labels");
+    let mut writer = DatasetWriter::create(&path, true).unwrap();
+    writer.write_rows(&labels).unwrap();
+    writer.finish::<Label>().unwrap();
+    path
+}
+
+#[test]
+fn report_of_the_single_annotator_on_sample_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("report");
+    let gold = sample().join("annotations");
+    let summary = run_eval(&[
+        "eval",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "200",
+    ]);
+    assert!(
+        summary["headline"]["single"]["intent"]["accuracy"]
+            .as_f64()
+            .unwrap()
+            > 0.7
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    // Stable keys, documented in README.
+    for key in [
+        "gold",
+        "systems",
+        "failure_point_vs_human",
+        "confusion_labels",
+        "confusion",
+        "threshold_sweeps",
+        "annotators",
+        "inputs",
+        "review_items",
+        "settings",
+    ] {
+        assert!(report.get(key).is_some(), "report.json lacks {key}");
+    }
+    let systems: Vec<&str> = report["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(systems, ["single", "human_leave_one_out"]);
+    for task in [
+        "goal_segmentation",
+        "goal_success",
+        "intent",
+        "slots",
+        "failure_point",
+    ] {
+        let t = &report["systems"][0]["tasks"][task];
+        let headline = t["headline"].as_str().unwrap();
+        let estimate = &t["metrics"][headline];
+        let (value, lo, hi) = (
+            estimate["value"].as_f64().unwrap(),
+            estimate["ci95"][0].as_f64().unwrap(),
+            estimate["ci95"][1].as_f64().unwrap(),
+        );
+        assert!(
+            lo <= value && value <= hi,
+            "{task}: {value} outside [{lo}, {hi}]"
+        );
+        assert!(report["gold"]["items"][task]["with_gold"].as_u64().unwrap() > 0);
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Headline metrics") && md.contains("without gold (excluded)"),
+        "{md}"
+    );
+    let svg = std::fs::read_to_string(out.join("plots/confusion_single.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("false_wake"));
+    let png = std::fs::read(out.join("plots/confusion_single.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    // The review list: annotator disagreements, readable by any Parquet reader.
+    let (n, _) = count_rows(&out.join("review"));
+    assert_eq!(n as u64, report["review_items"].as_u64().unwrap());
+    assert!(n > 0);
+}
+
+fn count_rows(path: &Path) -> (usize, usize) {
+    let mut rows = 0;
+    let mut files = 0;
+    for file in labelgen::data::dataset::part_files(path).unwrap() {
+        let (reader, n) = labelgen::data::dataset::open_part(&file).unwrap();
+        drop(reader);
+        rows += n;
+        files += 1;
+    }
+    (rows, files)
+}
+
+#[test]
+fn a_prediction_with_confidences_is_swept_compared_and_reviewed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let labels = write_predictions(tmp.path(), None, false);
+    let out = tmp.path().join("report");
+    let gold = sample().join("annotations");
+    let turns = sample().join("turns");
+    let pred = format!("oracle={}", labels.display());
+    run_eval(&[
+        "eval",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--pred",
+        &pred,
+        "--turns",
+        turns.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "300",
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let oracle = &report["systems"][0];
+    assert_eq!(oracle["name"], "oracle");
+    // Built from the truth, it beats the single annotator on failure points, significantly.
+    let vs = &oracle["tasks"]["failure_point"]["vs_baseline"];
+    assert_eq!(vs["baseline"], "single");
+    assert!(
+        vs["delta"].as_f64().unwrap() > 0.0 && vs["p_value"].as_f64().unwrap() < 0.05,
+        "{vs}"
+    );
+    // Its wrong intents have low confidence, so a threshold removes them.
+    let sweep = &report["threshold_sweeps"]["oracle"]["intent"];
+    let beats = &sweep["beats_baseline_at"];
+    assert!(beats["precision"].as_f64().unwrap() > sweep["baseline_precision"].as_f64().unwrap());
+    let high = sweep["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["threshold"].as_f64().unwrap() > 0.6)
+        .unwrap();
+    assert!(
+        high["precision"].as_f64().unwrap() > 0.99 && high["coverage"].as_f64().unwrap() > 0.8,
+        "{high}"
+    );
+    assert!(
+        report["threshold_sweeps"]["oracle"]["intent"]["annotator_hours_saved"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        std::fs::read_to_string(out.join("plots/sweep_intent.svg"))
+            .unwrap()
+            .contains("polyline")
+    );
+    // The confident wrong failure point leads the review list, as a Label Studio prediction.
+    let tasks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("review_label_studio.json")).unwrap())
+            .unwrap();
+    let first = &tasks[0];
+    assert_eq!(first["data"]["reason"], "confident_model_disagrees");
+    assert_eq!(
+        first["predictions"][0]["result"][0]["value"]["choices"][0],
+        "result"
+    );
+    assert!(!first["data"]["utterance"].as_str().unwrap().is_empty());
+    assert!(
+        std::fs::read_to_string(out.join("label_studio_config.xml"))
+            .unwrap()
+            .contains("<Choice value=\"PlayMusic\"/>")
+    );
+}
+
+#[test]
+fn predictions_that_do_not_match_the_gold_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let labels = write_predictions(tmp.path(), Some("sim7-0000003"), true);
+    let out = tmp.path().join("report");
+    let gold = sample().join("annotations");
+    run_eval(&[
+        "eval",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--pred",
+        labels.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "0",
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let check = &report["inputs"]["model"];
+    assert_eq!(check["missing_dialogues"], 1);
+    assert_eq!(check["examples_missing"][0], "sim7-0000003");
+    assert_eq!(check["extra_dialogues"], 1);
+    assert_eq!(check["unknown_labels"]["intent"]["PlayMusik"], 1);
+    assert!(
+        report["systems"][0]["tasks"]["intent"]["missing"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "the missing dialogue's turns count as withheld"
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("1 gold dialogues missing from it (e.g. sim7-0000003)")
+            && md.contains("PlayMusik (1)"),
+        "{md}"
+    );
+}
+
+#[test]
+fn same_seed_same_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gold = sample().join("annotations");
+    for name in ["a", "b"] {
+        let out = tmp.path().join(name);
+        run_eval(&[
+            "eval",
+            "--gold",
+            gold.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--bootstrap",
+            "100",
+            "--seed",
+            "3",
+        ]);
+    }
+    assert_eq!(
+        std::fs::read(tmp.path().join("a/report.json")).unwrap(),
+        std::fs::read(tmp.path().join("b/report.json")).unwrap()
+    );
+}
+
+#[test]
+fn bad_inputs_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("report");
+    // The logs where annotations are expected.
+    let turns = sample().join("turns");
+    let result = labelgen(&[
+        "eval",
+        "--gold",
+        turns.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(result.status.code(), Some(1));
+    assert!(
+        stderr(&result).contains("missing column `annotator_id`"),
+        "{}",
+        stderr(&result)
+    );
+    // An annotator the table does not have.
+    let gold = sample().join("annotations");
+    let result = labelgen(&[
+        "eval",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--baseline-annotator",
+        "b7",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(
+        stderr(&result).contains(
+            "no annotations by annotator `b7`; annotators present: a1, a2, a3, single, truth"
+        ),
+        "{}",
+        stderr(&result)
+    );
+    assert!(!out.exists(), "a failed eval leaves no report behind");
+    // An existing report is not replaced without --force.
+    std::fs::create_dir_all(&out).unwrap();
+    let result = labelgen(&[
+        "eval",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(stderr(&result).contains("--force"));
+}
