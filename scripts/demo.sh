@@ -17,3 +17,6 @@ echo "== validate"
 "$labelgen" validate "$out/sim/turns" --table turns
 "$labelgen" validate "$out/sim/annotations" --table annotations --turns "$out/sim/turns"
 echo "simulation summary: $out/simulate.json"
+echo "== eval: the single-pass annotator against unanimous 3-annotator gold"
+"$labelgen" eval --gold "$out/sim/annotations" --turns "$out/sim/turns" --out "$out/eval" --force > "$out/eval.json"
+echo "report: $out/eval/report.md (plots in $out/eval/plots, review list in $out/eval/review)"
