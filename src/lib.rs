@@ -7,5 +7,6 @@
 
 pub mod data;
 pub mod eval;
+pub mod model;
 pub mod progress;
 pub mod stages;

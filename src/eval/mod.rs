@@ -5,7 +5,7 @@
 pub mod gold;
 pub mod judge;
 pub mod metrics;
-mod plot;
+pub mod plot;
 pub mod report;
 mod review;
 

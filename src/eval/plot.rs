@@ -226,3 +226,100 @@ pub fn png(svg: &str) -> anyhow::Result<Vec<u8>> {
     );
     Ok(pixmap.encode_png()?)
 }
+
+/// A training curve: loss (left axis) and a score in [0, 1] such as ROC-AUC
+/// (right axis) against steps.
+pub fn curve_svg(title: &str, points: Vec<(f64, f64, Option<f64>)>) -> String {
+    let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT - 40.0, HEIGHT - TOP - BOTTOM);
+    let max_step = points.iter().map(|p| p.0).fold(1.0f64, f64::max);
+    let max_loss = points
+        .iter()
+        .map(|p| p.1)
+        .filter(|v| v.is_finite())
+        .fold(1e-9f64, f64::max)
+        * 1.05;
+    let x = |step: f64| LEFT + step / max_step * plot_w;
+    let y_loss = |loss: f64| TOP + (1.0 - loss / max_loss) * plot_h;
+    let y_score = |score: f64| TOP + (1.0 - score) * plot_h;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="Helvetica, Arial, sans-serif" font-size="13">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{}" y="28" text-anchor="middle" font-size="15" font-weight="bold">{}</text>
+"#,
+        WIDTH / 2.0,
+        escape(title)
+    );
+    for i in 0..=5 {
+        let f = i as f64 / 5.0;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#e5e5e5"/><text x="{2:.1}" y="{3:.1}" text-anchor="end" fill="{4}">{5:.3}</text><text x="{6:.1}" y="{3:.1}" fill="{7}">{8:.1}</text>"##,
+            TOP + (1.0 - f) * plot_h,
+            LEFT + plot_w,
+            LEFT - 8.0,
+            TOP + (1.0 - f) * plot_h + 4.0,
+            COLORS[0],
+            f * max_loss,
+            LEFT + plot_w + 6.0,
+            COLORS[1],
+            f
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{:.0}</text>"#,
+            x(f * max_step),
+            TOP + plot_h + 18.0,
+            f * max_step
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#333"/>"##
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">step</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 15.0
+    );
+    let loss: Vec<String> = points
+        .iter()
+        .filter(|p| p.1.is_finite())
+        .map(|p| format!("{:.1},{:.1}", x(p.0), y_loss(p.1)))
+        .collect();
+    let score: Vec<String> = points
+        .iter()
+        .filter_map(|p| {
+            p.2.filter(|v| v.is_finite())
+                .map(|s| format!("{:.1},{:.1}", x(p.0), y_score(s)))
+        })
+        .collect();
+    let _ = writeln!(
+        svg,
+        r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2.5"/>"#,
+        loss.join(" "),
+        COLORS[0]
+    );
+    if !score.is_empty() {
+        let _ = writeln!(
+            svg,
+            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2.5"/>"#,
+            score.join(" "),
+            COLORS[1]
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" fill="{}">training loss (left)</text><text x="{:.1}" y="{:.1}" fill="{}">held-out ROC-AUC (right)</text>"#,
+        LEFT + 12.0,
+        TOP + 18.0,
+        COLORS[0],
+        LEFT + 12.0,
+        TOP + 36.0,
+        COLORS[1]
+    );
+    svg += "</svg>\n";
+    svg
+}

@@ -1,4 +1,6 @@
 //! The pipeline's stages, one module each, each a plain function taking a
 //! typed config (so tests and benches call them without a shell).
 
+pub mod pretrain;
 pub mod simulate;
+pub mod synth;

@@ -1,0 +1,248 @@
+//! Model directories: config.json, model.safetensors, tokenizer.json and
+//! training.json. Nothing is pickled: loading an untrusted directory parses
+//! JSON and safetensors, and runs no code.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use tokenizers::Tokenizer;
+
+use super::DialogueModel;
+use super::config::{ARCHITECTURE, EncoderConfig, ModelConfig};
+use crate::data::dataset::write_file_atomic;
+
+pub const CONFIG: &str = "config.json";
+pub const WEIGHTS: &str = "model.safetensors";
+pub const TOKENIZER: &str = "tokenizer.json";
+pub const TRAINING: &str = "training.json";
+
+fn require(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{}: model directory lacks {name}\n  hint: a model directory holds config.json, model.safetensors and tokenizer.json",
+        dir.display()
+    );
+    Ok(path)
+}
+
+pub fn read_config(dir: &Path) -> anyhow::Result<ModelConfig> {
+    let path = require(dir, CONFIG)?;
+    let text = std::fs::read_to_string(&path)?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?;
+    let architecture = value
+        .get("architecture")
+        .and_then(|a| a.as_str())
+        .unwrap_or("(none)");
+    anyhow::ensure!(
+        architecture == ARCHITECTURE,
+        "{}: unknown architecture `{architecture}`; expected `{ARCHITECTURE}` (for a Hugging Face RoBERTa/BERT checkpoint, pass it with --init)",
+        path.display()
+    );
+    let config: ModelConfig =
+        serde_json::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    config
+        .encoder
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(config)
+}
+
+/// A trained model for inference, with its tokenizer.
+pub fn load(dir: &Path) -> anyhow::Result<(DialogueModel, Tokenizer)> {
+    let config = read_config(dir)?;
+    let weights = require(dir, WEIGHTS)?;
+    let tokenizer = super::tokenizer::load(&require(dir, TOKENIZER)?)?;
+    let tensors = candle_core::safetensors::load(&weights, &super::device()).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a readable safetensors file: {e}",
+            weights.display()
+        )
+    })?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &super::device());
+    let model = DialogueModel::new(&config, vb).map_err(|e| {
+        anyhow::anyhow!("{}: weights do not fit config.json: {e}", weights.display())
+    })?;
+    Ok((model, tokenizer))
+}
+
+/// Sets every variable of `varmap` from `weights`, by name, checking shapes.
+/// `candidates` gives the names a variable may have in the file; variables
+/// for which `required` holds must be found.
+pub fn fill_varmap(
+    varmap: &VarMap,
+    weights: &Path,
+    candidates: impl Fn(&str) -> Vec<String>,
+    required: impl Fn(&str) -> bool,
+) -> anyhow::Result<usize> {
+    let tensors = candle_core::safetensors::load(weights, &super::device()).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a readable safetensors file: {e}",
+            weights.display()
+        )
+    })?;
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    let mut loaded = 0;
+    for name in names {
+        let var = &vars[name];
+        let found = candidates(name)
+            .into_iter()
+            .find_map(|c| tensors.get(&c).map(|t| (c, t)));
+        match found {
+            Some((source, tensor)) => {
+                anyhow::ensure!(
+                    tensor.dims() == var.dims(),
+                    "{}: `{source}` has shape {:?}, the model needs {:?} for `{name}`",
+                    weights.display(),
+                    tensor.dims(),
+                    var.dims()
+                );
+                var.set(&tensor.to_dtype(DType::F32)?)?;
+                loaded += 1;
+            }
+            None if required(name) => {
+                anyhow::bail!(
+                    "{}: no weight for `{name}` (looked for {:?})",
+                    weights.display(),
+                    candidates(name)
+                )
+            }
+            None => {}
+        }
+    }
+    Ok(loaded)
+}
+
+/// Names a turn-encoder variable may have in a Hugging Face checkpoint:
+/// with our `roberta.` prefix, with `bert.`, or bare (sentence-transformers).
+pub fn hf_candidates(name: &str) -> Vec<String> {
+    let Some(rest) = name.strip_prefix("roberta.") else {
+        return vec![name.to_string()];
+    };
+    let mut out = vec![name.to_string(), rest.to_string(), format!("bert.{rest}")];
+    for (new, old) in [
+        ("LayerNorm.weight", "LayerNorm.gamma"),
+        ("LayerNorm.bias", "LayerNorm.beta"),
+    ] {
+        if let Some(stem) = rest.strip_suffix(new) {
+            out.extend([format!("{stem}{old}"), format!("bert.{stem}{old}")]);
+        }
+    }
+    out
+}
+
+/// A Hugging Face RoBERTa/BERT checkpoint's encoder config and tokenizer.
+pub fn read_hf(dir: &Path) -> anyhow::Result<(EncoderConfig, Tokenizer, PathBuf)> {
+    let config_path = require(dir, CONFIG)?;
+    let text = std::fs::read_to_string(&config_path)?;
+    let config: EncoderConfig = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("{}: not a RoBERTa/BERT config: {e}", config_path.display())
+    })?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let tokenizer = super::tokenizer::load(&require(dir, TOKENIZER)?)?;
+    Ok((config, tokenizer, require(dir, WEIGHTS)?))
+}
+
+/// Writes a model directory through a staging directory renamed into place.
+pub fn save(
+    dir: &Path,
+    config: &ModelConfig,
+    varmap: &VarMap,
+    tokenizer: &Tokenizer,
+    training: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let staging = dir.with_file_name(format!(
+        ".{}.tmp-{}",
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("model"),
+        std::process::id()
+    ));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    std::fs::create_dir_all(&staging)?;
+    let result = (|| -> anyhow::Result<()> {
+        write_file_atomic(
+            &staging.join(CONFIG),
+            serde_json::to_string_pretty(config)?.as_bytes(),
+        )?;
+        varmap.save(staging.join(WEIGHTS))?;
+        tokenizer
+            .save(staging.join(TOKENIZER), false)
+            .map_err(|e| anyhow::anyhow!("saving the tokenizer: {e}"))?;
+        write_file_atomic(
+            &staging.join(TRAINING),
+            serde_json::to_string_pretty(training)?.as_bytes(),
+        )?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::rename(&staging, dir)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+/// All variables of a map, by name, for the optimizer.
+pub fn named_vars(varmap: &VarMap) -> anyhow::Result<Vec<(String, candle_core::Var)>> {
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
+    Ok(vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect())
+}
+
+/// Exact copy of the variables (for tests comparing runs).
+pub fn snapshot(varmap: &VarMap) -> anyhow::Result<Vec<(String, Tensor)>> {
+    let mut out: Vec<(String, Tensor)> = named_vars(varmap)?
+        .into_iter()
+        .map(|(n, v)| (n, v.as_tensor().clone()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Initialises every variable from `seed`, as Hugging Face's `_init_weights`
+/// does: normal(0, 0.02) for weights and embeddings, zeros for biases, ones
+/// for LayerNorm weights. candle cannot seed its CPU random generator, and a
+/// run must be reproducible from --seed.
+pub fn seeded_init(varmap: &VarMap, seed: u64) -> anyhow::Result<()> {
+    use rand::{Rng, SeedableRng};
+    let mut vars = named_vars(varmap)?;
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (i, (name, var)) in vars.iter().enumerate() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(i as u64);
+        let n = var.elem_count();
+        let norm = name.contains("LayerNorm.")
+            || name.contains("layer_norm.")
+            || name.contains("turn_norm.");
+        let values: Vec<f32> = if name.ends_with("bias") {
+            vec![0.0; n]
+        } else if norm {
+            vec![1.0; n]
+        } else {
+            // Box-Muller: two uniforms give one standard normal.
+            (0..n)
+                .map(|_| {
+                    let (u, v): (f64, f64) =
+                        (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
+                    ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos() * 0.02) as f32
+                })
+                .collect()
+        };
+        var.set(&Tensor::from_vec(values, var.shape(), var.device())?)?;
+    }
+    Ok(())
+}

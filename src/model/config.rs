@@ -1,0 +1,138 @@
+//! Model configuration, stored as config.json in a model directory.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The turn encoder's configuration, with Hugging Face's field names, so a
+/// RoBERTa or BERT checkpoint's config.json reads as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderConfig {
+    /// "roberta" or "bert".
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "one")]
+    pub type_vocab_size: usize,
+    #[serde(default = "eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: u32,
+    #[serde(default = "gelu")]
+    pub hidden_act: String,
+}
+
+fn one() -> usize {
+    1
+}
+fn eps() -> f64 {
+    1e-12
+}
+fn gelu() -> String {
+    "gelu".into()
+}
+
+impl EncoderConfig {
+    /// A small RoBERTa that trains on a 2-core CPU in minutes.
+    pub fn small(
+        vocab_size: usize,
+        hidden: usize,
+        layers: usize,
+        heads: usize,
+        max_tokens: usize,
+    ) -> EncoderConfig {
+        EncoderConfig {
+            model_type: "roberta".into(),
+            vocab_size,
+            hidden_size: hidden,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            intermediate_size: hidden * 4,
+            // RoBERTa positions start after the padding index.
+            max_position_embeddings: max_tokens + 2,
+            type_vocab_size: 1,
+            layer_norm_eps: 1e-5,
+            pad_token_id: 1,
+            hidden_act: "gelu".into(),
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.model_type.as_str(), "roberta" | "bert"),
+            "unknown architecture `{}`: the turn encoder loads RoBERTa or BERT checkpoints (config.json model_type \"roberta\" or \"bert\")",
+            self.model_type
+        );
+        anyhow::ensure!(
+            self.hidden_size % self.num_attention_heads == 0,
+            "hidden_size {} is not a multiple of num_attention_heads {}",
+            self.hidden_size,
+            self.num_attention_heads
+        );
+        anyhow::ensure!(
+            matches!(self.hidden_act.as_str(), "gelu" | "gelu_new" | "relu"),
+            "unsupported hidden_act `{}` (gelu, gelu_new or relu)",
+            self.hidden_act
+        );
+        Ok(())
+    }
+
+    /// Positions of RoBERTa start at pad_token_id + 1; BERT's at 0.
+    pub fn position_offset(&self) -> usize {
+        if self.model_type == "roberta" {
+            self.pad_token_id as usize + 1
+        } else {
+            0
+        }
+    }
+}
+
+/// The dialogue Transformer over turns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DialogueConfig {
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    /// Turns per window; longer dialogues are cut into windows.
+    pub max_turns: usize,
+}
+
+/// The categorical and numeric runtime features of a turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureConfig {
+    /// Column -> values; index 0 is reserved for null or unseen values.
+    pub categorical: BTreeMap<String, Vec<String>>,
+    pub embedding_size: usize,
+    /// Length of audio_embedding (0: none).
+    pub audio_dim: usize,
+}
+
+pub const CATEGORICAL_COLUMNS: [&str; 5] = [
+    "device_type",
+    "device_state",
+    "domain",
+    "nlu_intent",
+    "dialogue_status",
+];
+/// asr_confidence, nlu_confidence (each with a "present" flag), user and
+/// response token counts (log), barge_in, explicit_feedback.
+pub const NUMERIC_FEATURES: usize = 8;
+
+/// Everything needed to rebuild the model: config.json of a model directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Always "labelgen-dialogue"; anything else is not a labelgen model.
+    pub architecture: String,
+    pub encoder: EncoderConfig,
+    pub dialogue: DialogueConfig,
+    pub features: FeatureConfig,
+    /// Tokens per turn (utterance and response together) fed to the encoder.
+    pub max_tokens: usize,
+}
+
+pub const ARCHITECTURE: &str = "labelgen-dialogue";

@@ -1,0 +1,159 @@
+//! Transformer building blocks shared by the turn encoder and the dialogue
+//! encoder, named as Hugging Face's modeling_roberta.py names them.
+//!
+//! LayerNorm and softmax are written with tensor ops that have a backward
+//! pass: candle-nn 0.11's fused `LayerNorm::forward`, `ops::layer_norm` and
+//! `ops::softmax_last_dim` have none, and every parameter upstream of them
+//! would silently stop learning.
+
+use candle_core::{D, DType, Module, Result, Tensor};
+use candle_nn::{Init, Linear, VarBuilder};
+
+pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    let weight = vb.get_with_hints(
+        (out_dim, in_dim),
+        "weight",
+        Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        },
+    )?;
+    let bias = vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?;
+    Ok(Linear::new(weight, Some(bias)))
+}
+
+/// LayerNorm from tensor ops (differentiable); HF names: weight, bias.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
+        // Older BERT checkpoints call these gamma and beta.
+        let weight = vb
+            .get_with_hints(size, "weight", Init::Const(1.0))
+            .or_else(|_| vb.get(size, "gamma"))?;
+        let bias = vb
+            .get_with_hints(size, "bias", Init::Const(0.0))
+            .or_else(|_| vb.get(size, "beta"))?;
+        Ok(LayerNorm { weight, bias, eps })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centered = x.broadcast_sub(&mean)?;
+        let variance = centered.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centered.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
+        normed
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+pub fn activation(x: &Tensor, act: &str) -> Result<Tensor> {
+    match act {
+        "relu" => x.relu(),
+        "gelu_new" => x.gelu(),
+        _ => x.gelu_erf(),
+    }
+}
+
+/// Multi-head self-attention (HF: attention.self.{query,key,value}).
+#[derive(Debug, Clone)]
+pub struct SelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl SelfAttention {
+    pub fn new(hidden: usize, heads: usize, vb: VarBuilder) -> Result<SelfAttention> {
+        Ok(SelfAttention {
+            query: linear(hidden, hidden, vb.pp("query"))?,
+            key: linear(hidden, hidden, vb.pp("key"))?,
+            value: linear(hidden, hidden, vb.pp("value"))?,
+            heads,
+            head_dim: hidden / heads,
+        })
+    }
+
+    /// `mask_bias`: (batch, 1, 1, seq), 0 where attended, a large negative where padded.
+    pub fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        let (batch, seq, hidden) = x.dims3()?;
+        let split = |t: Tensor| -> Result<Tensor> {
+            // (batch, seq, hidden) -> (batch, heads, seq, head_dim)
+            t.reshape((batch, seq, self.heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split(self.query.forward(x)?)?;
+        let k = split(self.key.forward(x)?)?;
+        let v = split(self.value.forward(x)?)?;
+        // (batch, heads, seq, seq)
+        let scores =
+            (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(mask_bias)?;
+        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        // (batch, heads, seq, head_dim) -> (batch, seq, hidden)
+        weights
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((batch, seq, hidden))
+    }
+}
+
+/// One Transformer layer (HF: attention.self, attention.output, intermediate, output).
+#[derive(Debug, Clone)]
+pub struct TransformerLayer {
+    attention: SelfAttention,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    act: String,
+}
+
+impl TransformerLayer {
+    pub fn new(
+        hidden: usize,
+        heads: usize,
+        intermediate: usize,
+        eps: f64,
+        act: &str,
+        vb: VarBuilder,
+    ) -> Result<TransformerLayer> {
+        Ok(TransformerLayer {
+            attention: SelfAttention::new(hidden, heads, vb.pp("attention.self"))?,
+            attention_output: linear(hidden, hidden, vb.pp("attention.output.dense"))?,
+            attention_norm: LayerNorm::new(hidden, eps, vb.pp("attention.output.LayerNorm"))?,
+            intermediate: linear(hidden, intermediate, vb.pp("intermediate.dense"))?,
+            output: linear(intermediate, hidden, vb.pp("output.dense"))?,
+            output_norm: LayerNorm::new(hidden, eps, vb.pp("output.LayerNorm"))?,
+            act: act.to_string(),
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        let attended = self
+            .attention_output
+            .forward(&self.attention.forward(x, mask_bias)?)?;
+        let x = self.attention_norm.forward(&(attended + x)?)?;
+        let inner = activation(&self.intermediate.forward(&x)?, &self.act)?;
+        self.output_norm
+            .forward(&(self.output.forward(&inner)? + x)?)
+    }
+}
+
+/// (batch, seq) 1/0 mask -> (batch, 1, 1, seq) additive bias.
+pub fn attention_bias(mask: &Tensor) -> Result<Tensor> {
+    let (batch, seq) = mask.dims2()?;
+    let mask = mask.to_dtype(DType::F32)?;
+    ((mask - 1.0)? * 1e4)?.reshape((batch, 1, 1, seq))
+}

@@ -1,0 +1,187 @@
+//! The labelling model: a RoBERTa turn encoder under a bidirectional dialogue
+//! Transformer, with runtime features joined to each turn.
+//!
+//! Shapes: a batch holds B dialogue windows of up to T turns; the N real
+//! turns of the batch are encoded together as (N, L) token ids.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod layers;
+pub mod optim;
+pub mod roberta;
+pub mod tokenizer;
+
+use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, Init, Linear, VarBuilder};
+
+use config::{CATEGORICAL_COLUMNS, ModelConfig, NUMERIC_FEATURES};
+use layers::{LayerNorm, TransformerLayer, attention_bias, linear};
+use roberta::{LmHead, Roberta};
+
+/// One batch, as tensors.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// (N, L) token ids of the real turns, utterance and response as a pair.
+    pub input_ids: Tensor,
+    /// (N, L) 1 for tokens, 0 for padding.
+    pub attention_mask: Tensor,
+    /// (N, 5) indices into the categorical vocabularies (0: null or unseen).
+    pub categorical: Tensor,
+    /// (N, 8) numeric features.
+    pub numeric: Tensor,
+    /// (N, audio_dim) when the model uses audio.
+    pub audio: Option<Tensor>,
+    /// (B * T) index of each turn slot into the N real turns; N for padding.
+    pub slot_index: Tensor,
+    /// (B, T) 1 for real turns, 0 for padding.
+    pub turn_mask: Tensor,
+}
+
+#[derive(Debug, Clone)]
+pub struct DialogueModel {
+    pub config: ModelConfig,
+    pub roberta: Roberta,
+    pub lm_head: LmHead,
+    categorical: Vec<Embedding>,
+    numeric: Linear,
+    audio: Option<Linear>,
+    turn_projection: Linear,
+    turn_norm: LayerNorm,
+    turn_positions: Embedding,
+    dialogue_layers: Vec<TransformerLayer>,
+    swap_head: Linear,
+}
+
+const NUMERIC_SIZE: usize = 32;
+
+impl DialogueModel {
+    /// Builds the model; weights come from `vb` (a VarMap for training, a
+    /// safetensors file for inference). HF names under `roberta.` and `lm_head.`.
+    pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<DialogueModel> {
+        let e = &config.encoder;
+        let f = &config.features;
+        let d = &config.dialogue;
+        let categorical = CATEGORICAL_COLUMNS
+            .iter()
+            .map(|column| {
+                let values = f.categorical.get(*column).map_or(0, Vec::len) + 1;
+                let table = vb.pp("features").pp(column).get_with_hints(
+                    (values, f.embedding_size),
+                    "weight",
+                    Init::Randn {
+                        mean: 0.0,
+                        stdev: 0.02,
+                    },
+                )?;
+                Ok(Embedding::new(table, f.embedding_size))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let joined = e.hidden_size
+            + CATEGORICAL_COLUMNS.len() * f.embedding_size
+            + NUMERIC_SIZE
+            + if f.audio_dim > 0 { NUMERIC_SIZE } else { 0 };
+        let turn_positions = vb.pp("dialogue.turn_positions").get_with_hints(
+            (d.max_turns, d.hidden_size),
+            "weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+        )?;
+        Ok(DialogueModel {
+            config: config.clone(),
+            roberta: Roberta::new(e, vb.pp("roberta"))?,
+            lm_head: LmHead::new(e, vb.pp("lm_head"))?,
+            categorical,
+            numeric: linear(NUMERIC_FEATURES, NUMERIC_SIZE, vb.pp("features.numeric"))?,
+            audio: if f.audio_dim > 0 {
+                Some(linear(f.audio_dim, NUMERIC_SIZE, vb.pp("features.audio"))?)
+            } else {
+                None
+            },
+            turn_projection: linear(joined, d.hidden_size, vb.pp("dialogue.turn_projection"))?,
+            turn_norm: LayerNorm::new(d.hidden_size, 1e-5, vb.pp("dialogue.turn_norm"))?,
+            turn_positions: Embedding::new(turn_positions, d.hidden_size),
+            dialogue_layers: (0..d.num_layers)
+                .map(|i| {
+                    TransformerLayer::new(
+                        d.hidden_size,
+                        d.num_heads,
+                        d.intermediate_size,
+                        1e-5,
+                        "gelu",
+                        vb.pp(format!("dialogue.layer.{i}")),
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?,
+            swap_head: linear(d.hidden_size, 1, vb.pp("heads.swap"))?,
+        })
+    }
+
+    /// Token states of every real turn: (N, L, H).
+    pub fn encode_tokens(&self, batch: &Batch) -> Result<Tensor> {
+        self.roberta
+            .forward(&batch.input_ids, &batch.attention_mask)
+    }
+
+    /// Turn vectors in dialogue context: (B, T, D), from token states (N, L, H).
+    pub fn dialogue_states(&self, batch: &Batch, token_states: &Tensor) -> Result<Tensor> {
+        let (batch_size, turns) = batch.turn_mask.dims2()?;
+        // (N, H): the first token (<s> / [CLS]) stands for the turn.
+        let pooled = token_states.narrow(1, 0, 1)?.squeeze(1)?;
+        let mut parts = vec![pooled];
+        for (i, table) in self.categorical.iter().enumerate() {
+            parts.push(table.forward(&batch.categorical.narrow(1, i, 1)?.squeeze(1)?)?);
+        }
+        parts.push(self.numeric.forward(&batch.numeric)?);
+        if let (Some(layer), Some(audio)) = (&self.audio, &batch.audio) {
+            parts.push(layer.forward(audio)?);
+        }
+        // (N, joined) -> (N, D)
+        let turn = self.turn_norm.forward(
+            &self
+                .turn_projection
+                .forward(&Tensor::cat(&parts, 1)?)?
+                .gelu_erf()?,
+        )?;
+        let hidden = turn.dim(1)?;
+        // Padding slots point at an appended zero row: (N + 1, D) -> (B, T, D)
+        let padded = Tensor::cat(
+            &[
+                &turn,
+                &Tensor::zeros((1, hidden), DType::F32, turn.device())?,
+            ],
+            0,
+        )?;
+        let x = padded
+            .index_select(&batch.slot_index, 0)?
+            .reshape((batch_size, turns, hidden))?;
+        let positions = Tensor::arange(0u32, turns as u32, x.device())?;
+        let mut x = x.broadcast_add(&self.turn_positions.forward(&positions)?)?;
+        let bias = attention_bias(&batch.turn_mask)?;
+        for layer in &self.dialogue_layers {
+            x = layer.forward(&x, &bias)?;
+        }
+        Ok(x)
+    }
+
+    /// Swapped-response logits per turn slot: (B, T).
+    pub fn swap_logits(&self, dialogue_states: &Tensor) -> Result<Tensor> {
+        self.swap_head.forward(dialogue_states)?.squeeze(D::Minus1)
+    }
+
+    /// Masked-token logits at the given flat positions of (N, L): (P, vocab).
+    pub fn mlm_logits(&self, token_states: &Tensor, positions: &Tensor) -> Result<Tensor> {
+        let (n, l, h) = token_states.dims3()?;
+        let picked = token_states
+            .reshape((n * l, h))?
+            .index_select(positions, 0)?;
+        self.lm_head
+            .forward(&picked, self.roberta.embeddings.word_embeddings())
+    }
+}
+
+pub fn device() -> Device {
+    Device::Cpu
+}

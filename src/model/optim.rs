@@ -1,0 +1,122 @@
+//! AdamW with decoupled weight decay, written out because its moments must
+//! be saved with checkpoints (candle-nn's AdamW keeps them private), so a
+//! resumed run continues exactly where the killed one stopped.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::backprop::GradStore;
+use candle_core::{Result, Tensor, Var};
+
+pub struct AdamW {
+    /// (name, variable), sorted by name so every run updates in one order.
+    vars: Vec<(String, Var)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    pub step: usize,
+    pub learning_rate: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+}
+
+impl AdamW {
+    pub fn new(
+        mut vars: Vec<(String, Var)>,
+        learning_rate: f64,
+        weight_decay: f64,
+    ) -> Result<AdamW> {
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let zeros = |v: &Var| v.as_tensor().zeros_like();
+        let m = vars
+            .iter()
+            .map(|(_, v)| zeros(v))
+            .collect::<Result<Vec<_>>>()?;
+        let v = vars
+            .iter()
+            .map(|(_, v)| zeros(v))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AdamW {
+            vars,
+            m,
+            v,
+            step: 0,
+            learning_rate,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+        })
+    }
+
+    pub fn vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
+    /// Global L2 norm of the gradients.
+    pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
+        let mut total = 0.0;
+        for (_, var) in &self.vars {
+            if let Some(g) = grads.get(var) {
+                total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            }
+        }
+        Ok(total.sqrt())
+    }
+
+    /// One update; gradients are scaled by `grad_scale` first (clipping).
+    pub fn step(&mut self, grads: &GradStore, grad_scale: f64) -> Result<()> {
+        self.step += 1;
+        let t = self.step as i32;
+        let (b1, b2) = (self.beta1, self.beta2);
+        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            let Some(g) = grads.get(var) else { continue };
+            let g = (g * grad_scale)?;
+            self.m[i] = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
+            self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let update = ((&self.m[i] / c1)? / ((&self.v[i] / c2)?.sqrt()? + self.eps)?)?;
+            // No decay on biases and LayerNorm weights, as in BERT.
+            let decay = if name.ends_with("bias")
+                || name.contains("LayerNorm")
+                || name.contains("layer_norm")
+                || name.contains("turn_norm")
+            {
+                0.0
+            } else {
+                self.weight_decay
+            };
+            let new = ((var.as_tensor() * (1.0 - self.learning_rate * decay))?
+                - (update * self.learning_rate)?)?;
+            var.set(&new)?;
+        }
+        Ok(())
+    }
+
+    /// Saves the moments (m.NAME, v.NAME) as safetensors.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        for (i, (name, _)) in self.vars.iter().enumerate() {
+            tensors.insert(format!("m.{name}"), self.m[i].clone());
+            tensors.insert(format!("v.{name}"), self.v[i].clone());
+        }
+        candle_core::safetensors::save(&tensors, path)
+    }
+
+    pub fn load(&mut self, path: &Path, step: usize) -> anyhow::Result<()> {
+        let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu)?;
+        for (i, (name, _)) in self.vars.iter().enumerate() {
+            let get = |key: String| {
+                tensors
+                    .get(&key)
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("{}: no {key}", path.display()))
+            };
+            self.m[i] = get(format!("m.{name}"))?;
+            self.v[i] = get(format!("v.{name}"))?;
+        }
+        self.step = step;
+        Ok(())
+    }
+}

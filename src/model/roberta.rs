@@ -1,0 +1,154 @@
+//! The turn encoder: RoBERTa (or BERT), weights named as Hugging Face names
+//! them: embeddings.*, encoder.layer.N.*, lm_head.* (RoBERTa's MLM head).
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::{Embedding, Init, Linear, VarBuilder};
+
+use super::config::EncoderConfig;
+use super::layers::{LayerNorm, TransformerLayer, activation, attention_bias, linear};
+
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    word_embeddings: Embedding,
+    position_embeddings: Embedding,
+    token_type_embeddings: Embedding,
+    layer_norm: LayerNorm,
+    position_offset: usize,
+}
+
+fn embedding(count: usize, size: usize, vb: VarBuilder) -> Result<Embedding> {
+    let table = vb.get_with_hints(
+        (count, size),
+        "weight",
+        Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        },
+    )?;
+    Ok(Embedding::new(table, size))
+}
+
+impl Embeddings {
+    pub fn new(config: &EncoderConfig, vb: VarBuilder) -> Result<Embeddings> {
+        let h = config.hidden_size;
+        Ok(Embeddings {
+            word_embeddings: embedding(config.vocab_size, h, vb.pp("word_embeddings"))?,
+            position_embeddings: embedding(
+                config.max_position_embeddings,
+                h,
+                vb.pp("position_embeddings"),
+            )?,
+            token_type_embeddings: embedding(
+                config.type_vocab_size,
+                h,
+                vb.pp("token_type_embeddings"),
+            )?,
+            layer_norm: LayerNorm::new(h, config.layer_norm_eps, vb.pp("LayerNorm"))?,
+            position_offset: config.position_offset(),
+        })
+    }
+
+    /// (turns, tokens) ids -> (turns, tokens, hidden)
+    pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (turns, tokens) = input_ids.dims2()?;
+        let positions = Tensor::arange(
+            self.position_offset as u32,
+            (self.position_offset + tokens) as u32,
+            input_ids.device(),
+        )?
+        .unsqueeze(0)?
+        .broadcast_as((turns, tokens))?
+        .contiguous()?;
+        let token_types = Tensor::zeros((turns, tokens), DType::U32, input_ids.device())?;
+        let x = self.word_embeddings.forward(input_ids)?;
+        let x = (x + self.position_embeddings.forward(&positions)?)?;
+        let x = (x + self.token_type_embeddings.forward(&token_types)?)?;
+        self.layer_norm.forward(&x)
+    }
+
+    pub fn word_embeddings(&self) -> &Tensor {
+        self.word_embeddings.embeddings()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    layers: Vec<TransformerLayer>,
+}
+
+impl Encoder {
+    pub fn new(config: &EncoderConfig, vb: VarBuilder) -> Result<Encoder> {
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                TransformerLayer::new(
+                    config.hidden_size,
+                    config.num_attention_heads,
+                    config.intermediate_size,
+                    config.layer_norm_eps,
+                    &config.hidden_act,
+                    vb.pp(format!("layer.{i}")),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Encoder { layers })
+    }
+
+    pub fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        self.layers
+            .iter()
+            .try_fold(x.clone(), |x, layer| layer.forward(&x, mask_bias))
+    }
+}
+
+/// The RoBERTa turn encoder (HF: RobertaModel without the pooler).
+#[derive(Debug, Clone)]
+pub struct Roberta {
+    pub embeddings: Embeddings,
+    encoder: Encoder,
+}
+
+impl Roberta {
+    pub fn new(config: &EncoderConfig, vb: VarBuilder) -> Result<Roberta> {
+        Ok(Roberta {
+            embeddings: Embeddings::new(config, vb.pp("embeddings"))?,
+            encoder: Encoder::new(config, vb.pp("encoder"))?,
+        })
+    }
+
+    /// (turns, tokens) ids and 1/0 mask -> (turns, tokens, hidden) states
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let x = self.embeddings.forward(input_ids)?;
+        self.encoder.forward(&x, &attention_bias(attention_mask)?)
+    }
+}
+
+/// RoBERTa's masked-token head (HF: lm_head.dense, lm_head.layer_norm,
+/// lm_head.bias; the decoder shares the word embeddings).
+#[derive(Debug, Clone)]
+pub struct LmHead {
+    dense: Linear,
+    layer_norm: LayerNorm,
+    bias: Tensor,
+}
+
+impl LmHead {
+    pub fn new(config: &EncoderConfig, vb: VarBuilder) -> Result<LmHead> {
+        Ok(LmHead {
+            dense: linear(config.hidden_size, config.hidden_size, vb.pp("dense"))?,
+            layer_norm: LayerNorm::new(
+                config.hidden_size,
+                config.layer_norm_eps,
+                vb.pp("layer_norm"),
+            )?,
+            bias: vb.get_with_hints(config.vocab_size, "bias", Init::Const(0.0))?,
+        })
+    }
+
+    /// (positions, hidden) states -> (positions, vocab) logits
+    pub fn forward(&self, states: &Tensor, word_embeddings: &Tensor) -> Result<Tensor> {
+        let x = self
+            .layer_norm
+            .forward(&activation(&self.dense.forward(states)?, "gelu")?)?;
+        x.matmul(&word_embeddings.t()?)?.broadcast_add(&self.bias)
+    }
+}

@@ -1,0 +1,595 @@
+//! `labelgen synth`: contrastive pretraining data. Corrupted copies of each
+//! dialogue (system responses swapped in from other dialogues, user turns
+//! swapped, adjacent turns exchanged), each turn labelled with what was done
+//! to it, beside the untouched original.
+//!
+//! Streams one input part file at a time: swap candidates come from the same
+//! part, so memory holds one partition, not the whole input.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::error::ArrowError;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::data::dataset::{DatasetWriter, invalid_rows, part_files, stream_rows};
+use crate::data::issues::{DataError, RowPlace, Severity};
+use crate::data::schema::Table;
+use crate::data::tables::{Decoded, TableRow, Turn};
+use crate::progress::Progress;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SynthConfig {
+    pub logs: PathBuf,
+    pub out: PathBuf,
+    pub seed: u64,
+    /// Corrupted copies per dialogue (the original is always kept as copy 0).
+    pub copies: usize,
+    /// Per turn: probability that its system response is swapped in from another dialogue.
+    pub response_swap_rate: f64,
+    /// Of the response swaps, the share drawn from a turn of the same domain (hard negatives).
+    pub hard_negative_share: f64,
+    /// Per turn: probability that its user utterance is swapped in from another dialogue.
+    pub user_swap_rate: f64,
+    /// Per dialogue with two turns or more: probability that two adjacent turns trade places.
+    pub order_swap_rate: f64,
+    pub overwrite: bool,
+    pub quiet: bool,
+}
+
+impl SynthConfig {
+    pub fn new(logs: PathBuf, out: PathBuf) -> SynthConfig {
+        SynthConfig {
+            logs,
+            out,
+            seed: 0,
+            copies: 1,
+            response_swap_rate: 0.3,
+            hard_negative_share: 0.5,
+            user_swap_rate: 0.05,
+            order_swap_rate: 0.15,
+            overwrite: false,
+            quiet: true,
+        }
+    }
+}
+
+/// What was done to a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Corruption {
+    /// The system response comes from a turn of another dialogue in the same domain.
+    ResponseSwapSameDomain,
+    /// The system response comes from a random turn of another dialogue.
+    ResponseSwapRandom,
+    /// The user utterance comes from another dialogue.
+    UserSwap,
+    /// The turn traded places with its neighbour (the pair itself is intact).
+    OrderSwap,
+}
+
+impl Corruption {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Corruption::ResponseSwapSameDomain => "response_swap_same_domain",
+            Corruption::ResponseSwapRandom => "response_swap_random",
+            Corruption::UserSwap => "user_swap",
+            Corruption::OrderSwap => "order_swap",
+        }
+    }
+}
+
+/// A turn of the synth output: the logs' columns plus what was corrupted.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SynthTurn {
+    pub turn: Turn,
+    /// The dialogue the copy was made from.
+    pub source_dialogue_id: String,
+    /// 0 for the untouched original, 1.. for corrupted copies.
+    pub copy: i32,
+    pub corruption: Option<String>,
+    /// The user utterance and system response do not belong together (the
+    /// pretraining target: swapped-response detection).
+    pub swapped: bool,
+    /// The turn is out of its dialogue's order.
+    pub out_of_order: bool,
+}
+
+const EXTRA_COLUMNS: [&str; 5] = [
+    "source_dialogue_id",
+    "copy",
+    "corruption",
+    "swapped",
+    "out_of_order",
+];
+
+impl TableRow for SynthTurn {
+    const TABLE: Table = Table::Turns;
+
+    fn dialogue_id(&self) -> &str {
+        &self.turn.dialogue_id
+    }
+    fn turn_index(&self) -> i32 {
+        self.turn.turn_index
+    }
+
+    fn from_batch(
+        batch: &RecordBatch,
+        file: &Arc<str>,
+        first_row: usize,
+    ) -> Result<Decoded<Self>, DataError> {
+        let turns = Turn::from_batch(batch, file, first_row)?;
+        let column = |name: &str, expected: DataType| -> Result<&ArrayRef, DataError> {
+            let found = batch
+                .column_by_name(name)
+                .ok_or_else(|| DataError::MissingColumn {
+                    path: PathBuf::from(&**file),
+                    table: "synth",
+                    column: name.into(),
+                    found: batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            if found.data_type() != &expected {
+                return Err(DataError::WrongType {
+                    path: PathBuf::from(&**file),
+                    column: name.into(),
+                    expected: "the type labelgen synth writes",
+                    found: found.data_type().to_string(),
+                });
+            }
+            Ok(found)
+        };
+        let source = column("source_dialogue_id", DataType::Utf8)?.as_string::<i32>();
+        let copy = column("copy", DataType::Int32)?.as_primitive::<arrow::datatypes::Int32Type>();
+        let corruption = column("corruption", DataType::Utf8)?.as_string::<i32>();
+        let swapped = column("swapped", DataType::Boolean)?.as_boolean();
+        let out_of_order = column("out_of_order", DataType::Boolean)?.as_boolean();
+        let mut issues = turns.issues;
+        let mut rows = Vec::with_capacity(turns.rows.len());
+        for (place, turn) in turns.rows {
+            let i = place.row - first_row;
+            if source.is_null(i) || copy.is_null(i) || swapped.is_null(i) || out_of_order.is_null(i)
+            {
+                issues.push(place.issue(
+                    Severity::Error,
+                    "null_value",
+                    None,
+                    Some(&turn.dialogue_id),
+                    "null in a synth label column",
+                ));
+                continue;
+            }
+            rows.push((
+                place.clone(),
+                SynthTurn {
+                    source_dialogue_id: source.value(i).to_string(),
+                    copy: copy.value(i),
+                    corruption: (!corruption.is_null(i)).then(|| corruption.value(i).to_string()),
+                    swapped: swapped.value(i),
+                    out_of_order: out_of_order.value(i),
+                    turn,
+                },
+            ));
+        }
+        Ok(Decoded { rows, issues })
+    }
+
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
+        let turns: Vec<Turn> = rows.iter().map(|r| r.turn.clone()).collect();
+        let base = Turn::to_batch(&turns)?;
+        let mut fields: Vec<Field> = base
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut columns: Vec<ArrayRef> = base.columns().to_vec();
+        let extra: [(ArrayRef, bool); 5] = [
+            (
+                Arc::new(
+                    rows.iter()
+                        .map(|r| Some(r.source_dialogue_id.as_str()))
+                        .collect::<StringArray>(),
+                ),
+                false,
+            ),
+            (
+                Arc::new(rows.iter().map(|r| r.copy).collect::<Int32Array>()),
+                false,
+            ),
+            (
+                Arc::new(
+                    rows.iter()
+                        .map(|r| r.corruption.as_deref())
+                        .collect::<StringArray>(),
+                ),
+                true,
+            ),
+            (
+                Arc::new(
+                    rows.iter()
+                        .map(|r| Some(r.swapped))
+                        .collect::<BooleanArray>(),
+                ),
+                false,
+            ),
+            (
+                Arc::new(
+                    rows.iter()
+                        .map(|r| Some(r.out_of_order))
+                        .collect::<BooleanArray>(),
+                ),
+                false,
+            ),
+        ];
+        for (name, (array, nullable)) in EXTRA_COLUMNS.iter().zip(extra) {
+            fields.push(Field::new(*name, array.data_type().clone(), nullable));
+            columns.push(array);
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SynthSummary {
+    pub partitions: usize,
+    pub dialogues_in: usize,
+    pub turns_in: usize,
+    pub dialogues_out: usize,
+    pub turns_out: usize,
+    pub swapped_turns: usize,
+    pub out_of_order_turns: usize,
+    pub corruptions: BTreeMap<&'static str, usize>,
+    /// Swaps that found no candidate with a different text and were left out.
+    pub swaps_without_candidate: usize,
+    pub out: String,
+    pub seconds: f64,
+}
+
+pub fn run(config: &SynthConfig) -> anyhow::Result<SynthSummary> {
+    for (name, rate) in [
+        ("--response-swap-rate", config.response_swap_rate),
+        ("--hard-negative-share", config.hard_negative_share),
+        ("--user-swap-rate", config.user_swap_rate),
+        ("--order-swap-rate", config.order_swap_rate),
+    ] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&rate),
+            "{name} must be in [0, 1], got {rate}"
+        );
+    }
+    anyhow::ensure!(config.copies >= 1, "--copies must be at least 1");
+    let started = Instant::now();
+    let parts = part_files(&config.logs)?;
+    let mut writer = DatasetWriter::create(&config.out, config.overwrite)?;
+    let progress = Progress::new(parts.len() as u64, "partitions", config.quiet);
+    let mut summary = SynthSummary {
+        partitions: parts.len(),
+        dialogues_in: 0,
+        turns_in: 0,
+        dialogues_out: 0,
+        turns_out: 0,
+        swapped_turns: 0,
+        out_of_order_turns: 0,
+        corruptions: BTreeMap::new(),
+        swaps_without_candidate: 0,
+        out: config.out.display().to_string(),
+        seconds: 0.0,
+    };
+    let mut seen_dialogues: HashSet<String> = HashSet::new();
+    for (partition, part) in parts.iter().enumerate() {
+        let dialogues = read_partition(part, &mut seen_dialogues)?;
+        summary.dialogues_in += dialogues.len();
+        summary.turns_in += dialogues.iter().map(Vec::len).sum::<usize>();
+        let rows = synthesize(&dialogues, config, partition as u64, &mut summary);
+        summary.dialogues_out += dialogues.len() * (1 + config.copies);
+        summary.turns_out += rows.len();
+        writer.write_rows(&rows)?;
+        progress.inc(1);
+    }
+    writer.finish::<SynthTurn>()?;
+    progress.finish();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// One part file's dialogues, turns in order. A dialogue seen in an earlier
+/// part is an error: swaps and copies work within one partition.
+fn read_partition(part: &Path, seen: &mut HashSet<String>) -> Result<Vec<Vec<Turn>>, DataError> {
+    let mut errors = Vec::new();
+    let mut by_dialogue: HashMap<String, Vec<(RowPlace, Turn)>> = HashMap::new();
+    stream_rows::<Turn>(part, |decoded| {
+        errors.extend(
+            decoded
+                .issues
+                .into_iter()
+                .filter(|i| i.severity == Severity::Error),
+        );
+        for (place, turn) in decoded.rows {
+            by_dialogue
+                .entry(turn.dialogue_id.clone())
+                .or_default()
+                .push((place, turn));
+        }
+        Ok(())
+    })?;
+    if !errors.is_empty() {
+        return Err(invalid_rows(part, "turns", &errors));
+    }
+    let mut ids: Vec<String> = by_dialogue.keys().cloned().collect();
+    ids.sort();
+    let mut dialogues = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut turns = by_dialogue.remove(&id).expect("key from the map");
+        if !seen.insert(id.clone()) {
+            let place = &turns[0].0;
+            return Err(DataError::InvalidRows {
+                path: part.to_path_buf(),
+                table: "turns",
+                count: 1,
+                first: format!("  {}", place.issue(Severity::Error, "split_dialogue", None, Some(&id), "dialogue also appears in an earlier part file; synth needs each dialogue within one part file")),
+            });
+        }
+        turns.sort_by_key(|(_, t)| t.turn_index);
+        if let Some(pair) = turns
+            .windows(2)
+            .find(|w| w[0].1.turn_index == w[1].1.turn_index)
+        {
+            let place = &pair[1].0;
+            return Err(invalid_rows(
+                part,
+                "turns",
+                &[place.issue(
+                    Severity::Error,
+                    "duplicate_key",
+                    Some("turn_index"),
+                    Some(&id),
+                    format!("turn_index {} twice", pair[1].1.turn_index),
+                )],
+            ));
+        }
+        dialogues.push(turns.into_iter().map(|(_, t)| t).collect());
+    }
+    Ok(dialogues)
+}
+
+/// The originals and their corrupted copies, for one partition.
+fn synthesize(
+    dialogues: &[Vec<Turn>],
+    config: &SynthConfig,
+    partition: u64,
+    summary: &mut SynthSummary,
+) -> Vec<SynthTurn> {
+    // Every (dialogue, turn) by domain, for hard negatives.
+    let all: Vec<(usize, usize)> = dialogues
+        .iter()
+        .enumerate()
+        .flat_map(|(d, turns)| (0..turns.len()).map(move |t| (d, t)))
+        .collect();
+    let mut by_domain: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    for &(d, t) in &all {
+        by_domain
+            .entry(dialogues[d][t].domain.as_deref().unwrap_or(""))
+            .or_default()
+            .push((d, t));
+    }
+    let mut out = Vec::new();
+    for (d, turns) in dialogues.iter().enumerate() {
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(config.seed ^ partition.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        rng.set_stream(d as u64);
+        for turn in turns {
+            out.push(SynthTurn {
+                turn: turn.clone(),
+                source_dialogue_id: turn.dialogue_id.clone(),
+                ..SynthTurn::default()
+            });
+        }
+        if all.len() < 2 {
+            continue;
+        }
+        for copy in 1..=config.copies as i32 {
+            let copy_id = format!("{}#c{copy}", turns[0].dialogue_id);
+            let mut rows: Vec<SynthTurn> = turns
+                .iter()
+                .map(|t| SynthTurn {
+                    turn: Turn {
+                        dialogue_id: copy_id.clone(),
+                        ..t.clone()
+                    },
+                    source_dialogue_id: t.dialogue_id.clone(),
+                    copy,
+                    ..SynthTurn::default()
+                })
+                .collect();
+            let mut corrupted = false;
+            if turns.len() >= 2 && rng.random_bool(config.order_swap_rate) {
+                let i = rng.random_range(0..turns.len() - 1);
+                let (a, b) = (rows[i].turn.clone(), rows[i + 1].turn.clone());
+                // The pairs trade places; turn_index keeps counting 0..n-1.
+                rows[i].turn = Turn {
+                    turn_index: a.turn_index,
+                    ..b
+                };
+                rows[i + 1].turn = Turn {
+                    turn_index: a.turn_index + 1,
+                    ..a
+                };
+                for row in &mut rows[i..=i + 1] {
+                    row.out_of_order = true;
+                    row.corruption = Some(Corruption::OrderSwap.as_str().into());
+                }
+                corrupted = true;
+            }
+            for t in 0..rows.len() {
+                if rng.random_bool(config.user_swap_rate) {
+                    corrupted |= swap(
+                        &mut rows[t],
+                        Corruption::UserSwap,
+                        &all,
+                        dialogues,
+                        d,
+                        &mut rng,
+                        summary,
+                    );
+                } else if rng.random_bool(config.response_swap_rate) {
+                    let hard = rng.random_bool(config.hard_negative_share);
+                    let domain = rows[t].turn.domain.as_deref().unwrap_or("");
+                    let (pool, kind) = match by_domain.get(domain) {
+                        Some(pool) if hard && pool.len() > 1 => {
+                            (pool.as_slice(), Corruption::ResponseSwapSameDomain)
+                        }
+                        _ => (all.as_slice(), Corruption::ResponseSwapRandom),
+                    };
+                    corrupted |= swap(&mut rows[t], kind, pool, dialogues, d, &mut rng, summary);
+                }
+            }
+            if !corrupted {
+                // A copy identical to the original teaches nothing: force one swap.
+                let t = rng.random_range(0..rows.len());
+                swap(
+                    &mut rows[t],
+                    Corruption::ResponseSwapRandom,
+                    &all,
+                    dialogues,
+                    d,
+                    &mut rng,
+                    summary,
+                );
+            }
+            for row in &rows {
+                summary.swapped_turns += usize::from(row.swapped);
+                summary.out_of_order_turns += usize::from(row.out_of_order);
+                if let Some(c) = &row.corruption {
+                    let key = [
+                        Corruption::ResponseSwapSameDomain,
+                        Corruption::ResponseSwapRandom,
+                        Corruption::UserSwap,
+                        Corruption::OrderSwap,
+                    ]
+                    .into_iter()
+                    .find(|k| k.as_str() == c)
+                    .map_or("other", Corruption::as_str);
+                    *summary.corruptions.entry(key).or_default() += 1;
+                }
+            }
+            out.extend(rows);
+        }
+    }
+    out
+}
+
+/// Replaces a turn's response (or utterance) with one from another dialogue
+/// whose text differs: a swap that changes nothing is not a defect. Returns
+/// whether it swapped.
+fn swap(
+    row: &mut SynthTurn,
+    kind: Corruption,
+    pool: &[(usize, usize)],
+    dialogues: &[Vec<Turn>],
+    own: usize,
+    rng: &mut ChaCha8Rng,
+    summary: &mut SynthSummary,
+) -> bool {
+    for _ in 0..8 {
+        let &(d, t) = pool.choose(rng).expect("pools are not empty");
+        if d == own {
+            continue;
+        }
+        let donor = &dialogues[d][t];
+        let changed = match kind {
+            Corruption::UserSwap => (donor.user_utterance != row.turn.user_utterance)
+                .then(|| row.turn.user_utterance = donor.user_utterance.clone()),
+            _ => (donor.system_response != row.turn.system_response)
+                .then(|| row.turn.system_response = donor.system_response.clone()),
+        };
+        if changed.is_some() {
+            row.swapped = true;
+            // An order swap on the same turn stays recorded in out_of_order.
+            row.corruption = Some(kind.as_str().into());
+            return true;
+        }
+    }
+    summary.swaps_without_candidate += 1;
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unswapped_turns_keep_their_own_pair_and_swapped_ones_do_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sim = tmp.path().join("sim");
+        crate::stages::simulate::run(&crate::stages::simulate::SimulateConfig::new(
+            300,
+            3,
+            sim.clone(),
+        ))
+        .unwrap();
+        let mut config = SynthConfig::new(sim.join("turns"), tmp.path().join("synth"));
+        config.copies = 2;
+        let summary = run(&config).unwrap();
+        assert_eq!(summary.dialogues_out, 900);
+        let (logs, _) = crate::data::dataset::read_table::<Turn>(&sim.join("turns")).unwrap();
+        let original: HashMap<(String, String), ()> = logs
+            .iter()
+            .map(|t| ((t.user_utterance.clone(), t.system_response.clone()), ()))
+            .collect();
+        let by_key: HashMap<(String, i32), &Turn> = logs
+            .iter()
+            .map(|t| ((t.dialogue_id.clone(), t.turn_index), t))
+            .collect();
+        let (rows, _) = crate::data::dataset::read_table::<SynthTurn>(&config.out).unwrap();
+        assert_eq!(rows.len(), summary.turns_out);
+        let (mut swapped, mut hard) = (0, 0);
+        for row in &rows {
+            let pair = (
+                row.turn.user_utterance.clone(),
+                row.turn.system_response.clone(),
+            );
+            if row.swapped {
+                swapped += 1;
+                hard += usize::from(row.corruption.as_deref() == Some("response_swap_same_domain"));
+                assert_ne!(row.copy, 0);
+            } else {
+                // Never a swapped pair labelled as unswapped.
+                assert!(
+                    original.contains_key(&pair),
+                    "unswapped turn with a pair not in the logs: {row:?}"
+                );
+            }
+            if row.copy == 0 {
+                assert_eq!(
+                    &row.turn,
+                    by_key[&(row.turn.dialogue_id.clone(), row.turn.turn_index)]
+                );
+            }
+        }
+        assert!(
+            swapped > 100 && hard > 20,
+            "{swapped} swapped, {hard} hard negatives"
+        );
+        // Same seed, same output.
+        let again = SynthConfig {
+            out: tmp.path().join("synth2"),
+            ..config.clone()
+        };
+        run(&again).unwrap();
+        let (rows2, _) = crate::data::dataset::read_table::<SynthTurn>(&again.out).unwrap();
+        assert_eq!(rows, rows2);
+    }
+}
