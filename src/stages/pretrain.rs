@@ -102,6 +102,8 @@ impl PretrainConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CurvePoint {
     pub step: usize,
+    /// Wall-clock seconds of training (this run's part) when the point was taken.
+    pub seconds: f64,
     pub train_loss: f64,
     pub eval_loss: Option<f64>,
     pub eval_auc: Option<f64>,
@@ -508,6 +510,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
             };
             state.curve.push(CurvePoint {
                 step: state.step,
+                seconds: training_started.elapsed().as_secs_f64(),
                 train_loss: mean_loss,
                 eval_loss,
                 eval_auc,
