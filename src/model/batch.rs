@@ -118,7 +118,7 @@ pub fn turn_input(turn: &Turn, ids: Vec<u32>, features: &FeatureConfig) -> TurnI
 /// dialogues overlap by half a window so every turn sees context both ways.
 pub fn window_ranges(n: usize, max_turns: usize) -> Vec<std::ops::Range<usize>> {
     if n <= max_turns {
-        return vec![0..n];
+        return std::iter::once(0..n).collect();
     }
     let stride = (max_turns / 2).max(1);
     let mut out = Vec::new();

@@ -68,7 +68,7 @@ impl EncoderConfig {
             self.model_type
         );
         anyhow::ensure!(
-            self.hidden_size % self.num_attention_heads == 0,
+            self.hidden_size.is_multiple_of(self.num_attention_heads),
             "hidden_size {} is not a multiple of num_attention_heads {}",
             self.hidden_size,
             self.num_attention_heads

@@ -126,7 +126,10 @@ pub struct PretrainSummary {
     pub eval_loss: Option<f64>,
     pub turns: usize,
     pub windows: usize,
+    /// Training throughput: real (unpadded) tokens per second of training.
     pub tokens_per_second: f64,
+    /// Inference throughput on the held-out set: turns scored per second.
+    pub eval_turns_per_second: Option<f64>,
     pub seconds: f64,
     pub curve: Vec<CurvePoint>,
 }
@@ -254,16 +257,12 @@ fn evaluate(
         let logits = model.swap_logits(&states)?;
         loss_sum += swap_loss(&logits, &targets, &batch.turn_mask)?.to_scalar::<f32>()? as f64;
         batches += 1;
-        let (logits, targets, mask): (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<u32>>) = (
-            logits.to_vec2()?,
-            targets.to_vec2()?,
-            batch.turn_mask.to_vec2()?,
-        );
-        for ((l, t), m) in logits.iter().zip(&targets).zip(&mask) {
-            for k in 0..l.len() {
-                if m[k] == 1 {
-                    scored.push((l[k] as f64, t[k] > 0.5));
-                }
+        let logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        let targets: Vec<f32> = targets.flatten_all()?.to_vec1()?;
+        let mask: Vec<u32> = batch.turn_mask.flatten_all()?.to_vec1()?;
+        for ((logit, target), real) in logits.iter().zip(&targets).zip(&mask) {
+            if *real == 1 {
+                scored.push((*logit as f64, *target > 0.5));
             }
         }
     }
@@ -433,6 +432,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
     let progress = Progress::new(total_steps as u64, "steps", config.quiet);
     progress.inc(state.step as u64);
     let mut tokens_seen = 0usize;
+    let (mut eval_turns, mut eval_seconds) = (0usize, 0.0f64);
     let training_started = Instant::now();
     let mut epoch_order: Option<(usize, Vec<Vec<usize>>)> = None;
     while state.step < total_steps {
@@ -497,13 +497,17 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
         }
         let mean_loss = state.recent_losses.iter().sum::<f64>() / state.recent_losses.len() as f64;
         progress.inc(1);
-        let rate = tokens_seen as f64 / training_started.elapsed().as_secs_f64().max(1e-9);
+        let rate = tokens_seen as f64
+            / (training_started.elapsed().as_secs_f64() - eval_seconds).max(1e-9);
         progress.message(format!("loss {mean_loss:.4}, {rate:.0} tokens/s"));
         let last = state.step == total_steps;
-        if state.step % config.eval_every == 0 || last {
+        if state.step.is_multiple_of(config.eval_every) || last {
             let (eval_auc, eval_loss) = match &held_out {
                 Some(h) => {
+                    let timer = Instant::now();
                     let (auc, loss) = evaluate(&model, &h.windows, config.batch_size, special.pad)?;
+                    eval_seconds += timer.elapsed().as_secs_f64();
+                    eval_turns += h.turns;
                     (Some(auc), Some(loss))
                 }
                 None => (None, None),
@@ -516,7 +520,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
                 eval_auc,
             });
         }
-        if state.step % config.checkpoint_every == 0 && !last {
+        if state.step.is_multiple_of(config.checkpoint_every) && !last {
             save_checkpoint(
                 &checkpoint,
                 &model_config,
@@ -562,7 +566,9 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
         eval_loss: final_point.as_ref().and_then(|p| p.eval_loss),
         turns: train.turns,
         windows: train.windows.len(),
-        tokens_per_second: tokens_seen as f64 / training_started.elapsed().as_secs_f64().max(1e-9),
+        tokens_per_second: tokens_seen as f64
+            / (training_started.elapsed().as_secs_f64() - eval_seconds).max(1e-9),
+        eval_turns_per_second: (eval_seconds > 0.0).then(|| eval_turns as f64 / eval_seconds),
         seconds,
         curve: state.curve,
     })

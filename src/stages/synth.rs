@@ -433,10 +433,10 @@ fn synthesize(
                 }
                 corrupted = true;
             }
-            for t in 0..rows.len() {
+            for row in rows.iter_mut() {
                 if rng.random_bool(config.user_swap_rate) {
                     corrupted |= swap(
-                        &mut rows[t],
+                        row,
                         Corruption::UserSwap,
                         &all,
                         dialogues,
@@ -446,14 +446,14 @@ fn synthesize(
                     );
                 } else if rng.random_bool(config.response_swap_rate) {
                     let hard = rng.random_bool(config.hard_negative_share);
-                    let domain = rows[t].turn.domain.as_deref().unwrap_or("");
+                    let domain = row.turn.domain.as_deref().unwrap_or("");
                     let (pool, kind) = match by_domain.get(domain) {
                         Some(pool) if hard && pool.len() > 1 => {
                             (pool.as_slice(), Corruption::ResponseSwapSameDomain)
                         }
                         _ => (all.as_slice(), Corruption::ResponseSwapRandom),
                     };
-                    corrupted |= swap(&mut rows[t], kind, pool, dialogues, d, &mut rng, summary);
+                    corrupted |= swap(row, kind, pool, dialogues, d, &mut rng, summary);
                 }
             }
             if !corrupted {
