@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
-# The main job on the embedded default data: build labelgen, simulate a day
-# of assistant logs with 3-annotator gold, validate the tables, and judge the
-# single-pass annotator against the gold (the bar the model must clear).
-# Usage: scripts/demo.sh [OUT_DIR] [DIALOGUES]
+# The main job on the embedded default data, as far as the pipeline exists:
+# simulate logs with 3-annotator gold (train and a held-out dev set from
+# another seed), validate them, build contrastive data, pretrain the model
+# (held-out swapped-response AUC), and judge the single-pass annotator against
+# the gold: the bar the model must clear once train and label land.
+# Usage: scripts/demo.sh [OUT_DIR] [DIALOGUES] [EPOCHS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/demo}"
 dialogues="${2:-5000}"
+epochs="${3:-6}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/labelgen-target}"
 cargo build --release
 labelgen="$CARGO_TARGET_DIR/release/labelgen"
 mkdir -p "$out"
-echo "== simulate $dialogues dialogues -> $out/sim"
-"$labelgen" simulate --dialogues "$dialogues" --seed 1 --out "$out/sim" --force > "$out/simulate.json"
+echo "== simulate: $dialogues training dialogues (seed 1), $((dialogues / 5)) held-out (seed 2)"
+"$labelgen" simulate --dialogues "$dialogues" --seed 1 --out "$out/train" --force --quiet > "$out/train.simulate.json"
+"$labelgen" simulate --dialogues "$((dialogues / 5))" --seed 2 --out "$out/dev" --force --quiet > "$out/dev.simulate.json"
 echo "== validate"
-"$labelgen" validate "$out/sim/turns" --table turns
-"$labelgen" validate "$out/sim/annotations" --table annotations --turns "$out/sim/turns"
-echo "simulation summary: $out/simulate.json"
-echo "== eval: the single-pass annotator against unanimous 3-annotator gold"
-"$labelgen" eval --gold "$out/sim/annotations" --turns "$out/sim/turns" --out "$out/eval" --force > "$out/eval.json"
-echo "report: $out/eval/report.md (plots in $out/eval/plots, review list in $out/eval/review)"
+"$labelgen" validate "$out/train/turns" --table turns
+"$labelgen" validate "$out/train/annotations" --table annotations --turns "$out/train/turns"
+echo "== synth: contrastive copies"
+"$labelgen" synth --logs "$out/train/turns" --out "$out/train-synth" --seed 1 --force --quiet > "$out/train-synth.json"
+"$labelgen" synth --logs "$out/dev/turns" --out "$out/dev-synth" --seed 2 --force --quiet > "$out/dev-synth.json"
+echo "== pretrain: $epochs epochs (about 2 minutes an epoch at 5,000 dialogues on 2 cores)"
+"$labelgen" pretrain --data "$out/train-synth" --eval-data "$out/dev-synth" --out "$out/pretrained" --epochs "$epochs" --eval-every 100 > "$out/pretrain.json"
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("held-out swapped-response AUC %.3f after %d steps, %.0f s" % (s["eval_auc"], s["steps"], s["seconds"]))' "$out/pretrain.json" || true
+echo "== eval: the single-pass annotator against unanimous 3-annotator gold (dev)"
+"$labelgen" eval --gold "$out/dev/annotations" --turns "$out/dev/turns" --out "$out/eval" --force > "$out/eval.json"
+echo "report: $out/eval/report.md; model: $out/pretrained (training_curve.png)"

@@ -287,6 +287,9 @@ impl Common {
     fn apply(&self) -> anyhow::Result<()> {
         if let Some(threads) = self.threads {
             anyhow::ensure!(threads > 0, "--threads must be at least 1");
+            // candle sizes its matrix-multiply pool from this variable, not from rayon's pool.
+            // SAFETY: called from main before any thread is spawned.
+            unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build_global()?;

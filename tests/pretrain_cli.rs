@@ -1,0 +1,132 @@
+//! `labelgen synth` and `labelgen pretrain` end to end on a tiny config.
+
+mod common;
+
+use common::{labelgen, stderr};
+
+#[test]
+fn simulate_synth_pretrain_on_a_tiny_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+    common::simulate(&tmp.path().join("sim"), 40, 1);
+    let out = labelgen(&[
+        "synth",
+        "--logs",
+        &format!("{}/turns", dir("sim")),
+        "--out",
+        &dir("synth"),
+        "--seed",
+        "3",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["dialogues_out"], 80);
+    assert!(summary["swapped_turns"].as_u64().unwrap() > 0);
+    let tiny = [
+        "--hidden-size",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--dialogue-layers",
+        "1",
+        "--vocab-size",
+        "300",
+        "--max-tokens",
+        "16",
+        "--batch-size",
+        "8",
+    ];
+    let (synth, model) = (dir("synth"), dir("model"));
+    let mut args = vec![
+        "pretrain",
+        "--data",
+        &synth,
+        "--eval-data",
+        &synth,
+        "--out",
+        &model,
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--threads",
+        "1",
+        "--quiet",
+    ];
+    args.extend(tiny);
+    let out = labelgen(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["steps"], 4);
+    assert_eq!(summary["curve"].as_array().unwrap().len(), 2);
+    assert!(
+        summary["eval_auc"].as_f64().is_some()
+            && summary["tokens_per_second"].as_f64().unwrap() > 0.0
+    );
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "training.json",
+        "training_curve.svg",
+        "training_curve.png",
+    ] {
+        assert!(tmp.path().join("model").join(file).is_file(), "{file}");
+    }
+    assert!(
+        !tmp.path().join("model.checkpoint").exists(),
+        "a finished run leaves no checkpoint behind"
+    );
+}
+
+#[test]
+fn a_directory_that_is_not_a_checkpoint_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::simulate(&tmp.path().join("sim"), 10, 1);
+    let synth = tmp.path().join("synth");
+    let out = labelgen(&[
+        "synth",
+        "--logs",
+        tmp.path().join("sim/turns").to_str().unwrap(),
+        "--out",
+        synth.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success());
+    let empty = tmp.path().join("not-a-model");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = labelgen(&[
+        "pretrain",
+        "--data",
+        synth.to_str().unwrap(),
+        "--out",
+        tmp.path().join("m").to_str().unwrap(),
+        "--init",
+        empty.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("model directory lacks config.json"),
+        "{}",
+        stderr(&out)
+    );
+    // pretrain needs synth output, not plain logs.
+    let out = labelgen(&[
+        "pretrain",
+        "--data",
+        tmp.path().join("sim/turns").to_str().unwrap(),
+        "--out",
+        tmp.path().join("m").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("missing column `source_dialogue_id`"),
+        "{}",
+        stderr(&out)
+    );
+}
