@@ -9,6 +9,10 @@ use common::{labelgen, stderr};
 use labelgen::data::dataset::{DatasetWriter, read_table};
 use labelgen::data::tables::{Annotation, Label, LabelledSlotSpan};
 
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_data")
 }
@@ -104,8 +108,7 @@ fn report_of_the_single_annotator_on_sample_data() {
             .unwrap()
             > 0.7
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value = read_json(&out.join("report.json"));
     // Stable keys, documented in README.
     for key in [
         "gold",
@@ -197,8 +200,7 @@ fn a_prediction_with_confidences_is_swept_compared_and_reviewed() {
         "--bootstrap",
         "300",
     ]);
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value = read_json(&out.join("report.json"));
     let oracle = &report["systems"][0];
     assert_eq!(oracle["name"], "oracle");
     // Built from the truth, it beats the single annotator on failure points, significantly.
@@ -268,8 +270,7 @@ fn predictions_that_do_not_match_the_gold_are_reported() {
         "--bootstrap",
         "0",
     ]);
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value = read_json(&out.join("report.json"));
     let check = &report["inputs"]["model"];
     assert_eq!(check["missing_dialogues"], 1);
     assert_eq!(check["examples_missing"][0], "sim7-0000003");

@@ -57,6 +57,29 @@ pub enum DataError {
     },
 }
 
+impl DataError {
+    /// A required column is absent; the message lists the columns the batch has.
+    pub fn missing_column(
+        path: &std::path::Path,
+        table: &'static str,
+        column: &str,
+        batch: &arrow::array::RecordBatch,
+    ) -> DataError {
+        let found: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        DataError::MissingColumn {
+            path: path.to_path_buf(),
+            table,
+            column: column.to_string(),
+            found: found.join(", "),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {

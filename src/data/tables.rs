@@ -182,19 +182,12 @@ impl<'a> BatchColumns<'a> {
         match self.batch.column_by_name(name) {
             Some(column) => Ok(Some(column)),
             None if !spec.required => Ok(None),
-            None => Err(DataError::MissingColumn {
-                path: self.path(),
-                table: Table::from_schema(self.schema).name(),
-                column: name.to_string(),
-                found: self
-                    .batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
+            None => Err(DataError::missing_column(
+                &self.path(),
+                Table::from_schema(self.schema).name(),
+                name,
+                self.batch,
+            )),
         }
     }
 

@@ -129,8 +129,8 @@ pub fn judge(
                 pairs.push((gold_index, predicted));
                 if let Some(p) = prob {
                     j.sweep_items
-                        .get_mut(&task)
-                        .expect("inserted")
+                        .entry(task)
+                        .or_default()
                         .push((p as f64, predicted == Some(gold_index)));
                 }
             }
@@ -138,10 +138,7 @@ pub fn judge(
                 j.failure_pairs.extend_from_slice(&pairs);
             }
             let counts = classification_counts(&pairs, classes.len());
-            j.per_dialogue
-                .get_mut(&task)
-                .expect("inserted")
-                .push(counts);
+            j.per_dialogue.entry(task).or_default().push(counts);
         }
 
         // Slots: exact spans on turns with gold.
@@ -158,8 +155,8 @@ pub fn judge(
             let exact = counts.correct == 1 && predicted.is_some();
             if let Some(p) = at(t).and_then(|l| l.slots_prob) {
                 j.sweep_items
-                    .get_mut(&Task::Slots)
-                    .expect("inserted")
+                    .entry(Task::Slots)
+                    .or_default()
                     .push((p as f64, exact));
             }
             slots.add(&Counts {
@@ -167,10 +164,7 @@ pub fn judge(
                 ..counts
             });
         }
-        j.per_dialogue
-            .get_mut(&Task::Slots)
-            .expect("inserted")
-            .push(slots);
+        j.per_dialogue.entry(Task::Slots).or_default().push(slots);
 
         // Goal segmentation and goal success need the dialogue's gold segmentation.
         let (segmentation, success) = match &g.segmentation {
@@ -196,8 +190,8 @@ pub fn judge(
                         let confidence = if says_boundary { p } else { 1.0 - p };
                         let right = says_boundary == (gold_goals[t] != gold_goals[t - 1]);
                         j.sweep_items
-                            .get_mut(&Task::GoalSegmentation)
-                            .expect("inserted")
+                            .entry(Task::GoalSegmentation)
+                            .or_default()
                             .push((confidence as f64, right));
                     }
                 }
@@ -216,8 +210,8 @@ pub fn judge(
                     pairs.push((class(gold_success), value.map(class)));
                     if let Some(c) = confidence {
                         j.sweep_items
-                            .get_mut(&Task::GoalSuccess)
-                            .expect("inserted")
+                            .entry(Task::GoalSuccess)
+                            .or_default()
                             .push((c, value == Some(gold_success)));
                     }
                 }
@@ -225,12 +219,12 @@ pub fn judge(
             }
         };
         j.per_dialogue
-            .get_mut(&Task::GoalSegmentation)
-            .expect("inserted")
+            .entry(Task::GoalSegmentation)
+            .or_default()
             .push(segmentation);
         j.per_dialogue
-            .get_mut(&Task::GoalSuccess)
-            .expect("inserted")
+            .entry(Task::GoalSuccess)
+            .or_default()
             .push(success);
     }
     j

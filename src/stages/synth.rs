@@ -127,20 +127,9 @@ impl TableRow for SynthTurn {
     ) -> Result<Decoded<Self>, DataError> {
         let turns = Turn::from_batch(batch, file, first_row)?;
         let column = |name: &str, expected: DataType| -> Result<&ArrayRef, DataError> {
-            let found = batch
-                .column_by_name(name)
-                .ok_or_else(|| DataError::MissingColumn {
-                    path: PathBuf::from(&**file),
-                    table: "synth",
-                    column: name.into(),
-                    found: batch
-                        .schema()
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })?;
+            let found = batch.column_by_name(name).ok_or_else(|| {
+                DataError::missing_column(Path::new(&**file), "synth", name, batch)
+            })?;
             if found.data_type() != &expected {
                 return Err(DataError::WrongType {
                     path: PathBuf::from(&**file),

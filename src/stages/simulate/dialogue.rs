@@ -131,6 +131,14 @@ struct Goal {
     kind: &'static str,
 }
 
+/// The same words ask about the weather, or about the oven when it is on:
+/// device state decides.
+const TEMPERATURE_QUESTION: &[&str] = &[
+    "what's the temperature",
+    "how hot is it",
+    "what's the temperature right now",
+];
+
 /// Words the ASR plausibly mishears, and what it hears instead.
 const ASR_CONFUSIONS: &[(&str, &str)] = &[
     ("play", "pay"),
@@ -368,22 +376,14 @@ impl Simulator<'_> {
             )],
             "temperature_question" => vec![Step::with(
                 "GetWeather",
-                &[
-                    "what's the temperature",
-                    "how hot is it",
-                    "what's the temperature right now",
-                ],
+                TEMPERATURE_QUESTION,
                 Some(DeviceState),
                 Reply::Done,
             )],
             "oven_followup" => match self.pick(&[0, 1]) {
                 0 => vec![Step::with(
                     "GetDeviceState",
-                    &[
-                        "what's the temperature",
-                        "how hot is it",
-                        "what's the temperature right now",
-                    ],
+                    TEMPERATURE_QUESTION,
                     Some(DeviceState),
                     Reply::Done,
                 )],
