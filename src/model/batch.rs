@@ -17,11 +17,27 @@ pub struct TurnInput {
     pub audio: Option<Vec<f32>>,
 }
 
-/// Up to `max_turns` consecutive turns of one dialogue, with a per-turn target.
-#[derive(Debug, Clone)]
+/// Up to `max_turns` consecutive turns of one dialogue, with a per-turn
+/// pretraining target and (for `train`) per-turn supervision.
+#[derive(Debug, Clone, Default)]
 pub struct Window {
     pub turns: Vec<TurnInput>,
     pub targets: Vec<f32>,
+    pub supervision: Vec<Supervision>,
+    /// (dialogue, first turn index) the window came from.
+    pub origin: (usize, usize),
+}
+
+/// One turn's labels for the supervised heads; None is "not annotated".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Supervision {
+    /// This turn starts a new goal (never given for turn 0: it always does).
+    pub boundary: Option<bool>,
+    pub success: Option<bool>,
+    pub intent: Option<u32>,
+    pub failure_point: Option<u32>,
+    /// A BIO tag per token of the turn's input.
+    pub bio: Option<Vec<u32>>,
 }
 
 impl Window {
@@ -180,6 +196,7 @@ pub fn make_batch(windows: &[&Window], pad_id: u32, device: &Device) -> Result<(
     } else {
         None
     };
+    let mut turn_slots = Vec::with_capacity(n);
     let mut slot_index = Vec::with_capacity(windows.len() * turns_per_window);
     let mut turn_mask = Vec::with_capacity(windows.len() * turns_per_window);
     let mut targets = Vec::with_capacity(windows.len() * turns_per_window);
@@ -187,6 +204,9 @@ pub fn make_batch(windows: &[&Window], pad_id: u32, device: &Device) -> Result<(
     for w in windows {
         for t in 0..turns_per_window {
             let real_turn = t < w.turns.len();
+            if real_turn {
+                turn_slots.push(slot_index.len() as u32);
+            }
             slot_index.push(if real_turn { next + t as u32 } else { n as u32 });
             turn_mask.push(u32::from(real_turn));
             targets.push(if real_turn { w.targets[t] } else { 0.0 });
@@ -202,6 +222,7 @@ pub fn make_batch(windows: &[&Window], pad_id: u32, device: &Device) -> Result<(
         audio,
         slot_index: Tensor::from_vec(slot_index, b * turns_per_window, device)?,
         turn_mask: Tensor::from_vec(turn_mask, (b, turns_per_window), device)?,
+        turn_slots: Tensor::from_vec(turn_slots, n, device)?,
     };
     Ok((
         batch,

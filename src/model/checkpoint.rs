@@ -203,12 +203,13 @@ pub fn named_vars(varmap: &VarMap) -> anyhow::Result<Vec<(String, candle_core::V
     Ok(vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect())
 }
 
-/// Exact copy of the variables (for tests comparing runs).
+/// A copy of every variable's current value, in storage of its own (the
+/// variables keep changing; a snapshot must not).
 pub fn snapshot(varmap: &VarMap) -> anyhow::Result<Vec<(String, Tensor)>> {
-    let mut out: Vec<(String, Tensor)> = named_vars(varmap)?
+    let mut out = named_vars(varmap)?
         .into_iter()
-        .map(|(n, v)| (n, v.as_tensor().clone()))
-        .collect();
+        .map(|(n, v)| Ok((n, v.as_tensor().copy()?)))
+        .collect::<anyhow::Result<Vec<(String, Tensor)>>>()?;
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }

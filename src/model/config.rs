@@ -133,6 +133,26 @@ pub struct ModelConfig {
     pub features: FeatureConfig,
     /// Tokens per turn (utterance and response together) fed to the encoder.
     pub max_tokens: usize,
+    /// The supervised heads' label sets, once `train` has added them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<LabelSets>,
+}
+
+/// What the supervised heads predict, and their calibration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelSets {
+    pub intents: Vec<String>,
+    pub slot_types: Vec<String>,
+    pub failure_points: Vec<String>,
+    /// Softmax/sigmoid temperature per head, fitted on the dev split.
+    pub temperatures: BTreeMap<String, f64>,
+}
+
+impl LabelSets {
+    /// BIO tags: 0 = O, 1 + 2k = B-slot_k, 2 + 2k = I-slot_k.
+    pub fn bio_tags(&self) -> usize {
+        1 + 2 * self.slot_types.len()
+    }
 }
 
 pub const ARCHITECTURE: &str = "labelgen-dialogue";

@@ -7,7 +7,9 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod heads;
 pub mod layers;
+pub mod loss;
 pub mod optim;
 pub mod roberta;
 pub mod tokenizer;
@@ -36,6 +38,8 @@ pub struct Batch {
     pub slot_index: Tensor,
     /// (B, T) 1 for real turns, 0 for padding.
     pub turn_mask: Tensor,
+    /// (N) the slot (in B * T) of each real turn.
+    pub turn_slots: Tensor,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +55,8 @@ pub struct DialogueModel {
     turn_positions: Embedding,
     dialogue_layers: Vec<TransformerLayer>,
     swap_head: Linear,
+    /// Present once `train` has added the label sets.
+    pub heads: Option<heads::SupervisedHeads>,
 }
 
 const NUMERIC_SIZE: usize = 32;
@@ -116,6 +122,15 @@ impl DialogueModel {
                 })
                 .collect::<Result<Vec<_>>>()?,
             swap_head: linear(d.hidden_size, 1, vb.pp("heads.swap"))?,
+            heads: match &config.labels {
+                Some(labels) => Some(heads::SupervisedHeads::new(
+                    e.hidden_size,
+                    d.hidden_size,
+                    labels,
+                    vb.pp("heads"),
+                )?),
+                None => None,
+            },
         })
     }
 

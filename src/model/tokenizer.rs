@@ -69,6 +69,25 @@ pub fn encode_pairs(
     pairs: &[(String, String)],
     max_tokens: usize,
 ) -> anyhow::Result<Vec<Vec<u32>>> {
+    Ok(encode_with_offsets(tokenizer, pairs, max_tokens)?
+        .into_iter()
+        .map(|e| e.ids)
+        .collect())
+}
+
+/// A tokenized turn: ids, and for each token its UTF-8 byte range in the
+/// utterance (None for specials and response tokens).
+#[derive(Debug, Clone)]
+pub struct EncodedTurn {
+    pub ids: Vec<u32>,
+    pub utterance_offsets: Vec<Option<(usize, usize)>>,
+}
+
+pub fn encode_with_offsets(
+    tokenizer: &Tokenizer,
+    pairs: &[(String, String)],
+    max_tokens: usize,
+) -> anyhow::Result<Vec<EncodedTurn>> {
     let mut tokenizer = tokenizer.clone();
     tokenizer
         .with_truncation(Some(TruncationParams {
@@ -87,7 +106,22 @@ pub fn encode_pairs(
         .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
     Ok(encodings
         .into_iter()
-        .map(|e| e.get_ids().to_vec())
+        .map(|e| {
+            let special = e.get_special_tokens_mask();
+            let utterance_offsets = e
+                .get_offsets()
+                .iter()
+                .zip(e.get_sequence_ids())
+                .zip(special)
+                .map(|((&(start, end), sequence), &is_special)| {
+                    (sequence == Some(0) && is_special == 0 && end > start).then_some((start, end))
+                })
+                .collect();
+            EncodedTurn {
+                ids: e.get_ids().to_vec(),
+                utterance_offsets,
+            }
+        })
         .collect())
 }
 

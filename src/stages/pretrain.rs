@@ -178,6 +178,7 @@ fn examples(
                     .iter()
                     .map(|&i| f32::from(u8::from(rows[i].swapped)))
                     .collect(),
+                ..Window::default()
             });
         }
     }
@@ -187,13 +188,9 @@ fn examples(
     })
 }
 
-/// Binary cross-entropy with logits over the real turn slots, from tensor
-/// ops that all have a backward pass: softplus(x) - x * y, stably.
+/// The pretraining loss: binary cross-entropy over the real turn slots.
 fn swap_loss(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-    let mask = mask.to_dtype(DType::F32)?;
-    let softplus = (logits.relu()? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-    let per_turn = ((softplus - (logits * targets)?)? * &mask)?;
-    per_turn.sum_all()? / mask.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64
+    crate::model::loss::masked_bce(logits, targets, mask)
 }
 
 /// BERT's masking: 15% of non-special tokens; of those 80% <mask>, 10% a
@@ -366,6 +363,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
                 embedding_size: 16,
                 audio_dim,
             },
+            labels: None,
         };
         (model_config, tokenizer, weights)
     };
@@ -680,6 +678,7 @@ mod tests {
             },
             features,
             max_tokens: 16,
+            labels: None,
         };
         let data = examples(&rows, &tokenizer, &model_config.features, 16, 4).unwrap();
         let chosen: Vec<&Window> = data.windows.iter().take(16).collect();

@@ -1,0 +1,415 @@
+//! `labelgen label`: the trained model over logs, writing the labels table.
+//! Decoding keeps labels consistent: goal ids increase through a dialogue,
+//! each goal has one success label, and BIO tags become valid spans of the
+//! utterance.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::dataset::{DatasetWriter, read_table};
+use crate::data::tables::{Label, LabelledSlotSpan, Turn};
+use crate::model::batch::{Window, bucketed_batches, make_batch, turn_input, window_ranges};
+use crate::model::checkpoint;
+use crate::model::config::LabelSets;
+use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
+use crate::model::{DialogueModel, device};
+use crate::progress::Progress;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelConfig {
+    pub model: PathBuf,
+    pub logs: PathBuf,
+    pub out: PathBuf,
+    /// Per task (goal_segmentation, goal_success, intent, slots,
+    /// failure_point): labels below this confidence are written as null.
+    pub min_confidence: BTreeMap<String, f64>,
+    /// (I, N): only dialogues whose id hashes to I modulo N.
+    pub shard: Option<(u64, u64)>,
+    pub batch_size: usize,
+    pub run_id: Option<String>,
+    pub overwrite: bool,
+    pub quiet: bool,
+}
+
+pub const TASKS: [&str; 5] = [
+    "goal_segmentation",
+    "goal_success",
+    "intent",
+    "slots",
+    "failure_point",
+];
+
+#[derive(Debug, Serialize)]
+pub struct LabelSummary {
+    pub out: String,
+    pub dialogues: usize,
+    pub turns: usize,
+    /// Labels withheld below --min-confidence, per task.
+    pub withheld: BTreeMap<String, usize>,
+    pub model_id: String,
+    pub run_id: String,
+    pub seconds: f64,
+    pub turns_per_second: f64,
+}
+
+/// FNV-1a: a stable hash, the same on every machine, for sharding.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+pub fn in_shard(dialogue: &str, shard: Option<(u64, u64)>) -> bool {
+    shard.is_none_or(|(i, n)| stable_hash(dialogue) % n == i)
+}
+
+fn softmax(logits: &[f32], temperature: f64) -> Vec<f64> {
+    let scaled: Vec<f64> = logits.iter().map(|&z| z as f64 / temperature).collect();
+    let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = scaled.iter().map(|z| (z - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+fn sigmoid(x: f32, temperature: f64) -> f64 {
+    1.0 / (1.0 + (-(x as f64) / temperature).exp())
+}
+
+fn argmax(p: &[f64]) -> (usize, f64) {
+    p.iter()
+        .cloned()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+}
+
+/// What the heads say about one turn, after temperature scaling.
+#[derive(Debug, Clone, Default)]
+struct TurnPrediction {
+    boundary: f64,
+    success: f64,
+    intent: Vec<f64>,
+    failure_point: Vec<f64>,
+    /// Per token: tag probabilities.
+    tags: Vec<Vec<f64>>,
+}
+
+/// BIO tags to spans: a B starts a span, following I of the same type extend it.
+fn decode_spans(
+    utterance: &str,
+    encoded: &EncodedTurn,
+    tags: &[Vec<f64>],
+    labels: &LabelSets,
+) -> (Vec<LabelledSlotSpan>, f64) {
+    let mut spans: Vec<(usize, usize, usize, Vec<f64>)> = Vec::new();
+    let mut whole = 1.0f64;
+    for (t, offset) in encoded.utterance_offsets.iter().enumerate() {
+        let Some((start, end)) = offset else { continue };
+        let Some(p) = tags.get(t) else { break };
+        let (tag, prob) = argmax(p);
+        whole = whole.min(prob);
+        if tag == 0 {
+            continue;
+        }
+        let kind = (tag - 1) / 2;
+        let inside = tag % 2 == 0;
+        match spans.last_mut() {
+            Some(last) if inside && last.0 == kind && last.2 <= *start => {
+                last.2 = *end;
+                last.3.push(prob);
+            }
+            _ => spans.push((kind, *start, *end, vec![prob])),
+        }
+    }
+    let out = spans
+        .into_iter()
+        .filter_map(|(kind, start, end, probs)| {
+            let text = utterance.get(start..end)?;
+            Some(LabelledSlotSpan {
+                slot: labels.slot_types.get(kind)?.clone(),
+                start: start as i32,
+                end: end as i32,
+                text: text.to_string(),
+                probability: (probs.iter().sum::<f64>() / probs.len() as f64) as f32,
+            })
+        })
+        .collect();
+    (out, whole)
+}
+
+pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
+    for task in config.min_confidence.keys() {
+        anyhow::ensure!(
+            TASKS.contains(&task.as_str()),
+            "--min-confidence: unknown task `{task}`; tasks are {}",
+            TASKS.join(", ")
+        );
+    }
+    if let Some((i, n)) = config.shard {
+        anyhow::ensure!(
+            n > 0 && i < n,
+            "--shard {i}/{n}: expected I/N with 0 <= I < N"
+        );
+    }
+    let started = Instant::now();
+    let (model, tokenizer) = checkpoint::load(&config.model)?;
+    let labels = model.config.labels.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: a pretrained model without supervised heads; run `labelgen train` on it first",
+            config.model.display()
+        )
+    })?;
+    let model_id = format!(
+        "{}@{}",
+        config
+            .model
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("model"),
+        &format!(
+            "{:016x}",
+            stable_hash(&std::fs::read_to_string(
+                config.model.join(checkpoint::CONFIG)
+            )?)
+        )[..8]
+    );
+    let run_id = config
+        .run_id
+        .clone()
+        .unwrap_or_else(|| format!("{model_id}:{}", config.logs.display()));
+    let (turns, _) = read_table::<Turn>(&config.logs)?;
+    let mut by_dialogue: BTreeMap<&str, Vec<&Turn>> = BTreeMap::new();
+    for turn in turns
+        .iter()
+        .filter(|t| in_shard(&t.dialogue_id, config.shard))
+    {
+        by_dialogue.entry(&turn.dialogue_id).or_default().push(turn);
+    }
+    let dialogues: Vec<Vec<&Turn>> = by_dialogue
+        .into_values()
+        .map(|mut d| {
+            d.sort_by_key(|t| t.turn_index);
+            d
+        })
+        .collect();
+    let mut writer = DatasetWriter::create(&config.out, config.overwrite)?;
+    let pad = special_ids(&tokenizer)?.pad;
+    let temperature = |head: &str| labels.temperatures.get(head).copied().unwrap_or(1.0);
+    let progress = Progress::new(dialogues.len() as u64, "dialogues", config.quiet);
+    let mut withheld: BTreeMap<String, usize> = BTreeMap::new();
+    let mut written = 0;
+    // Chunks of dialogues bound memory: only one chunk's tensors exist at a time.
+    for chunk in dialogues.chunks(1024) {
+        let pairs: Vec<(String, String)> = chunk
+            .iter()
+            .flatten()
+            .map(|t| (t.user_utterance.clone(), t.system_response.clone()))
+            .collect();
+        let encoded = encode_with_offsets(&tokenizer, &pairs, model.config.max_tokens)?;
+        let mut windows = Vec::new();
+        let mut first = 0;
+        for (d, dialogue) in chunk.iter().enumerate() {
+            for range in window_ranges(dialogue.len(), model.config.dialogue.max_turns) {
+                windows.push(Window {
+                    turns: range
+                        .clone()
+                        .map(|k| {
+                            turn_input(
+                                dialogue[k],
+                                encoded[first + k].ids.clone(),
+                                &model.config.features,
+                            )
+                        })
+                        .collect(),
+                    targets: vec![0.0; range.len()],
+                    supervision: Vec::new(),
+                    origin: (d, range.start),
+                });
+            }
+            first += dialogue.len();
+        }
+        // Each turn takes its prediction from the window where it sits most centrally.
+        let mut predictions: Vec<Vec<Option<(usize, TurnPrediction)>>> =
+            chunk.iter().map(|d| vec![None; d.len()]).collect();
+        for indices in bucketed_batches(&windows, config.batch_size) {
+            let chosen: Vec<&Window> = indices.iter().map(|&i| &windows[i]).collect();
+            let (batch, _) = make_batch(&chosen, pad, &device())?;
+            let per_turn = predict(&model, &batch, &labels, &temperature)?;
+            let t = batch.turn_mask.dim(1)?;
+            for (w, window) in chosen.iter().enumerate() {
+                let (d, start) = window.origin;
+                for k in 0..window.turns.len() {
+                    let centrality = (2 * k).abs_diff(window.turns.len());
+                    let prediction = per_turn[w * t + k].clone();
+                    let slot = &mut predictions[d][start + k];
+                    if slot.as_ref().is_none_or(|(c, _)| centrality < *c) {
+                        *slot = Some((centrality, prediction));
+                    }
+                }
+            }
+        }
+        let mut rows = Vec::new();
+        let mut first = 0;
+        for (d, dialogue) in chunk.iter().enumerate() {
+            let p: Vec<TurnPrediction> = predictions[d]
+                .iter()
+                .map(|x| x.clone().map(|(_, p)| p).unwrap_or_default())
+                .collect();
+            rows.extend(decode_dialogue(
+                dialogue,
+                &p,
+                &encoded[first..first + dialogue.len()],
+                &labels,
+                config,
+                &model_id,
+                &run_id,
+                &mut withheld,
+            ));
+            first += dialogue.len();
+        }
+        written += rows.len();
+        writer.write_rows(&rows)?;
+        progress.inc(chunk.len() as u64);
+    }
+    writer.finish::<Label>()?;
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(LabelSummary {
+        out: config.out.display().to_string(),
+        dialogues: dialogues.len(),
+        turns: written,
+        withheld,
+        model_id,
+        run_id,
+        seconds,
+        turns_per_second: written as f64 / seconds.max(1e-9),
+    })
+}
+
+/// Per turn slot (B * T): the heads' probabilities.
+fn predict(
+    model: &DialogueModel,
+    batch: &crate::model::Batch,
+    labels: &LabelSets,
+    temperature: &dyn Fn(&str) -> f64,
+) -> anyhow::Result<Vec<TurnPrediction>> {
+    let heads = model
+        .heads
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("model has no supervised heads"))?;
+    let token_states = model.encode_tokens(batch)?;
+    let states = model.dialogue_states(batch, &token_states)?;
+    let logits = heads.turn_logits(&states)?;
+    let (b, t) = batch.turn_mask.dims2()?;
+    let turn_states = states
+        .reshape((b * t, states.dim(2)?))?
+        .index_select(&batch.turn_slots, 0)?;
+    let slot_logits: Vec<Vec<Vec<f32>>> =
+        heads.slot_logits(&token_states, &turn_states)?.to_vec3()?;
+    let boundary: Vec<f32> = logits.boundary.flatten_all()?.to_vec1()?;
+    let success: Vec<f32> = logits.success.flatten_all()?.to_vec1()?;
+    let intent: Vec<Vec<f32>> = logits
+        .intent
+        .reshape((b * t, labels.intents.len()))?
+        .to_vec2()?;
+    let failure: Vec<Vec<f32>> = logits
+        .failure_point
+        .reshape((b * t, labels.failure_points.len()))?
+        .to_vec2()?;
+    let slots_of: Vec<u32> = batch.turn_slots.to_vec1()?;
+    let mut out: Vec<TurnPrediction> = (0..b * t)
+        .map(|i| TurnPrediction {
+            boundary: sigmoid(boundary[i], temperature("goal_boundary")),
+            success: sigmoid(success[i], temperature("goal_success")),
+            intent: softmax(&intent[i], temperature("intent")),
+            failure_point: softmax(&failure[i], temperature("failure_point")),
+            tags: Vec::new(),
+        })
+        .collect();
+    for (real, &slot) in slots_of.iter().enumerate() {
+        out[slot as usize].tags = slot_logits[real]
+            .iter()
+            .map(|z| softmax(z, temperature("slots")))
+            .collect();
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_dialogue(
+    dialogue: &[&Turn],
+    predictions: &[TurnPrediction],
+    encoded: &[EncodedTurn],
+    labels: &LabelSets,
+    config: &LabelConfig,
+    model_id: &str,
+    run_id: &str,
+    withheld: &mut BTreeMap<String, usize>,
+) -> Vec<Label> {
+    let threshold = |task: &str| config.min_confidence.get(task).copied().unwrap_or(0.0);
+    let mut keep = |task: &str, confidence: f64| {
+        let ok = confidence >= threshold(task);
+        if !ok {
+            *withheld.entry(task.to_string()).or_default() += 1;
+        }
+        ok
+    };
+    // Goals: a boundary where its probability passes 0.5; turn 0 starts goal 0.
+    let mut goal_ids = Vec::with_capacity(dialogue.len());
+    let mut goal = 0;
+    for (t, p) in predictions.iter().enumerate() {
+        if t > 0 && p.boundary > 0.5 {
+            goal += 1;
+        }
+        goal_ids.push(goal);
+    }
+    // One success label per goal: the mean probability over its turns.
+    let mut success: BTreeMap<i32, (f64, usize)> = BTreeMap::new();
+    for (g, p) in goal_ids.iter().zip(predictions) {
+        let e = success.entry(*g).or_default();
+        e.0 += p.success;
+        e.1 += 1;
+    }
+    dialogue
+        .iter()
+        .enumerate()
+        .map(|(t, turn)| {
+            let p = &predictions[t];
+            let boundary_prob = if t == 0 { 1.0 } else { p.boundary };
+            let boundary_confidence = boundary_prob.max(1.0 - boundary_prob);
+            let (sum, n) = success[&goal_ids[t]];
+            let success_prob = sum / n as f64;
+            let success_value = success_prob > 0.5;
+            let success_confidence = if success_value {
+                success_prob
+            } else {
+                1.0 - success_prob
+            };
+            let (intent, intent_prob) = argmax(&p.intent);
+            let (failure, failure_prob) = argmax(&p.failure_point);
+            let (spans, slots_confidence) =
+                decode_spans(&turn.user_utterance, &encoded[t], &p.tags, labels);
+            Label {
+                dialogue_id: turn.dialogue_id.clone(),
+                turn_index: turn.turn_index,
+                goal_id: keep("goal_segmentation", boundary_confidence).then_some(goal_ids[t]),
+                goal_boundary_prob: Some(boundary_prob as f32),
+                goal_success: keep("goal_success", success_confidence).then_some(success_value),
+                goal_success_prob: Some(success_confidence as f32),
+                intent: keep("intent", intent_prob).then(|| labels.intents[intent].clone()),
+                intent_prob: Some(intent_prob as f32),
+                slots: keep("slots", slots_confidence).then_some(spans),
+                slots_prob: Some(slots_confidence as f32),
+                failure_point: keep("failure_point", failure_prob)
+                    .then(|| labels.failure_points[failure].clone()),
+                failure_point_prob: Some(failure_prob as f32),
+                model_id: model_id.to_string(),
+                run_id: run_id.to_string(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,228 @@
+//! `labelgen train` and `labelgen label` end to end on a tiny model.
+
+mod common;
+
+use std::path::Path;
+
+use common::{labelgen, stderr};
+use labelgen::data::dataset::read_table;
+use labelgen::data::tables::Label;
+
+fn run_ok(args: &[&str]) -> serde_json::Value {
+    let out = labelgen(args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("JSON summary")
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// simulate -> synth -> pretrain -> train on a tiny model; returns the temp dir.
+fn trained() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name);
+    common::simulate(&p("sim"), 60, 1);
+    run_ok(&[
+        "synth",
+        "--logs",
+        s(&p("sim/turns")),
+        "--out",
+        s(&p("synth")),
+        "--quiet",
+    ]);
+    let (synth, pre) = (p("synth"), p("pre"));
+    let tiny = [
+        "--hidden-size",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--dialogue-layers",
+        "1",
+        "--vocab-size",
+        "300",
+        "--max-tokens",
+        "24",
+        "--batch-size",
+        "8",
+    ];
+    let mut args = vec![
+        "pretrain",
+        "--data",
+        s(&synth),
+        "--out",
+        s(&pre),
+        "--max-steps",
+        "3",
+        "--quiet",
+    ];
+    args.extend(tiny);
+    run_ok(&args);
+    let summary = run_ok(&[
+        "train",
+        "--init",
+        s(&p("pre")),
+        "--logs",
+        s(&p("sim/turns")),
+        "--labels",
+        s(&p("sim/annotations")),
+        "--out",
+        s(&p("labeler")),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "3e-3",
+        "--dev-share",
+        "0.25",
+        "--quiet",
+    ]);
+    assert_eq!(
+        summary["annotators"][0], "single",
+        "simulated data trains on the single-pass annotator"
+    );
+    let epochs = summary["epochs"].as_array().unwrap();
+    let (first, last) = (
+        epochs[0]["train_loss"].as_f64().unwrap(),
+        epochs[epochs.len() - 1]["train_loss"].as_f64().unwrap(),
+    );
+    assert!(last < first, "training lowers the loss: {first} -> {last}");
+    tmp
+}
+
+#[test]
+fn labels_validate_shards_add_up_and_thresholds_withhold() {
+    let tmp = trained();
+    let p = |name: &str| tmp.path().join(name);
+    let (labeler, turns) = (p("labeler"), p("sim/turns"));
+    let label = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "label",
+            "--model",
+            s(&labeler),
+            "--logs",
+            s(&turns),
+            "--out",
+            out,
+            "--run-id",
+            "r1",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        run_ok(&args)
+    };
+    let full = label(s(&p("labels")), &[]);
+    assert_eq!(
+        full["turns"].as_u64().unwrap() as usize,
+        read_table::<Label>(&p("labels")).unwrap().0.len()
+    );
+    // The labels table validates, spans checked against the utterances.
+    let out = labelgen(&[
+        "validate",
+        s(&p("labels")),
+        "--table",
+        "labels",
+        "--turns",
+        s(&p("sim/turns")),
+    ]);
+    assert!(out.status.success(), "{}", common::stdout(&out));
+    // Goal ids increase through each dialogue; one success value per goal.
+    let (rows, _) = read_table::<Label>(&p("labels")).unwrap();
+    for pair in rows
+        .windows(2)
+        .filter(|w| w[0].dialogue_id == w[1].dialogue_id)
+    {
+        let (a, b) = (pair[0].goal_id.unwrap(), pair[1].goal_id.unwrap());
+        assert!(b == a || b == a + 1, "goal ids {a} -> {b}");
+        if a == b {
+            assert_eq!(pair[0].goal_success, pair[1].goal_success);
+        }
+    }
+    // Two shards make up the whole, never splitting a dialogue.
+    label(s(&p("shard0")), &["--shard", "0/2"]);
+    label(s(&p("shard1")), &["--shard", "1/2"]);
+    let mut union: Vec<Label> = read_table::<Label>(&p("shard0")).unwrap().0;
+    union.extend(read_table::<Label>(&p("shard1")).unwrap().0);
+    let key = |l: &Label| (l.dialogue_id.clone(), l.turn_index);
+    union.sort_by_key(key);
+    let mut whole = rows.clone();
+    whole.sort_by_key(key);
+    // Batches of other shapes round differently: labels must agree exactly,
+    // probabilities to 1e-4.
+    assert_eq!(union.len(), whole.len());
+    let close = |a: Option<f32>, b: Option<f32>| match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-4,
+        (a, b) => a == b,
+    };
+    let mismatch = union.iter().zip(&whole).find(|(a, b)| {
+        (
+            &a.dialogue_id,
+            a.turn_index,
+            a.goal_id,
+            a.goal_success,
+            &a.intent,
+            &a.failure_point,
+        ) != (
+            &b.dialogue_id,
+            b.turn_index,
+            b.goal_id,
+            b.goal_success,
+            &b.intent,
+            &b.failure_point,
+        ) || a.slots.as_ref().map(Vec::len) != b.slots.as_ref().map(Vec::len)
+            || !close(a.intent_prob, b.intent_prob)
+            || !close(a.goal_boundary_prob, b.goal_boundary_prob)
+    });
+    assert!(
+        mismatch.is_none(),
+        "shards differ from the whole run at {:?}",
+        mismatch.map(|(a, _)| key(a))
+    );
+    // A threshold of 1.0 withholds every intent; 0 withholds none.
+    let strict = label(
+        s(&p("strict")),
+        &["--min-confidence", "intent=1.0,failure_point=0"],
+    );
+    let (strict_rows, _) = read_table::<Label>(&p("strict")).unwrap();
+    let nulls = strict_rows.iter().filter(|l| l.intent.is_none()).count();
+    assert_eq!(nulls, strict_rows.len());
+    assert_eq!(
+        strict["withheld"]["intent"].as_u64().unwrap() as usize,
+        nulls
+    );
+    assert!(
+        strict_rows
+            .iter()
+            .all(|l| l.failure_point.is_some() && l.intent_prob.is_some())
+    );
+    // Bad options are named.
+    let out = labelgen(&[
+        "label",
+        "--model",
+        s(&p("labeler")),
+        "--logs",
+        s(&p("sim/turns")),
+        "--out",
+        s(&p("x")),
+        "--shard",
+        "2/2",
+    ]);
+    assert!(stderr(&out).contains("--shard 2/2"), "{}", stderr(&out));
+    let out = labelgen(&[
+        "label",
+        "--model",
+        s(&p("pre")),
+        "--logs",
+        s(&p("sim/turns")),
+        "--out",
+        s(&p("x")),
+    ]);
+    assert!(
+        stderr(&out).contains("without supervised heads"),
+        "{}",
+        stderr(&out)
+    );
+}
