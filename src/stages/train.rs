@@ -164,12 +164,18 @@ fn bio_tags(
     tags
 }
 
+/// (right, total) per head, for dev accuracy.
+type HeadAccuracy = BTreeMap<&'static str, (u64, u64)>;
+
+/// The best epoch so far: (dev loss, epoch, weights).
+type Best = Option<(f64, usize, Vec<(String, Tensor)>)>;
+
 /// Per-batch supervision tensors and the loss of the five heads.
 fn supervised_loss(
     model: &DialogueModel,
     batch: &Batch,
     windows: &[&Window],
-) -> anyhow::Result<(Tensor, BTreeMap<&'static str, (u64, u64)>)> {
+) -> anyhow::Result<(Tensor, HeadAccuracy)> {
     let heads = model
         .heads
         .as_ref()
@@ -424,7 +430,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     let warmup = (total_steps / 16).max(1);
     let progress = Progress::new(total_steps as u64, "steps", config.quiet);
     let mut epochs = Vec::new();
-    let mut best: Option<(f64, usize, Vec<(String, Tensor)>)> = None;
+    let mut best: Best = None;
     let mut step = 0;
     'epochs: for epoch in 0..config.epochs {
         let mut order = bucketed_batches(&train_windows, config.batch_size);
