@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The main job on the embedded default data, as far as the pipeline exists:
-# simulate logs with 3-annotator gold (train and a held-out dev set from
-# another seed), validate them, build contrastive data, pretrain the model
-# (held-out swapped-response AUC), and judge the single-pass annotator against
-# the gold: the bar the model must clear once train and label land.
-# Usage: scripts/demo.sh [OUT_DIR] [DIALOGUES] [EPOCHS]
+# The main job on the embedded default data: simulate logs with 3-annotator
+# gold (training dialogues, and held-out ones from another seed), validate
+# them, build contrastive data, pretrain the model (held-out swapped-response
+# AUC), train the supervised heads on the single-pass annotator's labels,
+# label the held-out logs, and judge the labels against the unanimous gold
+# beside the single-pass annotator and human leave-one-out.
+# Usage: scripts/demo.sh [OUT_DIR] [DIALOGUES] [PRETRAIN_EPOCHS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/demo}"
@@ -26,6 +27,11 @@ echo "== synth: contrastive copies"
 echo "== pretrain: $epochs epochs (about 2 minutes an epoch at 5,000 dialogues on 2 cores)"
 "$labelgen" pretrain --data "$out/train-synth" --eval-data "$out/dev-synth" --out "$out/pretrained" --epochs "$epochs" --eval-every 100 > "$out/pretrain.json"
 python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("held-out swapped-response AUC %.3f after %d steps, %.0f s" % (s["eval_auc"], s["steps"], s["seconds"]))' "$out/pretrain.json" || true
-echo "== eval: the single-pass annotator against unanimous 3-annotator gold (dev)"
-"$labelgen" eval --gold "$out/dev/annotations" --turns "$out/dev/turns" --out "$out/eval" --force > "$out/eval.json"
-echo "report: $out/eval/report.md; model: $out/pretrained (training_curve.png)"
+echo "== train: supervised heads on the single-pass annotator's labels"
+"$labelgen" train --init "$out/pretrained" --logs "$out/train/turns" --labels "$out/train/annotations" --out "$out/labeler" > "$out/train.json"
+echo "== label the held-out logs"
+"$labelgen" label --model "$out/labeler" --logs "$out/dev/turns" --out "$out/dev-labels" --force > "$out/label.json"
+"$labelgen" validate "$out/dev-labels" --table labels --turns "$out/dev/turns"
+echo "== eval: model and single-pass annotator against unanimous 3-annotator gold"
+"$labelgen" eval --gold "$out/dev/annotations" --pred "model=$out/dev-labels" --turns "$out/dev/turns" --out "$out/eval" --force > "$out/eval.json"
+echo "report: $out/eval/report.md (plots in $out/eval/plots, review list in $out/eval/review)"
