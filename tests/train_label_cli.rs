@@ -226,3 +226,141 @@ fn labels_validate_shards_add_up_and_thresholds_withhold() {
         stderr(&out)
     );
 }
+
+/// Reads every tensor of a model directory's weights.
+fn weights(dir: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
+        .unwrap()
+}
+
+fn max_difference(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn contextless_frozen_resumed_and_weakly_supervised_training() {
+    let tmp = trained();
+    let p = |name: &str| tmp.path().join(name);
+    let (pre, turns, annotations) = (p("pre"), p("sim/turns"), p("sim/annotations"));
+    let train = |out: &str, extra: &[&str]| {
+        let out = p(out);
+        let mut args = vec![
+            "train",
+            "--init",
+            s(&pre),
+            "--logs",
+            s(&turns),
+            "--labels",
+            s(&annotations),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--learning-rate",
+            "3e-3",
+            "--dev-share",
+            "0.25",
+            "--quiet",
+            "--out",
+        ];
+        args.push(s(&out));
+        args.extend(extra);
+        labelgen(&args)
+    };
+    let summary = |out: &std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", stderr(out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    // The weak-label summary reports every rule; feedback in the simulated logs fires some.
+    let whole = summary(&train("whole", &[]));
+    let rules = whole["weak_labels"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 6);
+    let barge_in = rules.iter().find(|r| r["rule"] == "barge_in").unwrap();
+    assert!(barge_in["fires"].as_u64().unwrap() > 0, "{barge_in}");
+    assert!(barge_in["accuracy"].as_f64().is_some(), "{barge_in}");
+
+    // Killed after epoch 1, resumed: the same weights as the uninterrupted run.
+    let out = train("resumed", &["--stop-after-epochs", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--resume continues"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(p("resumed.checkpoint/state.json").is_file());
+    let resumed = summary(&train("resumed", &["--resume"]));
+    assert_eq!(resumed["resumed_from_epoch"], 1);
+    assert!(
+        !p("resumed.checkpoint").exists(),
+        "a finished run removes its checkpoint"
+    );
+    let (a, b) = (weights(&p("whole")), weights(&p("resumed")));
+    for (name, tensor) in &a {
+        let d = max_difference(tensor, &b[name]);
+        assert!(d < 1e-5, "{name} differs by {d} after --resume");
+    }
+
+    // A frozen encoder keeps the pretrained encoder's weights and caches its turns.
+    let frozen = summary(&train("frozen", &["--freeze-encoder"]));
+    assert!(frozen["cached_turns"].as_u64().unwrap() > 0);
+    let (pretrained, tuned) = (weights(&pre), weights(&p("frozen")));
+    let name = "roberta.embeddings.word_embeddings.weight";
+    assert_eq!(max_difference(&pretrained[name], &tuned[name]), 0.0);
+    assert!(
+        max_difference(&a[name], &pretrained[name]) > 0.0,
+        "full fine-tuning moves the encoder"
+    );
+
+    // The contextless baseline trains and labels like the full model.
+    let contextless = summary(&train("contextless", &["--contextless"]));
+    assert_eq!(contextless["contextless"], true);
+    run_ok(&[
+        "label",
+        "--model",
+        s(&p("contextless")),
+        "--logs",
+        s(&p("sim/turns")),
+        "--out",
+        s(&p("contextless-labels")),
+        "--quiet",
+    ]);
+    let (rows, _) = read_table::<Label>(&p("contextless-labels")).unwrap();
+    assert!(rows.iter().all(|l| l.intent.is_some()));
+
+    // Bad options are named.
+    let out = train("x", &["--task-weights", "slot=2"]);
+    assert!(
+        stderr(&out).contains("unknown task `slot`"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        p("rules.json"),
+        r#"{"barge_in": {"enabled": true, "target": 3}}"#,
+    )
+    .unwrap();
+    let out = train("x", &["--weak-rules", s(&p("rules.json"))]);
+    assert!(
+        stderr(&out).contains("rules.json") && stderr(&out).contains("barge_in.target"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(p("rules.json"), r#"{"barge": 1}"#).unwrap();
+    let out = train("x", &["--weak-rules", s(&p("rules.json"))]);
+    assert!(
+        stderr(&out).contains("unknown field `barge`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!p("x").exists(), "no model is left behind by a failed run");
+}

@@ -38,6 +38,11 @@ pub struct Supervision {
     pub failure_point: Option<u32>,
     /// A BIO tag per token of the turn's input.
     pub bio: Option<Vec<u32>>,
+    /// Soft labels from feedback rules, used where the annotation is silent:
+    /// P(new goal), P(goal succeeded), P(failure point is not correct).
+    pub weak_boundary: Option<f32>,
+    pub weak_success: Option<f32>,
+    pub weak_defect: Option<f32>,
 }
 
 impl Window {

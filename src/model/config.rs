@@ -136,6 +136,10 @@ pub struct ModelConfig {
     /// The supervised heads' label sets, once `train` has added them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<LabelSets>,
+    /// The baseline the evaluation compares against: each turn alone, from
+    /// its text only (no runtime features, no dialogue Transformer).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contextless: bool,
 }
 
 /// What the supervised heads predict, and their calibration.
@@ -146,6 +150,14 @@ pub struct LabelSets {
     pub failure_points: Vec<String>,
     /// Softmax/sigmoid temperature per head, fitted on the dev split.
     pub temperatures: BTreeMap<String, f64>,
+    /// A turn starts a new goal when its boundary probability passes this
+    /// (chosen on the dev split for boundary F1).
+    #[serde(default = "half")]
+    pub boundary_threshold: f64,
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 impl LabelSets {

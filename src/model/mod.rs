@@ -145,13 +145,20 @@ impl DialogueModel {
         let (batch_size, turns) = batch.turn_mask.dims2()?;
         // (N, H): the first token (<s> / [CLS]) stands for the turn.
         let pooled = token_states.narrow(1, 0, 1)?.squeeze(1)?;
+        let n = pooled.dim(0)?;
         let mut parts = vec![pooled];
-        for (i, table) in self.categorical.iter().enumerate() {
-            parts.push(table.forward(&batch.categorical.narrow(1, i, 1)?.squeeze(1)?)?);
-        }
-        parts.push(self.numeric.forward(&batch.numeric)?);
-        if let (Some(layer), Some(audio)) = (&self.audio, &batch.audio) {
-            parts.push(layer.forward(audio)?);
+        if self.config.contextless {
+            // The baseline sees text only: the feature slots of the projection get zeros.
+            let features = self.turn_projection.weight().dim(1)? - parts[0].dim(1)?;
+            parts.push(Tensor::zeros((n, features), DType::F32, parts[0].device())?);
+        } else {
+            for (i, table) in self.categorical.iter().enumerate() {
+                parts.push(table.forward(&batch.categorical.narrow(1, i, 1)?.squeeze(1)?)?);
+            }
+            parts.push(self.numeric.forward(&batch.numeric)?);
+            if let (Some(layer), Some(audio)) = (&self.audio, &batch.audio) {
+                parts.push(layer.forward(audio)?);
+            }
         }
         // (N, joined) -> (N, D)
         let turn = self.turn_norm.forward(
@@ -172,6 +179,9 @@ impl DialogueModel {
         let x = padded
             .index_select(&batch.slot_index, 0)?
             .reshape((batch_size, turns, hidden))?;
+        if self.config.contextless {
+            return Ok(x);
+        }
         let positions = Tensor::arange(0u32, turns as u32, x.device())?;
         let mut x = x.broadcast_add(&self.turn_positions.forward(&positions)?)?;
         let bias = attention_bias(&batch.turn_mask)?;

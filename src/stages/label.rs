@@ -376,6 +376,7 @@ mod tests {
             slot_types: vec!["city".into(), "cuisine".into()],
             failure_points: vec![],
             temperatures: BTreeMap::new(),
+            boundary_threshold: 0.5,
         };
         let utterance = "find food in anchurage now";
         // Tokens: find(0..4) food(5..9) in(10..12) anch(13..17) urage(17..22) now(23..26).
@@ -436,11 +437,11 @@ fn decode_dialogue(
         }
         ok
     };
-    // Goals: a boundary where its probability passes 0.5; turn 0 starts goal 0.
+    // Goals: a boundary where its probability passes the dev-tuned threshold; turn 0 starts goal 0.
     let mut goal_ids = Vec::with_capacity(dialogue.len());
     let mut goal = 0;
     for (t, p) in predictions.iter().enumerate() {
-        if t > 0 && p.boundary > 0.5 {
+        if t > 0 && p.boundary > labels.boundary_threshold {
             goal += 1;
         }
         goal_ids.push(goal);

@@ -364,6 +364,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
                 audio_dim,
             },
             labels: None,
+            contextless: false,
         };
         (model_config, tokenizer, weights)
     };
@@ -679,6 +680,7 @@ mod tests {
             features,
             max_tokens: 16,
             labels: None,
+            contextless: false,
         };
         let data = examples(&rows, &tokenizer, &model_config.features, 16, 4).unwrap();
         let chosen: Vec<&Window> = data.windows.iter().take(16).collect();

@@ -1,10 +1,14 @@
 //! `labelgen train`: supervised multi-task training of the heads (goal
 //! boundary, goal success, intent, slots, failure point) on top of a
-//! pretrained model, from an annotator's labels, with early stopping on a dev
-//! split and temperature scaling there for calibrated confidences.
+//! pretrained model, from an annotator's labels and weak labels from the
+//! logs' own feedback, with early stopping on a dev split and temperature
+//! scaling there for calibrated confidences.
+
+pub mod frozen;
+pub mod weak;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
@@ -14,7 +18,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::data::dataset::read_table;
+use crate::data::dataset::{read_table, write_file_atomic};
 use crate::data::tables::{Annotation, FailurePoint, SlotSpan, Turn};
 use crate::model::batch::{
     Supervision, Window, bucketed_batches, make_batch, turn_input, window_ranges,
@@ -23,9 +27,11 @@ use crate::model::checkpoint::{self, fill_varmap, named_vars};
 use crate::model::config::{LabelSets, ModelConfig};
 use crate::model::loss::{masked_bce, masked_cross_entropy};
 use crate::model::optim::AdamW;
-use crate::model::tokenizer::{encode_with_offsets, special_ids};
+use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
 use crate::model::{Batch, DialogueModel, device};
 use crate::progress::Progress;
+use frozen::EncodingCache;
+use weak::{SummaryBuilder, Target, WeakRules, WeakSummary};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainConfig {
@@ -46,7 +52,68 @@ pub struct TrainConfig {
     pub dev_share: f64,
     /// Epochs without a better dev loss before stopping.
     pub patience: usize,
+    /// Train the contextless baseline (turn text only, no dialogue context).
+    pub contextless: bool,
+    /// Keep the pretrained turn encoder fixed and cache its token states.
+    pub freeze_encoder: bool,
+    /// Continue from the checkpoint an interrupted run left (MODEL.checkpoint).
+    pub resume: bool,
+    /// Stop after this many epochs, keeping the checkpoint (tests use it to
+    /// check that --resume continues exactly).
+    pub stop_after_epochs: Option<usize>,
+    pub task_weights: TaskWeights,
+    pub weak_rules: WeakRules,
     pub quiet: bool,
+}
+
+/// Loss weight per head.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct TaskWeights {
+    pub goal_boundary: f64,
+    pub goal_success: f64,
+    pub intent: f64,
+    pub slots: f64,
+    pub failure_point: f64,
+}
+
+impl Default for TaskWeights {
+    fn default() -> TaskWeights {
+        TaskWeights {
+            goal_boundary: 1.0,
+            goal_success: 1.0,
+            intent: 1.0,
+            slots: 1.0,
+            failure_point: 1.0,
+        }
+    }
+}
+
+impl TaskWeights {
+    /// Sets one weight from `task=weight`, as `--task-weights` gives them.
+    pub fn set(&mut self, assignment: &str) -> anyhow::Result<()> {
+        let (task, value) = assignment.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--task-weights: expected TASK=WEIGHT, got `{assignment}`")
+        })?;
+        let value: f64 = value.trim().parse().map_err(|_| {
+            anyhow::anyhow!("--task-weights: `{value}` is not a number (in `{assignment}`)")
+        })?;
+        anyhow::ensure!(
+            value.is_finite() && value >= 0.0,
+            "--task-weights: weights are >= 0, got {value} for `{task}`"
+        );
+        let slot = match task.trim() {
+            "goal_boundary" => &mut self.goal_boundary,
+            "goal_success" => &mut self.goal_success,
+            "intent" => &mut self.intent,
+            "slots" => &mut self.slots,
+            "failure_point" => &mut self.failure_point,
+            other => anyhow::bail!(
+                "--task-weights: unknown task `{other}`; tasks are goal_boundary, goal_success, intent, slots, failure_point"
+            ),
+        };
+        *slot = value;
+        Ok(())
+    }
 }
 
 impl TrainConfig {
@@ -64,18 +131,24 @@ impl TrainConfig {
             learning_rate: 5e-4,
             dev_share: 0.1,
             patience: 2,
+            contextless: false,
+            freeze_encoder: false,
+            resume: false,
+            stop_after_epochs: None,
+            task_weights: TaskWeights::default(),
+            weak_rules: WeakRules::default(),
             quiet: true,
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EpochReport {
     pub epoch: usize,
     pub steps: usize,
     pub train_loss: f64,
     pub dev_loss: f64,
-    pub dev_accuracy: BTreeMap<&'static str, f64>,
+    pub dev_accuracy: BTreeMap<String, f64>,
     pub seconds: f64,
 }
 
@@ -86,9 +159,17 @@ pub struct TrainSummary {
     pub train_dialogues: usize,
     pub dev_dialogues: usize,
     pub labelled_turns: usize,
+    pub contextless: bool,
+    pub freeze_encoder: bool,
+    /// Distinct turns whose encodings were cached (--freeze-encoder), and their size.
+    pub cached_turns: usize,
+    pub cache_megabytes: f64,
+    pub resumed_from_epoch: Option<usize>,
+    pub weak_labels: WeakSummary,
     pub best_epoch: usize,
     pub epochs: Vec<EpochReport>,
     pub temperatures: BTreeMap<String, f64>,
+    pub boundary_threshold: f64,
     pub seconds: f64,
 }
 
@@ -164,17 +245,138 @@ fn bio_tags(
     tags
 }
 
+/// A turn's supervision from its annotation (and the previous turn's, for
+/// the goal boundary).
+fn annotated_supervision(
+    annotation: &Annotation,
+    previous: Option<&Annotation>,
+    encoded: &EncodedTurn,
+    label_sets: &LabelSets,
+) -> Supervision {
+    let a = annotation;
+    let previous_goal = previous.and_then(|p| p.goal_id);
+    let failure = a.failure_point.as_deref();
+    Supervision {
+        boundary: a.goal_id.zip(previous_goal).map(|(g, p)| g != p),
+        success: a.goal_success,
+        intent: a
+            .intent
+            .as_ref()
+            .and_then(|i| label_sets.intents.iter().position(|x| x == i))
+            .map(|p| p as u32),
+        failure_point: failure
+            .and_then(|f| label_sets.failure_points.iter().position(|x| x == f))
+            .map(|p| p as u32),
+        bio: a
+            .slots
+            .as_ref()
+            .map(|spans| bio_tags(&encoded.utterance_offsets, spans, &label_sets.slot_types)),
+        // An annotated defect of unknown class (e.g. a rater's low score)
+        // trains P(not correct) at full weight through the weak-label path.
+        weak_defect: (failure == Some(UNKNOWN_DEFECT)).then_some(1.0),
+        ..Supervision::default()
+    }
+}
+
 /// (right, total) per head, for dev accuracy.
 type HeadAccuracy = BTreeMap<&'static str, (u64, u64)>;
 
-/// The best epoch so far: (dev loss, epoch, weights).
-type Best = Option<(f64, usize, Vec<(String, Tensor)>)>;
+/// Where training stands; saved with each checkpoint.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct TrainState {
+    step: usize,
+    epochs: Vec<EpochReport>,
+    /// (dev loss, epoch) of the best epoch so far.
+    best: Option<(f64, usize)>,
+    stopped_early: bool,
+}
+
+const STATE: &str = "state.json";
+const OPTIMIZER: &str = "optimizer.safetensors";
+/// The best epoch's weights, kept for early stopping.
+const BEST: &str = "best.safetensors";
+/// Annotations may mark a defect whose stage nobody knows (e.g. a rater's
+/// low score on a response).
+pub const UNKNOWN_DEFECT: &str = "defect";
+
+/// MODEL.checkpoint beside MODEL: the state an interrupted run resumes from.
+fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.with_file_name(format!(
+        "{}.checkpoint",
+        out.file_name().and_then(|n| n.to_str()).unwrap_or("model")
+    ))
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    config: &ModelConfig,
+    varmap: &VarMap,
+    tokenizer: &tokenizers::Tokenizer,
+    optimizer: &AdamW,
+    best: &[(String, Tensor)],
+    state: &TrainState,
+) -> anyhow::Result<()> {
+    checkpoint::save(
+        dir,
+        config,
+        varmap,
+        tokenizer,
+        &serde_json::json!({"stage": "train checkpoint", "step": state.step}),
+    )?;
+    optimizer.save(&dir.join(OPTIMIZER))?;
+    let best: HashMap<String, Tensor> = best.iter().cloned().collect();
+    let staging = dir.join(format!(".{BEST}.tmp"));
+    candle_core::safetensors::save(&best, &staging)?;
+    std::fs::rename(&staging, dir.join(BEST))?;
+    write_file_atomic(&dir.join(STATE), serde_json::to_string(state)?.as_bytes())
+}
+
+/// What the loss needs besides the batch.
+struct LossSettings {
+    /// (failure classes) weight per class, for imbalance.
+    failure_weights: Tensor,
+    task_weights: TaskWeights,
+    weak_weight: f64,
+    /// Index of `correct` among the failure points.
+    correct: usize,
+    /// Token states of every turn, when the encoder is frozen.
+    cache: Option<EncodingCache>,
+}
+
+impl LossSettings {
+    fn token_states(
+        &self,
+        model: &DialogueModel,
+        batch: &Batch,
+        windows: &[&Window],
+    ) -> anyhow::Result<Tensor> {
+        match &self.cache {
+            Some(cache) => cache.token_states(windows),
+            None => Ok(model.encode_tokens(batch)?),
+        }
+    }
+}
+
+/// The "defect" logit of failure-point logits: log P(not correct) - log P(correct).
+/// (M, C) -> (M)
+fn defect_logits(failure_logits: &Tensor, correct: usize) -> candle_core::Result<Tensor> {
+    let classes = failure_logits.dim(1)? as u32;
+    let correct_logit = failure_logits.narrow(1, correct, 1)?;
+    let other_classes: Vec<u32> = (0..classes).filter(|&c| c as usize != correct).collect();
+    let others = failure_logits
+        .index_select(&Tensor::new(other_classes, failure_logits.device())?, 1)?
+        .broadcast_sub(&correct_logit)?;
+    // log-sum-exp, shifted by the (constant) row maximum for stability.
+    let shift = others.max_keepdim(1)?.detach();
+    (others.broadcast_sub(&shift)?.exp()?.sum_keepdim(1)?.log()? + shift)?.squeeze(1)
+}
 
 /// Per-batch supervision tensors and the loss of the five heads.
 fn supervised_loss(
     model: &DialogueModel,
     batch: &Batch,
     windows: &[&Window],
+    settings: &LossSettings,
 ) -> anyhow::Result<(Tensor, HeadAccuracy)> {
     let heads = model
         .heads
@@ -183,7 +385,7 @@ fn supervised_loss(
     let dev = batch.input_ids.device();
     let (b, t) = batch.turn_mask.dims2()?;
     let (n, l) = batch.input_ids.dims2()?;
-    let token_states = model.encode_tokens(batch)?;
+    let token_states = settings.token_states(model, batch, windows)?;
     let states = model.dialogue_states(batch, &token_states)?;
     let logits = heads.turn_logits(&states)?;
     let mut boundary = vec![0f32; b * t];
@@ -193,6 +395,10 @@ fn supervised_loss(
     let (mut intent, mut intent_mask) = (vec![0u32; b * t], vec![0f32; b * t]);
     let (mut failure, mut failure_mask) = (vec![0u32; b * t], vec![0f32; b * t]);
     let (mut bio, mut bio_mask) = (vec![0u32; n * l], vec![0f32; n * l]);
+    // Weak labels: (target, mask) per turn slot, per target.
+    let mut weak_boundary = (vec![0f32; b * t], vec![0f32; b * t]);
+    let mut weak_success = (vec![0f32; b * t], vec![0f32; b * t]);
+    let mut weak_defect = (vec![0f32; b * t], vec![0f32; b * t]);
     let mut turn = 0;
     for (w, window) in windows.iter().enumerate() {
         for (k, s) in window.supervision.iter().enumerate() {
@@ -208,6 +414,15 @@ fn supervised_loss(
             }
             if let Some(v) = s.failure_point {
                 (failure[slot], failure_mask[slot]) = (v, 1.0);
+            }
+            for (weak, value) in [
+                (&mut weak_boundary, s.weak_boundary),
+                (&mut weak_success, s.weak_success),
+                (&mut weak_defect, s.weak_defect),
+            ] {
+                if let Some(p) = value {
+                    (weak.0[slot], weak.1[slot]) = (p, 1.0);
+                }
             }
             if let Some(tags) = &s.bio {
                 for (i, tag) in tags.iter().enumerate().take(l) {
@@ -250,31 +465,75 @@ fn supervised_loss(
     let failure_logits = logits.failure_point.reshape((b * t, ()))?;
     count("intent", &intent_logits, &intent, &intent_mask)?;
     count("failure_point", &failure_logits, &failure, &failure_mask)?;
-    let loss = (masked_bce(&logits.boundary, &t2(boundary)?, &t2(boundary_mask)?)?
-        + masked_bce(&logits.success, &t2(success)?, &t2(success_mask)?)?)?;
-    let loss = (loss
-        + masked_cross_entropy(
-            &intent_logits,
-            &flat_u(intent, b * t)?,
-            &flat_f(intent_mask, b * t)?,
-            None,
-        )?)?;
-    let loss = (loss
-        + masked_cross_entropy(
-            &failure_logits,
-            &flat_u(failure, b * t)?,
-            &flat_f(failure_mask, b * t)?,
-            None,
-        )?)?;
+    let w = &settings.task_weights;
     let slot_flat = slot_logits.reshape((n * l, tags))?;
     count("slot_tokens", &slot_flat, &bio, &bio_mask)?;
-    let loss = (loss
-        + masked_cross_entropy(
-            &slot_flat,
-            &flat_u(bio, n * l)?,
-            &flat_f(bio_mask, n * l)?,
-            None,
-        )?)?;
+    let annotated = [
+        (
+            w.goal_boundary,
+            masked_bce(&logits.boundary, &t2(boundary)?, &t2(boundary_mask)?)?,
+        ),
+        (
+            w.goal_success,
+            masked_bce(&logits.success, &t2(success)?, &t2(success_mask)?)?,
+        ),
+        (
+            w.intent,
+            masked_cross_entropy(
+                &intent_logits,
+                &flat_u(intent, b * t)?,
+                &flat_f(intent_mask, b * t)?,
+                None,
+            )?,
+        ),
+        (
+            w.failure_point,
+            masked_cross_entropy(
+                &failure_logits,
+                &flat_u(failure, b * t)?,
+                &flat_f(failure_mask, b * t)?,
+                Some(&settings.failure_weights),
+            )?,
+        ),
+        (
+            w.slots,
+            masked_cross_entropy(
+                &slot_flat,
+                &flat_u(bio, n * l)?,
+                &flat_f(bio_mask, n * l)?,
+                None,
+            )?,
+        ),
+    ];
+    let weak = [
+        (
+            w.goal_boundary,
+            masked_bce(
+                &logits.boundary,
+                &t2(weak_boundary.0)?,
+                &t2(weak_boundary.1)?,
+            )?,
+        ),
+        (
+            w.goal_success,
+            masked_bce(&logits.success, &t2(weak_success.0)?, &t2(weak_success.1)?)?,
+        ),
+        (
+            w.failure_point,
+            masked_bce(
+                &defect_logits(&failure_logits, settings.correct)?,
+                &flat_f(weak_defect.0, b * t)?,
+                &flat_f(weak_defect.1, b * t)?,
+            )?,
+        ),
+    ];
+    let mut loss = Tensor::zeros((), candle_core::DType::F32, dev)?;
+    for (weight, term) in annotated {
+        loss = (loss + (term * weight)?)?;
+    }
+    for (weight, term) in weak {
+        loss = (loss + (term * (weight * settings.weak_weight))?)?;
+    }
     Ok((loss, accuracy))
 }
 
@@ -320,9 +579,11 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         slot_types,
         failure_points,
         temperatures: BTreeMap::new(),
+        boundary_threshold: 0.5,
     };
     let model_config = ModelConfig {
         labels: Some(label_sets.clone()),
+        contextless: config.contextless,
         ..base.clone()
     };
 
@@ -340,38 +601,45 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     let (mut train_windows, mut dev_windows) = (Vec::new(), Vec::new());
     let (mut train_dialogues, mut dev_dialogues, mut labelled_turns) = (0, 0, 0);
     let mut next = 0;
+    let mut weak_summary = SummaryBuilder::default();
+    let use_weak = config.weak_rules.weight > 0.0;
     for (d, (dialogue, dialogue_turns)) in by_dialogue.iter_mut().enumerate() {
         dialogue_turns.sort_by_key(|t| t.turn_index);
+        let votes = weak::votes(dialogue_turns, &config.weak_rules);
         let supervision: Vec<Supervision> = dialogue_turns
             .iter()
             .enumerate()
             .map(|(k, turn)| {
                 let e = &encoded[next + k];
-                let Some(a) = labels.get(&(dialogue.to_string(), turn.turn_index)) else {
-                    return Supervision::default();
-                };
-                labelled_turns += 1;
-                let previous_goal = k
-                    .checked_sub(1)
-                    .and_then(|p| labels.get(&(dialogue.to_string(), dialogue_turns[p].turn_index)))
-                    .and_then(|p| p.goal_id);
+                let annotation = labels.get(&(dialogue.to_string(), turn.turn_index));
+                let previous = k.checked_sub(1).and_then(|p| {
+                    labels.get(&(dialogue.to_string(), dialogue_turns[p].turn_index))
+                });
+                weak_summary.add(&votes[k], annotation, previous);
+                let weak = weak::combine(&votes[k]);
+                let supervision = annotation.map_or_else(Supervision::default, |a| {
+                    labelled_turns += 1;
+                    annotated_supervision(a, previous, e, &label_sets)
+                });
+                let vote = |target: Target| weak.get(&target).copied().filter(|_| use_weak);
                 Supervision {
-                    boundary: a.goal_id.zip(previous_goal).map(|(g, p)| g != p),
-                    success: a.goal_success,
-                    intent: a
-                        .intent
-                        .as_ref()
-                        .and_then(|i| label_sets.intents.iter().position(|x| x == i))
-                        .map(|p| p as u32),
-                    failure_point: a
+                    weak_boundary: supervision
+                        .boundary
+                        .is_none()
+                        .then(|| vote(Target::GoalBoundary))
+                        .flatten()
+                        .filter(|_| k > 0),
+                    weak_success: supervision
+                        .success
+                        .is_none()
+                        .then(|| vote(Target::GoalSuccess))
+                        .flatten(),
+                    weak_defect: supervision
                         .failure_point
-                        .as_ref()
-                        .and_then(|f| label_sets.failure_points.iter().position(|x| x == f))
-                        .map(|p| p as u32),
-                    bio: a
-                        .slots
-                        .as_ref()
-                        .map(|spans| bio_tags(&e.utterance_offsets, spans, &label_sets.slot_types)),
+                        .is_none()
+                        .then(|| vote(Target::Defect))
+                        .flatten(),
+                    ..supervision
                 }
             })
             .collect();
@@ -407,6 +675,22 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         by_dialogue.len()
     );
 
+    // Rare failure classes weigh more: (share of the average class / share of the class)^0.5, clipped.
+    let mut class_counts = vec![0usize; label_sets.failure_points.len()];
+    for s in train_windows.iter().flat_map(|w| &w.supervision) {
+        if let Some(f) = s.failure_point {
+            class_counts[f as usize] += 1;
+        }
+    }
+    let labelled: usize = class_counts.iter().sum();
+    let weights: Vec<f32> = class_counts
+        .iter()
+        .map(|&n| {
+            ((labelled as f64 / class_counts.len() as f64 / n.max(1) as f64)
+                .sqrt()
+                .clamp(0.5, 5.0)) as f32
+        })
+        .collect();
     let varmap = VarMap::new();
     let model = DialogueModel::new(
         &model_config,
@@ -419,8 +703,55 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         |n| vec![n.to_string()],
         |n| !n.starts_with("heads.") || n.starts_with("heads.swap"),
     )?;
-    let mut optimizer = AdamW::new(named_vars(&varmap)?, config.learning_rate, 0.01)?;
     let pad = special_ids(&tokenizer)?.pad;
+    let cache = if config.freeze_encoder {
+        Some(EncodingCache::build(
+            &model,
+            train_windows.iter().chain(&dev_windows),
+            pad,
+            128,
+            config.quiet,
+        )?)
+    } else {
+        None
+    };
+    let (cached_turns, cache_bytes) = cache.as_ref().map_or((0, 0), |c| (c.len(), c.bytes));
+    let settings = LossSettings {
+        failure_weights: Tensor::new(weights, &device())?,
+        task_weights: config.task_weights.clone(),
+        weak_weight: config.weak_rules.weight,
+        correct: label_sets
+            .failure_points
+            .iter()
+            .position(|f| f == "correct")
+            .unwrap_or(0),
+        cache,
+    };
+    // A frozen encoder (and the MLM head, unused here) takes no updates.
+    let trainable: Vec<_> = named_vars(&varmap)?
+        .into_iter()
+        .filter(|(name, _)| {
+            let frozen = config.freeze_encoder && name.starts_with("roberta.");
+            !(frozen || name.starts_with("lm_head."))
+        })
+        .collect();
+    let mut optimizer = AdamW::new(trainable, config.learning_rate, 0.01)?;
+    let checkpoint_dir = checkpoint_dir(&config.out);
+    let mut state = TrainState::default();
+    let resumed_from_epoch = if config.resume && checkpoint_dir.join(STATE).is_file() {
+        state = serde_json::from_slice(&std::fs::read(checkpoint_dir.join(STATE))?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", checkpoint_dir.join(STATE).display()))?;
+        fill_varmap(
+            &varmap,
+            &checkpoint_dir.join(checkpoint::WEIGHTS),
+            |n| vec![n.to_string()],
+            |_| true,
+        )?;
+        optimizer.load(&checkpoint_dir.join(OPTIMIZER), state.step)?;
+        Some(state.epochs.len())
+    } else {
+        None
+    };
     let batches_per_epoch = bucketed_batches(&train_windows, config.batch_size).len();
     let total_steps = config
         .max_steps
@@ -429,22 +760,35 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         .max(1);
     let warmup = (total_steps / 16).max(1);
     let progress = Progress::new(total_steps as u64, "steps", config.quiet);
-    let mut epochs = Vec::new();
-    let mut best: Best = None;
-    let mut step = 0;
-    'epochs: for epoch in 0..config.epochs {
+    progress.inc(state.step as u64);
+    let mut best_weights: Option<Vec<(String, Tensor)>> = if resumed_from_epoch.is_some() {
+        let saved = candle_core::safetensors::load(checkpoint_dir.join(BEST), &device())?;
+        let mut saved: Vec<(String, Tensor)> = saved.into_iter().collect();
+        saved.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(saved)
+    } else {
+        None
+    };
+    let start_epoch = state.epochs.len();
+    for epoch in start_epoch..config.epochs {
+        if state.step >= total_steps || state.stopped_early {
+            break;
+        }
+        // The batch order depends only on the seed and the epoch, so a
+        // resumed run sees exactly the batches an uninterrupted one would.
         let mut order = bucketed_batches(&train_windows, config.batch_size);
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(
             config.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9),
         ));
         let mut losses = Vec::new();
         for indices in order {
-            if step >= total_steps {
+            if state.step >= total_steps {
                 break;
             }
+            let step = state.step;
             let chosen: Vec<&Window> = indices.iter().map(|&i| &train_windows[i]).collect();
             let (batch, _) = make_batch(&chosen, pad, &device())?;
-            let (loss, _) = supervised_loss(&model, &batch, &chosen)?;
+            let (loss, _) = supervised_loss(&model, &batch, &chosen, &settings)?;
             let value = loss.to_scalar::<f32>()? as f64;
             anyhow::ensure!(
                 value.is_finite(),
@@ -460,7 +804,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
             };
             optimizer.step(&grads, if norm > 1.0 { 1.0 / norm } else { 1.0 })?;
             losses.push(value);
-            step += 1;
+            state.step += 1;
             progress.inc(1);
             progress.message(format!(
                 "epoch {} loss {:.4}",
@@ -468,29 +812,48 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
                 losses.iter().rev().take(50).sum::<f64>() / losses.len().min(50) as f64
             ));
         }
-        let (dev_loss, dev_accuracy) = evaluate(&model, &dev_windows, config.batch_size, pad)?;
-        epochs.push(EpochReport {
+        let (dev_loss, dev_accuracy) =
+            evaluate(&model, &dev_windows, config.batch_size, pad, &settings)?;
+        state.epochs.push(EpochReport {
             epoch: epoch + 1,
-            steps: step,
+            steps: state.step,
             train_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
             dev_loss,
             dev_accuracy,
             seconds: started.elapsed().as_secs_f64(),
         });
-        if best.as_ref().is_none_or(|(loss, _, _)| dev_loss < *loss) {
-            best = Some((dev_loss, epoch + 1, checkpoint::snapshot(&varmap)?));
-        } else if best
-            .as_ref()
-            .is_some_and(|(_, e, _)| epoch + 1 - e >= config.patience)
+        if state.best.is_none_or(|(loss, _)| dev_loss < loss) {
+            state.best = Some((dev_loss, epoch + 1));
+            best_weights = Some(checkpoint::snapshot(&varmap)?);
+        } else if state
+            .best
+            .is_some_and(|(_, e)| epoch + 1 - e >= config.patience)
         {
-            break 'epochs;
+            state.stopped_early = true;
         }
-        if step >= total_steps {
-            break;
+        let more = epoch + 1 < config.epochs && state.step < total_steps && !state.stopped_early;
+        if more {
+            save_checkpoint(
+                &checkpoint_dir,
+                &model_config,
+                &varmap,
+                &tokenizer,
+                &optimizer,
+                best_weights.as_deref().unwrap_or_default(),
+                &state,
+            )?;
+        }
+        if more && config.stop_after_epochs == Some(epoch + 1) {
+            anyhow::bail!(
+                "stopped after epoch {} as asked (--resume continues from {})",
+                epoch + 1,
+                checkpoint_dir.display()
+            );
         }
     }
     progress.finish();
-    let (_, best_epoch, weights) = best.ok_or_else(|| anyhow::anyhow!("no epoch ran"))?;
+    let best_epoch = state.best.map_or(0, |(_, e)| e);
+    let weights = best_weights.ok_or_else(|| anyhow::anyhow!("no epoch ran"))?;
     let vars = varmap
         .data()
         .lock()
@@ -499,11 +862,14 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         vars[name].set(tensor)?;
     }
     drop(vars);
-    let temperatures = calibrate(&model, &dev_windows, config.batch_size, pad)?;
+    let (temperatures, boundary_threshold) =
+        calibrate(&model, &dev_windows, config.batch_size, pad, &settings)?;
     let mut final_config = model_config.clone();
     if let Some(l) = final_config.labels.as_mut() {
         l.temperatures = temperatures.clone();
+        l.boundary_threshold = boundary_threshold;
     }
+    let weak_summary = weak_summary.finish();
     let training = serde_json::json!({
         "stage": "train",
         "init": config.init.display().to_string(),
@@ -511,19 +877,31 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         "seed": config.seed,
         "settings": config,
         "best_epoch": best_epoch,
-        "epochs": epochs,
+        "epochs": state.epochs,
         "temperatures": temperatures,
+        "boundary_threshold": boundary_threshold,
+        "weak_labels": weak_summary,
     });
     checkpoint::save(&config.out, &final_config, &varmap, &tokenizer, &training)?;
+    if checkpoint_dir.exists() {
+        std::fs::remove_dir_all(&checkpoint_dir)?;
+    }
     Ok(TrainSummary {
         out: config.out.display().to_string(),
         annotators,
         train_dialogues,
         dev_dialogues,
         labelled_turns,
+        contextless: config.contextless,
+        freeze_encoder: config.freeze_encoder,
+        cached_turns,
+        cache_megabytes: cache_bytes as f64 / 1e6,
+        resumed_from_epoch,
+        weak_labels: weak_summary,
         best_epoch,
-        epochs,
+        epochs: state.epochs,
         temperatures,
+        boundary_threshold,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -534,13 +912,14 @@ fn evaluate(
     windows: &[Window],
     batch_size: usize,
     pad: u32,
-) -> anyhow::Result<(f64, BTreeMap<&'static str, f64>)> {
+    settings: &LossSettings,
+) -> anyhow::Result<(f64, BTreeMap<String, f64>)> {
     let (mut loss_sum, mut batches) = (0.0, 0);
     let mut counts: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
     for indices in bucketed_batches(windows, batch_size * 2) {
         let chosen: Vec<&Window> = indices.iter().map(|&i| &windows[i]).collect();
         let (batch, _) = make_batch(&chosen, pad, &device())?;
-        let (loss, accuracy) = supervised_loss(model, &batch, &chosen)?;
+        let (loss, accuracy) = supervised_loss(model, &batch, &chosen, settings)?;
         loss_sum += loss.to_scalar::<f32>()? as f64;
         batches += 1;
         for (k, (right, total)) in accuracy {
@@ -553,19 +932,21 @@ fn evaluate(
         loss_sum / batches.max(1) as f64,
         counts
             .into_iter()
-            .map(|(k, (r, t))| (k, r as f64 / t.max(1) as f64))
+            .map(|(k, (r, t))| (k.to_string(), r as f64 / t.max(1) as f64))
             .collect(),
     ))
 }
 
 /// Temperature per head, the one of a grid that minimises the dev
-/// negative log-likelihood (Guo et al., 2017).
+/// negative log-likelihood (Guo et al., 2017), and the boundary threshold
+/// that maximises dev boundary F1.
 fn calibrate(
     model: &DialogueModel,
     windows: &[Window],
     batch_size: usize,
     pad: u32,
-) -> anyhow::Result<BTreeMap<String, f64>> {
+    settings: &LossSettings,
+) -> anyhow::Result<(BTreeMap<String, f64>, f64)> {
     let heads = model
         .heads
         .as_ref()
@@ -575,7 +956,8 @@ fn calibrate(
     for indices in bucketed_batches(windows, batch_size * 2) {
         let chosen: Vec<&Window> = indices.iter().map(|&i| &windows[i]).collect();
         let (batch, _) = make_batch(&chosen, pad, &device())?;
-        let states = model.dialogue_states(&batch, &model.encode_tokens(&batch)?)?;
+        let states =
+            model.dialogue_states(&batch, &settings.token_states(model, &batch, &chosen)?)?;
         let logits = heads.turn_logits(&states)?;
         let (boundary, success): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
             (logits.boundary.to_vec2()?, logits.success.to_vec2()?);
@@ -635,7 +1017,34 @@ fn calibrate(
         })
         .collect();
     temperatures.entry("slots".into()).or_insert(1.0);
-    Ok(temperatures)
+    // Boundary decisions: the threshold on the calibrated probability with the best dev F1.
+    let t = temperatures.get("goal_boundary").copied().unwrap_or(1.0);
+    let boundaries: Vec<(f64, bool)> = items
+        .get("goal_boundary")
+        .map(|its| {
+            its.iter()
+                .map(|(z, y)| (1.0 / (1.0 + (-(z[1] as f64) / t).exp()), *y == 1))
+                .collect()
+        })
+        .unwrap_or_default();
+    let f1 = |threshold: f64| {
+        let tp = boundaries
+            .iter()
+            .filter(|(p, y)| *p > threshold && *y)
+            .count() as f64;
+        let predicted = boundaries.iter().filter(|(p, _)| *p > threshold).count() as f64;
+        let actual = boundaries.iter().filter(|(_, y)| *y).count() as f64;
+        if predicted + actual == 0.0 {
+            0.0
+        } else {
+            2.0 * tp / (predicted + actual)
+        }
+    };
+    let threshold = (15..=85)
+        .map(|i| i as f64 / 100.0)
+        .max_by(|a, b| f1(*a).total_cmp(&f1(*b)).then(b.total_cmp(a)))
+        .unwrap_or(0.5);
+    Ok((temperatures, threshold))
 }
 
 #[cfg(test)]
