@@ -113,6 +113,7 @@ fn report_of_the_single_annotator_on_sample_data() {
     for key in [
         "gold",
         "systems",
+        "subsets",
         "failure_point_vs_human",
         "confusion_labels",
         "confusion",
@@ -152,9 +153,65 @@ fn report_of_the_single_annotator_on_sample_data() {
         );
         assert!(report["gold"]["items"][task]["with_gold"].as_u64().unwrap() > 0);
     }
+    // The turns whose meaning needs context: every turn the truth marks.
+    let (rows, _) = read_table::<Annotation>(&gold).unwrap();
+    let marked = rows
+        .iter()
+        .filter(|a| a.annotator_id == "truth" && a.context.is_some())
+        .count() as u64;
+    let context = &report["subsets"]["context"];
+    assert_eq!(context["available"], true, "{context}");
+    assert_eq!(context["marked_turns"].as_u64().unwrap(), marked);
+    let dialogues = context["dialogues"].as_u64().unwrap();
+    assert!((20..200).contains(&dialogues), "{dialogues} dialogues");
+    let turns_with_intent_gold = report["gold"]["items"]["intent"]["with_gold"]
+        .as_u64()
+        .unwrap();
+    for task in ["intent", "slots"] {
+        let t = &context[task];
+        let items = t["items"].as_u64().unwrap();
+        // About 30% of turns need context; unanimous gold keeps most of them.
+        assert!(
+            items * 10 > turns_with_intent_gold && items * 2 < turns_with_intent_gold,
+            "{task}: {items} context items of {turns_with_intent_gold}"
+        );
+        assert_eq!(items + t["without_gold"].as_u64().unwrap(), marked);
+        let names: Vec<&str> = t["systems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["single", "human_leave_one_out"]);
+        let single = &t["systems"][0];
+        assert_eq!(single["items"].as_u64().unwrap(), items);
+        let estimate = &single["metrics"][t["headline"].as_str().unwrap()];
+        let (value, lo, hi) = (
+            estimate["value"].as_f64().unwrap(),
+            estimate["ci95"][0].as_f64().unwrap(),
+            estimate["ci95"][1].as_f64().unwrap(),
+        );
+        assert!(
+            0.5 < value && lo <= value && value <= hi && hi - lo > 0.0,
+            "{task}: {estimate}"
+        );
+        assert!(
+            t["comparisons"].as_array().unwrap().is_empty(),
+            "no prediction"
+        );
+    }
+    assert!(
+        context["reasons"]["ellipsis"].as_u64().unwrap() > 0,
+        "{context}"
+    );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
         md.contains("## Headline metrics") && md.contains("without gold (excluded)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("## Turns whose meaning needs context")
+            && md.contains(&format!("{marked} marked turns in {dialogues} dialogues")),
         "{md}"
     );
     let svg = std::fs::read_to_string(out.join("plots/confusion_single.svg")).unwrap();
@@ -365,4 +422,205 @@ fn bad_inputs_are_named() {
     ]);
     assert_eq!(result.status.code(), Some(2));
     assert!(stderr(&result).contains("--force"));
+}
+
+/// A stand-in contextless baseline: the truth, except that on every turn
+/// the truth marks as needing context the intent is wrong and no slot is
+/// found, as a labeler blind to the dialogue would get them.
+fn write_contextless_predictions(dir: &Path) -> PathBuf {
+    let (rows, _) = read_table::<Annotation>(&sample().join("annotations")).unwrap();
+    let labels: Vec<Label> = rows
+        .into_iter()
+        .filter(|a| a.annotator_id == "truth")
+        .map(|a| {
+            let blind = a.context.is_some();
+            let wrong_intent = if a.intent.as_deref() == Some("GetWeather") {
+                "PlayMusic"
+            } else {
+                "GetWeather"
+            };
+            Label {
+                dialogue_id: a.dialogue_id.clone(),
+                turn_index: a.turn_index,
+                goal_id: a.goal_id,
+                goal_success: a.goal_success,
+                intent: if blind {
+                    Some(wrong_intent.into())
+                } else {
+                    a.intent.clone()
+                },
+                slots: Some(if blind {
+                    Vec::new()
+                } else {
+                    a.slots
+                        .iter()
+                        .flatten()
+                        .map(|s| LabelledSlotSpan {
+                            slot: s.slot.clone(),
+                            start: s.start,
+                            end: s.end,
+                            text: String::new(),
+                            probability: 0.9,
+                        })
+                        .collect()
+                }),
+                failure_point: a.failure_point.clone(),
+                model_id: "contextless".into(),
+                run_id: "r1".into(),
+                ..Label::default()
+            }
+        })
+        .collect();
+    let path = dir.join("contextless");
+    let mut writer = DatasetWriter::create(&path, true).unwrap();
+    writer.write_rows(&labels).unwrap();
+    writer.finish::<Label>().unwrap();
+    path
+}
+
+#[test]
+fn on_the_turns_that_need_context_every_prediction_is_tested_against_every_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let oracle = write_predictions(tmp.path(), None, false);
+    let contextless = write_contextless_predictions(tmp.path());
+    let out = tmp.path().join("report");
+    let gold = sample().join("annotations");
+    run_eval(&[
+        "eval",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--pred",
+        &format!("oracle={}", oracle.display()),
+        "--pred",
+        &format!("contextless={}", contextless.display()),
+        "--out",
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "300",
+    ]);
+    let report: serde_json::Value = read_json(&out.join("report.json"));
+    let context = &report["subsets"]["context"];
+    let metric = |task: &str, system: &str| -> f64 {
+        let t = &context[task];
+        let s = t["systems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == system)
+            .unwrap_or_else(|| panic!("{system} missing from {t}"));
+        s["metrics"][t["headline"].as_str().unwrap()]["value"]
+            .as_f64()
+            .unwrap()
+    };
+    // Blind on exactly these turns, the contextless stand-in gets (almost) none right.
+    assert!(metric("intent", "contextless") < 0.05);
+    assert!(metric("slots", "contextless") < 0.05);
+    assert!(metric("intent", "oracle") > 0.7);
+    // On all turns it still looks good: only the subset shows the gap.
+    let full = report["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "contextless")
+        .unwrap();
+    assert!(
+        full["tasks"]["intent"]["metrics"]["accuracy"]["value"]
+            .as_f64()
+            .unwrap()
+            > 0.6
+    );
+    for task in ["intent", "slots"] {
+        let comparisons = context[task]["comparisons"].as_array().unwrap();
+        let pairs: Vec<(&str, &str)> = comparisons
+            .iter()
+            .map(|c| {
+                (
+                    c["system"].as_str().unwrap(),
+                    c["against"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("oracle", "contextless"),
+                ("oracle", "single"),
+                ("contextless", "single")
+            ],
+            "{task}"
+        );
+        let (oracle_vs_contextless, contextless_vs_single) = (&comparisons[0], &comparisons[2]);
+        assert!(
+            oracle_vs_contextless["delta"].as_f64().unwrap() > 0.5
+                && oracle_vs_contextless["p_value"].as_f64().unwrap() < 0.01,
+            "{task}: {oracle_vs_contextless}"
+        );
+        assert!(
+            contextless_vs_single["delta"].as_f64().unwrap() < 0.0,
+            "{task}: {contextless_vs_single}"
+        );
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("| oracle | contextless | intent | accuracy |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn gold_without_the_context_column_loads_and_says_the_subset_is_unavailable() {
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let tmp = tempfile::tempdir().unwrap();
+    // sample_data's annotations as a tool that predates the column writes them.
+    let shipped = sample().join("annotations/part-00000.parquet");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(shipped).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let gold = tmp.path().join("annotations.parquet");
+    let mut writer: Option<ArrowWriter<std::fs::File>> = None;
+    for batch in reader {
+        let mut batch = batch.unwrap();
+        let context = batch.schema().index_of("context").unwrap();
+        batch.remove_column(context);
+        writer
+            .get_or_insert_with(|| {
+                ArrowWriter::try_new(std::fs::File::create(&gold).unwrap(), batch.schema(), None)
+                    .unwrap()
+            })
+            .write(&batch)
+            .unwrap();
+    }
+    writer.unwrap().close().unwrap();
+    let validated = labelgen(&["validate", gold.to_str().unwrap(), "--table", "annotations"]);
+    assert!(validated.status.success(), "{}", stderr(&validated));
+
+    let out = tmp.path().join("report");
+    run_eval(&[
+        "eval",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "50",
+    ]);
+    let report: serde_json::Value = read_json(&out.join("report.json"));
+    let context = &report["subsets"]["context"];
+    assert_eq!(context["available"], false);
+    assert!(context["intent"].is_null() && context["slots"].is_null());
+    assert!(
+        context["definition"]
+            .as_str()
+            .unwrap()
+            .starts_with("unavailable"),
+        "{context}"
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Turns whose meaning needs context\n\nThe subset is unavailable"),
+        "{md}"
+    );
 }

@@ -102,6 +102,10 @@ pub struct Annotation {
     pub slots: Option<Vec<SlotSpan>>,
     /// Kept as read so an unknown value can be reported; see [`FailurePoint::parse`].
     pub failure_point: Option<String>,
+    /// Why the turn's meaning needs its context (e.g. `ellipsis`,
+    /// `device_state`); the simulator fills it on its `truth` rows only.
+    /// Optional column: tables without it read as all null.
+    pub context: Option<String>,
 }
 
 /// A predicted span with its text and probability.
@@ -785,6 +789,7 @@ impl TableRow for Annotation {
         let intent = c.strings("intent")?;
         let mut slots = c.span_lists("slots", ColumnType::SlotSpans)?.into_iter();
         let failure_point = c.strings("failure_point")?;
+        let context = c.strings("context")?;
         Ok(decode_rows(
             batch.num_rows(),
             file,
@@ -810,6 +815,7 @@ impl TableRow for Annotation {
                             .collect()
                     }),
                     failure_point: failure_point[i].clone(),
+                    context: context[i].clone(),
                 })
             },
         ))
@@ -871,6 +877,13 @@ impl TableRow for Annotation {
             (
                 "failure_point",
                 strings(rows.iter().map(|r| r.failure_point.as_deref())),
+                true,
+            ),
+            // Written even when every value is null, so that the part files
+            // and row groups of one dataset share one schema.
+            (
+                "context",
+                strings(rows.iter().map(|r| r.context.as_deref())),
                 true,
             ),
         ])

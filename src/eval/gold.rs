@@ -29,6 +29,9 @@ pub struct TurnLabels {
     pub intent_prob: Option<f32>,
     pub slots_prob: Option<f32>,
     pub failure_point_prob: Option<f32>,
+    /// Why the turn's meaning needs context, where the annotator recorded it
+    /// (the simulator's truth rows); see [`context_subset`].
+    pub context: Option<String>,
 }
 
 /// A system's labels: dialogue id -> turns by turn_index (None: no row).
@@ -56,6 +59,7 @@ pub fn by_annotator(rows: Vec<Annotation>) -> BTreeMap<String, SystemLabels> {
                 s
             }),
             failure_point: row.failure_point,
+            context: row.context,
             ..TurnLabels::default()
         };
         place(
@@ -94,6 +98,7 @@ pub fn from_labels(rows: Vec<Label>) -> SystemLabels {
             intent_prob: row.intent_prob,
             slots_prob: row.slots_prob,
             failure_point_prob: row.failure_point_prob,
+            context: None,
         };
         place(&mut out, &row.dialogue_id, row.turn_index, labels);
     }
@@ -210,6 +215,89 @@ pub fn derive(annotators: &[Option<&Vec<Option<TurnLabels>>>], policy: GoldPolic
     gold
 }
 
+/// Whether any turn of `marks` says why its meaning needs context.
+pub fn has_context_marks(marks: &SystemLabels) -> bool {
+    marks
+        .values()
+        .flatten()
+        .flatten()
+        .any(|t| t.context.is_some())
+}
+
+/// The turns of `marks` (the simulator's truth) that record a context
+/// reason, per dialogue.
+fn needs_context(marks: &SystemLabels, dialogue: &str, turns: usize) -> Vec<bool> {
+    let marked = marks.get(dialogue);
+    (0..turns)
+        .map(|t| {
+            marked
+                .and_then(|m| m.get(t))
+                .and_then(Option::as_ref)
+                .is_some_and(|l| l.context.is_some())
+        })
+        .collect()
+}
+
+/// The gold restricted to the turns whose meaning needs context: turn-level
+/// gold (intent, slots, failure point) is kept on marked turns only, and
+/// goal-level gold is dropped (a goal or a segmentation is not a turn).
+/// Dialogues without a marked turn are left out, so the bootstrap resamples
+/// the dialogues that hold the subset; the order of the rest is kept, so
+/// every system judged on the result stays paired with every other.
+pub fn context_subset(
+    gold: &[(String, GoldDialogue)],
+    marks: &SystemLabels,
+) -> Vec<(String, GoldDialogue)> {
+    gold.iter()
+        .filter_map(|(dialogue, g)| {
+            let keep = needs_context(marks, dialogue, g.turns);
+            if !keep.contains(&true) {
+                return None;
+            }
+            fn only<T: Clone>(values: &[Option<T>], keep: &[bool]) -> Vec<Option<T>> {
+                values
+                    .iter()
+                    .zip(keep)
+                    .map(|(v, k)| if *k { v.clone() } else { None })
+                    .collect()
+            }
+            Some((
+                dialogue.clone(),
+                GoldDialogue {
+                    turns: g.turns,
+                    intent: only(&g.intent, &keep),
+                    failure_point: only(&g.failure_point, &keep),
+                    slots: only(&g.slots, &keep),
+                    segmentation: None,
+                    goals: Vec::new(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Marked turns of the gold dialogues: how many, and how many per reason.
+pub fn context_reasons(
+    gold: &[(String, GoldDialogue)],
+    marks: &SystemLabels,
+) -> (u64, BTreeMap<String, u64>) {
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for (dialogue, g) in gold {
+        let Some(turns) = marks.get(dialogue) else {
+            continue;
+        };
+        for reason in turns
+            .iter()
+            .take(g.turns)
+            .flatten()
+            .filter_map(|l| l.context.as_ref())
+        {
+            *reasons.entry(reason.clone()).or_default() += 1;
+        }
+    }
+    (reasons.values().sum(), reasons)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +326,87 @@ mod tests {
         assert_eq!(gold.intent[0].as_deref(), Some("PlayMusic"));
         assert_eq!(gold.segmentation, Some(vec![0, 1]));
         assert_eq!(gold.goals, vec![(0, 1, Some(true)), (1, 2, Some(false))]);
+    }
+
+    fn marked(reasons: &[Option<&str>]) -> Vec<Option<TurnLabels>> {
+        reasons
+            .iter()
+            .map(|r| {
+                Some(TurnLabels {
+                    context: r.map(str::to_string),
+                    ..TurnLabels::default()
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_context_subset_keeps_marked_turns_of_marked_dialogues() {
+        let a = vec![
+            turn(0, true, "GetWeather"),
+            turn(0, true, "GetWeather"),
+            turn(1, false, "PlayMusic"),
+        ];
+        let gold = vec![
+            (
+                "d1".to_string(),
+                derive(&[Some(&a), Some(&a)], GoldPolicy::Unanimous),
+            ),
+            (
+                "d2".to_string(),
+                derive(&[Some(&a), Some(&a)], GoldPolicy::Unanimous),
+            ),
+            (
+                "d3".to_string(),
+                derive(&[Some(&a), Some(&a)], GoldPolicy::Unanimous),
+            ),
+        ];
+        let marks: SystemLabels = [
+            ("d1".to_string(), marked(&[None, Some("ellipsis"), None])),
+            ("d2".to_string(), marked(&[None, None, None])),
+            (
+                "d3".to_string(),
+                marked(&[Some("device_type"), None, Some("ellipsis")]),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        assert!(has_context_marks(&marks));
+        let subset = context_subset(&gold, &marks);
+        let names: Vec<&str> = subset.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(names, ["d1", "d3"], "d2 has no marked turn; order kept");
+        let d1 = &subset[0].1;
+        assert_eq!(d1.intent, vec![None, Some("GetWeather".to_string()), None]);
+        assert_eq!(d1.slots, vec![None, Some(vec![]), None]);
+        assert_eq!(d1.failure_point.iter().flatten().count(), 1);
+        assert_eq!(d1.segmentation, None, "goal-level gold is not a turn");
+        assert!(d1.goals.is_empty());
+        let d3 = &subset[1].1;
+        assert_eq!(
+            d3.intent,
+            vec![
+                Some("GetWeather".to_string()),
+                None,
+                Some("PlayMusic".to_string())
+            ]
+        );
+        let (turns, reasons) = context_reasons(&gold, &marks);
+        assert_eq!(turns, 3);
+        assert_eq!(reasons["ellipsis"], 2);
+        assert_eq!(reasons["device_type"], 1);
+    }
+
+    #[test]
+    fn without_marks_the_context_subset_is_empty() {
+        let a = vec![turn(0, true, "GetWeather")];
+        let gold = vec![(
+            "d1".to_string(),
+            derive(&[Some(&a), Some(&a)], GoldPolicy::Unanimous),
+        )];
+        let unmarked: SystemLabels = [("d1".to_string(), marked(&[None]))].into_iter().collect();
+        assert!(!has_context_marks(&unmarked));
+        assert!(context_subset(&gold, &unmarked).is_empty());
+        assert!(context_subset(&gold, &SystemLabels::new()).is_empty());
     }
 
     #[test]

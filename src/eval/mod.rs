@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod plot;
 pub mod report;
 mod review;
+pub mod subset;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 use crate::data::dataset::{read_table, write_file_atomic};
 use crate::data::tables::{Annotation, FailurePoint, Label, Turn};
+use crate::stages::simulate::TRUTH_ANNOTATOR;
 use gold::{GoldDialogue, GoldPolicy, SystemLabels};
 use judge::{Judgement, Task, Vocabulary, agreement, judge};
 use report::{
@@ -178,12 +180,14 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
                 &vocabulary.failure_point,
                 config.bootstrap_resamples,
                 config.seed,
+                &Task::ALL,
             )
         })
         .collect();
 
     // Human leave-one-out: each gold annotator against the gold of the others.
     let mut loo_results = Vec::new();
+    let mut loo_golds: Vec<Vec<(String, GoldDialogue)>> = Vec::new();
     for (i, name) in config.gold_annotators.iter().enumerate() {
         let others: Vec<&SystemLabels> = gold_labels
             .iter()
@@ -214,8 +218,10 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
                 &vocabulary.failure_point,
                 0,
                 config.seed,
+                &Task::ALL,
             ),
         ));
+        loo_golds.push(loo_gold);
     }
     let human = mean_result(&loo_results.iter().map(|(_, r)| r).collect::<Vec<_>>());
     systems.push(human.clone());
@@ -240,6 +246,40 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
             )
         })
         .collect();
+
+    // The same systems on the turns whose meaning needs context, as the
+    // simulator's truth rows mark them.
+    let subset_systems: Vec<(&str, &'static str, &SystemLabels)> = preds
+        .iter()
+        .map(|(name, labels)| (name.as_str(), "prediction", labels))
+        .chain(
+            config
+                .baseline_annotators
+                .iter()
+                .map(|name| (name.as_str(), "annotator", &annotators[name])),
+        )
+        .collect();
+    let subset_leave_one_out: Vec<subset::LeftOut> = config
+        .gold_annotators
+        .iter()
+        .zip(&loo_golds)
+        .map(|(name, others_gold)| subset::LeftOut {
+            name,
+            labels: &annotators[name],
+            gold_of_others: others_gold,
+        })
+        .collect();
+    let context = subset::context_report(&subset::ContextInputs {
+        marked_by: TRUTH_ANNOTATOR,
+        marks: annotators.get(TRUTH_ANNOTATOR),
+        gold: &gold,
+        systems: &subset_systems,
+        leave_one_out: &subset_leave_one_out,
+        vocabulary: &vocabulary,
+        pk_window,
+        resamples: config.bootstrap_resamples,
+        seed: config.seed,
+    });
 
     // Threshold sweeps for systems with confidences, against the baseline annotator.
     let mut threshold_sweeps = BTreeMap::new();
@@ -353,6 +393,7 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
         labelgen_version: env!("CARGO_PKG_VERSION"),
         gold: gold_summary(config, &gold),
         systems,
+        subsets: BTreeMap::from([(subset::CONTEXT_SUBSET, context)]),
         failure_point_vs_human,
         confusion_labels: vocabulary.failure_point.clone(),
         confusion,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::gold::GoldPolicy;
 use super::judge::{FAILURE, Judgement, Task};
 use super::metrics::{Counts, Prf, SweepPoint, bootstrap_cis, paired_bootstrap};
+use super::subset::{self, SubsetReport};
 
 /// A metric with its 95% bootstrap interval (dialogues resampled).
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -108,6 +109,9 @@ pub struct EvalReport {
     pub labelgen_version: &'static str,
     pub gold: GoldSummary,
     pub systems: Vec<SystemResult>,
+    /// The systems judged again on subsets of the gold items, by name:
+    /// `context` (the turns whose meaning needs context).
+    pub subsets: BTreeMap<&'static str, SubsetReport>,
     /// Failure point accuracy as a share of human leave-one-out accuracy.
     pub failure_point_vs_human: BTreeMap<String, f64>,
     /// Failure point confusion matrices: rows gold, columns predicted, last column withheld.
@@ -169,8 +173,9 @@ pub fn items(task: Task, counts: &Counts, per_dialogue: &[Counts]) -> u64 {
     }
 }
 
-/// Every task of one system, with bootstrap intervals; `class_names` names
-/// the failure classes for per-class figures.
+/// The given tasks of one system, with bootstrap intervals; `class_names`
+/// names the failure classes for per-class figures.
+#[allow(clippy::too_many_arguments)]
 pub fn system_result(
     name: &str,
     kind: &'static str,
@@ -179,9 +184,10 @@ pub fn system_result(
     class_names: &[String],
     resamples: usize,
     seed: u64,
+    tasks_judged: &[Task],
 ) -> SystemResult {
     let mut tasks = BTreeMap::new();
-    for task in Task::ALL {
+    for &task in tasks_judged {
         let per_dialogue = &judgement.per_dialogue[&task];
         let counts = total(per_dialogue);
         let metrics = task_metrics(task);
@@ -247,7 +253,7 @@ pub fn system_result(
     }
 }
 
-fn fmt(v: f64) -> String {
+pub(super) fn fmt(v: f64) -> String {
     if v.is_nan() {
         "n/a".into()
     } else {
@@ -255,7 +261,7 @@ fn fmt(v: f64) -> String {
     }
 }
 
-fn fmt_estimate(e: &Estimate) -> String {
+pub(super) fn fmt_estimate(e: &Estimate) -> String {
     if e.ci95[0].is_nan() {
         fmt(e.value)
     } else {
@@ -346,6 +352,9 @@ pub fn markdown(report: &EvalReport) -> String {
         for row in comparisons {
             md += &row;
         }
+    }
+    if let Some(context) = report.subsets.get(subset::CONTEXT_SUBSET) {
+        md += &subset::markdown(context);
     }
     md += "\n## Failure point\n\n";
     for (system, ratio) in &report.failure_point_vs_human {

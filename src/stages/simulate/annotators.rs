@@ -86,6 +86,8 @@ pub fn annotate(
                 intent: Some(intent.to_string()),
                 slots: Some(slots),
                 failure_point: Some(failure.as_str().to_string()),
+                // Annotators label what a turn means, not why it needs context.
+                context: None,
             }
         })
         .collect()
@@ -100,12 +102,13 @@ pub fn truth_annotations(dialogue: &SimDialogue) -> Vec<Annotation> {
         .map(|(turn, truth)| Annotation {
             dialogue_id: turn.dialogue_id.clone(),
             turn_index: turn.turn_index,
-            annotator_id: "truth".into(),
+            annotator_id: super::TRUTH_ANNOTATOR.into(),
             goal_id: Some(truth.goal),
             goal_success: Some(dialogue.goal_success[truth.goal as usize]),
             intent: Some(truth.intent.to_string()),
             slots: Some(truth.slots.clone()),
             failure_point: Some(truth.failure_point.as_str().to_string()),
+            context: truth.context.map(|reason| reason.as_str().to_string()),
         })
         .collect()
 }

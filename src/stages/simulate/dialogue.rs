@@ -58,6 +58,32 @@ pub enum ContextReason {
     DeviceState,
 }
 
+impl ContextReason {
+    pub const ALL: [ContextReason; 7] = [
+        ContextReason::Ellipsis,
+        ContextReason::SlotFill,
+        ContextReason::Selection,
+        ContextReason::Confirmation,
+        ContextReason::Correction,
+        ContextReason::DeviceType,
+        ContextReason::DeviceState,
+    ];
+
+    /// The name written to the annotations' `context` column and used as the
+    /// key of the simulate summary's `context_turns` (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContextReason::Ellipsis => "ellipsis",
+            ContextReason::SlotFill => "slot_fill",
+            ContextReason::Selection => "selection",
+            ContextReason::Confirmation => "confirmation",
+            ContextReason::Correction => "correction",
+            ContextReason::DeviceType => "device_type",
+            ContextReason::DeviceState => "device_state",
+        }
+    }
+}
+
 /// The simulator's ground truth for one turn.
 #[derive(Debug, Clone)]
 pub struct TurnTruth {
@@ -1182,6 +1208,16 @@ pub fn intent_names() -> Vec<&'static str> {
 mod tests {
     use super::*;
     use crate::stages::simulate::{SimulateConfig, generate};
+
+    #[test]
+    fn context_reason_names_are_the_serde_names() {
+        for reason in ContextReason::ALL {
+            assert_eq!(
+                serde_json::to_value(reason).unwrap(),
+                serde_json::Value::from(reason.as_str())
+            );
+        }
+    }
 
     /// The failure point is the FIRST stage that failed: check it against
     /// what each stage observably did, on a few thousand dialogues.

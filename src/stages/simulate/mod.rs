@@ -26,6 +26,8 @@ use crate::progress::Progress;
 pub const GOLD_ANNOTATORS: [&str; 3] = ["a1", "a2", "a3"];
 /// The single-pass annotator: the baseline labelgen must match or beat.
 pub const SINGLE_ANNOTATOR: &str = "single";
+/// The simulator's ground truth; only its rows say which turns need context.
+pub const TRUTH_ANNOTATOR: &str = "truth";
 
 /// Dialogues generated (in parallel) and written per chunk: bounds memory.
 const CHUNK_DIALOGUES: usize = 20_000;
@@ -222,10 +224,7 @@ impl Tally {
                 .or_default() += 1;
             if let Some(reason) = truth.context {
                 self.context_turns += 1;
-                let name = serde_json::to_value(reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string));
-                *self.context.entry(name.unwrap_or_default()).or_default() += 1;
+                *self.context.entry(reason.as_str().to_string()).or_default() += 1;
             }
             self.recovered += usize::from(truth.recovered_error);
         }

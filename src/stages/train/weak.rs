@@ -375,6 +375,7 @@ mod tests {
             intent: None,
             slots: None,
             failure_point: Some(failure.into()),
+            context: None,
         }
     }
 
