@@ -2,9 +2,10 @@
 # The main job on the embedded default data: simulate logs with 3-annotator
 # gold (training dialogues, and held-out ones from another seed), validate
 # them, build contrastive data, pretrain the model (held-out swapped-response
-# AUC), train the supervised heads on the single-pass annotator's labels,
-# label the held-out logs, and judge the labels against the unanimous gold
-# beside the single-pass annotator and human leave-one-out.
+# AUC), train the supervised heads on the single-pass annotator's labels
+# and the logs' feedback, and the contextless baseline, label the held-out
+# logs, and judge the labels against the unanimous gold beside the
+# single-pass annotator and human leave-one-out.
 # Usage: scripts/demo.sh [OUT_DIR] [DIALOGUES] [PRETRAIN_EPOCHS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +30,13 @@ echo "== pretrain: $epochs epochs (about 70 seconds an epoch at 5,000 dialogues 
 python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("held-out swapped-response AUC %.3f after %d steps, %.0f s" % (s["eval_auc"], s["steps"], s["seconds"]))' "$out/pretrain.json" || true
 echo "== train: supervised heads on the single-pass annotator's labels"
 "$labelgen" train --init "$out/pretrained" --logs "$out/train/turns" --labels "$out/train/annotations" --out "$out/labeler" > "$out/train.json"
+echo "== train the contextless baseline: the same encoder, each turn's text alone"
+"$labelgen" train --init "$out/pretrained" --logs "$out/train/turns" --labels "$out/train/annotations" --out "$out/contextless" --contextless > "$out/train-contextless.json"
 echo "== label the held-out logs"
 "$labelgen" label --model "$out/labeler" --logs "$out/dev/turns" --out "$out/dev-labels" --force > "$out/label.json"
+"$labelgen" label --model "$out/contextless" --logs "$out/dev/turns" --out "$out/dev-labels-contextless" --force --quiet > "$out/label-contextless.json"
 "$labelgen" validate "$out/dev-labels" --table labels --turns "$out/dev/turns"
-echo "== eval: model and single-pass annotator against unanimous 3-annotator gold"
-"$labelgen" eval --gold "$out/dev/annotations" --pred "model=$out/dev-labels" --turns "$out/dev/turns" --out "$out/eval" --force > "$out/eval.json"
+echo "== eval: model, contextless baseline and single-pass annotator against unanimous 3-annotator gold"
+"$labelgen" eval --gold "$out/dev/annotations" --pred "model=$out/dev-labels" --pred "contextless=$out/dev-labels-contextless" \
+    --turns "$out/dev/turns" --out "$out/eval" --force > "$out/eval.json"
 echo "report: $out/eval/report.md (plots in $out/eval/plots, review list in $out/eval/review)"

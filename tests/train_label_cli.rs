@@ -5,8 +5,8 @@ mod common;
 use std::path::Path;
 
 use common::{labelgen, stderr};
-use labelgen::data::dataset::read_table;
-use labelgen::data::tables::Label;
+use labelgen::data::dataset::{DatasetWriter, read_table};
+use labelgen::data::tables::{Label, Turn};
 
 fn run_ok(args: &[&str]) -> serde_json::Value {
     let out = labelgen(args);
@@ -225,6 +225,37 @@ fn labels_validate_shards_add_up_and_thresholds_withhold() {
         "{}",
         stderr(&out)
     );
+
+    // label streams: a dialogue whose turns are split by another's is named
+    // (with the file and row), and no output is left.
+    let (mut turns, _) = read_table::<Turn>(&p("sim/turns")).unwrap();
+    let first = turns.remove(0);
+    let at = turns
+        .iter()
+        .position(|t| t.dialogue_id != first.dialogue_id)
+        .unwrap();
+    turns.insert(at + 1, first.clone());
+    let mut writer = DatasetWriter::create(&p("shuffled"), false).unwrap();
+    writer.write_rows(&turns).unwrap();
+    writer.finish::<Turn>().unwrap();
+    let out = labelgen(&[
+        "label",
+        "--model",
+        s(&p("labeler")),
+        "--logs",
+        s(&p("shuffled")),
+        "--out",
+        s(&p("shuffled-labels")),
+    ]);
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(
+        message.contains("continues after other dialogues' turns")
+            && message.contains("row ")
+            && message.contains("sort the logs by dialogue_id"),
+        "{message}"
+    );
+    assert!(!p("shuffled-labels").exists(), "no partial output");
 }
 
 /// Reads every tensor of a model directory's weights.

@@ -123,10 +123,10 @@ pub fn open_part(path: &Path) -> Result<(ParquetRecordBatchReader, usize), DataE
 /// receives the decoded rows and the per-row issues of each batch, and the
 /// column names of each file that the schema does not know (they are kept
 /// in the file and ignored here).
-pub fn stream_rows<T: TableRow>(
+pub fn stream_rows<T: TableRow, E: From<DataError>>(
     path: &Path,
-    mut visit: impl FnMut(Decoded<T>) -> Result<(), DataError>,
-) -> Result<StreamSummary, DataError> {
+    mut visit: impl FnMut(Decoded<T>) -> Result<(), E>,
+) -> Result<StreamSummary, E> {
     let mut summary = StreamSummary::default();
     let schema = T::TABLE.schema();
     for part in part_files(path)? {
@@ -185,7 +185,7 @@ pub fn read_table<T: TableRow>(path: &Path) -> Result<(Vec<T>, Vec<Issue>), Data
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    let summary = stream_rows::<T>(path, |decoded| {
+    let summary = stream_rows::<T, DataError>(path, |decoded| {
         rows.extend(decoded.rows.into_iter().map(|(_, row)| row));
         for issue in decoded.issues {
             if issue.severity == Severity::Error {

@@ -176,7 +176,7 @@ fn validate_rows<T: TableRow>(
     mut check: impl FnMut(&RowPlace, &T, &mut IssueLog),
 ) -> Result<super::dataset::StreamSummary, DataError> {
     let mut file_ids: HashMap<Arc<str>, u32> = HashMap::new();
-    let summary = stream_rows::<T>(path, |decoded| {
+    let summary = stream_rows::<T, DataError>(path, |decoded| {
         for issue in decoded.issues {
             issues.push(issue);
         }

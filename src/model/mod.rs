@@ -5,6 +5,7 @@
 //! turns of the batch are encoded together as (N, L) token ids.
 
 pub mod batch;
+pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod heads;

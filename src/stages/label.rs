@@ -3,15 +3,20 @@
 //! each goal has one success label, and BIO tags become valid spans of the
 //! utterance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::data::dataset::{DatasetWriter, read_table};
+use candle_core::{DType, Tensor};
+use tokenizers::Tokenizer;
+
+use crate::data::dataset::{DatasetWriter, invalid_rows, open_part, part_files, stream_rows};
+use crate::data::issues::{Issue, Severity};
 use crate::data::tables::{Label, LabelledSlotSpan, Turn};
 use crate::model::batch::{Window, bucketed_batches, make_batch, turn_input, window_ranges};
+use crate::model::cache::EncodingCache;
 use crate::model::checkpoint;
 use crate::model::config::LabelSets;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
@@ -47,6 +52,14 @@ pub struct LabelSummary {
     pub out: String,
     pub dialogues: usize,
     pub turns: usize,
+    /// Turns of dialogues that belong to other shards (--shard), not labelled here.
+    pub turns_in_other_shards: usize,
+    /// Distinct (utterance, response) token sequences the encoder ran on;
+    /// repeated turns within a chunk of dialogues are encoded once.
+    pub distinct_turns_encoded: usize,
+    /// Non-fatal input problems (e.g. empty utterances), labelled anyway;
+    /// `labelgen validate` lists them.
+    pub input_warnings: usize,
     /// Labels withheld below --min-confidence, per task.
     pub withheld: BTreeMap<String, usize>,
     pub model_id: String,
@@ -167,6 +180,10 @@ fn decode_spans(
     (out, whole)
 }
 
+/// Dialogues labelled together: only one chunk's turns and tensors are in
+/// memory at a time.
+const CHUNK_DIALOGUES: usize = 1024;
+
 pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
     for task in config.min_confidence.keys() {
         anyhow::ensure!(
@@ -207,35 +224,137 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
         .run_id
         .clone()
         .unwrap_or_else(|| format!("{model_id}:{}", config.logs.display()));
-    let (turns, _) = read_table::<Turn>(&config.logs)?;
-    let mut by_dialogue: BTreeMap<&str, Vec<&Turn>> = BTreeMap::new();
-    for turn in turns
-        .iter()
-        .filter(|t| in_shard(&t.dialogue_id, config.shard))
-    {
-        by_dialogue.entry(&turn.dialogue_id).or_default().push(turn);
+    // The row count from the files' footers sizes the progress bar.
+    let mut total_rows = 0;
+    for part in part_files(&config.logs)? {
+        total_rows += open_part(&part)?.1;
     }
-    let dialogues: Vec<Vec<&Turn>> = by_dialogue
-        .into_values()
-        .map(|mut d| {
-            d.sort_by_key(|t| t.turn_index);
-            d
-        })
-        .collect();
-    let mut writer = DatasetWriter::create(&config.out, config.overwrite)?;
-    let pad = special_ids(&tokenizer)?.pad;
-    let temperature = |head: &str| labels.temperatures.get(head).copied().unwrap_or(1.0);
-    let progress = Progress::new(dialogues.len() as u64, "dialogues", config.quiet);
-    let mut withheld: BTreeMap<String, usize> = BTreeMap::new();
-    let mut written = 0;
-    // Chunks of dialogues bound memory: only one chunk's tensors exist at a time.
-    for chunk in dialogues.chunks(1024) {
+    let mut labeller = Labeller {
+        writer: DatasetWriter::create(&config.out, config.overwrite)?,
+        pad: special_ids(&tokenizer)?.pad,
+        model: &model,
+        tokenizer: &tokenizer,
+        labels: &labels,
+        config,
+        model_id: &model_id,
+        run_id: &run_id,
+        progress: Progress::new(total_rows as u64, "turns", config.quiet),
+        withheld: BTreeMap::new(),
+        dialogues: 0,
+        written: 0,
+        distinct_turns: 0,
+    };
+    // Turns arrive in file order; a dialogue is complete when the next row
+    // belongs to another one. Closed dialogues are remembered by hash only.
+    let mut current: Vec<Turn> = Vec::new();
+    let mut chunk: Vec<Vec<Turn>> = Vec::new();
+    let mut closed: HashSet<u64> = HashSet::new();
+    let (mut other_shards, mut warnings) = (0usize, 0usize);
+    let stream = stream_rows::<Turn, anyhow::Error>(&config.logs, |decoded| {
+        let errors: Vec<Issue> = decoded
+            .issues
+            .into_iter()
+            .filter(|issue| {
+                warnings += usize::from(issue.severity != Severity::Error);
+                issue.severity == Severity::Error
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(invalid_rows(&config.logs, "turns", &errors).into());
+        }
+        for (place, turn) in decoded.rows {
+            if !in_shard(&turn.dialogue_id, config.shard) {
+                other_shards += 1;
+                labeller.progress.inc(1);
+                continue;
+            }
+            if current
+                .first()
+                .is_some_and(|t| t.dialogue_id != turn.dialogue_id)
+            {
+                let done = std::mem::take(&mut current);
+                closed.insert(stable_hash(&done[0].dialogue_id));
+                chunk.push(done);
+                if chunk.len() >= CHUNK_DIALOGUES {
+                    labeller.label_chunk(std::mem::take(&mut chunk))?;
+                }
+            }
+            if current.is_empty() && closed.contains(&stable_hash(&turn.dialogue_id)) {
+                anyhow::bail!(
+                    "{} row {}: dialogue `{}` continues after other dialogues' turns; `label` streams the logs \
+                     and needs each dialogue's turns together (sort the logs by dialogue_id, e.g. in polars or DuckDB)",
+                    place.file,
+                    place.row,
+                    turn.dialogue_id
+                );
+            }
+            current.push(turn);
+        }
+        Ok(())
+    })?;
+    if !current.is_empty() {
+        chunk.push(current);
+    }
+    if !chunk.is_empty() {
+        labeller.label_chunk(chunk)?;
+    }
+    let Labeller {
+        writer,
+        progress,
+        withheld,
+        dialogues,
+        written,
+        distinct_turns,
+        ..
+    } = labeller;
+    writer.finish::<Label>()?;
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(LabelSummary {
+        out: config.out.display().to_string(),
+        dialogues,
+        turns: written,
+        turns_in_other_shards: other_shards,
+        distinct_turns_encoded: distinct_turns,
+        input_warnings: warnings + stream.issues.len(),
+        withheld,
+        model_id,
+        run_id,
+        seconds,
+        turns_per_second: written as f64 / seconds.max(1e-9),
+    })
+}
+
+/// Labels chunks of complete dialogues into the writer.
+struct Labeller<'a> {
+    writer: DatasetWriter,
+    pad: u32,
+    model: &'a DialogueModel,
+    tokenizer: &'a Tokenizer,
+    labels: &'a LabelSets,
+    config: &'a LabelConfig,
+    model_id: &'a str,
+    run_id: &'a str,
+    progress: Progress,
+    withheld: BTreeMap<String, usize>,
+    dialogues: usize,
+    written: usize,
+    distinct_turns: usize,
+}
+
+impl Labeller<'_> {
+    fn label_chunk(&mut self, mut chunk: Vec<Vec<Turn>>) -> anyhow::Result<()> {
+        for dialogue in &mut chunk {
+            dialogue.sort_by_key(|t| t.turn_index);
+        }
+        let (model, labels) = (self.model, self.labels);
+        let temperature = |head: &str| labels.temperatures.get(head).copied().unwrap_or(1.0);
         let pairs: Vec<(String, String)> = chunk
             .iter()
             .flatten()
             .map(|t| (t.user_utterance.clone(), t.system_response.clone()))
             .collect();
-        let encoded = encode_with_offsets(&tokenizer, &pairs, model.config.max_tokens)?;
+        let encoded = encode_with_offsets(self.tokenizer, &pairs, model.config.max_tokens)?;
         let mut windows = Vec::new();
         let mut first = 0;
         for (d, dialogue) in chunk.iter().enumerate() {
@@ -245,7 +364,7 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
                         .clone()
                         .map(|k| {
                             turn_input(
-                                dialogue[k],
+                                &dialogue[k],
                                 encoded[first + k].ids.clone(),
                                 &model.config.features,
                             )
@@ -258,13 +377,23 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
             }
             first += dialogue.len();
         }
+        let cache = EncodingCache::build(
+            model,
+            windows.iter(),
+            self.pad,
+            self.config.batch_size * 4,
+            DType::F32,
+            true,
+        )?;
+        self.distinct_turns += cache.len();
         // Each turn takes its prediction from the window where it sits most centrally.
         let mut predictions: Vec<Vec<Option<(usize, TurnPrediction)>>> =
             chunk.iter().map(|d| vec![None; d.len()]).collect();
-        for indices in bucketed_batches(&windows, config.batch_size) {
+        for indices in bucketed_batches(&windows, self.config.batch_size) {
             let chosen: Vec<&Window> = indices.iter().map(|&i| &windows[i]).collect();
-            let (batch, _) = make_batch(&chosen, pad, &device())?;
-            let per_turn = predict(&model, &batch, &labels, &temperature)?;
+            let (batch, _) = make_batch(&chosen, self.pad, &device())?;
+            let token_states = cache.token_states(&chosen)?;
+            let per_turn = predict(model, &batch, &token_states, labels, &temperature)?;
             let t = batch.turn_mask.dim(1)?;
             for (w, window) in chosen.iter().enumerate() {
                 let (d, start) = window.origin;
@@ -285,41 +414,32 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
                 .iter()
                 .map(|x| x.clone().map(|(_, p)| p).unwrap_or_default())
                 .collect();
+            let turns: Vec<&Turn> = dialogue.iter().collect();
             rows.extend(decode_dialogue(
-                dialogue,
+                &turns,
                 &p,
                 &encoded[first..first + dialogue.len()],
-                &labels,
-                config,
-                &model_id,
-                &run_id,
-                &mut withheld,
+                labels,
+                self.config,
+                self.model_id,
+                self.run_id,
+                &mut self.withheld,
             ));
             first += dialogue.len();
         }
-        written += rows.len();
-        writer.write_rows(&rows)?;
-        progress.inc(chunk.len() as u64);
+        self.written += rows.len();
+        self.dialogues += chunk.len();
+        self.writer.write_rows(&rows)?;
+        self.progress.inc(rows.len() as u64);
+        Ok(())
     }
-    writer.finish::<Label>()?;
-    progress.finish();
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(LabelSummary {
-        out: config.out.display().to_string(),
-        dialogues: dialogues.len(),
-        turns: written,
-        withheld,
-        model_id,
-        run_id,
-        seconds,
-        turns_per_second: written as f64 / seconds.max(1e-9),
-    })
 }
 
 /// Per turn slot (B * T): the heads' probabilities.
 fn predict(
     model: &DialogueModel,
     batch: &crate::model::Batch,
+    token_states: &Tensor,
     labels: &LabelSets,
     temperature: &dyn Fn(&str) -> f64,
 ) -> anyhow::Result<Vec<TurnPrediction>> {
@@ -327,15 +447,14 @@ fn predict(
         .heads
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("model has no supervised heads"))?;
-    let token_states = model.encode_tokens(batch)?;
-    let states = model.dialogue_states(batch, &token_states)?;
+    let states = model.dialogue_states(batch, token_states)?;
     let logits = heads.turn_logits(&states)?;
     let (b, t) = batch.turn_mask.dims2()?;
     let turn_states = states
         .reshape((b * t, states.dim(2)?))?
         .index_select(&batch.turn_slots, 0)?;
     let slot_logits: Vec<Vec<Vec<f32>>> =
-        heads.slot_logits(&token_states, &turn_states)?.to_vec3()?;
+        heads.slot_logits(token_states, &turn_states)?.to_vec3()?;
     let boundary: Vec<f32> = logits.boundary.flatten_all()?.to_vec1()?;
     let success: Vec<f32> = logits.success.flatten_all()?.to_vec1()?;
     let intent: Vec<Vec<f32>> = logits

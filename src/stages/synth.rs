@@ -299,7 +299,7 @@ pub fn run(config: &SynthConfig) -> anyhow::Result<SynthSummary> {
 fn read_partition(part: &Path, seen: &mut HashSet<String>) -> Result<Vec<Vec<Turn>>, DataError> {
     let mut errors = Vec::new();
     let mut by_dialogue: HashMap<String, Vec<(RowPlace, Turn)>> = HashMap::new();
-    stream_rows::<Turn>(part, |decoded| {
+    stream_rows::<Turn, DataError>(part, |decoded| {
         errors.extend(
             decoded
                 .issues

@@ -4,7 +4,6 @@
 //! logs' own feedback, with early stopping on a dev split and temperature
 //! scaling there for calibrated confidences.
 
-pub mod frozen;
 pub mod weak;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -23,6 +22,7 @@ use crate::data::tables::{Annotation, FailurePoint, SlotSpan, Turn};
 use crate::model::batch::{
     Supervision, Window, bucketed_batches, make_batch, turn_input, window_ranges,
 };
+use crate::model::cache::EncodingCache;
 use crate::model::checkpoint::{self, fill_varmap, named_vars};
 use crate::model::config::{LabelSets, ModelConfig};
 use crate::model::loss::{masked_bce, masked_cross_entropy};
@@ -30,7 +30,6 @@ use crate::model::optim::AdamW;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
 use crate::model::{Batch, DialogueModel, device};
 use crate::progress::Progress;
-use frozen::EncodingCache;
 use weak::{SummaryBuilder, Target, WeakRules, WeakSummary};
 
 #[derive(Debug, Clone, Serialize)]
@@ -710,6 +709,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
             train_windows.iter().chain(&dev_windows),
             pad,
             128,
+            DType::F16,
             config.quiet,
         )?)
     } else {

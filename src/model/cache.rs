@@ -1,18 +1,19 @@
-//! `train --freeze-encoder`: the turn encoder stays as pretrained, so its
-//! token states are computed once per distinct turn and kept, and every
-//! epoch trains only the feature projection, the dialogue Transformer and
-//! the heads. Assistant traffic repeats itself, so distinct turns are far
-//! fewer than turns.
+//! Token states of each distinct turn, computed once. `train
+//! --freeze-encoder` keeps them for every epoch (only the features, the
+//! dialogue Transformer and the heads train); `label` keeps a chunk's, so a
+//! turn repeated in the logs (assistant traffic repeats itself: "stop",
+//! "what's the weather") is encoded once.
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 
-use crate::model::batch::Window;
-use crate::model::{DialogueModel, device};
+use super::batch::Window;
+use super::{DialogueModel, device};
 use crate::progress::Progress;
 
-/// Token states of each distinct turn (its token ids), (tokens, H) in f16.
+/// Token states of each distinct turn (by its token ids): (tokens, H) in
+/// `dtype` (f16 halves the memory of a training-long cache).
 pub struct EncodingCache {
     states: HashMap<Vec<u32>, Tensor>,
     pub bytes: usize,
@@ -24,6 +25,7 @@ impl EncodingCache {
         windows: impl Iterator<Item = &'a Window>,
         pad: u32,
         batch_size: usize,
+        dtype: DType,
         quiet: bool,
     ) -> anyhow::Result<EncodingCache> {
         let mut distinct: Vec<&Vec<u32>> = windows
@@ -49,11 +51,11 @@ impl EncodingCache {
             let ids = Tensor::from_vec(ids, (chunk.len(), width), &device())?;
             let mask = Tensor::from_vec(mask, (chunk.len(), width), &device())?;
             // (n, width, H)
-            let encoded = model.roberta.forward(&ids, &mask)?.to_dtype(DType::F16)?;
+            let encoded = model.roberta.forward(&ids, &mask)?.to_dtype(dtype)?;
             for (i, turn) in chunk.iter().enumerate() {
                 // Own storage, so the batch tensor can be freed.
                 let state = encoded.get(i)?.narrow(0, 0, turn.len())?.copy()?;
-                bytes += state.elem_count() * 2;
+                bytes += state.elem_count() * dtype.size_in_bytes();
                 states.insert((*turn).clone(), state);
             }
             progress.inc(chunk.len() as u64);
