@@ -365,58 +365,6 @@ fn predict(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spans_snap_to_whole_words() {
-        let labels = LabelSets {
-            intents: vec![],
-            slot_types: vec!["city".into(), "cuisine".into()],
-            failure_points: vec![],
-            temperatures: BTreeMap::new(),
-        };
-        let utterance = "find food in anchurage now";
-        // Tokens: find(0..4) food(5..9) in(10..12) anch(13..17) urage(17..22) now(23..26).
-        let encoded = EncodedTurn {
-            ids: vec![0; 8],
-            utterance_offsets: vec![
-                None,
-                Some((0, 4)),
-                Some((5, 9)),
-                Some((10, 12)),
-                Some((13, 17)),
-                Some((17, 22)),
-                Some((23, 26)),
-                None,
-            ],
-        };
-        let tag = |t: usize| {
-            let mut p = vec![0.0; 5];
-            p[t] = 0.9;
-            p
-        };
-        // Only the second piece of "anchurage" is tagged B-city.
-        let tags = vec![
-            tag(0),
-            tag(0),
-            tag(0),
-            tag(0),
-            tag(0),
-            tag(1),
-            tag(0),
-            tag(0),
-        ];
-        let (spans, _) = decode_spans(utterance, &encoded, &tags, &labels);
-        assert_eq!(spans.len(), 1);
-        assert_eq!(
-            (spans[0].start, spans[0].end, spans[0].text.as_str()),
-            (13, 22, "anchurage")
-        );
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn decode_dialogue(
     dialogue: &[&Turn],
@@ -490,4 +438,56 @@ fn decode_dialogue(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_snap_to_whole_words() {
+        let labels = LabelSets {
+            intents: vec![],
+            slot_types: vec!["city".into(), "cuisine".into()],
+            failure_points: vec![],
+            temperatures: BTreeMap::new(),
+        };
+        let utterance = "find food in anchurage now";
+        // Tokens: find(0..4) food(5..9) in(10..12) anch(13..17) urage(17..22) now(23..26).
+        let encoded = EncodedTurn {
+            ids: vec![0; 8],
+            utterance_offsets: vec![
+                None,
+                Some((0, 4)),
+                Some((5, 9)),
+                Some((10, 12)),
+                Some((13, 17)),
+                Some((17, 22)),
+                Some((23, 26)),
+                None,
+            ],
+        };
+        let tag = |t: usize| {
+            let mut p = vec![0.0; 5];
+            p[t] = 0.9;
+            p
+        };
+        // Only the second piece of "anchurage" is tagged B-city.
+        let tags = vec![
+            tag(0),
+            tag(0),
+            tag(0),
+            tag(0),
+            tag(0),
+            tag(1),
+            tag(0),
+            tag(0),
+        ];
+        let (spans, _) = decode_spans(utterance, &encoded, &tags, &labels);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(
+            (spans[0].start, spans[0].end, spans[0].text.as_str()),
+            (13, 22, "anchurage")
+        );
+    }
 }
