@@ -305,8 +305,15 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let failure_points: Vec<String> = FailurePoint::ALL
+    // The pipeline classes always (a head trained on simulated data keeps its
+    // shape); `defect` (stage unknown, from imported satisfaction ratings)
+    // only when the chosen labels use it.
+    let uses_defect = labels
+        .values()
+        .any(|a| a.failure_point.as_deref() == Some(FailurePoint::Defect.as_str()));
+    let failure_points: Vec<String> = FailurePoint::PIPELINE
         .iter()
+        .chain(uses_defect.then_some(&FailurePoint::Defect))
         .map(|f| f.as_str().to_string())
         .collect();
     anyhow::ensure!(
