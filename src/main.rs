@@ -9,6 +9,8 @@ use labelgen::data::issues::DataError;
 use labelgen::data::schema::Table;
 use labelgen::data::validate::{self, ValidateConfig};
 use labelgen::eval::{self, EvalConfig, gold::GoldPolicy};
+use labelgen::stages::import::sgd::{self, SgdConfig};
+use labelgen::stages::import::uss::{self, UssConfig};
 use labelgen::stages::label::{self, LabelConfig};
 use labelgen::stages::pretrain::{self, PretrainConfig};
 use labelgen::stages::simulate::{self, ErrorRates, SimulateConfig};
@@ -39,6 +41,9 @@ enum Command {
         after_help = "Writes OUT/turns and OUT/annotations (Parquet datasets) and prints a JSON summary on stdout.\n\nExample:\n  labelgen simulate --dialogues 5000 --seed 1 --out data/train"
     )]
     Simulate(SimulateArgs),
+    /// Import a public corpus (SGD, USS) into the turns and annotations tables
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Build contrastive pretraining data: dialogues with swapped responses, swapped user turns and reordered turns
     #[command(
         after_help = "Writes OUT (a Parquet dataset): the turns schema plus source_dialogue_id, copy (0 = original),\ncorruption, swapped and out_of_order; prints a JSON summary on stdout.\n\nExample:\n  labelgen synth --logs data/train/turns --out data/train-synth --seed 1"
@@ -111,6 +116,53 @@ struct SimulateArgs {
     force: bool,
     #[command(flatten)]
     common: Common,
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Schema-Guided Dialogue: a split directory (dialogues_*.json, schema.json)
+    #[command(
+        after_help = "Writes OUT/turns and OUT/annotations (annotator `sgd`: goals, goal success, intents, slots;\nfailure_point null) and prints a JSON summary on stdout. domain and nlu_intent stay null: they\nwould hand a model the answer.\n\nExample:\n  labelgen import sgd data/sgd/train --out data/sgd-train"
+    )]
+    Sgd(SgdArgs),
+    /// User Satisfaction Simulation: a text file (e.g. SGD.txt) of dialogues with 1-5 ratings per rater
+    #[command(
+        after_help = "Writes OUT/turns (plus a user_act column) and OUT/annotations (annotators a1, a2, ... by rater\nposition: goal success from the dialogue rating >= 3; failure_point `defect` on the turn whose\nresponse the next user turn rated <= 2, else `correct`) and prints a JSON summary on stdout.\n\nExample:\n  labelgen import uss data/uss/SGD.txt --out data/uss-sgd"
+    )]
+    Uss(UssArgs),
+}
+
+#[derive(Args)]
+struct SgdArgs {
+    /// SGD split directory (dialogues_*.json and schema.json)
+    dir: PathBuf,
+    /// Output directory (receives turns/ and annotations/)
+    #[arg(long)]
+    out: PathBuf,
+    /// Fill turns.domain from the SGD service (Restaurants_1 -> Restaurants); for ablations only
+    #[arg(long)]
+    domain_from_service: bool,
+    /// Replace existing datasets under --out
+    #[arg(long)]
+    force: bool,
+    /// No progress bar
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct UssArgs {
+    /// USS text file (role, text, action, ratings; sessions separated by blank lines)
+    file: PathBuf,
+    /// Output directory (receives turns/ and annotations/)
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace existing datasets under --out
+    #[arg(long)]
+    force: bool,
+    /// No progress bar
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -452,6 +504,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..SimulateConfig::new(args.dialogues, args.seed, args.out)
             };
             let summary = simulate::run(&config)?;
+            print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(ImportCommand::Sgd(args)) => {
+            let config = SgdConfig {
+                domain_from_service: args.domain_from_service,
+                overwrite: args.force,
+                quiet: args.quiet,
+                ..SgdConfig::new(args.dir, args.out)
+            };
+            let summary = sgd::run(&config)?;
+            print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(ImportCommand::Uss(args)) => {
+            let config = UssConfig {
+                overwrite: args.force,
+                quiet: args.quiet,
+                ..UssConfig::new(args.file, args.out)
+            };
+            let summary = uss::run(&config)?;
             print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -46,6 +46,10 @@ pub enum DataError {
         column: String,
         detail: String,
     },
+    /// An input in another format (a corpus being imported) that does not
+    /// parse or breaks the format's rules; `detail` locates the problem.
+    #[error("{path}: {detail}")]
+    Malformed { path: PathBuf, detail: String },
     #[error(
         "{path}: {count} invalid row(s) in the {table} table, first:\n{first}\n  hint: `labelgen validate {path} --table {table}` lists them all"
     )]

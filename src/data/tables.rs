@@ -33,10 +33,26 @@ pub enum FailurePoint {
     Nlu,
     Entity,
     Result,
+    /// Something failed, but the source does not say which stage: a corpus
+    /// rated by satisfaction (USS) knows a response was bad, not why.
+    Defect,
 }
 
 impl FailurePoint {
-    pub const ALL: [FailurePoint; 6] = [
+    /// Every value the tables allow (schemas/annotations.json, labels.json).
+    pub const ALL: [FailurePoint; 7] = [
+        FailurePoint::Correct,
+        FailurePoint::FalseWake,
+        FailurePoint::Asr,
+        FailurePoint::Nlu,
+        FailurePoint::Entity,
+        FailurePoint::Result,
+        FailurePoint::Defect,
+    ];
+
+    /// correct and the pipeline stages: what the simulator produces, and the
+    /// classes a model learns unless its training labels also use `defect`.
+    pub const PIPELINE: [FailurePoint; 6] = [
         FailurePoint::Correct,
         FailurePoint::FalseWake,
         FailurePoint::Asr,
@@ -53,6 +69,7 @@ impl FailurePoint {
             FailurePoint::Nlu => "nlu",
             FailurePoint::Entity => "entity",
             FailurePoint::Result => "result",
+            FailurePoint::Defect => "defect",
         }
     }
 

@@ -309,7 +309,10 @@ fn check_failure_point(place: &RowPlace, dialogue: &str, value: Option<&str>, ou
             "unknown_value",
             Some("failure_point"),
             Some(dialogue),
-            format!("unknown failure_point '{value}'; expected one of correct, false_wake, asr, nlu, entity, result"),
+            format!(
+                "unknown failure_point '{value}'; expected one of {}",
+                super::tables::FailurePoint::ALL.map(|f| f.as_str()).join(", ")
+            ),
         ));
     }
 }

@@ -509,8 +509,9 @@ fn write_plot(dir: &std::path::Path, name: &str, svg: &str) -> anyhow::Result<()
     )
 }
 
-/// Class names: intents sorted; failure points in pipeline order, then any
-/// unknown values (judged wrong, listed in the input check).
+/// Class names: intents sorted; failure points: correct and the pipeline
+/// stages, then any other value used (`defect`, or unknown values, judged
+/// wrong and listed in the input check).
 fn vocabulary(systems: &[&SystemLabels]) -> Vocabulary {
     let mut intents = BTreeSet::new();
     let mut failure_points = BTreeSet::new();
@@ -522,15 +523,8 @@ fn vocabulary(systems: &[&SystemLabels]) -> Vocabulary {
             failure_points.insert(f.clone());
         }
     }
-    let mut failure_point: Vec<String> = FailurePoint::ALL
-        .iter()
-        .map(|f| f.as_str().to_string())
-        .collect();
-    failure_point.extend(
-        failure_points
-            .into_iter()
-            .filter(|f| FailurePoint::parse(f).is_none()),
-    );
+    failure_points.extend(FailurePoint::PIPELINE.map(|f| f.as_str().to_string()));
+    let mut failure_point: Vec<String> = failure_points.into_iter().collect();
     // judge() looks classes up by binary search, so keep the list sorted.
     failure_point.sort();
     Vocabulary {

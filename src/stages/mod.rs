@@ -1,6 +1,7 @@
 //! The pipeline's stages, one module each, each a plain function taking a
 //! typed config (so tests and benches call them without a shell).
 
+pub mod import;
 pub mod label;
 pub mod pretrain;
 pub mod simulate;

@@ -21,6 +21,8 @@ fn confusable_failure(f: FailurePoint) -> &'static [FailurePoint] {
         Nlu => &[Asr, Entity, Result],
         Entity => &[Result, Asr, Nlu],
         Result => &[Entity, Correct, Nlu],
+        // Never simulated (the simulator knows the failing stage).
+        Defect => &[Result, Entity, Correct],
     }
 }
 

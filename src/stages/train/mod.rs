@@ -270,9 +270,6 @@ fn annotated_supervision(
             .slots
             .as_ref()
             .map(|spans| bio_tags(&encoded.utterance_offsets, spans, &label_sets.slot_types)),
-        // An annotated defect of unknown class (e.g. a rater's low score)
-        // trains P(not correct) at full weight through the weak-label path.
-        weak_defect: (failure == Some(UNKNOWN_DEFECT)).then_some(1.0),
         ..Supervision::default()
     }
 }
@@ -294,9 +291,6 @@ const STATE: &str = "state.json";
 const OPTIMIZER: &str = "optimizer.safetensors";
 /// The best epoch's weights, kept for early stopping.
 const BEST: &str = "best.safetensors";
-/// Annotations may mark a defect whose stage nobody knows (e.g. a rater's
-/// low score on a response).
-pub const UNKNOWN_DEFECT: &str = "defect";
 
 /// MODEL.checkpoint beside MODEL: the state an interrupted run resumes from.
 fn checkpoint_dir(out: &Path) -> PathBuf {
@@ -563,8 +557,15 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let failure_points: Vec<String> = FailurePoint::ALL
+    // The pipeline classes always (a head trained on simulated data keeps its
+    // shape); `defect` (stage unknown, from imported satisfaction ratings)
+    // only when the chosen labels use it.
+    let uses_defect = labels
+        .values()
+        .any(|a| a.failure_point.as_deref() == Some(FailurePoint::Defect.as_str()));
+    let failure_points: Vec<String> = FailurePoint::PIPELINE
         .iter()
+        .chain(uses_defect.then_some(&FailurePoint::Defect))
         .map(|f| f.as_str().to_string())
         .collect();
     anyhow::ensure!(
