@@ -306,6 +306,9 @@ struct TrainArgs {
     /// Weight of weak labels from feedback against annotated labels (0: off)
     #[arg(long)]
     weak_weight: Option<f64>,
+    /// Use the annotations of only this share of dialogues (stable by id); the rest learn from feedback alone
+    #[arg(long, default_value_t = 1.0)]
+    labelled_share: f64,
     /// Stop after this many epochs, keeping the checkpoint for --resume
     #[arg(long, hide = true)]
     stop_after_epochs: Option<usize>,
@@ -588,6 +591,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = TrainConfig {
                 annotators: args.annotators,
                 contextless: args.contextless,
+                labelled_share: args.labelled_share,
                 freeze_encoder: args.freeze_encoder,
                 resume: args.resume,
                 stop_after_epochs: args.stop_after_epochs,

@@ -51,6 +51,9 @@ pub struct TrainConfig {
     pub dev_share: f64,
     /// Epochs without a better dev loss before stopping.
     pub patience: usize,
+    /// Share of dialogues whose annotations are used (1: all); the rest
+    /// train from weak labels only. For learning curves and ablations.
+    pub labelled_share: f64,
     /// Train the contextless baseline (turn text only, no dialogue context).
     pub contextless: bool,
     /// Keep the pretrained turn encoder fixed and cache its token states.
@@ -130,6 +133,7 @@ impl TrainConfig {
             learning_rate: 5e-4,
             dev_share: 0.1,
             patience: 2,
+            labelled_share: 1.0,
             contextless: false,
             freeze_encoder: false,
             resume: false,
@@ -206,6 +210,11 @@ fn choose_annotators(
 
 /// A stable dialogue -> dev/train split from the seed.
 fn is_dev(dialogue: &str, share: f64, seed: u64) -> bool {
+    in_share(dialogue, share, seed)
+}
+
+/// Whether a dialogue falls in a stable `share` of dialogues, chosen by a hash of its id and the seed.
+fn in_share(dialogue: &str, share: f64, seed: u64) -> bool {
     let hash = dialogue
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| {
@@ -531,6 +540,16 @@ fn supervised_loss(
 }
 
 pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
+    anyhow::ensure!(
+        config.labelled_share > 0.0 && config.labelled_share <= 1.0,
+        "--labelled-share must be in (0, 1], got {}",
+        config.labelled_share
+    );
+    anyhow::ensure!(
+        config.dev_share > 0.0 && config.dev_share < 1.0,
+        "--dev-share must be in (0, 1), got {}",
+        config.dev_share
+    );
     let started = Instant::now();
     let base = checkpoint::read_config(&config.init)?;
     let (_, tokenizer) = checkpoint::load(&config.init)?;
@@ -606,13 +625,17 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     for (d, (dialogue, dialogue_turns)) in by_dialogue.iter_mut().enumerate() {
         dialogue_turns.sort_by_key(|t| t.turn_index);
         let votes = weak::votes(dialogue_turns, &config.weak_rules);
+        // Experiments on a labelled subset: the other dialogues' annotations are not read.
+        let labelled = in_share(dialogue, config.labelled_share, config.seed ^ 0x5eed);
         let supervision: Vec<Supervision> = dialogue_turns
             .iter()
             .enumerate()
             .map(|(k, turn)| {
                 let e = &encoded[next + k];
-                let annotation = labels.get(&(dialogue.to_string(), turn.turn_index));
-                let previous = k.checked_sub(1).and_then(|p| {
+                let annotation = labelled
+                    .then(|| labels.get(&(dialogue.to_string(), turn.turn_index)))
+                    .flatten();
+                let previous = k.checked_sub(1).filter(|_| labelled).and_then(|p| {
                     labels.get(&(dialogue.to_string(), dialogue_turns[p].turn_index))
                 });
                 weak_summary.add(&votes[k], annotation, previous);
