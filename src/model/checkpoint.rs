@@ -247,3 +247,11 @@ pub fn seeded_init(varmap: &VarMap, seed: u64) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// MODEL.checkpoint beside MODEL: the state an interrupted run resumes from.
+pub fn resume_dir(out: &Path) -> PathBuf {
+    out.with_file_name(format!(
+        "{}.checkpoint",
+        out.file_name().and_then(|n| n.to_str()).unwrap_or("model")
+    ))
+}

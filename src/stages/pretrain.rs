@@ -281,13 +281,6 @@ fn fingerprint(rows: &[SynthTurn]) -> String {
     format!("{:016x}", h.finish())
 }
 
-fn checkpoint_dir(out: &Path) -> PathBuf {
-    out.with_file_name(format!(
-        "{}.checkpoint",
-        out.file_name().and_then(|n| n.to_str()).unwrap_or("model")
-    ))
-}
-
 pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
     anyhow::ensure!(
         config.batch_size > 0 && config.epochs > 0,
@@ -300,7 +293,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
         "{}: no turns to pretrain on",
         config.data.display()
     );
-    let checkpoint = checkpoint_dir(&config.out);
+    let checkpoint = checkpoint::resume_dir(&config.out);
     let resuming = config.resume && checkpoint.join(checkpoint::CONFIG).is_file();
 
     // Tokenizer and architecture: from the checkpoint, from --init, or new.

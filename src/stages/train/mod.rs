@@ -301,14 +301,6 @@ const OPTIMIZER: &str = "optimizer.safetensors";
 /// The best epoch's weights, kept for early stopping.
 const BEST: &str = "best.safetensors";
 
-/// MODEL.checkpoint beside MODEL: the state an interrupted run resumes from.
-fn checkpoint_dir(out: &Path) -> PathBuf {
-    out.with_file_name(format!(
-        "{}.checkpoint",
-        out.file_name().and_then(|n| n.to_str()).unwrap_or("model")
-    ))
-}
-
 fn save_checkpoint(
     dir: &Path,
     config: &ModelConfig,
@@ -760,7 +752,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         })
         .collect();
     let mut optimizer = AdamW::new(trainable, config.learning_rate, 0.01)?;
-    let checkpoint_dir = checkpoint_dir(&config.out);
+    let checkpoint_dir = checkpoint::resume_dir(&config.out);
     let mut state = TrainState::default();
     let resumed_from_epoch = if config.resume && checkpoint_dir.join(STATE).is_file() {
         state = serde_json::from_slice(&std::fs::read(checkpoint_dir.join(STATE))?)
