@@ -319,6 +319,17 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
     let barge_in = rules.iter().find(|r| r["rule"] == "barge_in").unwrap();
     assert!(barge_in["fires"].as_u64().unwrap() > 0, "{barge_in}");
     assert!(barge_in["accuracy"].as_f64().is_some(), "{barge_in}");
+    assert_eq!(
+        whole["weak_labels"]["votes_used"], 0,
+        "every turn is annotated: weak labels only fill gaps"
+    );
+    let half = summary(&train("half", &["--labelled-share", "0.5"]));
+    assert!(half["labelled_turns"].as_u64() < whole["labelled_turns"].as_u64());
+    assert!(
+        half["weak_labels"]["votes_used"].as_u64().unwrap() > 0,
+        "{}",
+        half["weak_labels"]
+    );
 
     // Killed after epoch 1, resumed: the same weights as the uninterrupted run.
     let out = train("resumed", &["--stop-after-epochs", "1"]);
