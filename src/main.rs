@@ -306,6 +306,9 @@ struct TrainArgs {
     /// Weight of weak labels from feedback against annotated labels (0: off)
     #[arg(long)]
     weak_weight: Option<f64>,
+    /// Failure-point class weights against imbalance: (mean class count / class count)^B, clipped to [0.5, 5]; 0 is off
+    #[arg(long, default_value_t = 0.5, value_name = "B")]
+    class_balance: f64,
     /// Use the annotations of only this share of dialogues (stable by id); the rest learn from feedback alone
     #[arg(long, default_value_t = 1.0)]
     labelled_share: f64,
@@ -592,6 +595,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 annotators: args.annotators,
                 contextless: args.contextless,
                 labelled_share: args.labelled_share,
+                class_balance: args.class_balance,
                 freeze_encoder: args.freeze_encoder,
                 resume: args.resume,
                 stop_after_epochs: args.stop_after_epochs,

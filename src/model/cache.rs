@@ -51,10 +51,22 @@ impl EncodingCache {
             let ids = Tensor::from_vec(ids, (chunk.len(), width), &device())?;
             let mask = Tensor::from_vec(mask, (chunk.len(), width), &device())?;
             // (n, width, H)
-            let encoded = model.roberta.forward(&ids, &mask)?.to_dtype(dtype)?;
+            // Detached: the cached states must not hold the forward graph
+            // (every chunk's activations), which grew memory by gigabytes
+            // with a MiniLM encoder.
+            let encoded = model
+                .roberta
+                .forward(&ids, &mask)?
+                .detach()
+                .to_dtype(dtype)?;
             for (i, turn) in chunk.iter().enumerate() {
-                // Own storage, so the batch tensor can be freed.
-                let state = encoded.get(i)?.narrow(0, 0, turn.len())?.copy()?;
+                // Own, compact storage, so the batch tensor can be freed
+                // (`copy` would clone the whole chunk's storage per turn:
+                // 128 times the memory).
+                let state = encoded
+                    .get(i)?
+                    .narrow(0, 0, turn.len())?
+                    .force_contiguous()?;
                 bytes += state.elem_count() * dtype.size_in_bytes();
                 states.insert((*turn).clone(), state);
             }

@@ -51,6 +51,9 @@ pub struct TrainConfig {
     pub dev_share: f64,
     /// Epochs without a better dev loss before stopping.
     pub patience: usize,
+    /// Exponent of the failure-point class weights (mean class count /
+    /// class count)^balance: 0 weighs every class alike, 1 fully balances.
+    pub class_balance: f64,
     /// Share of dialogues whose annotations are used (1: all); the rest
     /// train from weak labels only. For learning curves and ablations.
     pub labelled_share: f64,
@@ -134,6 +137,7 @@ impl TrainConfig {
             dev_share: 0.1,
             patience: 2,
             labelled_share: 1.0,
+            class_balance: 0.5,
             contextless: false,
             freeze_encoder: false,
             resume: false,
@@ -690,7 +694,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         by_dialogue.len()
     );
 
-    // Rare failure classes weigh more: (share of the average class / share of the class)^0.5, clipped.
+    // Rare failure classes weigh more: (mean class count / class count)^balance, clipped.
     let mut class_counts = vec![0usize; label_sets.failure_points.len()];
     for s in train_windows.iter().flat_map(|w| &w.supervision) {
         if let Some(f) = s.failure_point {
@@ -702,7 +706,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         .iter()
         .map(|&n| {
             ((labelled as f64 / class_counts.len() as f64 / n.max(1) as f64)
-                .sqrt()
+                .powf(config.class_balance)
                 .clamp(0.5, 5.0)) as f32
         })
         .collect();
