@@ -51,7 +51,14 @@ impl EncodingCache {
             let ids = Tensor::from_vec(ids, (chunk.len(), width), &device())?;
             let mask = Tensor::from_vec(mask, (chunk.len(), width), &device())?;
             // (n, width, H)
-            let encoded = model.roberta.forward(&ids, &mask)?.to_dtype(dtype)?;
+            // Detached: the cached states must not hold the forward graph
+            // (every chunk's activations), which grew memory by gigabytes
+            // with a MiniLM encoder.
+            let encoded = model
+                .roberta
+                .forward(&ids, &mask)?
+                .detach()
+                .to_dtype(dtype)?;
             for (i, turn) in chunk.iter().enumerate() {
                 // Own storage, so the batch tensor can be freed.
                 let state = encoded.get(i)?.narrow(0, 0, turn.len())?.copy()?;
