@@ -60,8 +60,13 @@ impl EncodingCache {
                 .detach()
                 .to_dtype(dtype)?;
             for (i, turn) in chunk.iter().enumerate() {
-                // Own storage, so the batch tensor can be freed.
-                let state = encoded.get(i)?.narrow(0, 0, turn.len())?.copy()?;
+                // Own, compact storage, so the batch tensor can be freed
+                // (`copy` would clone the whole chunk's storage per turn:
+                // 128 times the memory).
+                let state = encoded
+                    .get(i)?
+                    .narrow(0, 0, turn.len())?
+                    .force_contiguous()?;
                 bytes += state.elem_count() * dtype.size_in_bytes();
                 states.insert((*turn).clone(), state);
             }
