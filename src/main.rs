@@ -383,10 +383,12 @@ struct EvalArgs {
     /// A labels table to judge, as NAME=PATH or PATH (named model, model2, ...); repeatable
     #[arg(long = "pred", value_name = "[NAME=]LABELS")]
     preds: Vec<String>,
-    /// Annotator judged beside the predictions and used as the bar to beat; repeatable
+    /// Annotator judged beside the predictions and used as the bar to beat; repeatable;
+    /// `none` where the gold table has no such annotator (SGD)
     #[arg(long = "baseline-annotator", default_value = "single")]
     baseline_annotators: Vec<String>,
-    /// The annotators whose agreement is the gold
+    /// The annotators whose agreement is the gold; one annotator is its own gold
+    /// (no human leave-one-out then)
     #[arg(long, value_delimiter = ',', default_value = "a1,a2,a3")]
     gold_annotators: Vec<String>,
     /// unanimous: all gold annotators agree (corroborated); majority: at least two of three
@@ -634,7 +636,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => {
             let config = EvalConfig {
                 preds: parse_preds(&args.preds)?,
-                baseline_annotators: args.baseline_annotators,
+                baseline_annotators: args
+                    .baseline_annotators
+                    .into_iter()
+                    .filter(|a| a != "none")
+                    .collect(),
                 gold_annotators: args.gold_annotators,
                 policy: args.gold_policy,
                 turns: args.turns,

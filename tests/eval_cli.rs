@@ -624,3 +624,44 @@ fn gold_without_the_context_column_loads_and_says_the_subset_is_unavailable() {
         "{md}"
     );
 }
+
+/// A corpus's own labels (SGD: one annotator `sgd`, no single-pass
+/// annotator): one gold annotator is its own gold, `--baseline-annotator
+/// none` judges the predictions alone, and there is no human leave-one-out.
+#[test]
+fn one_gold_annotator_and_no_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let labels = write_predictions(tmp.path(), None, false);
+    let out = tmp.path().join("report");
+    let gold = sample().join("annotations");
+    let pred = format!("oracle={}", labels.display());
+    run_eval(&[
+        "eval",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--gold-annotators",
+        "truth",
+        "--baseline-annotator",
+        "none",
+        "--pred",
+        &pred,
+        "--out",
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "50",
+    ]);
+    let report: serde_json::Value = read_json(&out.join("report.json"));
+    let systems = report["systems"].as_array().unwrap();
+    assert_eq!(systems.len(), 1, "only the prediction: {systems:?}");
+    assert_eq!(systems[0]["name"], "oracle");
+    // The stand-in copies the truth's slots exactly and gets every 7th intent wrong.
+    let slots = systems[0]["tasks"]["slots"]["metrics"]["f1"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!((slots - 1.0).abs() < 1e-9, "slots F1 {slots}");
+    let intent = systems[0]["tasks"]["intent"]["metrics"]["accuracy"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!(intent > 0.8 && intent < 0.9, "intent accuracy {intent}");
+    assert_eq!(report["gold"]["items"]["intent"]["without_gold"], 0);
+}

@@ -406,3 +406,90 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
     );
     assert!(!p("x").exists(), "no model is left behind by a failed run");
 }
+
+/// USS gives satisfaction ratings and no intents: train learns the other
+/// heads (the intent head is empty) and label writes intent null.
+#[test]
+fn ratings_without_intents_train_and_label_intent_null() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/uss/sample.txt");
+    run_ok(&[
+        "import",
+        "uss",
+        s(&fixture),
+        "--out",
+        s(&p("uss")),
+        "--quiet",
+    ]);
+    run_ok(&[
+        "synth",
+        "--logs",
+        s(&p("uss/turns")),
+        "--out",
+        s(&p("synth")),
+        "--quiet",
+    ]);
+    run_ok(&[
+        "pretrain",
+        "--data",
+        s(&p("synth")),
+        "--out",
+        s(&p("pre")),
+        "--max-steps",
+        "2",
+        "--hidden-size",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--dialogue-layers",
+        "1",
+        "--vocab-size",
+        "300",
+        "--max-tokens",
+        "24",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]);
+    let summary = run_ok(&[
+        "train",
+        "--init",
+        s(&p("pre")),
+        "--logs",
+        s(&p("uss/turns")),
+        "--labels",
+        s(&p("uss/annotations")),
+        "--annotators",
+        "a1,a2,a3",
+        "--out",
+        s(&p("labeler")),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--dev-share",
+        "0.5",
+        "--quiet",
+    ]);
+    assert_eq!(summary["annotators"][0], "a1");
+    run_ok(&[
+        "label",
+        "--model",
+        s(&p("labeler")),
+        "--logs",
+        s(&p("uss/turns")),
+        "--out",
+        s(&p("labels")),
+        "--quiet",
+    ]);
+    let (labels, _) = read_table::<Label>(&p("labels")).unwrap();
+    assert_eq!(labels.len(), 7);
+    for l in &labels {
+        assert_eq!((l.intent.as_deref(), l.intent_prob), (None, None));
+        assert!(l.failure_point.is_some());
+        assert!(l.goal_success.is_some());
+    }
+}

@@ -80,6 +80,9 @@ pub struct Judgement {
     pub missing_items: BTreeMap<Task, usize>,
 }
 
+const DEFECT: &str = "defect";
+const CORRECT: &str = "correct";
+
 /// Judges `system` against the gold of each dialogue (`gold` in a fixed order).
 pub fn judge(
     system: &SystemLabels,
@@ -125,7 +128,15 @@ pub fn judge(
                 if label.is_none() {
                     missing(&mut j, task);
                 }
-                let predicted = label.and_then(|l| Vocabulary::index(classes, l));
+                let mut predicted = label.and_then(|l| Vocabulary::index(classes, l));
+                // Gold `defect` (a response failed, stage unknown: USS ratings):
+                // any named failure stage is right; only `correct` (or no label) is wrong.
+                if task == Task::FailurePoint
+                    && gold_label == DEFECT
+                    && label.is_some_and(|l| l != CORRECT)
+                {
+                    predicted = Some(gold_index);
+                }
                 pairs.push((gold_index, predicted));
                 if let Some(p) = prob {
                     j.sweep_items
@@ -319,4 +330,54 @@ pub fn agreement(a: &SystemLabels, b: &SystemLabels) -> BTreeMap<Task, f64> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::gold::{GoldPolicy, derive};
+    use crate::eval::report::total;
+
+    fn fp(value: Option<&str>) -> Option<TurnLabels> {
+        Some(TurnLabels {
+            failure_point: value.map(str::to_string),
+            ..TurnLabels::default()
+        })
+    }
+
+    #[test]
+    fn gold_defect_is_matched_by_any_stage_but_not_by_correct() {
+        // One gold annotator is its own gold (SGD-style), so the gold is exactly its labels.
+        let annotator = vec![
+            fp(Some("defect")),
+            fp(Some("defect")),
+            fp(Some("defect")),
+            fp(Some("correct")),
+            fp(Some("defect")),
+        ];
+        let gold = derive(&[Some(&annotator)], GoldPolicy::Unanimous);
+        assert_eq!(gold.failure_point[0].as_deref(), Some("defect"));
+        let gold = vec![("d".to_string(), gold)];
+        let vocabulary = Vocabulary {
+            intent: vec![],
+            failure_point: ["asr", "correct", "defect", "nlu"]
+                .map(String::from)
+                .to_vec(),
+        };
+        let system: SystemLabels = [(
+            "d".to_string(),
+            vec![
+                fp(Some("nlu")),     // a stage: right on `defect`
+                fp(Some("correct")), // wrong on `defect`
+                fp(None),            // missing: wrong
+                fp(Some("asr")),     // a stage where gold says correct: wrong
+                fp(Some("defect")),  // right
+            ],
+        )]
+        .into_iter()
+        .collect();
+        let j = judge(&system, &gold, &vocabulary, 2);
+        let counts = total(&j.per_dialogue[&Task::FailurePoint]);
+        assert_eq!((counts.correct, counts.total), (2, 5), "{counts:?}");
+    }
 }

@@ -75,8 +75,8 @@ fn thresholds() -> Vec<f64> {
 
 pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
     anyhow::ensure!(
-        config.gold_annotators.len() >= 2,
-        "--gold-annotators needs at least two annotators"
+        !config.gold_annotators.is_empty(),
+        "--gold-annotators needs at least one annotator"
     );
     anyhow::ensure!(
         config.annotator_turns_per_hour > 0.0,
@@ -188,7 +188,13 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
     // Human leave-one-out: each gold annotator against the gold of the others.
     let mut loo_results = Vec::new();
     let mut loo_golds: Vec<Vec<(String, GoldDialogue)>> = Vec::new();
+    // With one gold annotator (a corpus's own labels, e.g. SGD) there is no
+    // one to leave out: the gold is that annotator and no human row is given.
+    let leave_one_out = config.gold_annotators.len() >= 2;
     for (i, name) in config.gold_annotators.iter().enumerate() {
+        if !leave_one_out {
+            break;
+        }
         let others: Vec<&SystemLabels> = gold_labels
             .iter()
             .enumerate()
@@ -223,20 +229,22 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
         ));
         loo_golds.push(loo_gold);
     }
-    let human = mean_result(&loo_results.iter().map(|(_, r)| r).collect::<Vec<_>>());
-    systems.push(human.clone());
-
-    let human_fp = human.tasks[&Task::FailurePoint].metrics["accuracy"].value;
-    let failure_point_vs_human = systems
-        .iter()
-        .filter(|s| s.kind != "human_leave_one_out")
-        .map(|s| {
-            (
-                s.name.clone(),
-                s.tasks[&Task::FailurePoint].metrics["accuracy"].value / human_fp,
-            )
-        })
-        .collect();
+    let mut failure_point_vs_human = BTreeMap::new();
+    if !loo_results.is_empty() {
+        let human = mean_result(&loo_results.iter().map(|(_, r)| r).collect::<Vec<_>>());
+        systems.push(human.clone());
+        let human_fp = human.tasks[&Task::FailurePoint].metrics["accuracy"].value;
+        failure_point_vs_human = systems
+            .iter()
+            .filter(|s| s.kind != "human_leave_one_out")
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.tasks[&Task::FailurePoint].metrics["accuracy"].value / human_fp,
+                )
+            })
+            .collect();
+    }
     let confusion = judged
         .iter()
         .map(|(name, _, j)| {

@@ -545,8 +545,10 @@ fn decode_dialogue(
                 goal_boundary_prob: Some(boundary_prob as f32),
                 goal_success: keep("goal_success", success_confidence).then_some(success_value),
                 goal_success_prob: Some(success_confidence as f32),
-                intent: keep("intent", intent_prob).then(|| labels.intents[intent].clone()),
-                intent_prob: Some(intent_prob as f32),
+                // A model trained without intents (USS) has none to give.
+                intent: (!labels.intents.is_empty() && keep("intent", intent_prob))
+                    .then(|| labels.intents[intent].clone()),
+                intent_prob: (!labels.intents.is_empty()).then_some(intent_prob as f32),
                 slots: keep("slots", slots_confidence).then_some(spans),
                 slots_prob: Some(slots_confidence as f32),
                 failure_point: keep("failure_point", failure_prob)

@@ -459,9 +459,13 @@ fn supervised_loss(
         accuracy.insert(name, (right, total));
         Ok(())
     };
-    let intent_logits = logits.intent.reshape((b * t, ()))?;
+    // No intents (USS ratings): the intent head has no classes and no loss.
+    let intent_classes = logits.intent.dim(2)?;
+    let intent_logits = logits.intent.reshape((b * t, intent_classes))?;
     let failure_logits = logits.failure_point.reshape((b * t, ()))?;
-    count("intent", &intent_logits, &intent, &intent_mask)?;
+    if intent_classes > 0 {
+        count("intent", &intent_logits, &intent, &intent_mask)?;
+    }
     count("failure_point", &failure_logits, &failure, &failure_mask)?;
     let w = &settings.task_weights;
     let slot_flat = slot_logits.reshape((n * l, tags))?;
@@ -477,12 +481,16 @@ fn supervised_loss(
         ),
         (
             w.intent,
-            masked_cross_entropy(
-                &intent_logits,
-                &flat_u(intent, b * t)?,
-                &flat_f(intent_mask, b * t)?,
-                None,
-            )?,
+            if intent_classes > 0 {
+                masked_cross_entropy(
+                    &intent_logits,
+                    &flat_u(intent, b * t)?,
+                    &flat_f(intent_mask, b * t)?,
+                    None,
+                )?
+            } else {
+                Tensor::zeros((), DType::F32, dev)?
+            },
         ),
         (
             w.failure_point,
@@ -583,12 +591,8 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         .chain(uses_defect.then_some(&FailurePoint::Defect))
         .map(|f| f.as_str().to_string())
         .collect();
-    anyhow::ensure!(
-        !intents.is_empty(),
-        "{}: the chosen annotators ({}) give no intents to learn",
-        config.labels.display(),
-        annotators.join(", ")
-    );
+    // Labels without intents (USS rates satisfaction only) train the other
+    // heads; the intent head is then empty and `label` writes intent null.
     let label_sets = LabelSets {
         intents,
         slot_types,

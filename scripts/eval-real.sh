@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Issue 6's evaluation on real data (../shared/data): SGD intent, slots, goal
+# boundaries and goal success on the dev split for three models (MiniLM
+# encoder with dialogue context, the same without context, a small encoder
+# pretrained from scratch) beside a TF-IDF + logistic regression peer; and
+# USS dialogue success and turn defects against majority and unanimous gold
+# next to human leave-one-out. Prints the wall time of every step (also in
+# OUT/timings.tsv). Sizes are environment variables (defaults fit an hour on
+# 2 cores): SGD_TRAIN, SGD_DEV (dialogues sampled by a stable hash; 0 = all),
+# MINILM_STEPS, SCRATCH_EPOCHS, TRAIN_EPOCHS, LEARNING_RATE (train), MAX_TOKENS,
+# USS_DIALOGUES (0 = all), USS_TEST_PERCENT.
+# Usage: scripts/eval-real.sh [OUT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-out/real}"
+data="${LABELGEN_DATA:-../shared/data}"
+if [ ! -d "$data/sgd/train" ] || [ ! -d "$data/sgd/dev" ] || [ ! -f "$data/uss/SGD.txt" ]; then
+    echo "eval-real: SKIPPED: $data/sgd/{train,dev} and $data/uss/SGD.txt not found (set LABELGEN_DATA)" >&2
+    exit 0
+fi
+sgd_train="${SGD_TRAIN:-1000}"
+sgd_dev="${SGD_DEV:-400}"
+minilm_steps="${MINILM_STEPS:-10}"
+scratch_epochs="${SCRATCH_EPOCHS:-2}"
+train_epochs="${TRAIN_EPOCHS:-10}"
+max_tokens="${MAX_TOKENS:-48}"
+uss_test="${USS_TEST_PERCENT:-30}"
+uss_dialogues="${USS_DIALOGUES:-0}"
+learning_rate="${LEARNING_RATE:-2e-3}"
+minilm="${LABELGEN_MINILM:-$HOME/.cache/labelgen/minilm}"
+mkdir -p "$out"
+timings="$out/timings.tsv"
+: > "$timings"
+step() { # step NAME COMMAND...: runs it, prints and records its wall time
+    local name="$1"; shift
+    local t0=$SECONDS
+    echo "== $name" >&2
+    "$@"
+    echo "   $name: $((SECONDS - t0)) s" >&2
+    printf '%s\t%s\n' "$name" "$((SECONDS - t0))" >> "$timings"
+}
+t_start=$SECONDS
+
+step "python packages" python3 -m pip install --quiet --disable-pip-version-check scikit-learn pandas pyarrow
+if [ ! -f "$minilm/model.safetensors" ]; then step "fetch MiniLM" scripts/fetch-minilm.sh "$minilm"; fi
+if [ -n "${LABELGEN_BIN:-}" ]; then
+    labelgen="$LABELGEN_BIN"
+else
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/labelgen-target}"
+    step "build" cargo build --release --quiet
+    mkdir -p "$out/bin"
+    cp "$CARGO_TARGET_DIR/release/labelgen" "$out/bin/labelgen" # the shared target may be rebuilt meanwhile
+    labelgen="$out/bin/labelgen"
+fi
+lg() { "$labelgen" "$@"; }
+q=(--force --quiet)
+
+# ---------------------------------------------------------------- SGD
+s="$out/sgd"
+step "import sgd train+dev" bash -c "'$labelgen' import sgd '$data/sgd/train' --out '$s/train-full' --force --quiet > '$s.import-train.json' \
+    && '$labelgen' import sgd '$data/sgd/dev' --out '$s/dev-full' --force --quiet > '$s.import-dev.json'"
+sample() { # sample FULL OUT N: N dialogues by a stable hash, or all of them
+    if [ "$3" = 0 ]; then rm -rf "$2"; cp -r "$1" "$2"; else python3 scripts/real_prep.py subset "$1" "$2" "$3"; fi
+}
+step "sample SGD ($sgd_train train, $sgd_dev dev dialogues)" bash -c "$(declare -f sample); sample '$s/train-full' '$s/train' $sgd_train && sample '$s/dev-full' '$s/dev' $sgd_dev"
+# Intents are judged only where the gold intent occurs in the training split:
+# a filtered copy of the dev annotations (intent null elsewhere, so eval
+# counts those turns as without gold).
+python3 scripts/real_prep.py filter-intents "$s/train/annotations" "$s/dev/annotations" "$s/dev/annotations-seen-intents" \
+    | tee "$s/intent-filter.json"
+step "synth (contrastive copies of the SGD train sample)" lg synth --logs "$s/train/turns" --out "$s/train-synth" --seed 1 --force --quiet > "$s/synth.json"
+
+m="$out/models"
+mkdir -p "$m"
+# train --init takes a labelgen model directory: a short pretrain from MiniLM
+# makes one (and warms the dialogue Transformer on swapped responses).
+step "pretrain from MiniLM ($minilm_steps steps)" lg pretrain --init "$minilm" --data "$s/train-synth" --out "$m/minilm-pre" \
+    --max-steps "$minilm_steps" --batch-size 8 --learning-rate 1e-4 --max-tokens "$max_tokens" --quiet > "$m/minilm-pre.json"
+common=(--logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$train_epochs" --learning-rate "$learning_rate" --freeze-encoder --quiet)
+step "train A: MiniLM, frozen, with context" lg train --init "$m/minilm-pre" "${common[@]}" --out "$m/A-minilm" > "$m/A-minilm.json"
+step "train B: MiniLM, frozen, contextless" lg train --init "$m/minilm-pre" "${common[@]}" --contextless --out "$m/B-contextless" > "$m/B-contextless.json"
+step "pretrain C from scratch ($scratch_epochs epochs)" lg pretrain --data "$s/train-synth" --out "$m/scratch-pre" \
+    --epochs "$scratch_epochs" --max-tokens "$max_tokens" --quiet > "$m/scratch-pre.json"
+step "train C: scratch encoder, frozen, with context" lg train --init "$m/scratch-pre" "${common[@]}" --out "$m/C-scratch" > "$m/C-scratch.json"
+for model in A-minilm B-contextless C-scratch; do
+    step "label SGD dev with $model" lg label --model "$m/$model" --logs "$s/dev/turns" --out "$s/labels-$model" "${q[@]}" > "$s/label-$model.json"
+done
+step "peer: TF-IDF + logistic regression" python3 scripts/peer_intent.py "$s/train" "$s/dev/turns" "$s/labels-peer"
+step "eval SGD dev" lg eval --gold "$s/dev/annotations-seen-intents" --gold-annotators sgd --baseline-annotator none \
+    --pred "minilm=$s/labels-A-minilm" --pred "contextless=$s/labels-B-contextless" --pred "scratch=$s/labels-C-scratch" \
+    --pred "peer=$s/labels-peer" --turns "$s/dev/turns" --out "$out/eval-sgd" --force > "$out/eval-sgd.json"
+
+# ---------------------------------------------------------------- USS
+u="$out/uss"
+step "import uss" lg import uss "$data/uss/SGD.txt" --out "$u/all" --force --quiet > "$u.import.json"
+# Dialogues split by a stable hash; the train part also gets a `majority`
+# annotator (strict majority of all raters per label), which train learns from.
+if [ "$uss_dialogues" != 0 ]; then python3 scripts/real_prep.py subset "$u/all" "$u/sample" "$uss_dialogues"; else rm -rf "$u/sample"; cp -r "$u/all" "$u/sample"; fi
+python3 scripts/real_prep.py split-uss "$u/sample" "$u" "$uss_test" | tee "$u/split.json"
+step "train U: MiniLM, frozen, on USS majority ratings" lg train --init "$m/minilm-pre" --logs "$u/train/turns" \
+    --labels "$u/train/annotations" --annotators majority --epochs "$train_epochs" --learning-rate "$learning_rate" --freeze-encoder --quiet \
+    --out "$m/U-uss" > "$m/U-uss.json"
+step "label USS test" lg label --model "$m/U-uss" --logs "$u/test/turns" --out "$u/labels" "${q[@]}" > "$u/label.json"
+for policy in majority unanimous; do
+    step "eval USS test ($policy gold of a1,a2,a3)" lg eval --gold "$u/test/annotations" --gold-annotators a1,a2,a3 \
+        --gold-policy "$policy" --baseline-annotator none --pred "model=$u/labels" --turns "$u/test/turns" \
+        --out "$out/eval-uss-$policy" --force > "$out/eval-uss-$policy.json"
+done
+
+echo "== total: $((SECONDS - t_start)) s"
+printf 'total\t%s\n' "$((SECONDS - t_start))" >> "$timings"
+python3 scripts/real_summary.py "$out" | tee "$out/summary.md"

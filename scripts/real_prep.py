@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Data preparation for scripts/eval-real.sh (pyarrow only; types are kept as
+labelgen wrote them).
+
+  subset IN OUT N            the N dialogues of IN/{turns,annotations} with the
+                             lowest md5(dialogue_id) (a stable sample), to OUT
+  filter-intents TRAIN_ANN DEV_ANN OUT_ANN
+                             DEV_ANN with intent set to null where the gold
+                             intent never occurs in TRAIN_ANN (eval then counts
+                             those turns as without gold); counts as JSON
+  split-uss IN OUT TEST_PERCENT
+                             USS dialogues split by md5(dialogue_id) % 100 <
+                             TEST_PERCENT into OUT/test and OUT/train; the train
+                             part gets a `majority` annotator: per label the
+                             strict majority of all raters (ties: null)
+"""
+import hashlib
+import json
+import sys
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+
+def h(dialogue_id):
+    return int(hashlib.md5(dialogue_id.encode()).hexdigest(), 16)
+
+
+def read(path):
+    return pq.read_table(path)
+
+
+def write(table, path):
+    import os
+    os.makedirs(path, exist_ok=True)
+    pq.write_table(table, f"{path}/part-0.parquet", compression="zstd")
+
+
+def keep(table, ids):
+    return table.filter(pc.is_in(table["dialogue_id"], value_set=pa.array(sorted(ids))))
+
+
+def subset(src, out, n):
+    turns, ann = read(f"{src}/turns"), read(f"{src}/annotations")
+    ids = sorted(set(turns["dialogue_id"].to_pylist()), key=h)[: int(n)]
+    write(keep(turns, ids), f"{out}/turns")
+    write(keep(ann, ids), f"{out}/annotations")
+    print(json.dumps({"subset": out, "dialogues": len(ids), "turns": keep(turns, ids).num_rows}))
+
+
+def filter_intents(train_ann, dev_ann, out):
+    known = set(x for x in read(train_ann)["intent"].to_pylist() if x is not None)
+    dev = read(dev_ann)
+    intents = dev["intent"].to_pylist()
+    unseen = Counter(i for i in intents if i is not None and i not in known)
+    filtered = [i if i in known else None for i in intents]
+    column = dev.schema.get_field_index("intent")
+    dev = dev.set_column(column, dev.schema.field(column), pa.array(filtered, pa.string()))
+    write(dev, out)
+    print(json.dumps({
+        "dev_items_with_intent": sum(i is not None for i in intents),
+        "excluded_unseen_intent": sum(unseen.values()),
+        "unseen_intents": dict(unseen.most_common()),
+        "train_intents": len(known),
+    }))
+
+
+def majority(values):
+    votes = Counter(v for v in values if v is not None)
+    if not votes:
+        return None
+    (top, n), *rest = votes.most_common() + [(None, 0)]
+    return top if n * 2 > sum(votes.values()) else None
+
+
+def split_uss(src, out, percent):
+    turns, ann = read(f"{src}/turns"), read(f"{src}/annotations")
+    ids = set(turns["dialogue_id"].to_pylist())
+    test = {d for d in ids if h(d) % 100 < int(percent)}
+    train = ids - test
+    write(keep(turns, test), f"{out}/test/turns")
+    write(keep(ann, test), f"{out}/test/annotations")
+    write(keep(turns, train), f"{out}/train/turns")
+    train_ann = keep(ann, train)
+    rows = train_ann.to_pylist()
+    by_turn = {}
+    for r in rows:
+        by_turn.setdefault((r["dialogue_id"], r["turn_index"]), []).append(r)
+    extra = []
+    for (d, t), rs in sorted(by_turn.items()):
+        extra.append({
+            "dialogue_id": d, "turn_index": t, "annotator_id": "majority",
+            "goal_id": rs[0]["goal_id"],
+            "goal_success": majority([r["goal_success"] for r in rs]),
+            "intent": None, "slots": None,
+            "failure_point": majority([r["failure_point"] for r in rs]),
+        })
+    extra = pa.Table.from_pylist(extra, schema=train_ann.schema)
+    write(pa.concat_tables([train_ann, extra]), f"{out}/train/annotations")
+    print(json.dumps({"train_dialogues": len(train), "test_dialogues": len(test),
+                      "test_turns": keep(turns, test).num_rows}))
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    {"subset": subset, "filter-intents": filter_intents, "split-uss": split_uss}[command](*args)
