@@ -43,6 +43,9 @@ pub struct Supervision {
     pub weak_boundary: Option<f32>,
     pub weak_success: Option<f32>,
     pub weak_defect: Option<f32>,
+    /// The user turn repeats or corrects the previous one (a retry, which
+    /// usually continues its goal); used to calibrate goal boundaries.
+    pub rephrase: bool,
 }
 
 impl Window {

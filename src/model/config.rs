@@ -154,6 +154,22 @@ pub struct LabelSets {
     /// (chosen on the dev split for boundary F1).
     #[serde(default = "half")]
     pub boundary_threshold: f64,
+    /// Added to the boundary logit of a turn that rephrases the previous
+    /// one (fitted on the dev split with the threshold; 0: no effect).
+    #[serde(default)]
+    pub rephrase_boundary_shift: f64,
+}
+
+impl LabelSets {
+    /// P(new goal) after the rephrase shift, from the calibrated probability.
+    pub fn boundary_probability(&self, calibrated: f64, rephrase: bool) -> f64 {
+        if !rephrase || self.rephrase_boundary_shift == 0.0 {
+            return calibrated;
+        }
+        let p = calibrated.clamp(1e-9, 1.0 - 1e-9);
+        let logit = (p / (1.0 - p)).ln() + self.rephrase_boundary_shift;
+        1.0 / (1.0 + (-logit).exp())
+    }
 }
 
 fn half() -> f64 {

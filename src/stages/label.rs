@@ -22,6 +22,7 @@ use crate::model::config::LabelSets;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
 use crate::model::{DialogueModel, device};
 use crate::progress::Progress;
+use crate::stages::train::weak::is_rephrase;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LabelConfig {
@@ -503,11 +504,17 @@ fn decode_dialogue(
         }
         ok
     };
+    // P(new goal), with the dev-fitted shift for turns that rephrase the previous one.
+    let boundary = |t: usize, p: &TurnPrediction| {
+        let rephrase =
+            t > 0 && is_rephrase(&dialogue[t - 1].user_utterance, &dialogue[t].user_utterance);
+        labels.boundary_probability(p.boundary, rephrase)
+    };
     // Goals: a boundary where its probability passes the dev-tuned threshold; turn 0 starts goal 0.
     let mut goal_ids = Vec::with_capacity(dialogue.len());
     let mut goal = 0;
     for (t, p) in predictions.iter().enumerate() {
-        if t > 0 && p.boundary > labels.boundary_threshold {
+        if t > 0 && boundary(t, p) > labels.boundary_threshold {
             goal += 1;
         }
         goal_ids.push(goal);
@@ -524,7 +531,7 @@ fn decode_dialogue(
         .enumerate()
         .map(|(t, turn)| {
             let p = &predictions[t];
-            let boundary_prob = if t == 0 { 1.0 } else { p.boundary };
+            let boundary_prob = if t == 0 { 1.0 } else { boundary(t, p) };
             let boundary_confidence = boundary_prob.max(1.0 - boundary_prob);
             let (sum, n) = success[&goal_ids[t]];
             let success_prob = sum / n as f64;
@@ -573,6 +580,7 @@ mod tests {
             failure_points: vec![],
             temperatures: BTreeMap::new(),
             boundary_threshold: 0.5,
+            rephrase_boundary_shift: 0.0,
         };
         let utterance = "find food in anchurage now";
         // Tokens: find(0..4) food(5..9) in(10..12) anch(13..17) urage(17..22) now(23..26).

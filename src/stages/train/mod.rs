@@ -177,6 +177,7 @@ pub struct TrainSummary {
     pub epochs: Vec<EpochReport>,
     pub temperatures: BTreeMap<String, f64>,
     pub boundary_threshold: f64,
+    pub rephrase_boundary_shift: f64,
     pub seconds: f64,
 }
 
@@ -599,6 +600,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         failure_points,
         temperatures: BTreeMap::new(),
         boundary_threshold: 0.5,
+        rephrase_boundary_shift: 0.0,
     };
     let model_config = ModelConfig {
         labels: Some(label_sets.clone()),
@@ -646,6 +648,11 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
                 });
                 let vote = |target: Target| weak.get(&target).copied().filter(|_| use_weak);
                 Supervision {
+                    rephrase: k > 0
+                        && weak::is_rephrase(
+                            &dialogue_turns[k - 1].user_utterance,
+                            &turn.user_utterance,
+                        ),
                     weak_boundary: supervision
                         .boundary
                         .is_none()
@@ -886,12 +893,13 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         vars[name].set(tensor)?;
     }
     drop(vars);
-    let (temperatures, boundary_threshold) =
+    let (temperatures, boundary_threshold, rephrase_boundary_shift) =
         calibrate(&model, &dev_windows, config.batch_size, pad, &settings)?;
     let mut final_config = model_config.clone();
     if let Some(l) = final_config.labels.as_mut() {
         l.temperatures = temperatures.clone();
         l.boundary_threshold = boundary_threshold;
+        l.rephrase_boundary_shift = rephrase_boundary_shift;
     }
     let weak_summary = weak_summary.finish();
     let training = serde_json::json!({
@@ -904,6 +912,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         "epochs": state.epochs,
         "temperatures": temperatures,
         "boundary_threshold": boundary_threshold,
+        "rephrase_boundary_shift": rephrase_boundary_shift,
         "weak_labels": weak_summary,
     });
     checkpoint::save(&config.out, &final_config, &varmap, &tokenizer, &training)?;
@@ -926,6 +935,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         epochs: state.epochs,
         temperatures,
         boundary_threshold,
+        rephrase_boundary_shift,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -970,13 +980,15 @@ fn calibrate(
     batch_size: usize,
     pad: u32,
     settings: &LossSettings,
-) -> anyhow::Result<(BTreeMap<String, f64>, f64)> {
+) -> anyhow::Result<(BTreeMap<String, f64>, f64, f64)> {
     let heads = model
         .heads
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("model has no supervised heads"))?;
     // (logits, target) per head; binary heads as two-class logits [0, x].
     let mut items: BTreeMap<&str, Vec<(Vec<f32>, usize)>> = BTreeMap::new();
+    // Beside each goal_boundary item: whether its turn rephrases the previous one.
+    let mut boundary_rephrase = Vec::new();
     for indices in bucketed_batches(windows, batch_size * 2) {
         let chosen: Vec<&Window> = indices.iter().map(|&i| &windows[i]).collect();
         let (batch, _) = make_batch(&chosen, pad, &device())?;
@@ -990,6 +1002,7 @@ fn calibrate(
         for (w, window) in chosen.iter().enumerate() {
             for (k, s) in window.supervision.iter().enumerate() {
                 if let Some(v) = s.boundary {
+                    boundary_rephrase.push(s.rephrase);
                     items
                         .entry("goal_boundary")
                         .or_default()
@@ -1041,34 +1054,47 @@ fn calibrate(
         })
         .collect();
     temperatures.entry("slots".into()).or_insert(1.0);
-    // Boundary decisions: the threshold on the calibrated probability with the best dev F1.
+    // Boundary decisions: the threshold on the calibrated probability, and
+    // the logit shift of rephrased turns (retries usually continue their
+    // goal), with the best dev F1.
     let t = temperatures.get("goal_boundary").copied().unwrap_or(1.0);
-    let boundaries: Vec<(f64, bool)> = items
+    let boundaries: Vec<(f64, bool, bool)> = items
         .get("goal_boundary")
         .map(|its| {
             its.iter()
-                .map(|(z, y)| (1.0 / (1.0 + (-(z[1] as f64) / t).exp()), *y == 1))
+                .zip(&boundary_rephrase)
+                .map(|((z, y), rephrase)| (z[1] as f64 / t, *y == 1, *rephrase))
                 .collect()
         })
         .unwrap_or_default();
-    let f1 = |threshold: f64| {
+    let f1 = |threshold: f64, shift: f64| {
+        let predicted_new = |(z, _, rephrase): &(f64, bool, bool)| {
+            let z = if *rephrase { z + shift } else { *z };
+            1.0 / (1.0 + (-z).exp()) > threshold
+        };
         let tp = boundaries
             .iter()
-            .filter(|(p, y)| *p > threshold && *y)
+            .filter(|b| b.1 && predicted_new(b))
             .count() as f64;
-        let predicted = boundaries.iter().filter(|(p, _)| *p > threshold).count() as f64;
-        let actual = boundaries.iter().filter(|(_, y)| *y).count() as f64;
+        let predicted = boundaries.iter().filter(|b| predicted_new(b)).count() as f64;
+        let actual = boundaries.iter().filter(|b| b.1).count() as f64;
         if predicted + actual == 0.0 {
             0.0
         } else {
             2.0 * tp / (predicted + actual)
         }
     };
-    let threshold = (15..=85)
-        .map(|i| i as f64 / 100.0)
-        .max_by(|a, b| f1(*a).total_cmp(&f1(*b)).then(b.total_cmp(a)))
-        .unwrap_or(0.5);
-    Ok((temperatures, threshold))
+    let mut best = (f1(0.5, 0.0), 0.5, 0.0);
+    for shift in (0..=12).map(|i| -0.5 * i as f64) {
+        for threshold in (15..=85).map(|i| i as f64 / 100.0) {
+            let score = f1(threshold, shift);
+            // Strictly better only: ties keep the smaller change.
+            if score > best.0 + 1e-12 {
+                best = (score, threshold, shift);
+            }
+        }
+    }
+    Ok((temperatures, best.1, best.2))
 }
 
 #[cfg(test)]
