@@ -184,3 +184,26 @@ impl LabelSets {
 }
 
 pub const ARCHITECTURE: &str = "labelgen-dialogue";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rephrase_shift_moves_only_rephrased_turns() {
+        let mut labels = LabelSets {
+            intents: vec![],
+            slot_types: vec![],
+            failure_points: vec![],
+            temperatures: BTreeMap::new(),
+            boundary_threshold: 0.5,
+            rephrase_boundary_shift: 0.0,
+        };
+        assert_eq!(labels.boundary_probability(0.7, true), 0.7);
+        labels.rephrase_boundary_shift = -(0.7f64 / 0.3).ln();
+        assert_eq!(labels.boundary_probability(0.7, false), 0.7);
+        // logit(0.7) + shift = 0: even odds.
+        assert!((labels.boundary_probability(0.7, true) - 0.5).abs() < 1e-9);
+        assert!(labels.boundary_probability(1.0, true) < 1.0);
+    }
+}
