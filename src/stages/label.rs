@@ -13,6 +13,7 @@ use candle_core::{DType, Tensor};
 use tokenizers::Tokenizer;
 
 use crate::data::dataset::{DatasetWriter, invalid_rows, open_part, part_files, stream_rows};
+use crate::data::feedback::is_rephrase;
 use crate::data::issues::{Issue, Severity};
 use crate::data::tables::{Label, LabelledSlotSpan, Turn};
 use crate::model::batch::{Window, bucketed_batches, make_batch, turn_input, window_ranges};
@@ -22,7 +23,6 @@ use crate::model::config::LabelSets;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
 use crate::model::{DialogueModel, device};
 use crate::progress::Progress;
-use crate::stages::train::weak::is_rephrase;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LabelConfig {

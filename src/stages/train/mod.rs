@@ -649,7 +649,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
                 let vote = |target: Target| weak.get(&target).copied().filter(|_| use_weak);
                 Supervision {
                     rephrase: k > 0
-                        && weak::is_rephrase(
+                        && crate::data::feedback::is_rephrase(
                             &dialogue_turns[k - 1].user_utterance,
                             &turn.user_utterance,
                         ),
