@@ -18,21 +18,19 @@ fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// simulate -> synth -> pretrain -> train on a tiny model; returns the temp dir.
-fn trained() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    let p = |name: &str| tmp.path().join(name);
-    common::simulate(&p("sim"), 60, 1);
+/// synth + a few steps of pretraining a tiny model on LOGS, into DIR/synth and DIR/pre.
+fn pretrain_tiny(logs: &Path, dir: &Path, batch_size: usize, max_steps: usize) {
+    let (synth, pre) = (dir.join("synth"), dir.join("pre"));
+    run_ok(&["synth", "--logs", s(logs), "--out", s(&synth), "--quiet"]);
+    let (batch_size, max_steps) = (batch_size.to_string(), max_steps.to_string());
     run_ok(&[
-        "synth",
-        "--logs",
-        s(&p("sim/turns")),
+        "pretrain",
+        "--data",
+        s(&synth),
         "--out",
-        s(&p("synth")),
-        "--quiet",
-    ]);
-    let (synth, pre) = (p("synth"), p("pre"));
-    let tiny = [
+        s(&pre),
+        "--max-steps",
+        &max_steps,
         "--hidden-size",
         "16",
         "--layers",
@@ -46,20 +44,17 @@ fn trained() -> tempfile::TempDir {
         "--max-tokens",
         "24",
         "--batch-size",
-        "8",
-    ];
-    let mut args = vec![
-        "pretrain",
-        "--data",
-        s(&synth),
-        "--out",
-        s(&pre),
-        "--max-steps",
-        "3",
+        &batch_size,
         "--quiet",
-    ];
-    args.extend(tiny);
-    run_ok(&args);
+    ]);
+}
+
+/// simulate -> synth -> pretrain -> train on a tiny model; returns the temp dir.
+fn trained() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name);
+    common::simulate(&p("sim"), 60, 1);
+    pretrain_tiny(&p("sim/turns"), tmp.path(), 8, 3);
     let summary = run_ok(&[
         "train",
         "--init",
@@ -422,38 +417,7 @@ fn ratings_without_intents_train_and_label_intent_null() {
         s(&p("uss")),
         "--quiet",
     ]);
-    run_ok(&[
-        "synth",
-        "--logs",
-        s(&p("uss/turns")),
-        "--out",
-        s(&p("synth")),
-        "--quiet",
-    ]);
-    run_ok(&[
-        "pretrain",
-        "--data",
-        s(&p("synth")),
-        "--out",
-        s(&p("pre")),
-        "--max-steps",
-        "2",
-        "--hidden-size",
-        "16",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--dialogue-layers",
-        "1",
-        "--vocab-size",
-        "300",
-        "--max-tokens",
-        "24",
-        "--batch-size",
-        "4",
-        "--quiet",
-    ]);
+    pretrain_tiny(&p("uss/turns"), tmp.path(), 4, 2);
     let summary = run_ok(&[
         "train",
         "--init",
