@@ -325,6 +325,14 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
         "{}",
         half["weak_labels"]
     );
+    let off = summary(&train(
+        "off",
+        &["--labelled-share", "0.5", "--weak-weight", "0"],
+    ));
+    assert_eq!(
+        off["weak_labels"]["votes_used"], 0,
+        "weight 0 keeps votes out"
+    );
 
     // Killed after epoch 1, resumed: the same weights as the uninterrupted run.
     let out = train("resumed", &["--stop-after-epochs", "1"]);

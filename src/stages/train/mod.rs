@@ -901,7 +901,11 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         l.boundary_threshold = boundary_threshold;
         l.rephrase_boundary_shift = rephrase_boundary_shift;
     }
-    let weak_summary = weak_summary.finish();
+    let mut weak_summary = weak_summary.finish();
+    if !use_weak {
+        // The rules were analysed, but --weak-weight 0 kept their votes out of the loss.
+        weak_summary.votes_used = 0;
+    }
     let training = serde_json::json!({
         "stage": "train",
         "init": config.init.display().to_string(),

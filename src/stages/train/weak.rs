@@ -206,7 +206,8 @@ pub struct WeakSummary {
     pub turns: usize,
     /// Turns with at least one vote.
     pub turns_with_votes: usize,
-    /// Votes that reached the loss (their target had no annotation).
+    /// Votes that reached the loss (their target had no annotation; 0 with
+    /// --weak-weight 0).
     pub votes_used: usize,
     pub rules: Vec<RuleReport>,
 }
