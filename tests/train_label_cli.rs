@@ -253,6 +253,21 @@ fn labels_validate_shards_add_up_and_thresholds_withhold() {
     assert!(!p("shuffled-labels").exists(), "no partial output");
 }
 
+/// `labelgen label` with default settings; the labels it wrote.
+fn label_rows(model: &Path, logs: &Path, out: &Path) -> Vec<Label> {
+    run_ok(&[
+        "label",
+        "--model",
+        s(model),
+        "--logs",
+        s(logs),
+        "--out",
+        s(out),
+        "--quiet",
+    ]);
+    read_table::<Label>(out).unwrap().0
+}
+
 /// Reads every tensor of a model directory's weights.
 fn weights(dir: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
     candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
@@ -369,17 +384,7 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
     // The contextless baseline trains and labels like the full model.
     let contextless = summary(&train("contextless", &["--contextless"]));
     assert_eq!(contextless["contextless"], true);
-    run_ok(&[
-        "label",
-        "--model",
-        s(&p("contextless")),
-        "--logs",
-        s(&p("sim/turns")),
-        "--out",
-        s(&p("contextless-labels")),
-        "--quiet",
-    ]);
-    let (rows, _) = read_table::<Label>(&p("contextless-labels")).unwrap();
+    let rows = label_rows(&p("contextless"), &p("sim/turns"), &p("contextless-labels"));
     assert!(rows.iter().all(|l| l.intent.is_some()));
 
     // Bad options are named.
@@ -447,17 +452,7 @@ fn ratings_without_intents_train_and_label_intent_null() {
         "--quiet",
     ]);
     assert_eq!(summary["annotators"][0], "a1");
-    run_ok(&[
-        "label",
-        "--model",
-        s(&p("labeler")),
-        "--logs",
-        s(&p("uss/turns")),
-        "--out",
-        s(&p("labels")),
-        "--quiet",
-    ]);
-    let (labels, _) = read_table::<Label>(&p("labels")).unwrap();
+    let labels = label_rows(&p("labeler"), &p("uss/turns"), &p("labels"));
     assert_eq!(labels.len(), 7);
     for l in &labels {
         assert_eq!((l.intent.as_deref(), l.intent_prob), (None, None));
