@@ -9,6 +9,7 @@ use labelgen::data::issues::DataError;
 use labelgen::data::schema::Table;
 use labelgen::data::validate::{self, ValidateConfig};
 use labelgen::eval::{self, EvalConfig, gold::GoldPolicy};
+use labelgen::model::config::TurnPooling;
 use labelgen::stages::import::sgd::{self, SgdConfig};
 use labelgen::stages::import::uss::{self, UssConfig};
 use labelgen::stages::label::{self, LabelConfig};
@@ -245,6 +246,9 @@ struct PretrainArgs {
     /// Turns per dialogue window
     #[arg(long, default_value_t = 16)]
     max_turns: usize,
+    /// The turn vector: the first token's state, or the mean over tokens [default: mean with --init, first from scratch]
+    #[arg(long, value_enum)]
+    turn_pooling: Option<TurnPooling>,
     /// Save a checkpoint every N steps
     #[arg(long, default_value_t = 200)]
     checkpoint_every: usize,
@@ -294,6 +298,9 @@ struct TrainArgs {
     /// Keep the pretrained turn encoder fixed and cache its encodings (much faster on a CPU)
     #[arg(long)]
     freeze_encoder: bool,
+    /// Train only the top N encoder layers, from cached states of the layers below (N of the encoder: full fine-tuning)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    train_top_layers: usize,
     /// Continue an interrupted run from MODEL.checkpoint
     #[arg(long)]
     resume: bool,
@@ -570,6 +577,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 vocab_size: args.vocab_size,
                 max_tokens: args.max_tokens,
                 max_turns: args.max_turns,
+                turn_pooling: args.turn_pooling,
                 checkpoint_every: args.checkpoint_every.max(1),
                 eval_every: args.eval_every.max(1),
                 resume: args.resume,
@@ -599,6 +607,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 labelled_share: args.labelled_share,
                 class_balance: args.class_balance,
                 freeze_encoder: args.freeze_encoder,
+                train_top_layers: args.train_top_layers,
                 resume: args.resume,
                 stop_after_epochs: args.stop_after_epochs,
                 task_weights,

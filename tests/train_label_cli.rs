@@ -381,6 +381,25 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
         "full fine-tuning moves the encoder"
     );
 
+    // --train-top-layers 1 of this one-layer encoder: the layer trains on
+    // cached embeddings, which stay as pretrained.
+    let top = summary(&train("top", &["--train-top-layers", "1"]));
+    assert_eq!(top["train_top_layers"], 1);
+    assert!(top["cached_turns"].as_u64().unwrap() > 0);
+    let top_weights = weights(&p("top"));
+    assert_eq!(max_difference(&pretrained[name], &top_weights[name]), 0.0);
+    let layer = "roberta.encoder.layer.0.attention.self.query.weight";
+    assert!(max_difference(&pretrained[layer], &top_weights[layer]) > 0.0);
+    assert_eq!(max_difference(&pretrained[layer], &tuned[layer]), 0.0);
+    let rows = label_rows(&p("top"), &p("sim/turns"), &p("top-labels"));
+    assert!(rows.iter().all(|l| l.intent.is_some()));
+    let out = train("x", &["--train-top-layers", "2"]);
+    assert!(
+        stderr(&out).contains("--train-top-layers 2") && stderr(&out).contains("only 1 layers"),
+        "{}",
+        stderr(&out)
+    );
+
     // The contextless baseline trains and labels like the full model.
     let contextless = summary(&train("contextless", &["--contextless"]));
     assert_eq!(contextless["contextless"], true);

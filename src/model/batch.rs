@@ -36,8 +36,9 @@ pub struct Supervision {
     pub success: Option<bool>,
     pub intent: Option<u32>,
     pub failure_point: Option<u32>,
-    /// A BIO tag per token of the turn's input.
-    pub bio: Option<Vec<u32>>,
+    /// A BIO tag per token of the turn's input; None past the utterance
+    /// (specials and response tokens are never tagged, so never learned).
+    pub bio: Option<Vec<Option<u32>>>,
     /// Soft labels from feedback rules, used where the annotation is silent:
     /// P(new goal), P(goal succeeded), P(failure point is not correct).
     pub weak_boundary: Option<f32>,

@@ -13,9 +13,12 @@ use super::{DialogueModel, device};
 use crate::progress::Progress;
 
 /// Token states of each distinct turn (by its token ids): (tokens, H) in
-/// `dtype` (f16 halves the memory of a training-long cache).
+/// `dtype` (f16 halves the memory of a training-long cache), after the
+/// embeddings and the first `layers` encoder layers (all of them, except when
+/// `train --train-top-layers` trains the layers above).
 pub struct EncodingCache {
     states: HashMap<Vec<u32>, Tensor>,
+    pub layers: usize,
     pub bytes: usize,
 }
 
@@ -25,6 +28,7 @@ impl EncodingCache {
         windows: impl Iterator<Item = &'a Window>,
         pad: u32,
         batch_size: usize,
+        layers: usize,
         dtype: DType,
         quiet: bool,
     ) -> anyhow::Result<EncodingCache> {
@@ -56,7 +60,7 @@ impl EncodingCache {
             // with a MiniLM encoder.
             let encoded = model
                 .roberta
-                .forward(&ids, &mask)?
+                .forward_lower(&ids, &mask, layers)?
                 .detach()
                 .to_dtype(dtype)?;
             for (i, turn) in chunk.iter().enumerate() {
@@ -73,7 +77,11 @@ impl EncodingCache {
             progress.inc(chunk.len() as u64);
         }
         progress.finish();
-        Ok(EncodingCache { states, bytes })
+        Ok(EncodingCache {
+            states,
+            layers,
+            bytes,
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -140,6 +140,20 @@ pub struct ModelConfig {
     /// its text only (no runtime features, no dialogue Transformer).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub contextless: bool,
+    /// How a turn's token states become its vector.
+    #[serde(default)]
+    pub turn_pooling: TurnPooling,
+}
+
+/// The turn vector: the first token's state (<s> / [CLS], what a RoBERTa
+/// pretrained here learns to fill), or the mean over the turn's tokens (what
+/// sentence-transformers encoders such as all-MiniLM-L6-v2 are trained for).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TurnPooling {
+    #[default]
+    First,
+    Mean,
 }
 
 /// What the supervised heads predict, and their calibration.

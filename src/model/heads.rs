@@ -7,7 +7,52 @@ use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use super::config::LabelSets;
-use super::layers::linear;
+use super::layers::{TransformerLayer, attention_bias, linear};
+
+/// BIO tags per token: the token states, narrowed to the dialogue width and
+/// joined with the turn's dialogue state, go through one Transformer layer
+/// of their own (a tag depends on the neighbouring tokens: where a span
+/// starts and ends), then a classifier. The layer is what lets a frozen
+/// encoder's states become tags; it costs a fraction of an encoder layer.
+#[derive(Debug, Clone)]
+pub struct SlotTagger {
+    dense: Linear,
+    context: Linear,
+    layer: TransformerLayer,
+    classifier: Linear,
+}
+
+impl SlotTagger {
+    pub fn new(
+        token_hidden: usize,
+        hidden: usize,
+        heads: usize,
+        tags: usize,
+        vb: VarBuilder,
+    ) -> Result<SlotTagger> {
+        Ok(SlotTagger {
+            dense: linear(token_hidden, hidden, vb.pp("dense"))?,
+            context: linear(hidden, hidden, vb.pp("context"))?,
+            layer: TransformerLayer::new(hidden, heads, hidden * 2, 1e-5, "gelu", vb.pp("layer"))?,
+            classifier: linear(hidden, tags, vb.pp("classifier"))?,
+        })
+    }
+
+    /// (N, L, H) token states, (N, L) mask, (N, D) turn states -> (N, L, tags)
+    pub fn forward(
+        &self,
+        token_states: &Tensor,
+        attention_mask: &Tensor,
+        turn_states: &Tensor,
+    ) -> Result<Tensor> {
+        // (N, D) -> (N, 1, D), added to every token of the turn
+        let context = self.context.forward(turn_states)?.unsqueeze(1)?;
+        // (N, L, H) -> (N, L, D)
+        let x = self.dense.forward(token_states)?.broadcast_add(&context)?;
+        let x = self.layer.forward(&x, &attention_bias(attention_mask)?)?;
+        self.classifier.forward(&x)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct SupervisedHeads {
@@ -15,8 +60,7 @@ pub struct SupervisedHeads {
     success: Linear,
     intent: Linear,
     failure_point: Linear,
-    slot_context: Linear,
-    slots: Linear,
+    slots: SlotTagger,
 }
 
 /// Per-turn logits: boundary and success (B, T); intent (B, T, I); failure point (B, T, F).
@@ -31,6 +75,7 @@ impl SupervisedHeads {
     pub fn new(
         token_hidden: usize,
         dialogue_hidden: usize,
+        dialogue_heads: usize,
         labels: &LabelSets,
         vb: VarBuilder,
     ) -> Result<SupervisedHeads> {
@@ -43,8 +88,13 @@ impl SupervisedHeads {
                 labels.failure_points.len(),
                 vb.pp("failure_point"),
             )?,
-            slot_context: linear(dialogue_hidden, token_hidden, vb.pp("slot_context"))?,
-            slots: linear(token_hidden, labels.bio_tags(), vb.pp("slots"))?,
+            slots: SlotTagger::new(
+                token_hidden,
+                dialogue_hidden,
+                dialogue_heads,
+                labels.bio_tags(),
+                vb.pp("slots"),
+            )?,
         })
     }
 
@@ -58,12 +108,15 @@ impl SupervisedHeads {
         })
     }
 
-    /// BIO logits (N, L, tags) from token states (N, L, H) and each real
-    /// turn's dialogue state (N, D).
-    pub fn slot_logits(&self, token_states: &Tensor, turn_states: &Tensor) -> Result<Tensor> {
-        // (N, D) -> (N, 1, H), added to every token of the turn
-        let context = self.slot_context.forward(turn_states)?.unsqueeze(1)?;
+    /// BIO logits (N, L, tags) from token states (N, L, H), their (N, L)
+    /// mask and each real turn's dialogue state (N, D).
+    pub fn slot_logits(
+        &self,
+        token_states: &Tensor,
+        attention_mask: &Tensor,
+        turn_states: &Tensor,
+    ) -> Result<Tensor> {
         self.slots
-            .forward(&token_states.broadcast_add(&context)?.gelu_erf()?)
+            .forward(token_states, attention_mask, turn_states)
     }
 }

@@ -18,7 +18,7 @@ pub mod tokenizer;
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
-use config::{CATEGORICAL_COLUMNS, ModelConfig, NUMERIC_FEATURES};
+use config::{CATEGORICAL_COLUMNS, ModelConfig, NUMERIC_FEATURES, TurnPooling};
 use layers::{LayerNorm, TransformerLayer, attention_bias, linear};
 use roberta::{LmHead, Roberta};
 
@@ -127,6 +127,7 @@ impl DialogueModel {
                 Some(labels) => Some(heads::SupervisedHeads::new(
                     e.hidden_size,
                     d.hidden_size,
+                    d.num_heads,
                     labels,
                     vb.pp("heads"),
                 )?),
@@ -144,8 +145,21 @@ impl DialogueModel {
     /// Turn vectors in dialogue context: (B, T, D), from token states (N, L, H).
     pub fn dialogue_states(&self, batch: &Batch, token_states: &Tensor) -> Result<Tensor> {
         let (batch_size, turns) = batch.turn_mask.dims2()?;
-        // (N, H): the first token (<s> / [CLS]) stands for the turn.
-        let pooled = token_states.narrow(1, 0, 1)?.squeeze(1)?;
+        // (N, L, H) -> (N, H)
+        let pooled = match self.config.turn_pooling {
+            TurnPooling::First => token_states.narrow(1, 0, 1)?.squeeze(1)?,
+            TurnPooling::Mean => {
+                // (N, L) -> (N, L, 1)
+                let mask = batch
+                    .attention_mask
+                    .to_dtype(DType::F32)?
+                    .unsqueeze(D::Minus1)?;
+                token_states
+                    .broadcast_mul(&mask)?
+                    .sum(1)?
+                    .broadcast_div(&mask.sum(1)?.clamp(1.0, f64::MAX)?)?
+            }
+        };
         let n = pooled.dim(0)?;
         let mut parts = vec![pooled];
         if self.config.contextless {

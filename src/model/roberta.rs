@@ -93,10 +93,15 @@ impl Encoder {
         Ok(Encoder { layers })
     }
 
-    pub fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
-        self.layers
+    /// Runs layers `from..to` (of `0..num_hidden_layers`) on (turns, tokens, hidden) states.
+    pub fn forward(&self, x: &Tensor, mask_bias: &Tensor, from: usize, to: usize) -> Result<Tensor> {
+        self.layers[from.min(to)..to.min(self.layers.len())]
             .iter()
             .try_fold(x.clone(), |x, layer| layer.forward(&x, mask_bias))
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
     }
 }
 
@@ -117,8 +122,34 @@ impl Roberta {
 
     /// (turns, tokens) ids and 1/0 mask -> (turns, tokens, hidden) states
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        self.forward_lower(input_ids, attention_mask, self.encoder.num_layers())
+    }
+
+    /// The embeddings and the first `layers` encoder layers: what `train
+    /// --train-top-layers` caches, so that only the layers above train.
+    pub fn forward_lower(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        layers: usize,
+    ) -> Result<Tensor> {
         let x = self.embeddings.forward(input_ids)?;
-        self.encoder.forward(&x, &attention_bias(attention_mask)?)
+        self.encoder
+            .forward(&x, &attention_bias(attention_mask)?, 0, layers)
+    }
+
+    /// The encoder layers from `from` on, over states of `forward_lower(.., from)`.
+    pub fn forward_upper(&self, states: &Tensor, attention_mask: &Tensor, from: usize) -> Result<Tensor> {
+        self.encoder.forward(
+            states,
+            &attention_bias(attention_mask)?,
+            from,
+            self.encoder.num_layers(),
+        )
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.encoder.num_layers()
     }
 }
 

@@ -383,6 +383,7 @@ impl Labeller<'_> {
             windows.iter(),
             self.pad,
             self.config.batch_size * 4,
+            model.roberta.num_layers(),
             DType::F32,
             true,
         )?;
@@ -455,7 +456,7 @@ fn predict(
         .reshape((b * t, states.dim(2)?))?
         .index_select(&batch.turn_slots, 0)?;
     let slot_logits: Vec<Vec<Vec<f32>>> =
-        heads.slot_logits(token_states, &turn_states)?.to_vec3()?;
+        heads.slot_logits(token_states, &batch.attention_mask, &turn_states)?.to_vec3()?;
     let boundary: Vec<f32> = logits.boundary.flatten_all()?.to_vec1()?;
     let success: Vec<f32> = logits.success.flatten_all()?.to_vec1()?;
     let intent: Vec<Vec<f32>> = logits

@@ -23,7 +23,7 @@ use crate::model::batch::{
 };
 use crate::model::checkpoint::{self, fill_varmap, hf_candidates, named_vars};
 use crate::model::config::{
-    ARCHITECTURE, DialogueConfig, EncoderConfig, FeatureConfig, ModelConfig,
+    ARCHITECTURE, DialogueConfig, EncoderConfig, FeatureConfig, ModelConfig, TurnPooling,
 };
 use crate::model::optim::AdamW;
 use crate::model::tokenizer::{SpecialIds, encode_pairs, special_ids, train_bpe};
@@ -57,6 +57,9 @@ pub struct PretrainConfig {
     pub dialogue_layers: usize,
     pub max_tokens: usize,
     pub max_turns: usize,
+    /// The turn vector; None: mean over tokens with --init (sentence
+    /// encoders are trained for it), the first token from scratch.
+    pub turn_pooling: Option<TurnPooling>,
     pub checkpoint_every: usize,
     pub eval_every: usize,
     pub resume: bool,
@@ -89,6 +92,7 @@ impl PretrainConfig {
             dialogue_layers: 2,
             max_tokens: 40,
             max_turns: 16,
+            turn_pooling: None,
             checkpoint_every: 200,
             eval_every: 200,
             resume: false,
@@ -358,6 +362,11 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
             },
             labels: None,
             contextless: false,
+            turn_pooling: config.turn_pooling.unwrap_or(if config.init.is_some() {
+                TurnPooling::Mean
+            } else {
+                TurnPooling::First
+            }),
         };
         (model_config, tokenizer, weights)
     };
@@ -674,6 +683,8 @@ mod tests {
             max_tokens: 16,
             labels: None,
             contextless: false,
+            // The mean over tokens: its mask must keep gradients flowing (and padding out).
+            turn_pooling: TurnPooling::Mean,
         };
         let data = examples(&rows, &tokenizer, &model_config.features, 16, 4).unwrap();
         let chosen: Vec<&Window> = data.windows.iter().take(16).collect();
@@ -688,6 +699,25 @@ mod tests {
             VarBuilder::from_varmap(&varmap, DType::F32, &device()),
         )
         .unwrap();
+        // A turn's vector does not depend on how far its batch pads it:
+        // (first window's states) for windows[0] padded to the batch's width.
+        let alone = |windows: &[&Window]| {
+            let (batch, _) = make_batch(windows, special.pad, &device()).unwrap();
+            let states = model.encode_tokens(&batch).unwrap();
+            let turns = windows[0].turns.len();
+            let states = model.dialogue_states(&batch, &states).unwrap();
+            (batch.input_ids.dims()[1], states.get(0).unwrap().narrow(0, 0, turns).unwrap())
+        };
+        let shortest = *chosen.iter().min_by_key(|w| w.max_tokens()).unwrap();
+        let (narrow_width, narrow) = alone(&[shortest]);
+        let with_longer: Vec<&Window> = std::iter::once(shortest)
+            .chain(chosen.iter().copied())
+            .collect();
+        let (wide_width, wide) = alone(&with_longer);
+        assert!(wide_width > narrow_width, "{wide_width} vs {narrow_width}");
+        let gap = (narrow - wide).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(gap.to_scalar::<f32>().unwrap() < 1e-4, "{gap}");
+
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let (ids, positions, labels) =
             mask_tokens(&batch, &special, model_config.encoder.vocab_size, &mut rng)

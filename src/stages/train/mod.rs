@@ -61,6 +61,9 @@ pub struct TrainConfig {
     pub contextless: bool,
     /// Keep the pretrained turn encoder fixed and cache its token states.
     pub freeze_encoder: bool,
+    /// Train only the top N encoder layers (with the dialogue Transformer and
+    /// heads), from cached states of the layers below; 0: see freeze_encoder.
+    pub train_top_layers: usize,
     /// Continue from the checkpoint an interrupted run left (MODEL.checkpoint).
     pub resume: bool,
     /// Stop after this many epochs, keeping the checkpoint (tests use it to
@@ -140,6 +143,7 @@ impl TrainConfig {
             class_balance: 0.5,
             contextless: false,
             freeze_encoder: false,
+            train_top_layers: 0,
             resume: false,
             stop_after_epochs: None,
             task_weights: TaskWeights::default(),
@@ -168,6 +172,7 @@ pub struct TrainSummary {
     pub labelled_turns: usize,
     pub contextless: bool,
     pub freeze_encoder: bool,
+    pub train_top_layers: usize,
     /// Distinct turns whose encodings were cached (--freeze-encoder), and their size.
     pub cached_turns: usize,
     pub cache_megabytes: f64,
@@ -228,13 +233,23 @@ fn in_share(dialogue: &str, share: f64, seed: u64) -> bool {
     (hash % 10_000) as f64 / 10_000.0 < share
 }
 
-/// BIO tags of a turn's tokens from its slot spans.
+/// The encoder layer a variable belongs to: `roberta.encoder.layer.3.…` -> 3.
+fn encoder_layer(name: &str) -> Option<usize> {
+    name.strip_prefix("roberta.encoder.layer.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// BIO tags of a turn's tokens from its slot spans: None for tokens outside
+/// the utterance.
 fn bio_tags(
     offsets: &[Option<(usize, usize)>],
     spans: &[SlotSpan],
     slot_types: &[String],
-) -> Vec<u32> {
-    let mut tags = vec![0u32; offsets.len()];
+) -> Vec<Option<u32>> {
+    let mut tags: Vec<Option<u32>> = offsets.iter().map(|o| o.map(|_| 0)).collect();
     for span in spans {
         let Some(k) = slot_types.iter().position(|s| *s == span.slot) else {
             continue;
@@ -246,11 +261,11 @@ fn bio_tags(
                 && *s < end
                 && *e > start
             {
-                tags[t] = if first {
+                tags[t] = Some(if first {
                     1 + 2 * k as u32
                 } else {
                     2 + 2 * k as u32
-                };
+                });
                 first = false;
             }
         }
@@ -350,7 +365,12 @@ impl LossSettings {
         windows: &[&Window],
     ) -> anyhow::Result<Tensor> {
         match &self.cache {
-            Some(cache) => cache.token_states(windows),
+            // The cached lower layers, then the trained layers above them.
+            Some(cache) => Ok(model.roberta.forward_upper(
+                &cache.token_states(windows)?,
+                &batch.attention_mask,
+                cache.layers,
+            )?),
             None => Ok(model.encode_tokens(batch)?),
         }
     }
@@ -425,8 +445,10 @@ fn supervised_loss(
             }
             if let Some(tags) = &s.bio {
                 for (i, tag) in tags.iter().enumerate().take(l) {
-                    bio[turn * l + i] = *tag;
-                    bio_mask[turn * l + i] = 1.0;
+                    if let Some(tag) = tag {
+                        bio[turn * l + i] = *tag;
+                        bio_mask[turn * l + i] = 1.0;
+                    }
                 }
             }
             turn += 1;
@@ -438,7 +460,7 @@ fn supervised_loss(
     let turn_states = states
         .reshape((b * t, states.dim(2)?))?
         .index_select(&batch.turn_slots, 0)?;
-    let slot_logits = heads.slot_logits(&token_states, &turn_states)?;
+    let slot_logits = heads.slot_logits(&token_states, &batch.attention_mask, &turn_states)?;
     let tags = slot_logits.dim(2)?;
     let mut accuracy = BTreeMap::new();
     let mut count = |name: &'static str,
@@ -470,7 +492,14 @@ fn supervised_loss(
     count("failure_point", &failure_logits, &failure, &failure_mask)?;
     let w = &settings.task_weights;
     let slot_flat = slot_logits.reshape((n * l, tags))?;
-    count("slot_tokens", &slot_flat, &bio, &bio_mask)?;
+    // Tag accuracy inside gold slot spans: over all tokens, the O majority
+    // (every response token) would hide whether the tagger learns anything.
+    let span_mask: Vec<f32> = bio
+        .iter()
+        .zip(&bio_mask)
+        .map(|(&tag, &m)| if tag == 0 { 0.0 } else { m })
+        .collect();
+    count("slot_span_tokens", &slot_flat, &bio, &span_mask)?;
     let annotated = [
         (
             w.goal_boundary,
@@ -734,12 +763,21 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         |n| !n.starts_with("heads.") || n.starts_with("heads.swap"),
     )?;
     let pad = special_ids(&tokenizer)?.pad;
-    let cache = if config.freeze_encoder {
+    let encoder_layers = model.roberta.num_layers();
+    anyhow::ensure!(
+        config.train_top_layers <= encoder_layers,
+        "--train-top-layers {}: the encoder of {} has only {encoder_layers} layers",
+        config.train_top_layers,
+        config.init.display()
+    );
+    let cached_layers = encoder_layers - config.train_top_layers;
+    let cache = if config.freeze_encoder || config.train_top_layers > 0 {
         Some(EncodingCache::build(
             &model,
             train_windows.iter().chain(&dev_windows),
             pad,
             128,
+            cached_layers,
             DType::F16,
             config.quiet,
         )?)
@@ -762,7 +800,9 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     let trainable: Vec<_> = named_vars(&varmap)?
         .into_iter()
         .filter(|(name, _)| {
-            let frozen = config.freeze_encoder && name.starts_with("roberta.");
+            let frozen = (config.freeze_encoder || config.train_top_layers > 0)
+                && name.starts_with("roberta.")
+                && encoder_layer(name).is_none_or(|i| i < cached_layers);
             !(frozen || name.starts_with("lm_head."))
         })
         .collect();
@@ -931,6 +971,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         labelled_turns,
         contextless: config.contextless,
         freeze_encoder: config.freeze_encoder,
+        train_top_layers: config.train_top_layers,
         cached_turns,
         cache_megabytes: cache_bytes as f64 / 1e6,
         resumed_from_epoch,
@@ -1136,6 +1177,16 @@ mod tests {
     }
 
     #[test]
+    fn encoder_layers_are_read_from_variable_names() {
+        assert_eq!(
+            encoder_layer("roberta.encoder.layer.11.output.dense.weight"),
+            Some(11)
+        );
+        assert_eq!(encoder_layer("roberta.embeddings.word_embeddings.weight"), None);
+        assert_eq!(encoder_layer("dialogue.layer.0.output.dense.weight"), None);
+    }
+
+    #[test]
     fn bio_tags_follow_byte_offsets() {
         // "play purple haze": tokens play(0..4) purple(5..11) haze(12..16), then a special.
         let offsets = vec![None, Some((0, 4)), Some((5, 11)), Some((12, 16)), None];
@@ -1146,6 +1197,9 @@ mod tests {
         }];
         let types = vec!["artist".to_string(), "song".to_string()];
         // song is type 1: B = 3, I = 4.
-        assert_eq!(bio_tags(&offsets, &spans, &types), vec![0, 0, 3, 4, 0]);
+        assert_eq!(
+            bio_tags(&offsets, &spans, &types),
+            vec![None, Some(0), Some(3), Some(4), None]
+        );
     }
 }
