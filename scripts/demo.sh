@@ -30,13 +30,15 @@ echo "== pretrain: $epochs epochs (about 70 seconds an epoch at 5,000 dialogues 
 python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("held-out swapped-response AUC %.3f after %d steps, %.0f s" % (s["eval_auc"], s["steps"], s["seconds"]))' "$out/pretrain.json" || true
 echo "== train: supervised heads on the single-pass annotator's labels"
 "$labelgen" train --init "$out/pretrained" --logs "$out/train/turns" --labels "$out/train/annotations" --out "$out/labeler" > "$out/train.json"
-echo "== train the contextless baseline: the same encoder, each turn's text alone"
-"$labelgen" train --init "$out/pretrained" --logs "$out/train/turns" --labels "$out/train/annotations" --out "$out/contextless" --contextless > "$out/train-contextless.json"
+echo "== train the contextless baselines: the same encoder, each turn alone: its utterance (an NLU model's view), or utterance and response"
+"$labelgen" train --init "$out/pretrained" --logs "$out/train/turns" --labels "$out/train/annotations" --out "$out/contextless" --contextless utterance > "$out/train-contextless.json"
+"$labelgen" train --init "$out/pretrained" --logs "$out/train/turns" --labels "$out/train/annotations" --out "$out/contextless-turn" --contextless turn > "$out/train-contextless-turn.json"
 echo "== label the held-out logs"
 "$labelgen" label --model "$out/labeler" --logs "$out/dev/turns" --out "$out/dev-labels" --force > "$out/label.json"
 "$labelgen" label --model "$out/contextless" --logs "$out/dev/turns" --out "$out/dev-labels-contextless" --force --quiet > "$out/label-contextless.json"
+"$labelgen" label --model "$out/contextless-turn" --logs "$out/dev/turns" --out "$out/dev-labels-contextless-turn" --force --quiet > "$out/label-contextless-turn.json"
 "$labelgen" validate "$out/dev-labels" --table labels --turns "$out/dev/turns"
 echo "== eval: model, contextless baseline and single-pass annotator against unanimous 3-annotator gold"
 "$labelgen" eval --gold "$out/dev/annotations" --pred "model=$out/dev-labels" --pred "contextless=$out/dev-labels-contextless" \
-    --turns "$out/dev/turns" --out "$out/eval" --force > "$out/eval.json"
+    --pred "contextless_turn=$out/dev-labels-contextless-turn" --turns "$out/dev/turns" --out "$out/eval" --force > "$out/eval.json"
 echo "report: $out/eval/report.md (plots in $out/eval/plots, review list in $out/eval/review)"

@@ -18,11 +18,11 @@ if [ ! -d "$data/sgd/train" ] || [ ! -d "$data/sgd/dev" ] || [ ! -f "$data/uss/S
     echo "eval-real: SKIPPED: $data/sgd/{train,dev} and $data/uss/SGD.txt not found (set LABELGEN_DATA)" >&2
     exit 0
 fi
-sgd_train="${SGD_TRAIN:-1000}"
+sgd_train="${SGD_TRAIN:-2000}"
 sgd_dev="${SGD_DEV:-400}"
 minilm_steps="${MINILM_STEPS:-10}"
-scratch_epochs="${SCRATCH_EPOCHS:-2}"
-train_epochs="${TRAIN_EPOCHS:-10}"
+scratch_epochs="${SCRATCH_EPOCHS:-1}"
+train_epochs="${TRAIN_EPOCHS:-12}"
 max_tokens="${MAX_TOKENS:-48}"
 uss_test="${USS_TEST_PERCENT:-30}"
 uss_dialogues="${USS_DIALOGUES:-0}"
@@ -78,7 +78,7 @@ step "pretrain from MiniLM ($minilm_steps steps)" lg pretrain --init "$minilm" -
     --max-steps "$minilm_steps" --batch-size 8 --learning-rate 1e-4 --max-tokens "$max_tokens" --quiet > "$m/minilm-pre.json"
 common=(--logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$train_epochs" --learning-rate "$learning_rate" --freeze-encoder --quiet)
 step "train A: MiniLM, frozen, with context" lg train --init "$m/minilm-pre" "${common[@]}" --out "$m/A-minilm" > "$m/A-minilm.json"
-step "train B: MiniLM, frozen, contextless" lg train --init "$m/minilm-pre" "${common[@]}" --contextless --out "$m/B-contextless" > "$m/B-contextless.json"
+step "train B: MiniLM, frozen, contextless" lg train --init "$m/minilm-pre" "${common[@]}" --contextless utterance --out "$m/B-contextless" > "$m/B-contextless.json"
 step "pretrain C from scratch ($scratch_epochs epochs)" lg pretrain --data "$s/train-synth" --out "$m/scratch-pre" \
     --epochs "$scratch_epochs" --max-tokens "$max_tokens" --quiet > "$m/scratch-pre.json"
 step "train C: scratch encoder, frozen, with context" lg train --init "$m/scratch-pre" "${common[@]}" --out "$m/C-scratch" > "$m/C-scratch.json"

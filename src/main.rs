@@ -57,7 +57,7 @@ enum Command {
     Pretrain(PretrainArgs),
     /// Supervised multi-task training of the heads on a pretrained model, from an annotator's labels and the logs' feedback
     #[command(
-        after_help = "With simulated annotations and no --annotators, trains on the single-pass annotator `single`\n(never on truth or the gold annotators a1..a3, which are the judges). Feedback in the logs\n(explicit feedback, barge-ins, rephrases, stop/cancel) adds weak labels where annotations are silent;\nthe summary reports each rule's coverage, overlap, conflict and accuracy. Checkpoints go to\nOUT.checkpoint after each epoch and --resume continues from there.\n\nExamples:\n  labelgen train --init models/pre --logs data/train/turns --labels data/train/annotations --out models/labeler\n  labelgen train --init models/pre --logs data/train/turns --labels data/train/annotations --out models/contextless --contextless\n  labelgen train --init models/minilm-pre --freeze-encoder --task-weights slots=2 ... "
+        after_help = "With simulated annotations and no --annotators, trains on the single-pass annotator `single`\n(never on truth or the gold annotators a1..a3, which are the judges). Feedback in the logs\n(explicit feedback, barge-ins, rephrases, stop/cancel) adds weak labels where annotations are silent;\nthe summary reports each rule's coverage, overlap, conflict and accuracy. Checkpoints go to\nOUT.checkpoint after each epoch and --resume continues from there.\n\nExamples:\n  labelgen train --init models/pre --logs data/train/turns --labels data/train/annotations --out models/labeler\n  labelgen train --init models/pre --logs data/train/turns --labels data/train/annotations --out models/contextless --contextless\n  labelgen train --init models/minilm-pre --train-top-layers 2 ...\n  labelgen train --init models/minilm-pre --freeze-encoder --task-weights slots=2 ... "
     )]
     Train(TrainArgs),
     /// Label logs with a trained model: writes the labels table
@@ -262,6 +262,15 @@ struct PretrainArgs {
     common: Common,
 }
 
+/// What the contextless baseline's turn encoder reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ContextlessInput {
+    /// The user utterance alone
+    Utterance,
+    /// The user utterance and the system response, as a pair
+    Turn,
+}
+
 #[derive(Args)]
 struct TrainArgs {
     /// Pretrained model directory (from `labelgen pretrain`)
@@ -292,9 +301,10 @@ struct TrainArgs {
     /// Share of dialogues held out for early stopping and calibration
     #[arg(long, default_value_t = 0.1)]
     dev_share: f64,
-    /// Train the contextless baseline: each turn's text alone, no runtime features, no dialogue Transformer
-    #[arg(long)]
-    contextless: bool,
+    /// Train the contextless baseline: no runtime features, no dialogue Transformer, and the encoder reads the
+    /// user utterance alone (`utterance`, what an NLU model sees) or with the system response (`turn`)
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "utterance", value_name = "INPUT")]
+    contextless: Option<ContextlessInput>,
     /// Keep the pretrained turn encoder fixed and cache its encodings (much faster on a CPU)
     #[arg(long)]
     freeze_encoder: bool,
@@ -603,7 +613,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let config = TrainConfig {
                 annotators: args.annotators,
-                contextless: args.contextless,
+                contextless: args.contextless.is_some(),
+                utterance_only: args.contextless == Some(ContextlessInput::Utterance),
                 labelled_share: args.labelled_share,
                 class_balance: args.class_balance,
                 freeze_encoder: args.freeze_encoder,

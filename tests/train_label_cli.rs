@@ -400,9 +400,13 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
         stderr(&out)
     );
 
-    // The contextless baseline trains and labels like the full model.
+    // The contextless baseline trains and labels like the full model; by
+    // default its encoder reads the utterance alone.
     let contextless = summary(&train("contextless", &["--contextless"]));
     assert_eq!(contextless["contextless"], true);
+    assert_eq!(contextless["utterance_only"], true);
+    let with_response = summary(&train("contextless-turn", &["--contextless", "turn"]));
+    assert_eq!(with_response["utterance_only"], false);
     let rows = label_rows(&p("contextless"), &p("sim/turns"), &p("contextless-labels"));
     assert!(rows.iter().all(|l| l.intent.is_some()));
 

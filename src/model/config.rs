@@ -140,6 +140,11 @@ pub struct ModelConfig {
     /// its text only (no runtime features, no dialogue Transformer).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub contextless: bool,
+    /// The turn encoder reads the user utterance alone, without the system
+    /// response (the utterance-only contextless baseline: what an NLU model
+    /// sees); otherwise the utterance and the response as a pair.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub utterance_only: bool,
     /// How a turn's token states become its vector.
     #[serde(default)]
     pub turn_pooling: TurnPooling,

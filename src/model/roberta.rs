@@ -94,7 +94,13 @@ impl Encoder {
     }
 
     /// Runs layers `from..to` (of `0..num_hidden_layers`) on (turns, tokens, hidden) states.
-    pub fn forward(&self, x: &Tensor, mask_bias: &Tensor, from: usize, to: usize) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask_bias: &Tensor,
+        from: usize,
+        to: usize,
+    ) -> Result<Tensor> {
         self.layers[from.min(to)..to.min(self.layers.len())]
             .iter()
             .try_fold(x.clone(), |x, layer| layer.forward(&x, mask_bias))
@@ -139,7 +145,12 @@ impl Roberta {
     }
 
     /// The encoder layers from `from` on, over states of `forward_lower(.., from)`.
-    pub fn forward_upper(&self, states: &Tensor, attention_mask: &Tensor, from: usize) -> Result<Tensor> {
+    pub fn forward_upper(
+        &self,
+        states: &Tensor,
+        attention_mask: &Tensor,
+        from: usize,
+    ) -> Result<Tensor> {
         self.encoder.forward(
             states,
             &attention_bias(attention_mask)?,

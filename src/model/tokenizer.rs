@@ -69,7 +69,7 @@ pub fn encode_pairs(
     pairs: &[(String, String)],
     max_tokens: usize,
 ) -> anyhow::Result<Vec<Vec<u32>>> {
-    Ok(encode_with_offsets(tokenizer, pairs, max_tokens)?
+    Ok(encode_with_offsets(tokenizer, pairs, max_tokens, false)?
         .into_iter()
         .map(|e| e.ids)
         .collect())
@@ -83,10 +83,13 @@ pub struct EncodedTurn {
     pub utterance_offsets: Vec<Option<(usize, usize)>>,
 }
 
+/// Tokenizes (utterance, response) pairs; with `utterance_only`, the
+/// utterances alone.
 pub fn encode_with_offsets(
     tokenizer: &Tokenizer,
     pairs: &[(String, String)],
     max_tokens: usize,
+    utterance_only: bool,
 ) -> anyhow::Result<Vec<EncodedTurn>> {
     let mut tokenizer = tokenizer.clone();
     tokenizer
@@ -99,7 +102,13 @@ pub fn encode_with_offsets(
     tokenizer.with_padding(None);
     let inputs: Vec<tokenizers::EncodeInput> = pairs
         .iter()
-        .map(|(u, r)| (u.as_str(), r.as_str()).into())
+        .map(|(u, r)| {
+            if utterance_only {
+                u.as_str().into()
+            } else {
+                (u.as_str(), r.as_str()).into()
+            }
+        })
         .collect();
     let encodings = tokenizer
         .encode_batch(inputs, true)

@@ -355,7 +355,12 @@ impl Labeller<'_> {
             .flatten()
             .map(|t| (t.user_utterance.clone(), t.system_response.clone()))
             .collect();
-        let encoded = encode_with_offsets(self.tokenizer, &pairs, model.config.max_tokens)?;
+        let encoded = encode_with_offsets(
+            self.tokenizer,
+            &pairs,
+            model.config.max_tokens,
+            model.config.utterance_only,
+        )?;
         let mut windows = Vec::new();
         let mut first = 0;
         for (d, dialogue) in chunk.iter().enumerate() {
@@ -455,8 +460,9 @@ fn predict(
     let turn_states = states
         .reshape((b * t, states.dim(2)?))?
         .index_select(&batch.turn_slots, 0)?;
-    let slot_logits: Vec<Vec<Vec<f32>>> =
-        heads.slot_logits(token_states, &batch.attention_mask, &turn_states)?.to_vec3()?;
+    let slot_logits: Vec<Vec<Vec<f32>>> = heads
+        .slot_logits(token_states, &batch.attention_mask, &turn_states)?
+        .to_vec3()?;
     let boundary: Vec<f32> = logits.boundary.flatten_all()?.to_vec1()?;
     let success: Vec<f32> = logits.success.flatten_all()?.to_vec1()?;
     let intent: Vec<Vec<f32>> = logits

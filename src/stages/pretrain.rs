@@ -362,6 +362,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
             },
             labels: None,
             contextless: false,
+            utterance_only: false,
             turn_pooling: config.turn_pooling.unwrap_or(if config.init.is_some() {
                 TurnPooling::Mean
             } else {
@@ -683,6 +684,7 @@ mod tests {
             max_tokens: 16,
             labels: None,
             contextless: false,
+            utterance_only: false,
             // The mean over tokens: its mask must keep gradients flowing (and padding out).
             turn_pooling: TurnPooling::Mean,
         };
@@ -706,7 +708,10 @@ mod tests {
             let states = model.encode_tokens(&batch).unwrap();
             let turns = windows[0].turns.len();
             let states = model.dialogue_states(&batch, &states).unwrap();
-            (batch.input_ids.dims()[1], states.get(0).unwrap().narrow(0, 0, turns).unwrap())
+            (
+                batch.input_ids.dims()[1],
+                states.get(0).unwrap().narrow(0, 0, turns).unwrap(),
+            )
         };
         let shortest = *chosen.iter().min_by_key(|w| w.max_tokens()).unwrap();
         let (narrow_width, narrow) = alone(&[shortest]);

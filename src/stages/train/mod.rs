@@ -59,6 +59,8 @@ pub struct TrainConfig {
     pub labelled_share: f64,
     /// Train the contextless baseline (turn text only, no dialogue context).
     pub contextless: bool,
+    /// The encoder reads the user utterance alone, without the response.
+    pub utterance_only: bool,
     /// Keep the pretrained turn encoder fixed and cache its token states.
     pub freeze_encoder: bool,
     /// Train only the top N encoder layers (with the dialogue Transformer and
@@ -142,6 +144,7 @@ impl TrainConfig {
             labelled_share: 1.0,
             class_balance: 0.5,
             contextless: false,
+            utterance_only: false,
             freeze_encoder: false,
             train_top_layers: 0,
             resume: false,
@@ -171,6 +174,7 @@ pub struct TrainSummary {
     pub dev_dialogues: usize,
     pub labelled_turns: usize,
     pub contextless: bool,
+    pub utterance_only: bool,
     pub freeze_encoder: bool,
     pub train_top_layers: usize,
     /// Distinct turns whose encodings were cached (--freeze-encoder), and their size.
@@ -634,6 +638,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     let model_config = ModelConfig {
         labels: Some(label_sets.clone()),
         contextless: config.contextless,
+        utterance_only: config.utterance_only,
         ..base.clone()
     };
 
@@ -647,7 +652,12 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         .flatten()
         .map(|t| (t.user_utterance.clone(), t.system_response.clone()))
         .collect();
-    let encoded = encode_with_offsets(&tokenizer, &pairs, model_config.max_tokens)?;
+    let encoded = encode_with_offsets(
+        &tokenizer,
+        &pairs,
+        model_config.max_tokens,
+        model_config.utterance_only,
+    )?;
     let (mut train_windows, mut dev_windows) = (Vec::new(), Vec::new());
     let (mut train_dialogues, mut dev_dialogues, mut labelled_turns) = (0, 0, 0);
     let mut next = 0;
@@ -970,6 +980,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         dev_dialogues,
         labelled_turns,
         contextless: config.contextless,
+        utterance_only: config.utterance_only,
         freeze_encoder: config.freeze_encoder,
         train_top_layers: config.train_top_layers,
         cached_turns,
@@ -1182,7 +1193,10 @@ mod tests {
             encoder_layer("roberta.encoder.layer.11.output.dense.weight"),
             Some(11)
         );
-        assert_eq!(encoder_layer("roberta.embeddings.word_embeddings.weight"), None);
+        assert_eq!(
+            encoder_layer("roberta.embeddings.word_embeddings.weight"),
+            None
+        );
         assert_eq!(encoder_layer("dialogue.layer.0.output.dense.weight"), None);
     }
 
