@@ -701,27 +701,25 @@ mod tests {
             VarBuilder::from_varmap(&varmap, DType::F32, &device()),
         )
         .unwrap();
-        // A turn's vector does not depend on how far its batch pads it:
-        // (first window's states) for windows[0] padded to the batch's width.
-        let alone = |windows: &[&Window]| {
-            let (batch, _) = make_batch(windows, special.pad, &device()).unwrap();
-            let states = model.encode_tokens(&batch).unwrap();
-            let turns = windows[0].turns.len();
-            let states = model.dialogue_states(&batch, &states).unwrap();
-            (
-                batch.input_ids.dims()[1],
-                states.get(0).unwrap().narrow(0, 0, turns).unwrap(),
-            )
+        // Mean pooling ignores padding: the first window's dialogue states,
+        // as built and with 5 more (masked, non-zero) token states.
+        let (narrow, _) = make_batch(&chosen[..1], special.pad, &device()).unwrap();
+        let tokens = model.encode_tokens(&narrow).unwrap();
+        let (turns, _, hidden) = tokens.dims3().unwrap();
+        let padding = Tensor::ones((turns, 5, hidden), DType::F32, &device()).unwrap();
+        let wide_tokens = Tensor::cat(&[&tokens, &padding], 1).unwrap();
+        let wide = Batch {
+            attention_mask: narrow.attention_mask.pad_with_zeros(1, 0, 5).unwrap(),
+            ..narrow.clone()
         };
-        let shortest = *chosen.iter().min_by_key(|w| w.max_tokens()).unwrap();
-        let (narrow_width, narrow) = alone(&[shortest]);
-        let with_longer: Vec<&Window> = std::iter::once(shortest)
-            .chain(chosen.iter().copied())
-            .collect();
-        let (wide_width, wide) = alone(&with_longer);
-        assert!(wide_width > narrow_width, "{wide_width} vs {narrow_width}");
-        let gap = (narrow - wide).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(gap.to_scalar::<f32>().unwrap() < 1e-4, "{gap}");
+        let gap = (model.dialogue_states(&narrow, &tokens).unwrap()
+            - model.dialogue_states(&wide, &wide_tokens).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap();
+        assert!(gap.to_scalar::<f32>().unwrap() < 1e-5, "{gap}");
 
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let (ids, positions, labels) =
