@@ -305,6 +305,10 @@ struct TrainArgs {
     /// user utterance alone (`utterance`, what an NLU model sees) or with the system response (`turn`)
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "utterance", value_name = "INPUT")]
     contextless: Option<ContextlessInput>,
+    /// Fit the goal-success threshold and a `correct` failure-point shift on the dev split for macro-F1,
+    /// not accuracy: for rare failures (satisfaction ratings), which accuracy would never label
+    #[arg(long)]
+    balance_decisions: bool,
     /// Keep the pretrained turn encoder fixed and cache its encodings (much faster on a CPU)
     #[arg(long)]
     freeze_encoder: bool,
@@ -614,6 +618,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = TrainConfig {
                 annotators: args.annotators,
                 contextless: args.contextless.is_some(),
+                balance_decisions: args.balance_decisions,
                 utterance_only: args.contextless == Some(ContextlessInput::Utterance),
                 labelled_share: args.labelled_share,
                 class_balance: args.class_balance,

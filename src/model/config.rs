@@ -177,6 +177,14 @@ pub struct LabelSets {
     /// one (fitted on the dev split with the threshold; 0: no effect).
     #[serde(default)]
     pub rephrase_boundary_shift: f64,
+    /// A goal is labelled successful when its probability passes this
+    /// (0.5, or fitted on dev for macro-F1 with `train --balance-decisions`).
+    #[serde(default = "half")]
+    pub success_threshold: f64,
+    /// Added to the `correct` failure point's log-probability before the
+    /// argmax (0, or fitted on dev for macro-F1 with --balance-decisions).
+    #[serde(default)]
+    pub correct_shift: f64,
 }
 
 impl LabelSets {
@@ -196,6 +204,27 @@ fn half() -> f64 {
 }
 
 impl LabelSets {
+    /// The failure point labelled from calibrated class probabilities: the
+    /// most likely class after `correct_shift` (in log space) on `correct`.
+    pub fn failure_point_decision(&self, probabilities: &[f64]) -> usize {
+        let adjusted = |c: usize| {
+            let shift = if self.failure_points.get(c).is_some_and(|f| f == "correct") {
+                self.correct_shift
+            } else {
+                0.0
+            };
+            probabilities[c].max(1e-12).ln() + shift
+        };
+        // The first of equal maxima, as an argmax.
+        (1..probabilities.len()).fold(0, |best, c| {
+            if adjusted(c) > adjusted(best) {
+                c
+            } else {
+                best
+            }
+        })
+    }
+
     /// BIO tags: 0 = O, 1 + 2k = B-slot_k, 2 + 2k = I-slot_k.
     pub fn bio_tags(&self) -> usize {
         1 + 2 * self.slot_types.len()
@@ -217,6 +246,8 @@ mod tests {
             temperatures: BTreeMap::new(),
             boundary_threshold: 0.5,
             rephrase_boundary_shift: 0.0,
+            success_threshold: 0.5,
+            correct_shift: 0.0,
         };
         assert_eq!(labels.boundary_probability(0.7, true), 0.7);
         labels.rephrase_boundary_shift = -(0.7f64 / 0.3).ln();
@@ -224,5 +255,12 @@ mod tests {
         // logit(0.7) + shift = 0: even odds.
         assert!((labels.boundary_probability(0.7, true) - 0.5).abs() < 1e-9);
         assert!(labels.boundary_probability(1.0, true) < 1.0);
+
+        // The correct-shift moves a close call to the other class, not a clear one.
+        labels.failure_points = vec!["correct".into(), "defect".into()];
+        assert_eq!(labels.failure_point_decision(&[0.6, 0.4]), 0);
+        labels.correct_shift = -1.0;
+        assert_eq!(labels.failure_point_decision(&[0.6, 0.4]), 1);
+        assert_eq!(labels.failure_point_decision(&[0.95, 0.05]), 0);
     }
 }

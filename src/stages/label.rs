@@ -542,14 +542,15 @@ fn decode_dialogue(
             let boundary_confidence = boundary_prob.max(1.0 - boundary_prob);
             let (sum, n) = success[&goal_ids[t]];
             let success_prob = sum / n as f64;
-            let success_value = success_prob > 0.5;
+            let success_value = success_prob > labels.success_threshold;
             let success_confidence = if success_value {
                 success_prob
             } else {
                 1.0 - success_prob
             };
             let (intent, intent_prob) = argmax(&p.intent);
-            let (failure, failure_prob) = argmax(&p.failure_point);
+            let failure = labels.failure_point_decision(&p.failure_point);
+            let failure_prob = p.failure_point.get(failure).copied().unwrap_or(0.0);
             let (spans, slots_confidence) =
                 decode_spans(&turn.user_utterance, &encoded[t], &p.tags, labels);
             Label {
@@ -588,6 +589,8 @@ mod tests {
             temperatures: BTreeMap::new(),
             boundary_threshold: 0.5,
             rephrase_boundary_shift: 0.0,
+            success_threshold: 0.5,
+            correct_shift: 0.0,
         };
         let utterance = "find food in anchurage now";
         // Tokens: find(0..4) food(5..9) in(10..12) anch(13..17) urage(17..22) now(23..26).

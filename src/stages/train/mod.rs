@@ -59,6 +59,9 @@ pub struct TrainConfig {
     pub labelled_share: f64,
     /// Train the contextless baseline (turn text only, no dialogue context).
     pub contextless: bool,
+    /// Fit the goal-success threshold and the `correct` failure-point shift
+    /// on dev for macro-F1 (rare failures); otherwise 0.5 and 0.
+    pub balance_decisions: bool,
     /// The encoder reads the user utterance alone, without the response.
     pub utterance_only: bool,
     /// Keep the pretrained turn encoder fixed and cache its token states.
@@ -144,6 +147,7 @@ impl TrainConfig {
             labelled_share: 1.0,
             class_balance: 0.5,
             contextless: false,
+            balance_decisions: false,
             utterance_only: false,
             freeze_encoder: false,
             train_top_layers: 0,
@@ -177,6 +181,9 @@ pub struct TrainSummary {
     pub utterance_only: bool,
     pub freeze_encoder: bool,
     pub train_top_layers: usize,
+    /// Decision settings fitted on dev (0.5 and 0 without --balance-decisions).
+    pub success_threshold: f64,
+    pub correct_shift: f64,
     /// Distinct turns whose encodings were cached (--freeze-encoder), and their size.
     pub cached_turns: usize,
     pub cache_megabytes: f64,
@@ -634,6 +641,8 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         temperatures: BTreeMap::new(),
         boundary_threshold: 0.5,
         rephrase_boundary_shift: 0.0,
+        success_threshold: 0.5,
+        correct_shift: 0.0,
     };
     let model_config = ModelConfig {
         labels: Some(label_sets.clone()),
@@ -943,13 +952,27 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         vars[name].set(tensor)?;
     }
     drop(vars);
-    let (temperatures, boundary_threshold, rephrase_boundary_shift) =
-        calibrate(&model, &dev_windows, config.batch_size, pad, &settings)?;
+    let Calibration {
+        temperatures,
+        boundary_threshold,
+        rephrase_boundary_shift,
+        success_threshold,
+        correct_shift,
+    } = calibrate(
+        &model,
+        &dev_windows,
+        config.batch_size,
+        pad,
+        &settings,
+        config.balance_decisions,
+    )?;
     let mut final_config = model_config.clone();
     if let Some(l) = final_config.labels.as_mut() {
         l.temperatures = temperatures.clone();
         l.boundary_threshold = boundary_threshold;
         l.rephrase_boundary_shift = rephrase_boundary_shift;
+        l.success_threshold = success_threshold;
+        l.correct_shift = correct_shift;
     }
     let mut weak_summary = weak_summary.finish();
     if !use_weak {
@@ -967,6 +990,8 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         "temperatures": temperatures,
         "boundary_threshold": boundary_threshold,
         "rephrase_boundary_shift": rephrase_boundary_shift,
+        "success_threshold": success_threshold,
+        "correct_shift": correct_shift,
         "weak_labels": weak_summary,
     });
     checkpoint::save(&config.out, &final_config, &varmap, &tokenizer, &training)?;
@@ -982,6 +1007,8 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         contextless: config.contextless,
         utterance_only: config.utterance_only,
         freeze_encoder: config.freeze_encoder,
+        success_threshold,
+        correct_shift,
         train_top_layers: config.train_top_layers,
         cached_turns,
         cache_megabytes: cache_bytes as f64 / 1e6,
@@ -1036,7 +1063,8 @@ fn calibrate(
     batch_size: usize,
     pad: u32,
     settings: &LossSettings,
-) -> anyhow::Result<(BTreeMap<String, f64>, f64, f64)> {
+    balance_decisions: bool,
+) -> anyhow::Result<Calibration> {
     let heads = model
         .heads
         .as_ref()
@@ -1150,7 +1178,101 @@ fn calibrate(
             }
         }
     }
-    Ok((temperatures, best.1, best.2))
+    let (success_threshold, correct_shift) = if balance_decisions {
+        balanced_decisions(&items, &temperatures, settings.correct)
+    } else {
+        (0.5, 0.0)
+    };
+    Ok(Calibration {
+        temperatures,
+        boundary_threshold: best.1,
+        rephrase_boundary_shift: best.2,
+        success_threshold,
+        correct_shift,
+    })
+}
+
+/// What `calibrate` fits on the dev split.
+struct Calibration {
+    temperatures: BTreeMap<String, f64>,
+    boundary_threshold: f64,
+    rephrase_boundary_shift: f64,
+    success_threshold: f64,
+    correct_shift: f64,
+}
+
+/// Mean F1 over the classes present in `targets`.
+fn macro_f1(predicted: &[usize], targets: &[usize]) -> f64 {
+    let classes: BTreeSet<usize> = targets.iter().copied().collect();
+    let f1 = |c: usize| {
+        let tp = predicted
+            .iter()
+            .zip(targets)
+            .filter(|(p, y)| **p == c && **y == c)
+            .count() as f64;
+        let predicted_c = predicted.iter().filter(|p| **p == c).count() as f64;
+        let actual_c = targets.iter().filter(|y| **y == c).count() as f64;
+        2.0 * tp / (predicted_c + actual_c).max(1.0)
+    };
+    classes.iter().map(|&c| f1(c)).sum::<f64>() / classes.len().max(1) as f64
+}
+
+/// `--balance-decisions`: the goal-success threshold and the shift of the
+/// `correct` failure-point logit with the best dev macro-F1, so that a rare
+/// failure class is labelled at all (with satisfaction ratings, 8% of
+/// turns, the most likely class is always "success"/"correct").
+fn balanced_decisions(
+    items: &BTreeMap<&str, Vec<(Vec<f32>, usize)>>,
+    temperatures: &BTreeMap<String, f64>,
+    correct: usize,
+) -> (f64, f64) {
+    let temperature = |head: &str| temperatures.get(head).copied().unwrap_or(1.0);
+    // The best of a grid, starting from the default: ties (and a model that
+    // does not separate the classes at all) keep it.
+    let best_of =
+        |grid: &mut dyn Iterator<Item = f64>, default: f64, score: &dyn Fn(f64) -> f64| {
+            grid.fold((score(default), default), |best, value| {
+                let s = score(value);
+                if s > best.0 + 1e-12 { (s, value) } else { best }
+            })
+            .1
+        };
+    let success_threshold = items.get("goal_success").map_or(0.5, |its| {
+        let t = temperature("goal_success");
+        let targets: Vec<usize> = its.iter().map(|(_, y)| *y).collect();
+        let score = |threshold: f64| {
+            let predicted: Vec<usize> = its
+                .iter()
+                .map(|(z, _)| usize::from(1.0 / (1.0 + (-(z[1] as f64) / t).exp()) > threshold))
+                .collect();
+            macro_f1(&predicted, &targets)
+        };
+        best_of(&mut (5..=95).map(|i| i as f64 / 100.0), 0.5, &score)
+    });
+    let correct_shift = items.get("failure_point").map_or(0.0, |its| {
+        let t = temperature("failure_point");
+        let targets: Vec<usize> = its.iter().map(|(_, y)| *y).collect();
+        let score = |shift: f64| {
+            let predicted: Vec<usize> = its
+                .iter()
+                .map(|(z, _)| {
+                    let adjusted =
+                        |c: usize| z[c] as f64 / t + if c == correct { shift } else { 0.0 };
+                    // The first of equal maxima, as label's decision.
+                    (1..z.len()).fold(0, |best, c| {
+                        if adjusted(c) > adjusted(best) {
+                            c
+                        } else {
+                            best
+                        }
+                    })
+                })
+                .collect();
+            macro_f1(&predicted, &targets)
+        };
+        best_of(&mut (1..=24).map(|i| -0.25 * i as f64), 0.0, &score)
+    });
+    (success_threshold, correct_shift)
 }
 
 #[cfg(test)]
@@ -1185,6 +1307,36 @@ mod tests {
             error.contains("no annotations by annotator `b9`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn balanced_decisions_label_a_rare_failure_that_accuracy_never_would() {
+        // 90 successes at logit 2, 10 failures at logit 0.5: P > 0.5 for all,
+        // so a 0.5 threshold labels every goal a success (macro-F1 0.47).
+        let mut success: Vec<(Vec<f32>, usize)> = vec![(vec![0.0, 2.0], 1); 90];
+        success.extend(vec![(vec![0.0, 0.5], 0); 10]);
+        // Failure points (correct = 0, defect = 1): defect turns lean correct too.
+        let mut failure: Vec<(Vec<f32>, usize)> = vec![(vec![3.0, 0.0], 0); 90];
+        failure.extend(vec![(vec![1.0, 0.0], 1); 10]);
+        let items = BTreeMap::from([("goal_success", success), ("failure_point", failure)]);
+        let (threshold, shift) = balanced_decisions(&items, &BTreeMap::new(), 0);
+        let p = |z: f64| 1.0 / (1.0 + (-z).exp());
+        assert!(threshold > p(0.5) && threshold < p(2.0), "{threshold}");
+        assert!(shift < -1.0 && shift > -3.0, "{shift}");
+        assert_eq!(macro_f1(&[1, 1, 0, 0], &[1, 1, 0, 0]), 1.0);
+        // A model that does not tell the classes apart keeps the defaults.
+        let blind = BTreeMap::from([
+            (
+                "goal_success",
+                vec![(vec![0.0, 2.0], 1), (vec![0.0, 2.0], 0)],
+            ),
+            (
+                "failure_point",
+                vec![(vec![3.0, 0.0], 0), (vec![3.0, 0.0], 1)],
+            ),
+        ]);
+        assert_eq!(balanced_decisions(&blind, &BTreeMap::new(), 0), (0.5, 0.0));
+        assert!((macro_f1(&[1, 1, 1, 1], &[1, 1, 1, 0]) - 3.0 / 7.0).abs() < 1e-9);
     }
 
     #[test]
