@@ -394,13 +394,19 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
     let rows = label_rows(&p("top"), &p("sim/turns"), &p("top-labels"));
     assert!(rows.iter().all(|l| l.intent.is_some()));
     // --balance-decisions fits (and stores) the decision settings.
-    let balanced = summary(&train("balanced", &["--balance-decisions", "--freeze-encoder"]));
+    let balanced = summary(&train(
+        "balanced",
+        &["--balance-decisions", "--freeze-encoder"],
+    ));
     let threshold = balanced["success_threshold"].as_f64().unwrap();
     assert!((0.05..=0.95).contains(&threshold), "{balanced}");
     assert!(balanced["correct_shift"].as_f64().unwrap() <= 0.0);
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(p("balanced/config.json")).unwrap()).unwrap();
-    assert_eq!(config["labels"]["success_threshold"].as_f64(), Some(threshold));
+    assert_eq!(
+        config["labels"]["success_threshold"].as_f64(),
+        Some(threshold)
+    );
     assert_eq!(frozen["success_threshold"], 0.5);
     let out = train("x", &["--train-top-layers", "2"]);
     assert!(
