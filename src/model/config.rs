@@ -199,6 +199,19 @@ impl LabelSets {
     }
 }
 
+/// The argmax of log-scores (log-probabilities, or logits: the same
+/// argmax) after adding `shift` to class `shifted`; the first of equal maxima.
+pub fn shifted_argmax(log_scores: &[f64], shifted: Option<usize>, shift: f64) -> usize {
+    let adjusted = |c: usize| log_scores[c] + if Some(c) == shifted { shift } else { 0.0 };
+    (1..log_scores.len()).fold(0, |best, c| {
+        if adjusted(c) > adjusted(best) {
+            c
+        } else {
+            best
+        }
+    })
+}
+
 fn half() -> f64 {
     0.5
 }
@@ -207,22 +220,9 @@ impl LabelSets {
     /// The failure point labelled from calibrated class probabilities: the
     /// most likely class after `correct_shift` (in log space) on `correct`.
     pub fn failure_point_decision(&self, probabilities: &[f64]) -> usize {
-        let adjusted = |c: usize| {
-            let shift = if self.failure_points.get(c).is_some_and(|f| f == "correct") {
-                self.correct_shift
-            } else {
-                0.0
-            };
-            probabilities[c].max(1e-12).ln() + shift
-        };
-        // The first of equal maxima, as an argmax.
-        (1..probabilities.len()).fold(0, |best, c| {
-            if adjusted(c) > adjusted(best) {
-                c
-            } else {
-                best
-            }
-        })
+        let log_probabilities: Vec<f64> = probabilities.iter().map(|p| p.max(1e-12).ln()).collect();
+        let correct = self.failure_points.iter().position(|f| f == "correct");
+        shifted_argmax(&log_probabilities, correct, self.correct_shift)
     }
 
     /// BIO tags: 0 = O, 1 + 2k = B-slot_k, 2 + 2k = I-slot_k.

@@ -24,7 +24,7 @@ use crate::model::batch::{
 };
 use crate::model::cache::EncodingCache;
 use crate::model::checkpoint::{self, fill_varmap, named_vars};
-use crate::model::config::{LabelSets, ModelConfig};
+use crate::model::config::{LabelSets, ModelConfig, shifted_argmax};
 use crate::model::loss::{masked_bce, masked_cross_entropy};
 use crate::model::optim::AdamW;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
@@ -1256,16 +1256,8 @@ fn balanced_decisions(
             let predicted: Vec<usize> = its
                 .iter()
                 .map(|(z, _)| {
-                    let adjusted =
-                        |c: usize| z[c] as f64 / t + if c == correct { shift } else { 0.0 };
-                    // The first of equal maxima, as label's decision.
-                    (1..z.len()).fold(0, |best, c| {
-                        if adjusted(c) > adjusted(best) {
-                            c
-                        } else {
-                            best
-                        }
-                    })
+                    let scaled: Vec<f64> = z.iter().map(|&v| v as f64 / t).collect();
+                    shifted_argmax(&scaled, Some(correct), shift)
                 })
                 .collect();
             macro_f1(&predicted, &targets)
