@@ -393,6 +393,35 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
     assert_eq!(max_difference(&pretrained[layer], &tuned[layer]), 0.0);
     let rows = label_rows(&p("top"), &p("sim/turns"), &p("top-labels"));
     assert!(rows.iter().all(|l| l.intent.is_some()));
+    // A model whose weights miss a head (one trained before the slot tagger) is refused by name.
+    let stale = p("stale");
+    std::fs::create_dir_all(&stale).unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(p("top").join(file), stale.join(file)).unwrap();
+    }
+    let mut tensors = weights(&p("top"));
+    tensors.retain(|name, _| !name.starts_with("heads.slots."));
+    candle_core::safetensors::save(&tensors, stale.join("model.safetensors")).unwrap();
+    let out = labelgen(&[
+        "label",
+        "--model",
+        s(&stale),
+        "--logs",
+        s(&p("sim/turns")),
+        "--out",
+        s(&p("stale-labels")),
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(
+        message.contains("model.safetensors: weights do not fit config.json")
+            && message.contains("heads.slots.")
+            && message.contains("hint: "),
+        "{message}"
+    );
+    assert!(!p("stale-labels").exists(), "no output is left behind");
+
     // --balance-decisions fits (and stores) the decision settings.
     let balanced = summary(&train(
         "balanced",

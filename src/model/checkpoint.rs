@@ -63,7 +63,14 @@ pub fn load(dir: &Path) -> anyhow::Result<(DialogueModel, Tokenizer)> {
     })?;
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &super::device());
     let model = DialogueModel::new(&config, vb).map_err(|e| {
-        anyhow::anyhow!("{}: weights do not fit config.json: {e}", weights.display())
+        // The error's first line names the tensor (candle may append a backtrace).
+        let reason = e.to_string();
+        let reason = reason.lines().next().unwrap_or_default();
+        anyhow::anyhow!(
+            "{}: weights do not fit config.json: {reason}\n\
+             hint: the weights belong to another model, or to an earlier labelgen (models trained before the slot tagger must be trained again with `labelgen train`)",
+            weights.display()
+        )
     })?;
     Ok((model, tokenizer))
 }
