@@ -188,6 +188,25 @@ pub struct LabelSets {
 }
 
 impl LabelSets {
+    /// Label sets before calibration: temperature 1, the most likely label
+    /// decides (boundary and success at 0.5, no shifts).
+    pub fn new(
+        intents: Vec<String>,
+        slot_types: Vec<String>,
+        failure_points: Vec<String>,
+    ) -> LabelSets {
+        LabelSets {
+            intents,
+            slot_types,
+            failure_points,
+            temperatures: BTreeMap::new(),
+            boundary_threshold: 0.5,
+            rephrase_boundary_shift: 0.0,
+            success_threshold: 0.5,
+            correct_shift: 0.0,
+        }
+    }
+
     /// P(new goal) after the rephrase shift, from the calibrated probability.
     pub fn boundary_probability(&self, calibrated: f64, rephrase: bool) -> f64 {
         if !rephrase || self.rephrase_boundary_shift == 0.0 {
@@ -239,16 +258,7 @@ mod tests {
 
     #[test]
     fn the_rephrase_shift_moves_only_rephrased_turns() {
-        let mut labels = LabelSets {
-            intents: vec![],
-            slot_types: vec![],
-            failure_points: vec![],
-            temperatures: BTreeMap::new(),
-            boundary_threshold: 0.5,
-            rephrase_boundary_shift: 0.0,
-            success_threshold: 0.5,
-            correct_shift: 0.0,
-        };
+        let mut labels = LabelSets::new(vec![], vec![], vec![]);
         assert_eq!(labels.boundary_probability(0.7, true), 0.7);
         labels.rephrase_boundary_shift = -(0.7f64 / 0.3).ln();
         assert_eq!(labels.boundary_probability(0.7, false), 0.7);

@@ -582,16 +582,7 @@ mod tests {
 
     #[test]
     fn spans_snap_to_whole_words() {
-        let labels = LabelSets {
-            intents: vec![],
-            slot_types: vec!["city".into(), "cuisine".into()],
-            failure_points: vec![],
-            temperatures: BTreeMap::new(),
-            boundary_threshold: 0.5,
-            rephrase_boundary_shift: 0.0,
-            success_threshold: 0.5,
-            correct_shift: 0.0,
-        };
+        let labels = LabelSets::new(vec![], vec!["city".into(), "cuisine".into()], vec![]);
         let utterance = "find food in anchurage now";
         // Tokens: find(0..4) food(5..9) in(10..12) anch(13..17) urage(17..22) now(23..26).
         let encoded = EncodedTurn {

@@ -634,16 +634,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         .collect();
     // Labels without intents (USS rates satisfaction only) train the other
     // heads; the intent head is then empty and `label` writes intent null.
-    let label_sets = LabelSets {
-        intents,
-        slot_types,
-        failure_points,
-        temperatures: BTreeMap::new(),
-        boundary_threshold: 0.5,
-        rephrase_boundary_shift: 0.0,
-        success_threshold: 0.5,
-        correct_shift: 0.0,
-    };
+    let label_sets = LabelSets::new(intents, slot_types, failure_points);
     let model_config = ModelConfig {
         labels: Some(label_sets.clone()),
         contextless: config.contextless,
