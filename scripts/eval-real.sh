@@ -89,6 +89,17 @@ step "peer: TF-IDF + logistic regression" python3 scripts/peer_intent.py "$s/tra
 step "eval SGD dev" lg eval --gold "$s/dev/annotations-seen-intents" --gold-annotators sgd --baseline-annotator none \
     --pred "minilm=$s/labels-A-minilm" --pred "contextless=$s/labels-B-contextless" --pred "scratch=$s/labels-C-scratch" \
     --pred "peer=$s/labels-peer" --turns "$s/dev/turns" --out "$out/eval-sgd" --force > "$out/eval-sgd.json"
+# The same, apart for dev dialogues whose services all occur in the training
+# sample and for those with a service training never saw (SGD's zero-shot
+# services: their intents and slots have names the model has not learnt).
+python3 scripts/real_prep.py split-services "$data/sgd" "$s/train/annotations" "$s/dev/annotations-seen-intents" \
+    "$s/dev/annotations-seen-services" "$s/dev/annotations-unseen-services" | tee "$s/service-split.json"
+for part in seen unseen; do
+    step "eval SGD dev, $part services" lg eval --gold "$s/dev/annotations-$part-services" --gold-annotators sgd \
+        --baseline-annotator none --pred "minilm=$s/labels-A-minilm" --pred "contextless=$s/labels-B-contextless" \
+        --pred "scratch=$s/labels-C-scratch" --pred "peer=$s/labels-peer" --turns "$s/dev/turns" \
+        --out "$out/eval-sgd-$part-services" --force > "$out/eval-sgd-$part-services.json"
+done
 
 # ---------------------------------------------------------------- USS
 u="$out/uss"

@@ -8,6 +8,12 @@ labelgen wrote them).
                              DEV_ANN with intent set to null where the gold
                              intent never occurs in TRAIN_ANN (eval then counts
                              those turns as without gold); counts as JSON
+  split-services SGD_DIR TRAIN_ANN DEV_ANN OUT_SEEN OUT_UNSEEN
+                             DEV_ANN split by dialogue: OUT_SEEN holds the
+                             dialogues whose services (from SGD_DIR/{train,dev}
+                             JSON; the imported tables carry none) all occur in
+                             TRAIN_ANN's dialogues, OUT_UNSEEN the others
+                             (SGD's zero-shot services); counts as JSON
   split-uss IN OUT TEST_PERCENT
                              USS dialogues split by md5(dialogue_id) % 100 <
                              TEST_PERCENT into OUT/test and OUT/train; the train
@@ -67,6 +73,29 @@ def filter_intents(train_ann, dev_ann, out):
     }))
 
 
+def sgd_services(split_dir):
+    import glob
+    services = {}
+    for path in sorted(glob.glob(f"{split_dir}/dialogues_*.json")):
+        for dialogue in json.load(open(path)):
+            services[dialogue["dialogue_id"]] = dialogue["services"]
+    return services
+
+
+def split_services(sgd_dir, train_ann, dev_ann, out_seen, out_unseen):
+    train_services = sgd_services(f"{sgd_dir}/train")
+    dev_services = sgd_services(f"{sgd_dir}/dev")
+    known = {s for d in set(read(train_ann)["dialogue_id"].to_pylist()) for s in train_services[d]}
+    dev = read(dev_ann)
+    ids = set(dev["dialogue_id"].to_pylist())
+    seen = {d for d in ids if all(s in known for s in dev_services[d])}
+    write(keep(dev, seen), out_seen)
+    write(keep(dev, ids - seen), out_unseen)
+    unseen_services = sorted({s for d in ids - seen for s in dev_services[d] if s not in known})
+    print(json.dumps({"dev_dialogues": len(ids), "seen_service_dialogues": len(seen),
+                      "unseen_service_dialogues": len(ids - seen), "unseen_services": unseen_services}))
+
+
 def majority(values):
     votes = Counter(v for v in values if v is not None)
     if not votes:
@@ -105,4 +134,5 @@ def split_uss(src, out, percent):
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"subset": subset, "filter-intents": filter_intents, "split-uss": split_uss}[command](*args)
+    {"subset": subset, "filter-intents": filter_intents, "split-services": split_services,
+     "split-uss": split_uss}[command](*args)

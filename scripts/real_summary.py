@@ -42,6 +42,20 @@ for s in sgd["systems"]:
     if s["name"] == "peer":
         cells[1:] = ["(intent only)"] * 3
     print(f"| {s['name']} | " + " | ".join(cells) + " |")
+split = json.load(open(f"{out}/sgd/service-split.json"))
+print(f"\nBy service: {split['seen_service_dialogues']} dev dialogues use only services of the training sample; "
+      f"{split['unseen_service_dialogues']} use one it lacks ({', '.join(split['unseen_services'])}).\n")
+print("| system | services | intent accuracy | slot F1 | goal boundary F1 |")
+print("| --- | --- | --- | --- | --- |")
+parts = {part: json.load(open(f"{out}/eval-sgd-{part}-services/report.json")) for part in ["seen", "unseen"]}
+for name in [s["name"] for s in sgd["systems"]]:
+    for part, report in parts.items():
+        s = next(x for x in report["systems"] if x["name"] == name)
+        cells = [fmt(metric(s, "intent", "accuracy")), fmt(metric(s, "slots", "f1")),
+                 fmt(metric(s, "goal_segmentation", "boundary_f1"))]
+        if name == "peer":
+            cells[1:] = ["(intent only)"] * 2
+        print(f"| {name} | {part} | " + " | ".join(cells) + " |")
 for policy in ["majority", "unanimous"]:
     r = json.load(open(f"{out}/eval-uss-{policy}/report.json"))
     items = r["gold"]["items"]

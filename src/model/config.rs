@@ -100,6 +100,17 @@ pub struct DialogueConfig {
     pub intermediate_size: usize,
     /// Turns per window; longer dialogues are cut into windows.
     pub max_turns: usize,
+    /// How many later turns each turn may attend to (None: all). The user's
+    /// next turn tells whether a response failed; turns far ahead mostly
+    /// belong to other goals, and letting them in blurs a turn's intent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookahead: Option<usize>,
+    /// A trainable Transformer layer reads each turn's token states and adds
+    /// what it finds to the turn vector. A frozen sentence encoder's pooled
+    /// vector blurs the words that tell similar intents apart ("tickets to an
+    /// event" / "a bus ticket"); this layer learns to look for them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub turn_reader: bool,
 }
 
 /// The categorical and numeric runtime features of a turn.
@@ -177,6 +188,12 @@ pub struct LabelSets {
     /// one (fitted on the dev split with the threshold; 0: no effect).
     #[serde(default)]
     pub rephrase_boundary_shift: f64,
+    /// Weight of log-odds(the intent changed from the previous turn) added
+    /// to the boundary logit (fitted on the dev split with the threshold; 0:
+    /// no effect). The intent head often sees a switch ("now I need a bus")
+    /// that the boundary head alone scores low.
+    #[serde(default)]
+    pub intent_change_weight: f64,
     /// A goal is labelled successful when its probability passes this
     /// (0.5, or fitted on dev for macro-F1 with `train --balance-decisions`).
     #[serde(default = "half")]
@@ -202,19 +219,49 @@ impl LabelSets {
             temperatures: BTreeMap::new(),
             boundary_threshold: 0.5,
             rephrase_boundary_shift: 0.0,
+            intent_change_weight: 0.0,
             success_threshold: 0.5,
             correct_shift: 0.0,
         }
     }
 
-    /// P(new goal) after the rephrase shift, from the calibrated probability.
-    pub fn boundary_probability(&self, calibrated: f64, rephrase: bool) -> f64 {
-        if !rephrase || self.rephrase_boundary_shift == 0.0 {
+    /// P(new goal) from the calibrated probability, after the rephrase shift
+    /// and the weighted intent-change evidence (`intent_change`: P(the
+    /// intent differs from the previous turn's), None for a first turn).
+    pub fn boundary_probability(
+        &self,
+        calibrated: f64,
+        rephrase: bool,
+        intent_change: Option<f64>,
+    ) -> f64 {
+        let shift = if rephrase {
+            self.rephrase_boundary_shift
+        } else {
+            0.0
+        };
+        let evidence = match intent_change {
+            Some(change) if self.intent_change_weight != 0.0 => {
+                self.intent_change_weight * log_odds(change.clamp(1e-4, 1.0 - 1e-4))
+            }
+            _ => 0.0,
+        };
+        if shift == 0.0 && evidence == 0.0 {
             return calibrated;
         }
-        let p = calibrated.clamp(1e-9, 1.0 - 1e-9);
-        let logit = (p / (1.0 - p)).ln() + self.rephrase_boundary_shift;
+        let logit = log_odds(calibrated.clamp(1e-9, 1.0 - 1e-9)) + shift + evidence;
         1.0 / (1.0 + (-logit).exp())
+    }
+
+    /// P(the intent changed) between two turns' intent distributions: one
+    /// minus the chance that both draw the same intent. None without intents.
+    pub fn intent_change(previous: &[f64], current: &[f64]) -> Option<f64> {
+        (!previous.is_empty() && previous.len() == current.len()).then(|| {
+            1.0 - previous
+                .iter()
+                .zip(current)
+                .map(|(p, q)| p * q)
+                .sum::<f64>()
+        })
     }
 }
 
@@ -250,6 +297,10 @@ impl LabelSets {
     }
 }
 
+fn log_odds(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
 pub const ARCHITECTURE: &str = "labelgen-dialogue";
 
 #[cfg(test)]
@@ -259,12 +310,23 @@ mod tests {
     #[test]
     fn the_rephrase_shift_moves_only_rephrased_turns() {
         let mut labels = LabelSets::new(vec![], vec![], vec![]);
-        assert_eq!(labels.boundary_probability(0.7, true), 0.7);
+        assert_eq!(labels.boundary_probability(0.7, true, None), 0.7);
         labels.rephrase_boundary_shift = -(0.7f64 / 0.3).ln();
-        assert_eq!(labels.boundary_probability(0.7, false), 0.7);
+        assert_eq!(labels.boundary_probability(0.7, false, None), 0.7);
         // logit(0.7) + shift = 0: even odds.
-        assert!((labels.boundary_probability(0.7, true) - 0.5).abs() < 1e-9);
-        assert!(labels.boundary_probability(1.0, true) < 1.0);
+        assert!((labels.boundary_probability(0.7, true, None) - 0.5).abs() < 1e-9);
+        assert!(labels.boundary_probability(1.0, true, None) < 1.0);
+
+        // Intent-change evidence: off at weight 0; with a weight, a likely
+        // change raises P(new goal), a likely continuation lowers it.
+        let change = LabelSets::intent_change(&[0.9, 0.1], &[0.1, 0.9]).unwrap();
+        assert!((change - 0.82).abs() < 1e-9);
+        assert_eq!(LabelSets::intent_change(&[], &[]), None);
+        assert_eq!(labels.boundary_probability(0.3, false, Some(change)), 0.3);
+        labels.intent_change_weight = 1.0;
+        assert!(labels.boundary_probability(0.3, false, Some(change)) > 0.6);
+        assert!(labels.boundary_probability(0.3, false, Some(0.1)) < 0.1);
+        assert_eq!(labels.boundary_probability(0.3, false, Some(0.5)), 0.3);
 
         // The correct-shift moves a close call to the other class, not a clear one.
         labels.failure_points = vec!["correct".into(), "defect".into()];

@@ -6,7 +6,7 @@
 //! `ops::softmax_last_dim` have none, and every parameter upstream of them
 //! would silently stop learning.
 
-use candle_core::{D, DType, Module, Result, Tensor};
+use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
 pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
@@ -156,4 +156,13 @@ pub fn attention_bias(mask: &Tensor) -> Result<Tensor> {
     let (batch, seq) = mask.dims2()?;
     let mask = mask.to_dtype(DType::F32)?;
     ((mask - 1.0)? * 1e4)?.reshape((batch, 1, 1, seq))
+}
+
+/// (seq, seq) additive bias that lets turn i attend to turn j only when
+/// j <= i + lookahead: (1, 1, seq, seq), to add to `attention_bias`.
+pub fn lookahead_bias(seq: usize, lookahead: usize, device: &Device) -> Result<Tensor> {
+    let bias: Vec<f32> = (0..seq)
+        .flat_map(|i| (0..seq).map(move |j| if j > i + lookahead { -1e4 } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(bias, (1, 1, seq, seq), device)
 }

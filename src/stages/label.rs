@@ -112,19 +112,73 @@ struct TurnPrediction {
     tags: Vec<Vec<f64>>,
 }
 
-/// BIO tags to spans: a B starts a span, following I of the same type extend it.
+/// The most likely tag sequence in which every I-k follows a B-k or an I-k
+/// (tags as in `LabelSets::bio_tags`). Taking each token's argmax instead
+/// splits "San Francisco" into two spans of two types whenever the tagger
+/// hesitates between related slots (origin_city / destination_city).
+fn viterbi_bio(probabilities: &[&[f64]]) -> Vec<usize> {
+    let Some(first) = probabilities.first() else {
+        return Vec::new();
+    };
+    let n = first.len();
+    let inside = |tag: usize| tag > 0 && tag % 2 == 0;
+    // I-k may follow B-k (tag - 1) or I-k itself.
+    let allowed = |from: usize, to: usize| !inside(to) || from == to || from + 1 == to;
+    let log = |p: f64| p.max(1e-12).ln();
+    let mut score: Vec<f64> = (0..n)
+        .map(|tag| {
+            if inside(tag) {
+                f64::NEG_INFINITY
+            } else {
+                log(first[tag])
+            }
+        })
+        .collect();
+    let mut back: Vec<Vec<usize>> = Vec::with_capacity(probabilities.len());
+    for p in &probabilities[1..] {
+        let mut next = vec![f64::NEG_INFINITY; n];
+        let mut from_of = vec![0; n];
+        for to in 0..n {
+            for from in 0..n {
+                if allowed(from, to) && score[from] > next[to] {
+                    next[to] = score[from];
+                    from_of[to] = from;
+                }
+            }
+            next[to] += log(p[to]);
+        }
+        back.push(from_of);
+        score = next;
+    }
+    let mut tag = argmax(&score).0;
+    let mut path = vec![tag];
+    for from_of in back.iter().rev() {
+        tag = from_of[tag];
+        path.push(tag);
+    }
+    path.reverse();
+    path
+}
+
+/// BIO tags to spans: the best valid tag sequence (`viterbi_bio`); a B starts
+/// a span, the I that follow extend it.
 fn decode_spans(
     utterance: &str,
     encoded: &EncodedTurn,
     tags: &[Vec<f64>],
     labels: &LabelSets,
 ) -> (Vec<LabelledSlotSpan>, f64) {
+    let tokens: Vec<((usize, usize), &[f64])> = encoded
+        .utterance_offsets
+        .iter()
+        .zip(tags)
+        .filter_map(|(offset, p)| offset.map(|o| (o, p.as_slice())))
+        .collect();
+    let path = viterbi_bio(&tokens.iter().map(|(_, p)| *p).collect::<Vec<_>>());
     let mut spans: Vec<(usize, usize, usize, Vec<f64>)> = Vec::new();
     let mut whole = 1.0f64;
-    for (t, offset) in encoded.utterance_offsets.iter().enumerate() {
-        let Some((start, end)) = offset else { continue };
-        let Some(p) = tags.get(t) else { break };
-        let (tag, prob) = argmax(p);
+    for (((start, end), p), tag) in tokens.iter().zip(path) {
+        let prob = p[tag];
         whole = whole.min(prob);
         if tag == 0 {
             continue;
@@ -511,11 +565,15 @@ fn decode_dialogue(
         }
         ok
     };
-    // P(new goal), with the dev-fitted shift for turns that rephrase the previous one.
+    // P(new goal), with the dev-fitted shift for turns that rephrase the
+    // previous one and the weighted evidence of an intent change.
     let boundary = |t: usize, p: &TurnPrediction| {
         let rephrase =
             t > 0 && is_rephrase(&dialogue[t - 1].user_utterance, &dialogue[t].user_utterance);
-        labels.boundary_probability(p.boundary, rephrase)
+        let intent_change = t.checked_sub(1).and_then(|previous| {
+            LabelSets::intent_change(&predictions[previous].intent, &p.intent)
+        });
+        labels.boundary_probability(p.boundary, rephrase, intent_change)
     };
     // Goals: a boundary where its probability passes the dev-tuned threshold; turn 0 starts goal 0.
     let mut goal_ids = Vec::with_capacity(dialogue.len());
@@ -579,6 +637,23 @@ fn decode_dialogue(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn viterbi_keeps_a_span_in_one_type() {
+        // Tags: O, B-origin, I-origin, B-destination, I-destination.
+        // Token-wise argmax says B-destination, I-origin: two broken spans.
+        let san = [0.05, 0.40, 0.0, 0.55, 0.0];
+        let francisco = [0.05, 0.0, 0.60, 0.0, 0.35];
+        let path = viterbi_bio(&[&san, &francisco]);
+        // B-origin, I-origin (0.40 * 0.60) beats B-destination, I-destination (0.55 * 0.35):
+        // one span of one type either way.
+        assert_eq!(path, vec![1, 2]);
+        // An I at the start or after O is never chosen.
+        let stray = [0.3, 0.0, 0.7, 0.0, 0.0];
+        assert_eq!(viterbi_bio(&[&stray]), vec![0]);
+        assert_eq!(viterbi_bio(&[&san, &[0.0, 0.1, 0.0, 0.0, 0.9]]), vec![3, 4]);
+        assert!(viterbi_bio(&[]).is_empty());
+    }
 
     #[test]
     fn spans_snap_to_whole_words() {

@@ -60,6 +60,8 @@ pub struct PretrainConfig {
     /// The turn vector; None: mean over tokens with --init (sentence
     /// encoders are trained for it), the first token from scratch.
     pub turn_pooling: Option<TurnPooling>,
+    /// Later turns each turn may attend to in the dialogue Transformer (None: all).
+    pub lookahead: Option<usize>,
     pub checkpoint_every: usize,
     pub eval_every: usize,
     pub resume: bool,
@@ -93,6 +95,7 @@ impl PretrainConfig {
             max_tokens: 40,
             max_turns: 16,
             turn_pooling: None,
+            lookahead: None,
             checkpoint_every: 200,
             eval_every: 200,
             resume: false,
@@ -354,6 +357,8 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
                 num_heads: config.heads,
                 intermediate_size: config.hidden_size * 4,
                 max_turns: config.max_turns,
+                lookahead: config.lookahead,
+                turn_reader: false,
             },
             features: FeatureConfig {
                 categorical: feature_vocabulary(rows.iter().map(|r| &r.turn)),
@@ -679,6 +684,9 @@ mod tests {
                 num_heads: 2,
                 intermediate_size: 32,
                 max_turns: 4,
+                // Both options on, so that their weights are checked for gradients too.
+                lookahead: Some(1),
+                turn_reader: true,
             },
             features,
             max_tokens: 16,
@@ -720,6 +728,40 @@ mod tests {
         .max_all()
         .unwrap();
         assert!(gap.to_scalar::<f32>().unwrap() < 1e-5, "{gap}");
+        // Lookahead 1, one dialogue layer: what the last turn says reaches
+        // the turn before it, and no earlier turn.
+        let long = data
+            .windows
+            .iter()
+            .find(|w| w.turns.len() >= 3)
+            .expect("a window of 3 turns or more");
+        let (narrow, _) = make_batch(&[long], special.pad, &device()).unwrap();
+        let tokens = model.encode_tokens(&narrow).unwrap();
+        let turns = tokens.dim(0).unwrap();
+        let changed = Tensor::cat(
+            &[
+                &tokens.narrow(0, 0, turns - 1).unwrap(),
+                &(tokens.narrow(0, turns - 1, 1).unwrap() + 1.0).unwrap(),
+            ],
+            0,
+        )
+        .unwrap();
+        let before = model.dialogue_states(&narrow, &tokens).unwrap();
+        let after = model.dialogue_states(&narrow, &changed).unwrap();
+        let gap_at = |t: usize| {
+            (before.narrow(1, t, 1).unwrap() - after.narrow(1, t, 1).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(gap_at(turns - 2) > 1e-4, "the next turn should be visible");
+        for t in 0..turns - 2 {
+            assert!(gap_at(t) < 1e-6, "turn {t} sees turn {}", turns - 1);
+        }
 
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let (ids, positions, labels) =

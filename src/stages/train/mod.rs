@@ -24,7 +24,7 @@ use crate::model::batch::{
 };
 use crate::model::cache::EncodingCache;
 use crate::model::checkpoint::{self, fill_varmap, named_vars};
-use crate::model::config::{LabelSets, ModelConfig, shifted_argmax};
+use crate::model::config::{DialogueConfig, LabelSets, ModelConfig, shifted_argmax};
 use crate::model::loss::{masked_bce, masked_cross_entropy};
 use crate::model::optim::AdamW;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
@@ -64,6 +64,11 @@ pub struct TrainConfig {
     pub balance_decisions: bool,
     /// The encoder reads the user utterance alone, without the response.
     pub utterance_only: bool,
+    /// Later turns each turn may attend to in the dialogue Transformer
+    /// (None: as the pretrained model has it).
+    pub lookahead: Option<usize>,
+    /// Add the turn reader (`DialogueConfig::turn_reader`), new at train.
+    pub turn_reader: bool,
     /// Keep the pretrained turn encoder fixed and cache its token states.
     pub freeze_encoder: bool,
     /// Train only the top N encoder layers (with the dialogue Transformer and
@@ -149,6 +154,8 @@ impl TrainConfig {
             contextless: false,
             balance_decisions: false,
             utterance_only: false,
+            lookahead: None,
+            turn_reader: false,
             freeze_encoder: false,
             train_top_layers: 0,
             resume: false,
@@ -194,6 +201,7 @@ pub struct TrainSummary {
     pub temperatures: BTreeMap<String, f64>,
     pub boundary_threshold: f64,
     pub rephrase_boundary_shift: f64,
+    pub intent_change_weight: f64,
     pub seconds: f64,
 }
 
@@ -639,6 +647,11 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         labels: Some(label_sets.clone()),
         contextless: config.contextless,
         utterance_only: config.utterance_only,
+        dialogue: DialogueConfig {
+            lookahead: config.lookahead.or(base.dialogue.lookahead),
+            turn_reader: config.turn_reader || base.dialogue.turn_reader,
+            ..base.dialogue.clone()
+        },
         ..base.clone()
     };
 
@@ -770,7 +783,12 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         &varmap,
         &config.init.join(checkpoint::WEIGHTS),
         |n| vec![n.to_string()],
-        |n| !n.starts_with("heads.") || n.starts_with("heads.swap"),
+        // The heads are new here, and so is the turn reader unless pretrain made it.
+        |n| {
+            let new_here = (n.starts_with("heads.") && !n.starts_with("heads.swap"))
+                || (n.starts_with("dialogue.turn_reader.") && !base.dialogue.turn_reader);
+            !new_here
+        },
     )?;
     let pad = special_ids(&tokenizer)?.pad;
     let encoder_layers = model.roberta.num_layers();
@@ -947,6 +965,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         temperatures,
         boundary_threshold,
         rephrase_boundary_shift,
+        intent_change_weight,
         success_threshold,
         correct_shift,
     } = calibrate(
@@ -962,6 +981,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         l.temperatures = temperatures.clone();
         l.boundary_threshold = boundary_threshold;
         l.rephrase_boundary_shift = rephrase_boundary_shift;
+        l.intent_change_weight = intent_change_weight;
         l.success_threshold = success_threshold;
         l.correct_shift = correct_shift;
     }
@@ -981,6 +1001,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         "temperatures": temperatures,
         "boundary_threshold": boundary_threshold,
         "rephrase_boundary_shift": rephrase_boundary_shift,
+        "intent_change_weight": intent_change_weight,
         "success_threshold": success_threshold,
         "correct_shift": correct_shift,
         "weak_labels": weak_summary,
@@ -1010,6 +1031,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         temperatures,
         boundary_threshold,
         rephrase_boundary_shift,
+        intent_change_weight,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -1062,8 +1084,10 @@ fn calibrate(
         .ok_or_else(|| anyhow::anyhow!("model has no supervised heads"))?;
     // (logits, target) per head; binary heads as two-class logits [0, x].
     let mut items: BTreeMap<&str, Vec<(Vec<f32>, usize)>> = BTreeMap::new();
-    // Beside each goal_boundary item: whether its turn rephrases the previous one.
+    // Beside each goal_boundary item: whether its turn rephrases the previous
+    // one, and the intent logits of the previous turn and its own.
     let mut boundary_rephrase = Vec::new();
+    let mut boundary_intents: Vec<Option<(Vec<f32>, Vec<f32>)>> = Vec::new();
     for indices in bucketed_batches(windows, batch_size * 2) {
         let chosen: Vec<&Window> = indices.iter().map(|&i| &windows[i]).collect();
         let (batch, _) = make_batch(&chosen, pad, &device())?;
@@ -1078,6 +1102,10 @@ fn calibrate(
             for (k, s) in window.supervision.iter().enumerate() {
                 if let Some(v) = s.boundary {
                     boundary_rephrase.push(s.rephrase);
+                    boundary_intents.push(
+                        k.checked_sub(1)
+                            .map(|j| (intent[w][j].clone(), intent[w][k].clone())),
+                    );
                     items
                         .entry("goal_boundary")
                         .or_default()
@@ -1133,19 +1161,41 @@ fn calibrate(
     // the logit shift of rephrased turns (retries usually continue their
     // goal), with the best dev F1.
     let t = temperatures.get("goal_boundary").copied().unwrap_or(1.0);
-    let boundaries: Vec<(f64, bool, bool)> = items
+    let intent_t = temperatures.get("intent").copied().unwrap_or(1.0);
+    let probabilities = |logits: &[f32]| -> Vec<f64> {
+        let scaled: Vec<f64> = logits.iter().map(|&z| z as f64 / intent_t).collect();
+        let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let exp: Vec<f64> = scaled.iter().map(|z| (z - max).exp()).collect();
+        let sum: f64 = exp.iter().sum();
+        exp.iter().map(|e| e / sum).collect()
+    };
+    // (calibrated probability, is a boundary, rephrase, P(intent changed))
+    let boundaries: Vec<(f64, bool, bool, Option<f64>)> = items
         .get("goal_boundary")
         .map(|its| {
             its.iter()
                 .zip(&boundary_rephrase)
-                .map(|((z, y), rephrase)| (z[1] as f64 / t, *y == 1, *rephrase))
+                .zip(&boundary_intents)
+                .map(|(((z, y), rephrase), intents)| {
+                    let change = intents.as_ref().and_then(|(previous, current)| {
+                        LabelSets::intent_change(&probabilities(previous), &probabilities(current))
+                    });
+                    (
+                        1.0 / (1.0 + (-(z[1] as f64) / t).exp()),
+                        *y == 1,
+                        *rephrase,
+                        change,
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
-    let f1 = |threshold: f64, shift: f64| {
-        let predicted_new = |(z, _, rephrase): &(f64, bool, bool)| {
-            let z = if *rephrase { z + shift } else { *z };
-            1.0 / (1.0 + (-z).exp()) > threshold
+    let mut decider = LabelSets::new(Vec::new(), Vec::new(), Vec::new());
+    let mut f1 = |threshold: f64, shift: f64, weight: f64| {
+        decider.rephrase_boundary_shift = shift;
+        decider.intent_change_weight = weight;
+        let predicted_new = |(p, _, rephrase, change): &(f64, bool, bool, Option<f64>)| {
+            decider.boundary_probability(*p, *rephrase, *change) > threshold
         };
         let tp = boundaries
             .iter()
@@ -1159,13 +1209,15 @@ fn calibrate(
             2.0 * tp / (predicted + actual)
         }
     };
-    let mut best = (f1(0.5, 0.0), 0.5, 0.0);
-    for shift in (0..=12).map(|i| -0.5 * i as f64) {
-        for threshold in (15..=85).map(|i| i as f64 / 100.0) {
-            let score = f1(threshold, shift);
-            // Strictly better only: ties keep the smaller change.
-            if score > best.0 + 1e-12 {
-                best = (score, threshold, shift);
+    let mut best = (f1(0.5, 0.0, 0.0), 0.5, 0.0, 0.0);
+    for weight in (0..=8).map(|i| 0.25 * i as f64) {
+        for shift in (0..=12).map(|i| -0.5 * i as f64) {
+            for threshold in (15..=85).map(|i| i as f64 / 100.0) {
+                let score = f1(threshold, shift, weight);
+                // Strictly better only: ties keep the smaller change.
+                if score > best.0 + 1e-12 {
+                    best = (score, threshold, shift, weight);
+                }
             }
         }
     }
@@ -1178,6 +1230,7 @@ fn calibrate(
         temperatures,
         boundary_threshold: best.1,
         rephrase_boundary_shift: best.2,
+        intent_change_weight: best.3,
         success_threshold,
         correct_shift,
     })
@@ -1188,6 +1241,7 @@ struct Calibration {
     temperatures: BTreeMap<String, f64>,
     boundary_threshold: f64,
     rephrase_boundary_shift: f64,
+    intent_change_weight: f64,
     success_threshold: f64,
     correct_shift: f64,
 }
