@@ -121,9 +121,7 @@ fn viterbi_bio(probabilities: &[&[f64]]) -> Vec<usize> {
         return Vec::new();
     };
     let n = first.len();
-    let inside = |tag: usize| tag > 0 && tag % 2 == 0;
-    // I-k may follow B-k (tag - 1) or I-k itself.
-    let allowed = |from: usize, to: usize| !inside(to) || from == to || from + 1 == to;
+    let inside = |tag: usize| tag > 0 && tag.is_multiple_of(2);
     let log = |p: f64| p.max(1e-12).ln();
     let mut score: Vec<f64> = (0..n)
         .map(|tag| {
@@ -136,17 +134,21 @@ fn viterbi_bio(probabilities: &[&[f64]]) -> Vec<usize> {
         .collect();
     let mut back: Vec<Vec<usize>> = Vec::with_capacity(probabilities.len());
     for p in &probabilities[1..] {
-        let mut next = vec![f64::NEG_INFINITY; n];
-        let mut from_of = vec![0; n];
-        for to in 0..n {
-            for from in 0..n {
-                if allowed(from, to) && score[from] > next[to] {
-                    next[to] = score[from];
-                    from_of[to] = from;
-                }
-            }
-            next[to] += log(p[to]);
-        }
+        // O and B-k may follow any tag; I-k only B-k (tag - 1) or I-k itself.
+        let (any, any_score) = argmax(&score);
+        let (next, from_of): (Vec<f64>, Vec<usize>) = (0..n)
+            .map(|to| {
+                let from = if !inside(to) {
+                    any
+                } else if score[to - 1] >= score[to] {
+                    to - 1
+                } else {
+                    to
+                };
+                let best = if inside(to) { score[from] } else { any_score };
+                (best + log(p[to]), from)
+            })
+            .unzip();
         back.push(from_of);
         score = next;
     }
