@@ -18,11 +18,11 @@ if [ ! -d "$data/sgd/train" ] || [ ! -d "$data/sgd/dev" ] || [ ! -f "$data/uss/S
     echo "eval-real: SKIPPED: $data/sgd/{train,dev} and $data/uss/SGD.txt not found (set LABELGEN_DATA)" >&2
     exit 0
 fi
-sgd_train="${SGD_TRAIN:-2000}"
+sgd_train="${SGD_TRAIN:-3000}"
 sgd_dev="${SGD_DEV:-400}"
 minilm_steps="${MINILM_STEPS:-10}"
 scratch_epochs="${SCRATCH_EPOCHS:-1}"
-train_epochs="${TRAIN_EPOCHS:-12}"
+train_epochs="${TRAIN_EPOCHS:-10}"
 max_tokens="${MAX_TOKENS:-48}"
 uss_test="${USS_TEST_PERCENT:-30}"
 uss_dialogues="${USS_DIALOGUES:-0}"

@@ -249,9 +249,10 @@ struct PretrainArgs {
     /// The turn vector: the first token's state, or the mean over tokens [default: mean with --init, first from scratch]
     #[arg(long, value_enum)]
     turn_pooling: Option<TurnPooling>,
-    /// Later turns each turn may attend to in the dialogue Transformer [default: all]
-    #[arg(long, value_name = "TURNS")]
-    lookahead: Option<usize>,
+    /// Later turns each turn may attend to in the dialogue Transformer: a number, or `all`. The next turn
+    /// shows whether a response failed; turns further ahead mostly blur a turn's intent
+    #[arg(long, value_name = "TURNS", default_value = "1")]
+    lookahead: Lookahead,
     /// Save a checkpoint every N steps
     #[arg(long, default_value_t = 200)]
     checkpoint_every: usize,
@@ -263,6 +264,23 @@ struct PretrainArgs {
     resume: bool,
     #[command(flatten)]
     common: Common,
+}
+
+/// `--lookahead`: a number of turns, or `all` (None).
+#[derive(Debug, Clone, Copy)]
+struct Lookahead(Option<usize>);
+
+impl std::str::FromStr for Lookahead {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Lookahead, String> {
+        if value == "all" {
+            return Ok(Lookahead(None));
+        }
+        value
+            .parse()
+            .map(|turns| Lookahead(Some(turns)))
+            .map_err(|_| format!("expected a number of turns or `all`, got `{value}`"))
+    }
 }
 
 /// What the contextless baseline's turn encoder reads.
@@ -315,12 +333,10 @@ struct TrainArgs {
     /// Keep the pretrained turn encoder fixed and cache its encodings (much faster on a CPU)
     #[arg(long)]
     freeze_encoder: bool,
-    /// Later turns each turn may attend to in the dialogue Transformer [default: as pretrained]
+    /// Later turns each turn may attend to in the dialogue Transformer, a number or `all` [default: as pretrained]
     #[arg(long, value_name = "TURNS")]
-    lookahead: Option<usize>,
-    /// Add a trainable layer that reads each turn's token states into its vector (helps a frozen encoder)
-    #[arg(long)]
-    turn_reader: bool,
+    lookahead: Option<Lookahead>,
+
     /// Train only the top N encoder layers, from cached states of the layers below (N of the encoder: full fine-tuning)
     #[arg(long, default_value_t = 0, value_name = "N")]
     train_top_layers: usize,
@@ -601,7 +617,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_tokens: args.max_tokens,
                 max_turns: args.max_turns,
                 turn_pooling: args.turn_pooling,
-                lookahead: args.lookahead,
+                lookahead: args.lookahead.0,
                 checkpoint_every: args.checkpoint_every.max(1),
                 eval_every: args.eval_every.max(1),
                 resume: args.resume,
@@ -633,8 +649,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 labelled_share: args.labelled_share,
                 class_balance: args.class_balance,
                 freeze_encoder: args.freeze_encoder,
-                lookahead: args.lookahead,
-                turn_reader: args.turn_reader,
+                lookahead: args.lookahead.map(|l| l.0),
                 train_top_layers: args.train_top_layers,
                 resume: args.resume,
                 stop_after_epochs: args.stop_after_epochs,

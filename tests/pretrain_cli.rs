@@ -129,4 +129,21 @@ fn a_directory_that_is_not_a_checkpoint_is_refused() {
         "{}",
         stderr(&out)
     );
+    // --lookahead takes a number of turns or `all`.
+    let out = labelgen(&[
+        "pretrain",
+        "--data",
+        synth.to_str().unwrap(),
+        "--out",
+        tmp.path().join("m").to_str().unwrap(),
+        "--lookahead",
+        "soon",
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("expected a number of turns or `all`, got `soon`"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -381,21 +381,13 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
         "full fine-tuning moves the encoder"
     );
 
-    // --turn-reader and --lookahead on a model pretrained without them: the
-    // reader's weights are new at train, the options land in config.json,
-    // and label rebuilds the same model.
-    summary(&train(
-        "reader",
-        &["--freeze-encoder", "--turn-reader", "--lookahead", "0"],
-    ));
+    // --lookahead at train overrides the pretrained model's, lands in
+    // config.json, and label rebuilds the same model.
+    summary(&train("causal", &["--freeze-encoder", "--lookahead", "0"]));
     let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p("reader/config.json")).unwrap()).unwrap();
-    assert_eq!(config["dialogue"]["turn_reader"], true);
+        serde_json::from_slice(&std::fs::read(p("causal/config.json")).unwrap()).unwrap();
     assert_eq!(config["dialogue"]["lookahead"], 0);
-    let reader = "dialogue.turn_reader.dense.weight";
-    assert!(!pretrained.contains_key(reader));
-    assert!(weights(&p("reader")).contains_key(reader));
-    let rows = label_rows(&p("reader"), &p("sim/turns"), &p("reader-labels"));
+    let rows = label_rows(&p("causal"), &p("sim/turns"), &p("causal-labels"));
     assert!(rows.iter().all(|l| l.intent.is_some()));
 
     // --train-top-layers 1 of this one-layer encoder: the layer trains on

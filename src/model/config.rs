@@ -105,12 +105,6 @@ pub struct DialogueConfig {
     /// belong to other goals, and letting them in blurs a turn's intent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookahead: Option<usize>,
-    /// A trainable Transformer layer reads each turn's token states and adds
-    /// what it finds to the turn vector. A frozen sentence encoder's pooled
-    /// vector blurs the words that tell similar intents apart ("tickets to an
-    /// event" / "a bus ticket"); this layer learns to look for them.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub turn_reader: bool,
 }
 
 /// The categorical and numeric runtime features of a turn.

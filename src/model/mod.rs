@@ -18,7 +18,7 @@ pub mod tokenizer;
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
-use config::{CATEGORICAL_COLUMNS, DialogueConfig, ModelConfig, NUMERIC_FEATURES, TurnPooling};
+use config::{CATEGORICAL_COLUMNS, ModelConfig, NUMERIC_FEATURES, TurnPooling};
 use layers::{LayerNorm, TransformerLayer, attention_bias, linear, lookahead_bias};
 use roberta::{LmHead, Roberta};
 
@@ -43,37 +43,6 @@ pub struct Batch {
     pub turn_slots: Tensor,
 }
 
-/// Token states (N, L, H) -> (N, D): narrowed to the dialogue width, one
-/// Transformer layer over the turn's tokens, then the mean over them.
-#[derive(Debug, Clone)]
-pub struct TurnReader {
-    dense: Linear,
-    layer: TransformerLayer,
-}
-
-impl TurnReader {
-    pub fn new(token_hidden: usize, config: &DialogueConfig, vb: VarBuilder) -> Result<TurnReader> {
-        Ok(TurnReader {
-            dense: linear(token_hidden, config.hidden_size, vb.pp("dense"))?,
-            layer: TransformerLayer::new(
-                config.hidden_size,
-                config.num_heads,
-                config.hidden_size * 2,
-                1e-5,
-                "gelu",
-                vb.pp("layer"),
-            )?,
-        })
-    }
-
-    pub fn forward(&self, token_states: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        // (N, L, H) -> (N, L, D)
-        let x = self.dense.forward(token_states)?;
-        let x = self.layer.forward(&x, &attention_bias(attention_mask)?)?;
-        masked_mean(&x, attention_mask)
-    }
-}
-
 /// Mean over the real tokens: (N, L, X) with an (N, L) mask -> (N, X).
 fn masked_mean(x: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
     // (N, L) -> (N, L, 1)
@@ -94,7 +63,6 @@ pub struct DialogueModel {
     turn_projection: Linear,
     turn_norm: LayerNorm,
     turn_positions: Embedding,
-    turn_reader: Option<TurnReader>,
     dialogue_layers: Vec<TransformerLayer>,
     swap_head: Linear,
     /// Present once `train` has added the label sets.
@@ -151,15 +119,6 @@ impl DialogueModel {
             turn_projection: linear(joined, d.hidden_size, vb.pp("dialogue.turn_projection"))?,
             turn_norm: LayerNorm::new(d.hidden_size, 1e-5, vb.pp("dialogue.turn_norm"))?,
             turn_positions: Embedding::new(turn_positions, d.hidden_size),
-            turn_reader: if d.turn_reader {
-                Some(TurnReader::new(
-                    e.hidden_size,
-                    d,
-                    vb.pp("dialogue.turn_reader"),
-                )?)
-            } else {
-                None
-            },
             dialogue_layers: (0..d.num_layers)
                 .map(|i| {
                     TransformerLayer::new(
@@ -222,10 +181,6 @@ impl DialogueModel {
                 .forward(&Tensor::cat(&parts, 1)?)?
                 .gelu_erf()?,
         )?;
-        let turn = match &self.turn_reader {
-            Some(reader) => (turn + reader.forward(token_states, &batch.attention_mask)?)?,
-            None => turn,
-        };
         let hidden = turn.dim(1)?;
         // Padding slots point at an appended zero row: (N + 1, D) -> (B, T, D)
         let padded = Tensor::cat(

@@ -95,7 +95,7 @@ impl PretrainConfig {
             max_tokens: 40,
             max_turns: 16,
             turn_pooling: None,
-            lookahead: None,
+            lookahead: Some(1),
             checkpoint_every: 200,
             eval_every: 200,
             resume: false,
@@ -358,7 +358,6 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
                 intermediate_size: config.hidden_size * 4,
                 max_turns: config.max_turns,
                 lookahead: config.lookahead,
-                turn_reader: false,
             },
             features: FeatureConfig {
                 categorical: feature_vocabulary(rows.iter().map(|r| &r.turn)),
@@ -684,9 +683,7 @@ mod tests {
                 num_heads: 2,
                 intermediate_size: 32,
                 max_turns: 4,
-                // Both options on, so that their weights are checked for gradients too.
                 lookahead: Some(1),
-                turn_reader: true,
             },
             features,
             max_tokens: 16,

@@ -64,11 +64,9 @@ pub struct TrainConfig {
     pub balance_decisions: bool,
     /// The encoder reads the user utterance alone, without the response.
     pub utterance_only: bool,
-    /// Later turns each turn may attend to in the dialogue Transformer
-    /// (None: as the pretrained model has it).
-    pub lookahead: Option<usize>,
-    /// Add the turn reader (`DialogueConfig::turn_reader`), new at train.
-    pub turn_reader: bool,
+    /// Later turns each turn may attend to in the dialogue Transformer:
+    /// None keeps the pretrained model's setting; Some(None) is all turns.
+    pub lookahead: Option<Option<usize>>,
     /// Keep the pretrained turn encoder fixed and cache its token states.
     pub freeze_encoder: bool,
     /// Train only the top N encoder layers (with the dialogue Transformer and
@@ -155,7 +153,6 @@ impl TrainConfig {
             balance_decisions: false,
             utterance_only: false,
             lookahead: None,
-            turn_reader: false,
             freeze_encoder: false,
             train_top_layers: 0,
             resume: false,
@@ -648,8 +645,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         contextless: config.contextless,
         utterance_only: config.utterance_only,
         dialogue: DialogueConfig {
-            lookahead: config.lookahead.or(base.dialogue.lookahead),
-            turn_reader: config.turn_reader || base.dialogue.turn_reader,
+            lookahead: config.lookahead.unwrap_or(base.dialogue.lookahead),
             ..base.dialogue.clone()
         },
         ..base.clone()
@@ -783,12 +779,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         &varmap,
         &config.init.join(checkpoint::WEIGHTS),
         |n| vec![n.to_string()],
-        // The heads are new here, and so is the turn reader unless pretrain made it.
-        |n| {
-            let new_here = (n.starts_with("heads.") && !n.starts_with("heads.swap"))
-                || (n.starts_with("dialogue.turn_reader.") && !base.dialogue.turn_reader);
-            !new_here
-        },
+        |n| !n.starts_with("heads.") || n.starts_with("heads.swap"),
     )?;
     let pad = special_ids(&tokenizer)?.pad;
     let encoder_layers = model.roberta.num_layers();
