@@ -74,13 +74,15 @@ m="$out/models"
 mkdir -p "$m"
 # train --init takes a labelgen model directory: a short pretrain from MiniLM
 # makes one (and warms the dialogue Transformer on swapped responses).
+# --lookahead 1: each turn attends to earlier turns and the next one; with
+# all turns, later goals' turns leaked into a turn's intent (BENCHMARKS.md).
 step "pretrain from MiniLM ($minilm_steps steps)" lg pretrain --init "$minilm" --data "$s/train-synth" --out "$m/minilm-pre" \
-    --max-steps "$minilm_steps" --batch-size 8 --learning-rate 1e-4 --max-tokens "$max_tokens" --quiet > "$m/minilm-pre.json"
+    --max-steps "$minilm_steps" --batch-size 8 --learning-rate 1e-4 --max-tokens "$max_tokens" --lookahead 1 --quiet > "$m/minilm-pre.json"
 common=(--logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$train_epochs" --learning-rate "$learning_rate" --freeze-encoder --quiet)
 step "train A: MiniLM, frozen, with context" lg train --init "$m/minilm-pre" "${common[@]}" --out "$m/A-minilm" > "$m/A-minilm.json"
 step "train B: MiniLM, frozen, contextless" lg train --init "$m/minilm-pre" "${common[@]}" --contextless utterance --out "$m/B-contextless" > "$m/B-contextless.json"
 step "pretrain C from scratch ($scratch_epochs epochs)" lg pretrain --data "$s/train-synth" --out "$m/scratch-pre" \
-    --epochs "$scratch_epochs" --max-tokens "$max_tokens" --quiet > "$m/scratch-pre.json"
+    --epochs "$scratch_epochs" --max-tokens "$max_tokens" --lookahead 1 --quiet > "$m/scratch-pre.json"
 step "train C: scratch encoder, frozen, with context" lg train --init "$m/scratch-pre" "${common[@]}" --out "$m/C-scratch" > "$m/C-scratch.json"
 for model in A-minilm B-contextless C-scratch; do
     step "label SGD dev with $model" lg label --model "$m/$model" --logs "$s/dev/turns" --out "$s/labels-$model" "${q[@]}" > "$s/label-$model.json"

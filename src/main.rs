@@ -249,9 +249,9 @@ struct PretrainArgs {
     /// The turn vector: the first token's state, or the mean over tokens [default: mean with --init, first from scratch]
     #[arg(long, value_enum)]
     turn_pooling: Option<TurnPooling>,
-    /// Later turns each turn may attend to in the dialogue Transformer: a number, or `all`. The next turn
-    /// shows whether a response failed; turns further ahead mostly blur a turn's intent
-    #[arg(long, value_name = "TURNS", default_value = "1")]
+    /// Later turns each turn may attend to in the dialogue Transformer: a number, or `all`. Fewer keep other
+    /// goals' turns out of a turn's intent (SGD: 1 is better); all serve failure points best (simulator)
+    #[arg(long, value_name = "TURNS", default_value = "all")]
     lookahead: Lookahead,
     /// Save a checkpoint every N steps
     #[arg(long, default_value_t = 200)]

@@ -458,6 +458,8 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
     let contextless = summary(&train("contextless", &["--contextless"]));
     assert_eq!(contextless["contextless"], true);
     assert_eq!(contextless["utterance_only"], true);
+    // Each turn alone: its boundaries take no evidence from the previous turn's intent.
+    assert_eq!(contextless["intent_change_weight"], 0.0);
     let with_response = summary(&train("contextless-turn", &["--contextless", "turn"]));
     assert_eq!(with_response["utterance_only"], false);
     let rows = label_rows(&p("contextless"), &p("sim/turns"), &p("contextless-labels"));

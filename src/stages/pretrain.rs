@@ -95,7 +95,7 @@ impl PretrainConfig {
             max_tokens: 40,
             max_turns: 16,
             turn_pooling: None,
-            lookahead: Some(1),
+            lookahead: None,
             checkpoint_every: 200,
             eval_every: 200,
             resume: false,

@@ -1200,8 +1200,11 @@ fn calibrate(
             2.0 * tp / (predicted + actual)
         }
     };
+    // The contextless baseline labels each turn alone: its boundaries do not
+    // get to compare a turn's intent with the previous turn's.
+    let weights = if model.config.contextless { 0..=0 } else { 0..=8 };
     let mut best = (f1(0.5, 0.0, 0.0), 0.5, 0.0, 0.0);
-    for weight in (0..=8).map(|i| 0.25 * i as f64) {
+    for weight in weights.map(|i| 0.25 * i as f64) {
         for shift in (0..=12).map(|i| -0.5 * i as f64) {
             for threshold in (15..=85).map(|i| i as f64 / 100.0) {
                 let score = f1(threshold, shift, weight);
