@@ -1202,7 +1202,11 @@ fn calibrate(
     };
     // The contextless baseline labels each turn alone: its boundaries do not
     // get to compare a turn's intent with the previous turn's.
-    let weights = if model.config.contextless { 0..=0 } else { 0..=8 };
+    let weights = if model.config.contextless {
+        0..=0
+    } else {
+        0..=8
+    };
     let mut best = (f1(0.5, 0.0, 0.0), 0.5, 0.0, 0.0);
     for weight in weights.map(|i| 0.25 * i as f64) {
         for shift in (0..=12).map(|i| -0.5 * i as f64) {
