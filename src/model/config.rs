@@ -291,6 +291,15 @@ impl LabelSets {
     }
 }
 
+/// Probabilities from logits at a softmax temperature.
+pub fn softmax(logits: &[f32], temperature: f64) -> Vec<f64> {
+    let scaled: Vec<f64> = logits.iter().map(|&z| z as f64 / temperature).collect();
+    let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = scaled.iter().map(|z| (z - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
 fn log_odds(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
 }

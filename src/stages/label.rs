@@ -19,7 +19,7 @@ use crate::data::tables::{Label, LabelledSlotSpan, Turn};
 use crate::model::batch::{Window, bucketed_batches, make_batch, turn_input, window_ranges};
 use crate::model::cache::EncodingCache;
 use crate::model::checkpoint;
-use crate::model::config::LabelSets;
+use crate::model::config::{LabelSets, softmax};
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
 use crate::model::{DialogueModel, device};
 use crate::progress::Progress;
@@ -78,14 +78,6 @@ fn stable_hash(text: &str) -> u64 {
 
 pub fn in_shard(dialogue: &str, shard: Option<(u64, u64)>) -> bool {
     shard.is_none_or(|(i, n)| stable_hash(dialogue) % n == i)
-}
-
-fn softmax(logits: &[f32], temperature: f64) -> Vec<f64> {
-    let scaled: Vec<f64> = logits.iter().map(|&z| z as f64 / temperature).collect();
-    let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let exps: Vec<f64> = scaled.iter().map(|z| (z - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
 }
 
 fn sigmoid(x: f32, temperature: f64) -> f64 {

@@ -24,7 +24,7 @@ use crate::model::batch::{
 };
 use crate::model::cache::EncodingCache;
 use crate::model::checkpoint::{self, fill_varmap, named_vars};
-use crate::model::config::{DialogueConfig, LabelSets, ModelConfig, shifted_argmax};
+use crate::model::config::{DialogueConfig, LabelSets, ModelConfig, shifted_argmax, softmax};
 use crate::model::loss::{masked_bce, masked_cross_entropy};
 use crate::model::optim::AdamW;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
@@ -1153,13 +1153,6 @@ fn calibrate(
     // goal), with the best dev F1.
     let t = temperatures.get("goal_boundary").copied().unwrap_or(1.0);
     let intent_t = temperatures.get("intent").copied().unwrap_or(1.0);
-    let probabilities = |logits: &[f32]| -> Vec<f64> {
-        let scaled: Vec<f64> = logits.iter().map(|&z| z as f64 / intent_t).collect();
-        let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let exp: Vec<f64> = scaled.iter().map(|z| (z - max).exp()).collect();
-        let sum: f64 = exp.iter().sum();
-        exp.iter().map(|e| e / sum).collect()
-    };
     // (calibrated probability, is a boundary, rephrase, P(intent changed))
     let boundaries: Vec<(f64, bool, bool, Option<f64>)> = items
         .get("goal_boundary")
@@ -1169,7 +1162,10 @@ fn calibrate(
                 .zip(&boundary_intents)
                 .map(|(((z, y), rephrase), intents)| {
                     let change = intents.as_ref().and_then(|(previous, current)| {
-                        LabelSets::intent_change(&probabilities(previous), &probabilities(current))
+                        LabelSets::intent_change(
+                            &softmax(previous, intent_t),
+                            &softmax(current, intent_t),
+                        )
                     });
                     (
                         1.0 / (1.0 + (-(z[1] as f64) / t).exp()),
