@@ -162,7 +162,15 @@ pub fn attention_bias(mask: &Tensor) -> Result<Tensor> {
 /// j <= i + lookahead: (1, 1, seq, seq), to add to `attention_bias`.
 pub fn lookahead_bias(seq: usize, lookahead: usize, device: &Device) -> Result<Tensor> {
     let bias: Vec<f32> = (0..seq)
-        .flat_map(|i| (0..seq).map(move |j| if j > i + lookahead { -1e4 } else { 0.0 }))
+        .flat_map(|i| {
+            (0..seq).map(move |j| {
+                if j > i.saturating_add(lookahead) {
+                    -1e4
+                } else {
+                    0.0
+                }
+            })
+        })
         .collect();
     Tensor::from_vec(bias, (1, 1, seq, seq), device)
 }
