@@ -122,4 +122,4 @@ done
 
 echo "== total: $((SECONDS - t_start)) s"
 printf 'total\t%s\n' "$((SECONDS - t_start))" >> "$timings"
-python3 scripts/real_summary.py "$out" | tee "$out/summary.md"
+python3 scripts/real_summary.py "$out" "$data" | tee "$out/summary.md"

@@ -1,9 +1,17 @@
 #!/usr/bin/env python3
 """Markdown tables of scripts/eval-real.sh's results: OUT/eval-sgd and
-OUT/eval-uss-{majority,unanimous} report.json, and OUT/timings.tsv.
-Usage: real_summary.py OUT"""
+OUT/eval-uss-{majority,unanimous} report.json, OUT/timings.tsv, and the USS
+ranking check (ROC AUC of the model's scores against the gold, from OUT/uss),
+and where model A's SGD intents and slots go wrong (with DATA, the folder of
+sgd/{train,dev}/schema.json: which confusions are another service's name).
+Usage: real_summary.py OUT [DATA]"""
+import bisect
 import json
+import random
 import sys
+from collections import defaultdict
+
+import pyarrow.parquet as pq
 
 
 def fmt(m):
@@ -68,6 +76,150 @@ for policy in ["majority", "unanimous"]:
     for s in r["systems"]:
         print(f"| {s['name']} | {fmt(metric(s, 'goal_success', 'accuracy'))} | {fmt(metric(s, 'goal_success', 'failure_f1'))} "
               f"| {fmt(metric(s, 'failure_point', 'accuracy'))} | {per_class_f1(s, 'failure_point', 'defect')} |")
+
+
+def auc(pairs):
+    """P(a random positive scores above a random negative), ties half; None without both."""
+    pos = sorted(x for x, y in pairs if y)
+    neg = sorted(x for x, y in pairs if not y)
+    if not pos or not neg:
+        return None
+    wins = sum(bisect.bisect_left(neg, x) + 0.5 * (bisect.bisect_right(neg, x) - bisect.bisect_left(neg, x)) for x in pos)
+    return wins / (len(pos) * len(neg))
+
+
+def auc_with_interval(by_dialogue, resamples=1000, seed=7):
+    """AUC over all items, and a 95% bootstrap interval with dialogues resampled."""
+    ids = sorted(by_dialogue)
+    rng = random.Random(seed)
+    values = []
+    for _ in range(resamples):
+        v = auc([p for d in (rng.choice(ids) for _ in ids) for p in by_dialogue[d]])
+        if v is not None:
+            values.append(v)
+    values.sort()
+    point = auc([p for d in ids for p in by_dialogue[d]])
+    if point is None or not values:
+        return "n/a"
+    return f"{point:.3f} [{values[int(0.025 * len(values))]:.3f}, {values[int(0.975 * len(values)) - 1]:.3f}]"
+
+
+def uss_ranking(out):
+    """Does the model rank USS failures above successes? Scores: P(dialogue
+    failed) and P(system turn is a defect), from the label's decision and its
+    confidence (both heads are binary on USS); gold: strict majority or
+    unanimity of a1-a3."""
+    labels = pq.read_table(f"{out}/uss/labels").to_pylist()
+    gold = pq.read_table(f"{out}/uss/test/annotations").to_pylist()
+    failed, defect = {}, {}
+    for r in labels:
+        s = r["goal_success_prob"]
+        failed[r["dialogue_id"]] = 1 - s if r["goal_success"] else s
+        f = r["failure_point_prob"]
+        defect[(r["dialogue_id"], r["turn_index"])] = 1 - f if r["failure_point"] == "correct" else f
+    votes_d, votes_t = defaultdict(list), defaultdict(list)
+    for a in gold:
+        if a["annotator_id"] not in ("a1", "a2", "a3"):
+            continue
+        if a["goal_success"] is not None:
+            votes_d[a["dialogue_id"]].append(not a["goal_success"])
+        if a["failure_point"] is not None:
+            votes_t[(a["dialogue_id"], a["turn_index"])].append(a["failure_point"] != "correct")
+    print("\n### USS: does the model rank failures first?\n")
+    print("ROC AUC of the model's P(failed dialogue) and P(defect turn) against the gold "
+          "(0.5: no better than chance), 95% bootstrap interval over dialogues.\n")
+    print("| gold | failed dialogues | dialogue failure AUC | defect turns | turn defect AUC |")
+    print("| --- | ---: | --- | ---: | --- |")
+    for policy in ["majority", "unanimous"]:
+        def decided(votes):
+            yes = sum(votes)
+            if policy == "unanimous":
+                return None if 0 < yes < len(votes) else yes == len(votes)
+            return None if 2 * yes == len(votes) else 2 * yes > len(votes)
+        dialogues, turns = defaultdict(list), defaultdict(list)
+        for d, v in votes_d.items():
+            if decided(v) is not None and d in failed:
+                dialogues[d].append((failed[d], decided(v)))
+        for k, v in votes_t.items():
+            if decided(v) is not None and k in defect:
+                turns[k[0]].append((defect[k], decided(v)))
+        n_failed = sum(y for ps in dialogues.values() for _, y in ps)
+        n_defect = sum(y for ps in turns.values() for _, y in ps)
+        print(f"| {policy} | {n_failed} of {len(dialogues)} | {auc_with_interval(dialogues)} "
+              f"| {n_defect} of {sum(map(len, turns.values()))} | {auc_with_interval(turns)} |")
+
+
+uss_ranking(out)
+
+
+def sgd_errors(out, data):
+    """Model A's intent confusions and slot misses on SGD dev, by cause."""
+    import glob
+    import os
+    domain_names = defaultdict(lambda: defaultdict(set))  # domain -> service -> names
+    service_of = defaultdict(set)
+    if data:
+        for path in glob.glob(f"{data}/sgd/*/schema.json"):
+            for svc in json.load(open(path)):
+                names = {i["name"] for i in svc["intents"]} | {x["name"] for x in svc["slots"]}
+                domain = svc["service_name"].split("_")[0]
+                domain_names[domain][svc["service_name"]] |= names
+                for n in names:
+                    service_of[n].add(svc["service_name"])
+
+    def synonym(gold, pred):
+        """Both names belong to services of one domain, never to one service."""
+        if service_of[gold] & service_of[pred]:
+            return False
+        return any(s.split("_")[0] == t.split("_")[0] for s in service_of[gold] for t in service_of[pred])
+
+    read = lambda path: pq.read_table(path).to_pylist()
+    pred = {(r["dialogue_id"], r["turn_index"]): r for r in read(f"{out}/sgd/labels-A-minilm")}
+    confusions, judged = defaultdict(int), 0
+    for g in read(f"{out}/sgd/dev/annotations-seen-intents"):
+        p = pred.get((g["dialogue_id"], g["turn_index"]))
+        if g["intent"] is None or p is None:
+            continue
+        judged += 1
+        if p["intent"] != g["intent"]:
+            confusions[(g["intent"], p["intent"])] += 1
+    wrong = sum(confusions.values())
+    print("\n### SGD dev: where model A goes wrong\n")
+    if data:
+        by_name = sum(n for (g, p), n in confusions.items() if p and synonym(g, p))
+        print(f"Intent: {wrong} of {judged} judged turns wrong; {by_name} of them predict another service's "
+              "name for the same kind of request (both intents occur only in different services of one domain, "
+              "e.g. Music_1's PlaySong and Music_2's PlayMedia).\n")
+    print("| gold intent | predicted | turns |\n| --- | --- | ---: |")
+    for (g, p), n in sorted(confusions.items(), key=lambda x: -x[1])[:10]:
+        print(f"| {g} | {p} | {n} |")
+    seen_types = {x["slot"] for r in read(f"{out}/sgd/train/annotations") for x in (r["slots"] or [])}
+    causes = defaultdict(int)
+    for g in read(f"{out}/sgd/dev/annotations"):
+        p = pred.get((g["dialogue_id"], g["turn_index"]))
+        spans = [(x["start"], x["end"], x["slot"]) for x in ((p or {}).get("slots") or [])]
+        for x in g["slots"] or []:
+            start, end, slot = x["start"], x["end"], x["slot"]
+            if (start, end, slot) in spans:
+                causes["right"] += 1
+            elif slot not in seen_types:
+                causes["a type the training sample never has"] += 1
+            elif any((a, b) == (start, end) for a, b, _ in spans):
+                other = next(t for a, b, t in spans if (a, b) == (start, end))
+                key = "right span, another service's name for the type" if data and synonym(slot, other) \
+                    else "right span, another type"
+                causes[key] += 1
+            elif any(a < end and start < b for a, b, _ in spans):
+                causes["overlaps a predicted span with other bounds"] += 1
+            else:
+                causes["missed"] += 1
+    print(f"\nSlots: the {sum(causes.values())} gold spans of SGD dev, by what model A made of them.\n")
+    print("| gold span | spans |\n| --- | ---: |")
+    for cause, n in sorted(causes.items(), key=lambda x: -x[1]):
+        print(f"| {cause} | {n} |")
+
+
+sgd_errors(out, sys.argv[2] if len(sys.argv) > 2 else None)
 print("\n### Wall times (s)\n\n| step | seconds |\n| --- | ---: |")
 for line in open(f"{out}/timings.tsv"):
     name, seconds = line.rstrip("\n").split("\t")
