@@ -336,6 +336,9 @@ struct TrainArgs {
     /// Later turns each turn may attend to in the dialogue Transformer, a number or `all` [default: as pretrained]
     #[arg(long, value_name = "TURNS")]
     lookahead: Option<Lookahead>,
+    /// Dropout probability on the turn vectors and dialogue states while training (0: off)
+    #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = parse_dropout)]
+    dropout: f32,
 
     /// Train only the top N encoder layers, from cached states of the layers below (N of the encoder: full fine-tuning)
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -393,6 +396,13 @@ struct LabelArgs {
     force: bool,
     #[command(flatten)]
     common: Common,
+}
+
+fn parse_dropout(value: &str) -> Result<f32, String> {
+    match value.trim().parse::<f32>() {
+        Ok(p) if (0.0..1.0).contains(&p) => Ok(p),
+        _ => Err(format!("expected a probability in [0, 1), got `{value}`")),
+    }
 }
 
 fn parse_shard(value: &str) -> anyhow::Result<(u64, u64)> {
@@ -650,6 +660,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 class_balance: args.class_balance,
                 freeze_encoder: args.freeze_encoder,
                 lookahead: args.lookahead.map(|l| l.0),
+                dropout: args.dropout,
                 train_top_layers: args.train_top_layers,
                 resume: args.resume,
                 stop_after_epochs: args.stop_after_epochs,

@@ -390,6 +390,33 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
     let rows = label_rows(&p("causal"), &p("sim/turns"), &p("causal-labels"));
     assert!(rows.iter().all(|l| l.intent.is_some()));
 
+    // --dropout changes what training learns, deterministically, and is recorded.
+    summary(&train("dropout", &["--freeze-encoder", "--dropout", "0.3"]));
+    summary(&train(
+        "dropout-again",
+        &["--freeze-encoder", "--dropout", "0.3"],
+    ));
+    let training: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p("dropout/training.json")).unwrap()).unwrap();
+    assert!((training["settings"]["dropout"].as_f64().unwrap() - 0.3).abs() < 1e-6);
+    let (dropped, again) = (weights(&p("dropout")), weights(&p("dropout-again")));
+    let head = "heads.intent.weight";
+    assert!(max_difference(&dropped[head], &tuned[head]) > 0.0);
+    for (name, tensor) in &dropped {
+        assert_eq!(
+            max_difference(tensor, &again[name]),
+            0.0,
+            "{name}: same seed, same weights"
+        );
+    }
+    let out = train("bad-dropout", &["--dropout", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("expected a probability in [0, 1), got `1`"),
+        "{}",
+        stderr(&out)
+    );
+
     // --train-top-layers 1 of this one-layer encoder: the layer trains on
     // cached embeddings, which stay as pretrained.
     let top = summary(&train("top", &["--train-top-layers", "1"]));

@@ -158,6 +158,26 @@ pub fn attention_bias(mask: &Tensor) -> Result<Tensor> {
     ((mask - 1.0)? * 1e4)?.reshape((batch, 1, 1, seq))
 }
 
+/// Inverted dropout with a mask from `rng`: each element is zeroed with
+/// probability `p` and the rest scaled by 1 / (1 - p). The mask comes from a
+/// seeded generator, not the device's, so training stays deterministic.
+pub fn dropout(x: &Tensor, p: f32, rng: &mut impl rand::Rng) -> Result<Tensor> {
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let keep = 1.0 - p;
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| {
+            if rng.random::<f32>() < keep {
+                1.0 / keep
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+}
+
 /// (seq, seq) additive bias that lets turn i attend to turn j only when
 /// j <= i + lookahead: (1, 1, seq, seq), to add to `attention_bias`.
 pub fn lookahead_bias(seq: usize, lookahead: usize, device: &Device) -> Result<Tensor> {
@@ -173,4 +193,41 @@ pub fn lookahead_bias(seq: usize, lookahead: usize, device: &Device) -> Result<T
         })
         .collect();
     Tensor::from_vec(bias, (1, 1, seq, seq), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn dropout_zeroes_a_share_and_keeps_the_mean() {
+        let x = Tensor::ones((64, 128), DType::F32, &Device::Cpu).unwrap();
+        let drop = |seed| {
+            dropout(&x, 0.25, &mut ChaCha8Rng::seed_from_u64(seed))
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let values = drop(7);
+        let zeros = values.iter().filter(|&&v| v == 0.0).count() as f64 / values.len() as f64;
+        assert!((zeros - 0.25).abs() < 0.03, "dropped share {zeros}");
+        assert!(
+            values
+                .iter()
+                .all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6)
+        );
+        let mean = values.iter().sum::<f32>() / values.len() as f32;
+        assert!((mean - 1.0).abs() < 0.05, "mean {mean}");
+        assert_eq!(values, drop(7), "same seed, same mask");
+        assert_ne!(values, drop(8));
+        let kept = dropout(&x, 0.0, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
+        assert_eq!(
+            kept.sum_all().unwrap().to_scalar::<f32>().unwrap(),
+            64.0 * 128.0
+        );
+    }
 }

@@ -17,6 +17,8 @@ pub mod tokenizer;
 
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use config::{CATEGORICAL_COLUMNS, ModelConfig, NUMERIC_FEATURES, TurnPooling};
 use layers::{LayerNorm, TransformerLayer, attention_bias, linear, lookahead_bias};
@@ -153,6 +155,23 @@ impl DialogueModel {
 
     /// Turn vectors in dialogue context: (B, T, D), from token states (N, L, H).
     pub fn dialogue_states(&self, batch: &Batch, token_states: &Tensor) -> Result<Tensor> {
+        self.dialogue_states_t(batch, token_states, None)
+    }
+
+    /// `dialogue_states` in training: with `dropout` (probability, seed),
+    /// the turn vectors entering the dialogue Transformer and the states it
+    /// returns are each dropped out with that probability.
+    pub fn dialogue_states_t(
+        &self,
+        batch: &Batch,
+        token_states: &Tensor,
+        dropout: Option<(f32, u64)>,
+    ) -> Result<Tensor> {
+        let mut rng = dropout.map(|(p, seed)| (p, ChaCha8Rng::seed_from_u64(seed)));
+        let mut drop = |x: Tensor| match rng.as_mut() {
+            Some((p, rng)) => layers::dropout(&x, *p, rng),
+            None => Ok(x),
+        };
         let (batch_size, turns) = batch.turn_mask.dims2()?;
         // (N, L, H) -> (N, H)
         let pooled = match self.config.turn_pooling {
@@ -175,11 +194,13 @@ impl DialogueModel {
             }
         }
         // (N, joined) -> (N, D)
-        let turn = self.turn_norm.forward(
-            &self
-                .turn_projection
-                .forward(&Tensor::cat(&parts, 1)?)?
-                .gelu_erf()?,
+        let turn = drop(
+            self.turn_norm.forward(
+                &self
+                    .turn_projection
+                    .forward(&Tensor::cat(&parts, 1)?)?
+                    .gelu_erf()?,
+            )?,
         )?;
         let hidden = turn.dim(1)?;
         // Padding slots point at an appended zero row: (N + 1, D) -> (B, T, D)
@@ -206,7 +227,7 @@ impl DialogueModel {
         for layer in &self.dialogue_layers {
             x = layer.forward(&x, &bias)?;
         }
-        Ok(x)
+        drop(x)
     }
 
     /// Swapped-response logits per turn slot: (B, T).

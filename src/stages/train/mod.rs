@@ -67,6 +67,9 @@ pub struct TrainConfig {
     /// Later turns each turn may attend to in the dialogue Transformer:
     /// None keeps the pretrained model's setting; Some(None) is all turns.
     pub lookahead: Option<Option<usize>>,
+    /// Dropout probability on the turn vectors entering the dialogue
+    /// Transformer and on the states it returns, in training only (0: off).
+    pub dropout: f32,
     /// Keep the pretrained turn encoder fixed and cache its token states.
     pub freeze_encoder: bool,
     /// Train only the top N encoder layers (with the dialogue Transformer and
@@ -153,6 +156,7 @@ impl TrainConfig {
             balance_decisions: false,
             utterance_only: false,
             lookahead: None,
+            dropout: 0.0,
             freeze_encoder: false,
             train_top_layers: 0,
             resume: false,
@@ -407,11 +411,13 @@ fn defect_logits(failure_logits: &Tensor, correct: usize) -> candle_core::Result
 }
 
 /// Per-batch supervision tensors and the loss of the five heads.
+/// `dropout` (probability, seed) is for training steps; None evaluates.
 fn supervised_loss(
     model: &DialogueModel,
     batch: &Batch,
     windows: &[&Window],
     settings: &LossSettings,
+    dropout: Option<(f32, u64)>,
 ) -> anyhow::Result<(Tensor, HeadAccuracy)> {
     let heads = model
         .heads
@@ -421,7 +427,7 @@ fn supervised_loss(
     let (b, t) = batch.turn_mask.dims2()?;
     let (n, l) = batch.input_ids.dims2()?;
     let token_states = settings.token_states(model, batch, windows)?;
-    let states = model.dialogue_states(batch, &token_states)?;
+    let states = model.dialogue_states_t(batch, &token_states, dropout)?;
     let logits = heads.turn_logits(&states)?;
     let mut boundary = vec![0f32; b * t];
     let mut boundary_mask = vec![0f32; b * t];
@@ -878,7 +884,14 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
             let step = state.step;
             let chosen: Vec<&Window> = indices.iter().map(|&i| &train_windows[i]).collect();
             let (batch, _) = make_batch(&chosen, pad, &device())?;
-            let (loss, _) = supervised_loss(&model, &batch, &chosen, &settings)?;
+            // Dropout masks depend on the seed and the step only (deterministic, resumable).
+            let dropout = (config.dropout > 0.0).then(|| {
+                (
+                    config.dropout,
+                    config.seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03),
+                )
+            });
+            let (loss, _) = supervised_loss(&model, &batch, &chosen, &settings, dropout)?;
             let value = loss.to_scalar::<f32>()? as f64;
             anyhow::ensure!(
                 value.is_finite(),
@@ -1040,7 +1053,7 @@ fn evaluate(
     for indices in bucketed_batches(windows, batch_size * 2) {
         let chosen: Vec<&Window> = indices.iter().map(|&i| &windows[i]).collect();
         let (batch, _) = make_batch(&chosen, pad, &device())?;
-        let (loss, accuracy) = supervised_loss(model, &batch, &chosen, settings)?;
+        let (loss, accuracy) = supervised_loss(model, &batch, &chosen, settings, None)?;
         loss_sum += loss.to_scalar::<f32>()? as f64;
         batches += 1;
         for (k, (right, total)) in accuracy {
