@@ -6,6 +6,7 @@ and where model A's SGD intents and slots go wrong (with DATA, the folder of
 sgd/{train,dev}/schema.json: which confusions are another service's name).
 Usage: real_summary.py OUT [DATA]"""
 import bisect
+import glob
 import json
 import random
 import sys
@@ -149,23 +150,14 @@ def uss_ranking(out):
               f"| {n_defect} of {sum(map(len, turns.values()))} | {auc_with_interval(turns)} |")
 
 
-uss_ranking(out)
-
-
 def sgd_errors(out, data):
     """Model A's intent confusions and slot misses on SGD dev, by cause."""
-    import glob
-    import os
-    domain_names = defaultdict(lambda: defaultdict(set))  # domain -> service -> names
-    service_of = defaultdict(set)
+    service_of = defaultdict(set)  # intent or slot name -> the services that use it
     if data:
         for path in glob.glob(f"{data}/sgd/*/schema.json"):
             for svc in json.load(open(path)):
-                names = {i["name"] for i in svc["intents"]} | {x["name"] for x in svc["slots"]}
-                domain = svc["service_name"].split("_")[0]
-                domain_names[domain][svc["service_name"]] |= names
-                for n in names:
-                    service_of[n].add(svc["service_name"])
+                for name in {i["name"] for i in svc["intents"]} | {x["name"] for x in svc["slots"]}:
+                    service_of[name].add(svc["service_name"])
 
     def synonym(gold, pred):
         """Both names belong to services of one domain, never to one service."""
@@ -173,7 +165,9 @@ def sgd_errors(out, data):
             return False
         return any(s.split("_")[0] == t.split("_")[0] for s in service_of[gold] for t in service_of[pred])
 
-    read = lambda path: pq.read_table(path).to_pylist()
+    def read(path):
+        return pq.read_table(path).to_pylist()
+
     pred = {(r["dialogue_id"], r["turn_index"]): r for r in read(f"{out}/sgd/labels-A-minilm")}
     confusions, judged = defaultdict(int), 0
     for g in read(f"{out}/sgd/dev/annotations-seen-intents"):
@@ -219,6 +213,7 @@ def sgd_errors(out, data):
         print(f"| {cause} | {n} |")
 
 
+uss_ranking(out)
 sgd_errors(out, sys.argv[2] if len(sys.argv) > 2 else None)
 print("\n### Wall times (s)\n\n| step | seconds |\n| --- | ---: |")
 for line in open(f"{out}/timings.tsv"):
