@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6's evaluation on real data (../shared/data): SGD intent, slots, goal
+# The evaluation on real data: SGD intent, slots, goal
 # boundaries and goal success on the dev split for three models (MiniLM
 # encoder with dialogue context, the same without context, a small encoder
 # pretrained from scratch) beside a TF-IDF + logistic regression peer; and
@@ -9,13 +9,19 @@
 # 2 cores): SGD_TRAIN, SGD_DEV (dialogues sampled by a stable hash; 0 = all),
 # MINILM_STEPS, SCRATCH_EPOCHS, TRAIN_EPOCHS, LEARNING_RATE (train), MAX_TOKENS,
 # USS_DIALOGUES (0 = all), USS_TEST_PERCENT.
+# Data: LABELGEN_DATA names a folder (absolute, or relative to the repository
+# root) holding sgd/train/ and sgd/dev/ (the
+# Schema-Guided Dialogue release, raw JSON with schema.json per split) and
+# uss/SGD.txt (User Satisfaction Simulation); without them the script says
+# SKIPPED and exits 0. Python 3 is needed for the helpers in scripts/eval/
+# (pyarrow, pandas, scikit-learn; installed with pip by the first step).
 # Usage: scripts/eval-real.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/real}"
 data="${LABELGEN_DATA:-../shared/data}"
 if [ ! -d "$data/sgd/train" ] || [ ! -d "$data/sgd/dev" ] || [ ! -f "$data/uss/SGD.txt" ]; then
-    echo "eval-real: SKIPPED: $data/sgd/{train,dev} and $data/uss/SGD.txt not found (set LABELGEN_DATA)" >&2
+    echo "eval-real: SKIPPED: $data/sgd/{train,dev} and $data/uss/SGD.txt not found: set LABELGEN_DATA to a folder with sgd/{train,dev}/ and uss/SGD.txt" >&2
     exit 0
 fi
 sgd_train="${SGD_TRAIN:-3000}"
@@ -60,13 +66,13 @@ s="$out/sgd"
 step "import sgd train+dev" bash -c "'$labelgen' import sgd '$data/sgd/train' --out '$s/train-full' --force --quiet > '$s.import-train.json' \
     && '$labelgen' import sgd '$data/sgd/dev' --out '$s/dev-full' --force --quiet > '$s.import-dev.json'"
 sample() { # sample FULL OUT N: N dialogues by a stable hash, or all of them
-    if [ "$3" = 0 ]; then rm -rf "$2"; cp -r "$1" "$2"; else python3 scripts/real_prep.py subset "$1" "$2" "$3"; fi
+    if [ "$3" = 0 ]; then rm -rf "$2"; cp -r "$1" "$2"; else python3 scripts/eval/real_prep.py subset "$1" "$2" "$3"; fi
 }
 step "sample SGD ($sgd_train train, $sgd_dev dev dialogues)" bash -c "$(declare -f sample); sample '$s/train-full' '$s/train' $sgd_train && sample '$s/dev-full' '$s/dev' $sgd_dev"
 # Intents are judged only where the gold intent occurs in the training split:
 # a filtered copy of the dev annotations (intent null elsewhere, so eval
 # counts those turns as without gold).
-python3 scripts/real_prep.py filter-intents "$s/train/annotations" "$s/dev/annotations" "$s/dev/annotations-seen-intents" \
+python3 scripts/eval/real_prep.py filter-intents "$s/train/annotations" "$s/dev/annotations" "$s/dev/annotations-seen-intents" \
     | tee "$s/intent-filter.json"
 step "synth (contrastive copies of the SGD train sample)" lg synth --logs "$s/train/turns" --out "$s/train-synth" --seed 1 --force --quiet > "$s/synth.json"
 
@@ -87,14 +93,14 @@ step "train C: scratch encoder, frozen, with context" lg train --init "$m/scratc
 for model in A-minilm B-contextless C-scratch; do
     step "label SGD dev with $model" lg label --model "$m/$model" --logs "$s/dev/turns" --out "$s/labels-$model" "${q[@]}" > "$s/label-$model.json"
 done
-step "peer: TF-IDF + logistic regression" python3 scripts/peer_intent.py "$s/train" "$s/dev/turns" "$s/labels-peer"
+step "peer: TF-IDF + logistic regression" python3 scripts/eval/peer_intent.py "$s/train" "$s/dev/turns" "$s/labels-peer"
 step "eval SGD dev" lg eval --gold "$s/dev/annotations-seen-intents" --gold-annotators sgd --baseline-annotator none \
     --pred "minilm=$s/labels-A-minilm" --pred "contextless=$s/labels-B-contextless" --pred "scratch=$s/labels-C-scratch" \
     --pred "peer=$s/labels-peer" --turns "$s/dev/turns" --out "$out/eval-sgd" --force > "$out/eval-sgd.json"
 # The same, apart for dev dialogues whose services all occur in the training
 # sample and for those with a service training never saw (SGD's zero-shot
 # services: their intents and slots have names the model has not learnt).
-python3 scripts/real_prep.py split-services "$data/sgd" "$s/train/annotations" "$s/dev/annotations-seen-intents" \
+python3 scripts/eval/real_prep.py split-services "$data/sgd" "$s/train/annotations" "$s/dev/annotations-seen-intents" \
     "$s/dev/annotations-seen-services" "$s/dev/annotations-unseen-services" | tee "$s/service-split.json"
 for part in seen unseen; do
     step "eval SGD dev, $part services" lg eval --gold "$s/dev/annotations-$part-services" --gold-annotators sgd \
@@ -108,8 +114,8 @@ u="$out/uss"
 step "import uss" lg import uss "$data/uss/SGD.txt" --out "$u/all" --force --quiet > "$u.import.json"
 # Dialogues split by a stable hash; the train part also gets a `majority`
 # annotator (strict majority of all raters per label), which train learns from.
-if [ "$uss_dialogues" != 0 ]; then python3 scripts/real_prep.py subset "$u/all" "$u/sample" "$uss_dialogues"; else rm -rf "$u/sample"; cp -r "$u/all" "$u/sample"; fi
-python3 scripts/real_prep.py split-uss "$u/sample" "$u" "$uss_test" | tee "$u/split.json"
+if [ "$uss_dialogues" != 0 ]; then python3 scripts/eval/real_prep.py subset "$u/all" "$u/sample" "$uss_dialogues"; else rm -rf "$u/sample"; cp -r "$u/all" "$u/sample"; fi
+python3 scripts/eval/real_prep.py split-uss "$u/sample" "$u" "$uss_test" | tee "$u/split.json"
 step "train U: MiniLM, frozen, on USS majority ratings" lg train --init "$m/minilm-pre" --logs "$u/train/turns" \
     --labels "$u/train/annotations" --annotators majority --epochs "$train_epochs" --learning-rate "$learning_rate" --freeze-encoder --quiet \
     --out "$m/U-uss" > "$m/U-uss.json"
@@ -122,4 +128,4 @@ done
 
 echo "== total: $((SECONDS - t_start)) s"
 printf 'total\t%s\n' "$((SECONDS - t_start))" >> "$timings"
-python3 scripts/real_summary.py "$out" "$data" | tee "$out/summary.md"
+python3 scripts/eval/real_summary.py "$out" "$data" | tee "$out/summary.md"
