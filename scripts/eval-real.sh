@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 out="${1:-out/real}"
 data="${LABELGEN_DATA:-../shared/data}"
 if [ ! -d "$data/sgd/train" ] || [ ! -d "$data/sgd/dev" ] || [ ! -f "$data/uss/SGD.txt" ]; then
-    echo "eval-real: SKIPPED: $data/sgd/{train,dev} and $data/uss/SGD.txt not found: set LABELGEN_DATA to a folder with sgd/{train,dev}/ and uss/SGD.txt" >&2
+    echo "eval-real: SKIPPED: no SGD/USS data in ${LABELGEN_DATA:-LABELGEN_DATA (unset)}: set LABELGEN_DATA to a folder with sgd/{train,dev}/ and uss/SGD.txt" >&2
     exit 0
 fi
 sgd_train="${SGD_TRAIN:-3000}"
