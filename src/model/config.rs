@@ -141,18 +141,91 @@ pub struct ModelConfig {
     /// The supervised heads' label sets, once `train` has added them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<LabelSets>,
-    /// The baseline the evaluation compares against: each turn alone, from
-    /// its text only (no runtime features, no dialogue Transformer).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub contextless: bool,
-    /// The turn encoder reads the user utterance alone, without the system
-    /// response (the utterance-only contextless baseline: what an NLU model
-    /// sees); otherwise the utterance and the response as a pair.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub utterance_only: bool,
+    /// What a turn's vector is made of: the dialogue around it, or the
+    /// turn's text alone (the baselines). Stored as the two flags
+    /// `contextless` and `utterance_only`, as config.json always held it.
+    #[serde(flatten)]
+    pub context: TurnContext,
     /// How a turn's token states become its vector.
     #[serde(default)]
     pub turn_pooling: TurnPooling,
+}
+
+/// What the model sees of a turn's context.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ContextFlags", into = "ContextFlags")]
+pub enum TurnContext {
+    /// The labeller: runtime features and the dialogue Transformer over the
+    /// turns; the encoder reads the utterance and the response as a pair.
+    #[default]
+    Dialogue,
+    /// The baseline the evaluation compares against: each turn alone, from
+    /// its utterance and response only (no runtime features, no dialogue
+    /// Transformer).
+    TurnOnly,
+    /// The contextless baseline whose encoder reads the user utterance
+    /// alone, without the system response: what an NLU model sees.
+    UtteranceOnly,
+}
+
+impl TurnContext {
+    /// Each turn alone, without runtime features or the dialogue Transformer.
+    pub fn contextless(self) -> bool {
+        self != TurnContext::Dialogue
+    }
+
+    /// The encoder reads the user utterance without the system response.
+    pub fn utterance_only(self) -> bool {
+        self == TurnContext::UtteranceOnly
+    }
+}
+
+/// [`TurnContext`] as config.json stores it: two flags, each left out when
+/// false, so model directories written before the enum read the same.
+#[derive(Serialize, Deserialize)]
+struct ContextFlags {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    contextless: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    utterance_only: bool,
+}
+
+impl TryFrom<ContextFlags> for TurnContext {
+    type Error = String;
+    fn try_from(flags: ContextFlags) -> Result<TurnContext, String> {
+        match (flags.contextless, flags.utterance_only) {
+            (false, false) => Ok(TurnContext::Dialogue),
+            (true, false) => Ok(TurnContext::TurnOnly),
+            (true, true) => Ok(TurnContext::UtteranceOnly),
+            (false, true) => Err("`utterance_only` is set without `contextless`".into()),
+        }
+    }
+}
+
+impl From<TurnContext> for ContextFlags {
+    fn from(context: TurnContext) -> ContextFlags {
+        ContextFlags {
+            contextless: context.contextless(),
+            utterance_only: context.utterance_only(),
+        }
+    }
+}
+
+/// How many later turns each turn may attend to in the dialogue Transformer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Lookahead {
+    All,
+    Turns(usize),
+}
+
+impl Lookahead {
+    /// As [`DialogueConfig::lookahead`] holds it: None for all turns.
+    pub fn limit(self) -> Option<usize> {
+        match self {
+            Lookahead::All => None,
+            Lookahead::Turns(turns) => Some(turns),
+        }
+    }
 }
 
 /// The turn vector: the first token's state (<s> / [CLS], what a RoBERTa
@@ -309,6 +382,32 @@ pub const ARCHITECTURE: &str = "labelgen-dialogue";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_turn_context_is_stored_as_the_two_flags_it_replaced() {
+        let stored = [
+            (TurnContext::Dialogue, "{}"),
+            (TurnContext::TurnOnly, r#"{"contextless":true}"#),
+            (
+                TurnContext::UtteranceOnly,
+                r#"{"contextless":true,"utterance_only":true}"#,
+            ),
+        ];
+        for (context, json) in stored {
+            assert_eq!(serde_json::to_string(&context).unwrap(), json);
+            assert_eq!(serde_json::from_str::<TurnContext>(json).unwrap(), context);
+        }
+        let written_out = r#"{"contextless":true,"utterance_only":false}"#;
+        assert_eq!(
+            serde_json::from_str::<TurnContext>(written_out).unwrap(),
+            TurnContext::TurnOnly
+        );
+        let error = serde_json::from_str::<TurnContext>(r#"{"utterance_only":true}"#).unwrap_err();
+        assert!(
+            error.to_string().contains("without `contextless`"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn the_rephrase_shift_moves_only_rephrased_turns() {

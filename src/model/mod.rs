@@ -180,7 +180,7 @@ impl DialogueModel {
         };
         let n = pooled.dim(0)?;
         let mut parts = vec![pooled];
-        if self.config.contextless {
+        if self.config.context.contextless() {
             // The baseline sees text only: the feature slots of the projection get zeros.
             let features = self.turn_projection.weight().dim(1)? - parts[0].dim(1)?;
             parts.push(Tensor::zeros((n, features), DType::F32, parts[0].device())?);
@@ -214,7 +214,7 @@ impl DialogueModel {
         let x = padded
             .index_select(&batch.slot_index, 0)?
             .reshape((batch_size, turns, hidden))?;
-        if self.config.contextless {
+        if self.config.context.contextless() {
             return Ok(x);
         }
         let positions = Tensor::arange(0u32, turns as u32, x.device())?;

@@ -407,7 +407,7 @@ impl Labeller<'_> {
             self.tokenizer,
             &pairs,
             model.config.max_tokens,
-            model.config.utterance_only,
+            model.config.context.utterance_only(),
         )?;
         let mut windows = Vec::new();
         let mut first = 0;

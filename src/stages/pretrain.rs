@@ -23,7 +23,8 @@ use crate::model::batch::{
 };
 use crate::model::checkpoint::{self, fill_varmap, hf_candidates, named_vars};
 use crate::model::config::{
-    ARCHITECTURE, DialogueConfig, EncoderConfig, FeatureConfig, ModelConfig, TurnPooling,
+    ARCHITECTURE, DialogueConfig, EncoderConfig, FeatureConfig, ModelConfig, TurnContext,
+    TurnPooling,
 };
 use crate::model::optim::AdamW;
 use crate::model::tokenizer::{SpecialIds, encode_pairs, special_ids, train_bpe};
@@ -365,8 +366,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
                 audio_dim,
             },
             labels: None,
-            contextless: false,
-            utterance_only: false,
+            context: TurnContext::Dialogue,
             turn_pooling: config.turn_pooling.unwrap_or(if config.init.is_some() {
                 TurnPooling::Mean
             } else {
@@ -688,8 +688,7 @@ mod tests {
             features,
             max_tokens: 16,
             labels: None,
-            contextless: false,
-            utterance_only: false,
+            context: TurnContext::Dialogue,
             // The mean over tokens: its mask must keep gradients flowing (and padding out).
             turn_pooling: TurnPooling::Mean,
         };

@@ -24,7 +24,9 @@ use crate::model::batch::{
 };
 use crate::model::cache::EncodingCache;
 use crate::model::checkpoint::{self, fill_varmap, named_vars};
-use crate::model::config::{DialogueConfig, LabelSets, ModelConfig, shifted_argmax, softmax};
+use crate::model::config::{
+    DialogueConfig, LabelSets, Lookahead, ModelConfig, TurnContext, shifted_argmax, softmax,
+};
 use crate::model::loss::{masked_bce, masked_cross_entropy};
 use crate::model::optim::AdamW;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
@@ -57,16 +59,14 @@ pub struct TrainConfig {
     /// Share of dialogues whose annotations are used (1: all); the rest
     /// train from weak labels only. For learning curves and ablations.
     pub labelled_share: f64,
-    /// Train the contextless baseline (turn text only, no dialogue context).
-    pub contextless: bool,
+    /// The labeller (dialogue context) or a contextless baseline.
+    pub context: TurnContext,
     /// Fit the goal-success threshold and the `correct` failure-point shift
     /// on dev for macro-F1 (rare failures); otherwise 0.5 and 0.
     pub balance_decisions: bool,
-    /// The encoder reads the user utterance alone, without the response.
-    pub utterance_only: bool,
-    /// Later turns each turn may attend to in the dialogue Transformer:
-    /// None keeps the pretrained model's setting; Some(None) is all turns.
-    pub lookahead: Option<Option<usize>>,
+    /// Later turns each turn may attend to in the dialogue Transformer
+    /// (None: the pretrained model's setting).
+    pub lookahead: Option<Lookahead>,
     /// Dropout probability on the turn vectors entering the dialogue
     /// Transformer and on the states it returns, in training only (0: off).
     pub dropout: f32,
@@ -107,34 +107,6 @@ impl Default for TaskWeights {
     }
 }
 
-impl TaskWeights {
-    /// Sets one weight from `task=weight`, as `--task-weights` gives them.
-    pub fn set(&mut self, assignment: &str) -> anyhow::Result<()> {
-        let (task, value) = assignment.split_once('=').ok_or_else(|| {
-            anyhow::anyhow!("--task-weights: expected TASK=WEIGHT, got `{assignment}`")
-        })?;
-        let value: f64 = value.trim().parse().map_err(|_| {
-            anyhow::anyhow!("--task-weights: `{value}` is not a number (in `{assignment}`)")
-        })?;
-        anyhow::ensure!(
-            value.is_finite() && value >= 0.0,
-            "--task-weights: weights are >= 0, got {value} for `{task}`"
-        );
-        let slot = match task.trim() {
-            "goal_boundary" => &mut self.goal_boundary,
-            "goal_success" => &mut self.goal_success,
-            "intent" => &mut self.intent,
-            "slots" => &mut self.slots,
-            "failure_point" => &mut self.failure_point,
-            other => anyhow::bail!(
-                "--task-weights: unknown task `{other}`; tasks are goal_boundary, goal_success, intent, slots, failure_point"
-            ),
-        };
-        *slot = value;
-        Ok(())
-    }
-}
-
 impl TrainConfig {
     pub fn new(init: PathBuf, logs: PathBuf, labels: PathBuf, out: PathBuf) -> TrainConfig {
         TrainConfig {
@@ -152,9 +124,8 @@ impl TrainConfig {
             patience: 2,
             labelled_share: 1.0,
             class_balance: 0.5,
-            contextless: false,
+            context: TurnContext::Dialogue,
             balance_decisions: false,
-            utterance_only: false,
             lookahead: None,
             dropout: 0.0,
             freeze_encoder: false,
@@ -648,10 +619,11 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     let label_sets = LabelSets::new(intents, slot_types, failure_points);
     let model_config = ModelConfig {
         labels: Some(label_sets.clone()),
-        contextless: config.contextless,
-        utterance_only: config.utterance_only,
+        context: config.context,
         dialogue: DialogueConfig {
-            lookahead: config.lookahead.unwrap_or(base.dialogue.lookahead),
+            lookahead: config
+                .lookahead
+                .map_or(base.dialogue.lookahead, Lookahead::limit),
             ..base.dialogue.clone()
         },
         ..base.clone()
@@ -671,7 +643,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         &tokenizer,
         &pairs,
         model_config.max_tokens,
-        model_config.utterance_only,
+        model_config.context.utterance_only(),
     )?;
     let (mut train_windows, mut dev_windows) = (Vec::new(), Vec::new());
     let (mut train_dialogues, mut dev_dialogues, mut labelled_turns) = (0, 0, 0);
@@ -1020,8 +992,8 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         train_dialogues,
         dev_dialogues,
         labelled_turns,
-        contextless: config.contextless,
-        utterance_only: config.utterance_only,
+        contextless: config.context.contextless(),
+        utterance_only: config.context.utterance_only(),
         freeze_encoder: config.freeze_encoder,
         success_threshold,
         correct_shift,
@@ -1211,7 +1183,7 @@ fn calibrate(
     };
     // The contextless baseline labels each turn alone: its boundaries do not
     // get to compare a turn's intent with the previous turn's.
-    let weights = if model.config.contextless {
+    let weights = if model.config.context.contextless() {
         0..=0
     } else {
         0..=8

@@ -1,0 +1,213 @@
+//! `labelgen train`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use labelgen::model::config::{Lookahead, TurnContext};
+use labelgen::stages::train::weak::WeakRules;
+use labelgen::stages::train::{self, TrainConfig};
+
+use super::common::Common;
+use super::parse::{parse_dropout, parse_lookahead, parse_task_weights};
+use super::summary::print_summary;
+
+/// What the contextless baseline's turn encoder reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ContextlessInput {
+    /// The user utterance alone
+    Utterance,
+    /// The user utterance and the system response, as a pair
+    Turn,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Pretrained model directory (from `labelgen pretrain`)
+    #[arg(long)]
+    init: PathBuf,
+    /// The logs (turns table)
+    #[arg(long)]
+    logs: PathBuf,
+    /// Annotations table to learn from
+    #[arg(long)]
+    labels: PathBuf,
+    /// Model directory to write
+    #[arg(long)]
+    out: PathBuf,
+    /// Annotators to learn from, first wins per turn (default: single, or the table's only annotator)
+    #[arg(long, value_delimiter = ',')]
+    annotators: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 8)]
+    epochs: usize,
+    #[arg(long)]
+    max_steps: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 5e-4)]
+    learning_rate: f64,
+    /// Share of dialogues held out for early stopping and calibration
+    #[arg(long, default_value_t = 0.1)]
+    dev_share: f64,
+    /// Train the contextless baseline: no runtime features, no dialogue Transformer, and the encoder reads the
+    /// user utterance alone (`utterance`, what an NLU model sees) or with the system response (`turn`)
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "utterance", value_name = "INPUT")]
+    contextless: Option<ContextlessInput>,
+    /// Fit the goal-success threshold and a `correct` failure-point shift on the dev split for macro-F1,
+    /// not accuracy: for rare failures (satisfaction ratings), which accuracy would never label
+    #[arg(long)]
+    balance_decisions: bool,
+    /// Keep the pretrained turn encoder fixed and cache its encodings (much faster on a CPU)
+    #[arg(long)]
+    freeze_encoder: bool,
+    /// Later turns each turn may attend to in the dialogue Transformer, a number or `all` [default: as pretrained]
+    #[arg(long, value_name = "TURNS", value_parser = parse_lookahead)]
+    lookahead: Option<Lookahead>,
+    /// Dropout probability on the turn vectors and dialogue states while training (0: off)
+    #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = parse_dropout)]
+    dropout: f32,
+
+    /// Train only the top N encoder layers, from cached states of the layers below (N of the encoder: full fine-tuning)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    train_top_layers: usize,
+    /// Continue an interrupted run from MODEL.checkpoint
+    #[arg(long)]
+    resume: bool,
+    /// Loss weight per task: goal_boundary, goal_success, intent, slots, failure_point (default 1 each)
+    #[arg(long, value_delimiter = ',', value_name = "TASK=W")]
+    task_weights: Vec<String>,
+    /// Feedback rules as JSON (see README, "Weak labels"); fields left out keep their defaults
+    #[arg(long, value_name = "FILE")]
+    weak_rules: Option<PathBuf>,
+    /// Weight of weak labels from feedback against annotated labels (0: off)
+    #[arg(long)]
+    weak_weight: Option<f64>,
+    /// Failure-point class weights against imbalance: (mean class count / class count)^B, clipped to [0.5, 5]; 0 is off
+    #[arg(long, default_value_t = 0.5, value_name = "B")]
+    class_balance: f64,
+    /// Use the annotations of only this share of dialogues (stable by id); the rest learn from feedback alone
+    #[arg(long, default_value_t = 1.0)]
+    labelled_share: f64,
+    /// Stop after this many epochs, keeping the checkpoint for --resume
+    #[arg(long, hide = true)]
+    stop_after_epochs: Option<usize>,
+    #[command(flatten)]
+    common: Common,
+}
+
+impl ContextlessInput {
+    /// The turn context of the baseline that reads this input.
+    fn context(self) -> TurnContext {
+        match self {
+            ContextlessInput::Utterance => TurnContext::UtteranceOnly,
+            ContextlessInput::Turn => TurnContext::TurnOnly,
+        }
+    }
+}
+
+impl TrainArgs {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        self.common.apply()?;
+        print_summary(&train::run(&self.into_config()?)?)
+    }
+
+    pub fn into_config(self) -> anyhow::Result<TrainConfig> {
+        let task_weights = parse_task_weights(&self.task_weights)?;
+        let weak_rules = self.feedback_rules()?;
+        Ok(TrainConfig {
+            annotators: self.annotators,
+            context: self
+                .contextless
+                .map_or(TurnContext::Dialogue, ContextlessInput::context),
+            balance_decisions: self.balance_decisions,
+            labelled_share: self.labelled_share,
+            class_balance: self.class_balance,
+            freeze_encoder: self.freeze_encoder,
+            lookahead: self.lookahead,
+            dropout: self.dropout,
+            train_top_layers: self.train_top_layers,
+            resume: self.resume,
+            stop_after_epochs: self.stop_after_epochs,
+            task_weights,
+            weak_rules,
+            seed: self.seed,
+            epochs: self.epochs,
+            max_steps: self.max_steps,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            dev_share: self.dev_share,
+            quiet: self.common.quiet,
+            ..TrainConfig::new(self.init, self.logs, self.labels, self.out)
+        })
+    }
+
+    /// The feedback rules from --weak-rules (or the defaults), weighted by --weak-weight.
+    fn feedback_rules(&self) -> anyhow::Result<WeakRules> {
+        let mut rules = match &self.weak_rules {
+            Some(path) => WeakRules::from_file(path)?,
+            None => WeakRules::default(),
+        };
+        if let Some(weight) = self.weak_weight {
+            rules.weight = weight;
+        }
+        Ok(rules)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn config(extra: &[&str]) -> TrainConfig {
+        let required = [
+            "labelgen", "train", "--init", "pre", "--logs", "turns", "--labels", "gold", "--out",
+            "model",
+        ];
+        let cli = Cli::try_parse_from(required.iter().chain(extra)).unwrap();
+        match cli.command {
+            Command::Train(args) => args.into_config().unwrap(),
+            _ => unreachable!("parsed as train"),
+        }
+    }
+
+    #[test]
+    fn contextless_names_what_the_baseline_reads() {
+        assert_eq!(config(&[]).context, TurnContext::Dialogue);
+        assert_eq!(
+            config(&["--contextless"]).context,
+            TurnContext::UtteranceOnly
+        );
+        assert_eq!(
+            config(&["--contextless", "utterance"]).context,
+            TurnContext::UtteranceOnly
+        );
+        assert_eq!(
+            config(&["--contextless", "turn"]).context,
+            TurnContext::TurnOnly
+        );
+    }
+
+    #[test]
+    fn lookahead_and_task_weights_are_typed() {
+        assert_eq!(config(&[]).lookahead, None);
+        assert_eq!(
+            config(&["--lookahead", "all"]).lookahead,
+            Some(Lookahead::All)
+        );
+        assert_eq!(
+            config(&["--lookahead", "2"]).lookahead,
+            Some(Lookahead::Turns(2))
+        );
+        let weights = config(&["--task-weights", "slots=2,intent=0"]).task_weights;
+        assert_eq!(
+            (weights.slots, weights.intent, weights.goal_boundary),
+            (2.0, 0.0, 1.0)
+        );
+    }
+}
