@@ -21,7 +21,8 @@ use candle_nn::{VarBuilder, VarMap};
 use labelgen::model::DialogueModel;
 use labelgen::model::checkpoint::{fill_varmap, hf_candidates, read_hf, seeded_init, snapshot};
 use labelgen::model::config::{
-    ARCHITECTURE, DialogueConfig, EncoderConfig, FeatureConfig, ModelConfig, TurnPooling,
+    ARCHITECTURE, DialogueConfig, EncoderConfig, FeatureConfig, ModelConfig, TurnContext,
+    TurnPooling,
 };
 use labelgen::model::tokenizer::{encode_pairs, special_ids};
 use tokenizers::Tokenizer;
@@ -63,8 +64,7 @@ fn model_config(encoder: EncoderConfig) -> ModelConfig {
             audio_dim: 0,
         },
         labels: None,
-        contextless: false,
-        utterance_only: false,
+        context: TurnContext::Dialogue,
         turn_pooling: TurnPooling::Mean,
     }
 }
