@@ -20,7 +20,8 @@
 //! - `judge`: one system against the gold, as counts per task and dialogue;
 //! - `results`: per-system, per-task results assembled from judgements;
 //! - `subset`: the systems judged again on the context subset;
-//! - `report`: the whole report's types and its other sections;
+//! - `report`: the whole report's types and its other sections (it
+//!   re-exports the result types at their old paths);
 //! - `render`: report.md from the report; `plot`, `review`: plots, review list;
 //! - `output`: the report directory; this module: the phases above.
 //!

@@ -9,9 +9,15 @@ use serde::Serialize;
 use super::gold::{GoldDialogue, GoldPolicy, SystemLabels};
 use super::judge::{JudgedSystem, Judgement, Task, agreement};
 use super::metrics::{self, SweepPoint};
-use super::results::{HUMAN_LEAVE_ONE_OUT, PREDICTION, SystemResult, total};
+use super::results::{HUMAN_LEAVE_ONE_OUT, PREDICTION};
 use super::subset::SubsetReport;
 use crate::data::tables::FailurePoint;
+
+// The per-system results moved to `results`; kept at their old paths for
+// code written against them (pipeline's promotion check uses two).
+pub use super::results::{
+    Comparison, Estimate, SystemResult, TaskResult, items, task_metrics, total,
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemCount {
@@ -335,7 +341,7 @@ fn unknown_labels(
 mod tests {
     use super::*;
     use crate::eval::gold::TurnLabels;
-    use crate::eval::results::{ANNOTATOR, Estimate, TaskResult};
+    use crate::eval::results::ANNOTATOR;
 
     fn with_failure_accuracy(name: &str, kind: &'static str, accuracy: f64) -> SystemResult {
         let result = TaskResult {
