@@ -1,5 +1,6 @@
 //! Data in and out: table schemas, typed rows, Parquet datasets, validation.
 
+pub mod annotators;
 pub mod dataset;
 pub mod feedback;
 pub mod issues;

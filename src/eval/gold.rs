@@ -1,6 +1,6 @@
 //! Who said what about each turn, and the gold the three annotators agree on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -215,6 +215,22 @@ pub fn derive(annotators: &[Option<&Vec<Option<TurnLabels>>>], policy: GoldPolic
     gold
 }
 
+/// Gold for each of `dialogues`, in their order, from the given annotators'
+/// labels: the order every system is judged in, so judgements stay paired.
+pub fn derive_all(
+    annotators: &[&SystemLabels],
+    dialogues: &BTreeSet<&String>,
+    policy: GoldPolicy,
+) -> Vec<(String, GoldDialogue)> {
+    dialogues
+        .iter()
+        .map(|d| {
+            let labels: Vec<_> = annotators.iter().map(|a| a.get(*d)).collect();
+            ((*d).clone(), derive(&labels, policy))
+        })
+        .collect()
+}
+
 /// Whether any turn of `marks` says why its meaning needs context.
 pub fn has_context_marks(marks: &SystemLabels) -> bool {
     marks
@@ -326,6 +342,28 @@ mod tests {
         assert_eq!(gold.intent[0].as_deref(), Some("PlayMusic"));
         assert_eq!(gold.segmentation, Some(vec![0, 1]));
         assert_eq!(gold.goals, vec![(0, 1, Some(true)), (1, 2, Some(false))]);
+    }
+
+    #[test]
+    fn derive_all_gives_every_dialogue_in_order_even_where_an_annotator_is_silent() {
+        let music = vec![turn(0, true, "PlayMusic")];
+        let weather = vec![turn(0, true, "GetWeather")];
+        let a: SystemLabels = [
+            ("d2".to_string(), music.clone()),
+            ("d1".to_string(), weather),
+        ]
+        .into_iter()
+        .collect();
+        let b: SystemLabels = [("d2".to_string(), music)].into_iter().collect();
+        let names = ["d1".to_string(), "d2".to_string()];
+        let dialogues: BTreeSet<&String> = names.iter().collect();
+        let gold = derive_all(&[&a, &b], &dialogues, GoldPolicy::Unanimous);
+        let order: Vec<&str> = gold.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(order, ["d1", "d2"]);
+        assert_eq!(gold[0].1.intent, vec![None], "b never labelled d1");
+        assert_eq!(gold[1].1.intent, vec![Some("PlayMusic".to_string())]);
+        let alone = derive_all(&[&a], &dialogues, GoldPolicy::Unanimous);
+        assert_eq!(alone[0].1.intent, vec![Some("GetWeather".to_string())]);
     }
 
     fn marked(reasons: &[Option<&str>]) -> Vec<Option<TurnLabels>> {

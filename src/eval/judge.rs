@@ -2,12 +2,13 @@
 //! per-dialogue counts (for bootstraps) and (confidence, correct) pairs (for
 //! threshold sweeps).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use super::gold::{GoldDialogue, SystemLabels, TurnLabels};
 use super::metrics::{Counts, classification_counts, segmentation_counts, span_counts};
+use crate::data::tables::{FailurePoint, SlotSpan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,6 +58,29 @@ pub struct Vocabulary {
 }
 
 impl Vocabulary {
+    /// Class names: intents sorted; failure points: correct and the pipeline
+    /// stages, then any other value used (`defect`, or unknown values, judged
+    /// wrong and listed in the input check).
+    pub fn from_systems(systems: &[&SystemLabels]) -> Vocabulary {
+        let mut intents = BTreeSet::new();
+        let mut failure_points = BTreeSet::new();
+        for labels in systems.iter().flat_map(|s| s.values()).flatten().flatten() {
+            if let Some(i) = &labels.intent {
+                intents.insert(i.clone());
+            }
+            if let Some(f) = &labels.failure_point {
+                failure_points.insert(f.clone());
+            }
+        }
+        failure_points.extend(FailurePoint::PIPELINE.map(|f| f.as_str().to_string()));
+        // judge() looks classes up by binary search, so the lists stay sorted
+        // (a BTreeSet yields them in order).
+        Vocabulary {
+            intent: intents.into_iter().collect(),
+            failure_point: failure_points.into_iter().collect(),
+        }
+    }
+
     fn index(list: &[String], value: &str) -> Option<usize> {
         list.binary_search_by(|v| v.as_str().cmp(value)).ok()
     }
@@ -80,6 +104,15 @@ pub struct Judgement {
     pub missing_items: BTreeMap<Task, usize>,
 }
 
+/// A system judged on the full gold, with what it is.
+#[derive(Debug)]
+pub struct JudgedSystem {
+    pub name: String,
+    /// prediction | annotator
+    pub kind: &'static str,
+    pub judgement: Judgement,
+}
+
 const DEFECT: &str = "defect";
 const CORRECT: &str = "correct";
 
@@ -98,147 +131,183 @@ pub fn judge(
     }
     let none: Vec<Option<TurnLabels>> = Vec::new();
     for (dialogue, g) in gold {
-        let turns = system.get(dialogue).unwrap_or(&none);
-        let at = |t: usize| turns.get(t).and_then(Option::as_ref);
-        let missing =
-            |j: &mut Judgement, task: Task| *j.missing_items.entry(task).or_default() += 1;
-
-        // Intent and failure point: classification per turn with gold.
-        for (task, gold_labels, classes) in [
-            (Task::Intent, &g.intent, &vocabulary.intent),
-            (
-                Task::FailurePoint,
-                &g.failure_point,
-                &vocabulary.failure_point,
+        let turns = Turns(system.get(dialogue).unwrap_or(&none));
+        let intent = j.classes(Task::Intent, &g.intent, &vocabulary.intent, turns);
+        j.push(Task::Intent, intent);
+        let failure_point = j.classes(
+            Task::FailurePoint,
+            &g.failure_point,
+            &vocabulary.failure_point,
+            turns,
+        );
+        j.push(Task::FailurePoint, failure_point);
+        let slots = j.slots(&g.slots, turns);
+        j.push(Task::Slots, slots);
+        let (segmentation, success) = match &g.segmentation {
+            // Both need the dialogue's gold segmentation.
+            None => (Counts::default(), Counts::default()),
+            Some(gold_goals) => (
+                j.segmentation(gold_goals, turns, pk_window),
+                j.goal_success(&g.goals, turns),
             ),
-        ] {
-            let mut pairs = Vec::new();
-            for (t, gold_label) in gold_labels.iter().enumerate() {
-                let Some(gold_label) = gold_label else {
-                    continue;
-                };
-                let Some(gold_index) = Vocabulary::index(classes, gold_label) else {
-                    continue;
-                };
-                let (label, prob) = match (task, at(t)) {
-                    (Task::Intent, Some(l)) => (l.intent.as_deref(), l.intent_prob),
-                    (_, Some(l)) => (l.failure_point.as_deref(), l.failure_point_prob),
-                    (_, None) => (None, None),
-                };
-                if label.is_none() {
-                    missing(&mut j, task);
-                }
-                let mut predicted = label.and_then(|l| Vocabulary::index(classes, l));
-                // Gold `defect` (a response failed, stage unknown: USS ratings):
-                // any named failure stage is right; only `correct` (or no label) is wrong.
-                if task == Task::FailurePoint
-                    && gold_label == DEFECT
-                    && label.is_some_and(|l| l != CORRECT)
-                {
-                    predicted = Some(gold_index);
-                }
-                pairs.push((gold_index, predicted));
-                if let Some(p) = prob {
-                    j.sweep_items
-                        .entry(task)
-                        .or_default()
-                        .push((p as f64, predicted == Some(gold_index)));
-                }
-            }
-            if task == Task::FailurePoint {
-                j.failure_pairs.extend_from_slice(&pairs);
-            }
-            let counts = classification_counts(&pairs, classes.len());
-            j.per_dialogue.entry(task).or_default().push(counts);
-        }
+        };
+        j.push(Task::GoalSegmentation, segmentation);
+        j.push(Task::GoalSuccess, success);
+    }
+    j
+}
 
-        // Slots: exact spans on turns with gold.
+/// One dialogue's turns as a system labelled them (`None`: no row).
+#[derive(Clone, Copy)]
+struct Turns<'a>(&'a [Option<TurnLabels>]);
+
+impl<'a> Turns<'a> {
+    fn at(self, t: usize) -> Option<&'a TurnLabels> {
+        self.0.get(t).and_then(Option::as_ref)
+    }
+}
+
+/// Judging one dialogue, task by task: each method returns the dialogue's
+/// counts and records missing labels and sweep items as it goes.
+impl Judgement {
+    fn push(&mut self, task: Task, counts: Counts) {
+        self.per_dialogue.entry(task).or_default().push(counts);
+    }
+
+    fn missing(&mut self, task: Task) {
+        *self.missing_items.entry(task).or_default() += 1;
+    }
+
+    fn sweep(&mut self, task: Task, confidence: f64, right: bool) {
+        self.sweep_items
+            .entry(task)
+            .or_default()
+            .push((confidence, right));
+    }
+
+    /// Intent or failure point: classification per turn with gold.
+    fn classes(
+        &mut self,
+        task: Task,
+        gold_labels: &[Option<String>],
+        classes: &[String],
+        turns: Turns,
+    ) -> Counts {
+        let mut pairs = Vec::new();
+        for (t, gold_label) in gold_labels.iter().enumerate() {
+            let Some(gold_label) = gold_label else {
+                continue;
+            };
+            let Some(gold_index) = Vocabulary::index(classes, gold_label) else {
+                continue;
+            };
+            let (label, prob) = match (task, turns.at(t)) {
+                (Task::Intent, Some(l)) => (l.intent.as_deref(), l.intent_prob),
+                (_, Some(l)) => (l.failure_point.as_deref(), l.failure_point_prob),
+                (_, None) => (None, None),
+            };
+            if label.is_none() {
+                self.missing(task);
+            }
+            let mut predicted = label.and_then(|l| Vocabulary::index(classes, l));
+            // Gold `defect` (a response failed, stage unknown: USS ratings):
+            // any named failure stage is right; only `correct` (or no label) is wrong.
+            if task == Task::FailurePoint
+                && gold_label == DEFECT
+                && label.is_some_and(|l| l != CORRECT)
+            {
+                predicted = Some(gold_index);
+            }
+            pairs.push((gold_index, predicted));
+            if let Some(p) = prob {
+                self.sweep(task, p as f64, predicted == Some(gold_index));
+            }
+        }
+        if task == Task::FailurePoint {
+            self.failure_pairs.extend_from_slice(&pairs);
+        }
+        classification_counts(&pairs, classes.len())
+    }
+
+    /// Slots: exact spans on turns with gold.
+    fn slots(&mut self, gold_slots: &[Option<Vec<SlotSpan>>], turns: Turns) -> Counts {
         let mut slots = Counts::default();
-        for (t, gold_spans) in g.slots.iter().enumerate() {
+        for (t, gold_spans) in gold_slots.iter().enumerate() {
             let Some(gold_spans) = gold_spans else {
                 continue;
             };
-            let predicted = at(t).and_then(|l| l.slots.as_ref());
+            let predicted = turns.at(t).and_then(|l| l.slots.as_ref());
             if predicted.is_none() {
-                missing(&mut j, Task::Slots);
+                self.missing(Task::Slots);
             }
             let counts = span_counts(gold_spans, predicted.map(Vec::as_slice).unwrap_or(&[]));
             let exact = counts.correct == 1 && predicted.is_some();
-            if let Some(p) = at(t).and_then(|l| l.slots_prob) {
-                j.sweep_items
-                    .entry(Task::Slots)
-                    .or_default()
-                    .push((p as f64, exact));
+            if let Some(p) = turns.at(t).and_then(|l| l.slots_prob) {
+                self.sweep(Task::Slots, p as f64, exact);
             }
             slots.add(&Counts {
                 correct: u64::from(exact),
                 ..counts
             });
         }
-        j.per_dialogue.entry(Task::Slots).or_default().push(slots);
-
-        // Goal segmentation and goal success need the dialogue's gold segmentation.
-        let (segmentation, success) = match &g.segmentation {
-            None => (Counts::default(), Counts::default()),
-            Some(gold_goals) => {
-                // A turn with no predicted goal id continues the previous goal.
-                let mut predicted = Vec::with_capacity(gold_goals.len());
-                let mut last = 0;
-                let mut any_missing = false;
-                for t in 0..gold_goals.len() {
-                    match at(t).and_then(|l| l.goal_id) {
-                        Some(goal) => last = goal,
-                        None => any_missing = true,
-                    }
-                    predicted.push(last);
-                }
-                if any_missing {
-                    missing(&mut j, Task::GoalSegmentation);
-                }
-                for t in 1..gold_goals.len() {
-                    if let Some(p) = at(t).and_then(|l| l.goal_boundary_prob) {
-                        let says_boundary = predicted[t] != predicted[t - 1];
-                        let confidence = if says_boundary { p } else { 1.0 - p };
-                        let right = says_boundary == (gold_goals[t] != gold_goals[t - 1]);
-                        j.sweep_items
-                            .entry(Task::GoalSegmentation)
-                            .or_default()
-                            .push((confidence as f64, right));
-                    }
-                }
-                let segmentation = segmentation_counts(gold_goals, &predicted, pk_window);
-                let mut pairs = Vec::new();
-                for &(start, end, gold_success) in &g.goals {
-                    let Some(gold_success) = gold_success else {
-                        continue;
-                    };
-                    let (value, confidence) =
-                        goal_success_of(&(start..end).map(at).collect::<Vec<_>>());
-                    if value.is_none() {
-                        missing(&mut j, Task::GoalSuccess);
-                    }
-                    let class = |s: bool| if s { SUCCESS } else { FAILURE };
-                    pairs.push((class(gold_success), value.map(class)));
-                    if let Some(c) = confidence {
-                        j.sweep_items
-                            .entry(Task::GoalSuccess)
-                            .or_default()
-                            .push((c, value == Some(gold_success)));
-                    }
-                }
-                (segmentation, classification_counts(&pairs, 2))
-            }
-        };
-        j.per_dialogue
-            .entry(Task::GoalSegmentation)
-            .or_default()
-            .push(segmentation);
-        j.per_dialogue
-            .entry(Task::GoalSuccess)
-            .or_default()
-            .push(success);
+        slots
     }
-    j
+
+    /// Goal segmentation against the gold goal id per turn; each boundary
+    /// decision with a probability is a sweep item.
+    fn segmentation(&mut self, gold_goals: &[i32], turns: Turns, pk_window: usize) -> Counts {
+        let predicted = self.predicted_goals(gold_goals.len(), turns);
+        for t in 1..gold_goals.len() {
+            if let Some(p) = turns.at(t).and_then(|l| l.goal_boundary_prob) {
+                let says_boundary = predicted[t] != predicted[t - 1];
+                let confidence = if says_boundary { p } else { 1.0 - p };
+                let right = says_boundary == (gold_goals[t] != gold_goals[t - 1]);
+                self.sweep(Task::GoalSegmentation, confidence as f64, right);
+            }
+        }
+        segmentation_counts(gold_goals, &predicted, pk_window)
+    }
+
+    /// The system's goal id per turn; a turn with no predicted goal id
+    /// continues the previous goal (and counts the dialogue as missing).
+    fn predicted_goals(&mut self, len: usize, turns: Turns) -> Vec<i32> {
+        let mut predicted = Vec::with_capacity(len);
+        let mut last = 0;
+        let mut any_missing = false;
+        for t in 0..len {
+            match turns.at(t).and_then(|l| l.goal_id) {
+                Some(goal) => last = goal,
+                None => any_missing = true,
+            }
+            predicted.push(last);
+        }
+        if any_missing {
+            self.missing(Task::GoalSegmentation);
+        }
+        predicted
+    }
+
+    /// Goal success per gold goal with agreed gold, from the system's
+    /// labels over the goal's turns.
+    fn goal_success(&mut self, goals: &[(usize, usize, Option<bool>)], turns: Turns) -> Counts {
+        let class = |s: bool| if s { SUCCESS } else { FAILURE };
+        let mut pairs = Vec::new();
+        for &(start, end, gold_success) in goals {
+            let Some(gold_success) = gold_success else {
+                continue;
+            };
+            let (value, confidence) =
+                goal_success_of(&(start..end).map(|t| turns.at(t)).collect::<Vec<_>>());
+            if value.is_none() {
+                self.missing(Task::GoalSuccess);
+            }
+            pairs.push((class(gold_success), value.map(class)));
+            if let Some(c) = confidence {
+                self.sweep(Task::GoalSuccess, c, value == Some(gold_success));
+            }
+        }
+        classification_counts(&pairs, 2)
+    }
 }
 
 /// A system's success label for a gold goal: the majority of its per-turn
@@ -336,13 +405,42 @@ pub fn agreement(a: &SystemLabels, b: &SystemLabels) -> BTreeMap<Task, f64> {
 mod tests {
     use super::*;
     use crate::eval::gold::{GoldPolicy, derive};
-    use crate::eval::report::total;
+    use crate::eval::results::total;
 
     fn fp(value: Option<&str>) -> Option<TurnLabels> {
         Some(TurnLabels {
             failure_point: value.map(str::to_string),
             ..TurnLabels::default()
         })
+    }
+
+    #[test]
+    fn the_vocabulary_is_sorted_and_holds_every_pipeline_stage() {
+        let labels = |intent: &str, failure: &str| TurnLabels {
+            intent: Some(intent.into()),
+            failure_point: Some(failure.into()),
+            ..TurnLabels::default()
+        };
+        let a: SystemLabels = [(
+            "d".to_string(),
+            vec![Some(labels("b_intent", "defect")), None],
+        )]
+        .into_iter()
+        .collect();
+        let b: SystemLabels = [("d".to_string(), vec![Some(labels("a_intent", "nlu"))])]
+            .into_iter()
+            .collect();
+        let vocabulary = Vocabulary::from_systems(&[&a, &b]);
+        assert_eq!(vocabulary.intent, ["a_intent", "b_intent"]);
+        let classes = &vocabulary.failure_point;
+        assert!(
+            classes.is_sorted(),
+            "judge() binary-searches it: {classes:?}"
+        );
+        assert!(classes.iter().any(|c| c == "defect"));
+        for stage in FailurePoint::PIPELINE {
+            assert!(classes.iter().any(|c| c == stage.as_str()), "{stage:?}");
+        }
     }
 
     #[test]

@@ -1,54 +1,23 @@
-//! The evaluation report: what was measured, as JSON for machines and
-//! Markdown for people.
+//! The evaluation report as a whole: what was measured, section by section
+//! (serialised as report.json), and the builders of the sections that are
+//! not per-system results. `render` turns it into Markdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::gold::GoldPolicy;
-use super::judge::{FAILURE, Judgement, Task};
-use super::metrics::{Counts, Prf, SweepPoint, bootstrap_cis, paired_bootstrap};
-use super::subset::{self, SubsetReport};
+use super::gold::{GoldDialogue, GoldPolicy, SystemLabels};
+use super::judge::{JudgedSystem, Judgement, Task, agreement};
+use super::metrics::{self, SweepPoint};
+use super::results::{HUMAN_LEAVE_ONE_OUT, PREDICTION};
+use super::subset::SubsetReport;
+use crate::data::tables::FailurePoint;
 
-/// A metric with its 95% bootstrap interval (dialogues resampled).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Estimate {
-    pub value: f64,
-    pub ci95: [f64; 2],
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Comparison {
-    pub baseline: String,
-    pub metric: &'static str,
-    /// This system minus the baseline.
-    pub delta: f64,
-    /// Paired bootstrap, two-sided: how often the lead's sign flips.
-    pub p_value: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskResult {
-    /// Gold items judged (turns, goals or dialogues, see `unit`).
-    pub items: u64,
-    pub unit: &'static str,
-    /// Gold items this system gave no label for (counted as wrong).
-    pub missing: usize,
-    pub headline: &'static str,
-    pub metrics: BTreeMap<&'static str, Estimate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub per_class: Option<BTreeMap<String, Prf>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vs_baseline: Option<Comparison>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SystemResult {
-    pub name: String,
-    /// prediction | annotator | human_leave_one_out
-    pub kind: &'static str,
-    pub tasks: BTreeMap<Task, TaskResult>,
-}
+// The per-system results moved to `results`; kept at their old paths for
+// code written against them (pipeline's promotion check uses two).
+pub use super::results::{
+    Comparison, Estimate, SystemResult, TaskResult, items, task_metrics, total,
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemCount {
@@ -124,380 +93,342 @@ pub struct EvalReport {
     pub settings: Settings,
 }
 
-type Stat = fn(&Counts) -> f64;
-
-/// The metrics reported per task; the first is the headline.
-pub fn task_metrics(task: Task) -> &'static [(&'static str, Stat)] {
-    match task {
-        Task::GoalSegmentation => &[
-            ("boundary_f1", |c| c.prf().f1),
-            ("boundary_precision", |c| c.prf().precision),
-            ("boundary_recall", |c| c.prf().recall),
-            ("pk", |c| c.pk().unwrap_or(f64::NAN)),
-            ("window_diff", |c| c.window_diff().unwrap_or(f64::NAN)),
-            ("boundary_decision_accuracy", |c| c.accuracy()),
-        ],
-        Task::GoalSuccess => &[
-            ("accuracy", |c| c.accuracy()),
-            ("failure_f1", |c| c.class_prf(FAILURE).f1),
-        ],
-        Task::Intent | Task::FailurePoint => &[
-            ("accuracy", |c| c.accuracy()),
-            ("macro_f1", |c| c.macro_f1()),
-        ],
-        Task::Slots => &[
-            ("f1", |c| c.prf().f1),
-            ("precision", |c| c.prf().precision),
-            ("recall", |c| c.prf().recall),
-            ("exact_turn_accuracy", |c| c.accuracy()),
-        ],
-    }
-}
-
-pub fn total(per_dialogue: &[Counts]) -> Counts {
-    let mut sum = Counts::default();
-    for c in per_dialogue {
-        sum.add(c);
-    }
-    sum
-}
-
-/// Items of a task, from its counts.
-pub fn items(task: Task, counts: &Counts, per_dialogue: &[Counts]) -> u64 {
-    match task {
-        Task::GoalSegmentation => per_dialogue
-            .iter()
-            .filter(|c| c.total > 0 || c.windows > 0)
-            .count() as u64,
-        _ => counts.total,
-    }
-}
-
-/// The given tasks of one system, with bootstrap intervals; `class_names`
-/// names the failure classes for per-class figures.
-#[allow(clippy::too_many_arguments)]
-pub fn system_result(
-    name: &str,
-    kind: &'static str,
-    judgement: &Judgement,
-    baseline: Option<(&str, &Judgement)>,
-    class_names: &[String],
-    resamples: usize,
-    seed: u64,
-    tasks_judged: &[Task],
-) -> SystemResult {
-    let mut tasks = BTreeMap::new();
-    for &task in tasks_judged {
-        let per_dialogue = &judgement.per_dialogue[&task];
-        let counts = total(per_dialogue);
-        let metrics = task_metrics(task);
-        let stats: Vec<&(dyn Fn(&Counts) -> f64 + Sync)> = metrics
-            .iter()
-            .map(|(_, f)| f as &(dyn Fn(&Counts) -> f64 + Sync))
-            .collect();
-        let intervals = if resamples > 0 {
-            bootstrap_cis(per_dialogue, &stats, resamples, 0.95, seed)
-        } else {
-            vec![(f64::NAN, f64::NAN); metrics.len()]
-        };
-        let estimates = metrics
-            .iter()
-            .zip(intervals)
-            .map(|((metric, f), (lo, hi))| {
+/// What the gold holds per task: items with gold and without.
+pub fn gold_summary(
+    policy: GoldPolicy,
+    annotators: &[String],
+    gold: &[(String, GoldDialogue)],
+) -> GoldSummary {
+    let count = |f: &dyn Fn(&GoldDialogue) -> (u64, u64)| {
+        gold.iter()
+            .map(|(_, g)| f(g))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let turn_level = |v: &dyn Fn(&GoldDialogue) -> Vec<bool>| {
+        count(&|g| {
+            let has = v(g);
+            (
+                has.iter().filter(|h| **h).count() as u64,
+                has.iter().filter(|h| !**h).count() as u64,
+            )
+        })
+    };
+    let entries: [(Task, (u64, u64)); 5] = [
+        (
+            Task::GoalSegmentation,
+            count(&|g| {
                 (
-                    *metric,
-                    Estimate {
-                        value: f(&counts),
-                        ci95: [lo, hi],
-                    },
+                    u64::from(g.segmentation.is_some()),
+                    u64::from(g.segmentation.is_none()),
                 )
-            })
-            .collect();
-        let per_class = (task == Task::FailurePoint).then(|| {
-            class_names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.clone(), counts.class_prf(i)))
-                .collect()
-        });
-        let vs_baseline = baseline
-            .filter(|_| resamples > 0)
-            .map(|(baseline_name, b)| {
-                let (metric, stat) = metrics[0];
-                let (delta, p_value) =
-                    paired_bootstrap(per_dialogue, &b.per_dialogue[&task], stat, resamples, seed);
-                Comparison {
-                    baseline: baseline_name.to_string(),
-                    metric,
-                    delta,
-                    p_value,
-                }
-            });
-        tasks.insert(
-            task,
-            TaskResult {
-                items: items(task, &counts, per_dialogue),
+            }),
+        ),
+        (
+            Task::GoalSuccess,
+            count(&|g| {
+                let agreed = g.goals.iter().filter(|goal| goal.2.is_some()).count() as u64;
+                (agreed, g.goals.len() as u64 - agreed)
+            }),
+        ),
+        (
+            Task::Intent,
+            turn_level(&|g| g.intent.iter().map(Option::is_some).collect()),
+        ),
+        (
+            Task::Slots,
+            turn_level(&|g| g.slots.iter().map(Option::is_some).collect()),
+        ),
+        (
+            Task::FailurePoint,
+            turn_level(&|g| g.failure_point.iter().map(Option::is_some).collect()),
+        ),
+    ];
+    let items = entries
+        .into_iter()
+        .map(|(task, (with_gold, without_gold))| {
+            let count = ItemCount {
+                with_gold,
+                without_gold,
                 unit: task.unit(),
-                missing: judgement.missing_items.get(&task).copied().unwrap_or(0),
-                headline: metrics[0].0,
-                metrics: estimates,
-                per_class,
-                vs_baseline,
-            },
-        );
-    }
-    SystemResult {
-        name: name.to_string(),
-        kind,
-        tasks,
-    }
-}
-
-pub(super) fn fmt(v: f64) -> String {
-    if v.is_nan() {
-        "n/a".into()
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-pub(super) fn fmt_estimate(e: &Estimate) -> String {
-    if e.ci95[0].is_nan() {
-        fmt(e.value)
-    } else {
-        format!("{} [{}, {}]", fmt(e.value), fmt(e.ci95[0]), fmt(e.ci95[1]))
-    }
-}
-
-/// The report for people.
-pub fn markdown(report: &EvalReport) -> String {
-    let mut md = String::new();
-    let gold = &report.gold;
-    md += "# labelgen evaluation\n\n";
-    md += &format!(
-        "Gold: **{}** agreement of annotators {} over {} dialogues. Every system is judged on the same gold items; \
-         figures are point estimates with 95% bootstrap intervals (dialogues resampled, {} resamples). \
-         Human leave-one-out judges each gold annotator against the gold of the other two (on the items those two agree on).\n\n",
-        match gold.policy {
-            GoldPolicy::Unanimous => "unanimous",
-            GoldPolicy::Majority => "majority",
-        },
-        gold.annotators.join(", "),
-        gold.dialogues,
-        report.settings.bootstrap_resamples
-    );
-    md += "| task | unit | items with gold | without gold (excluded) |\n| --- | --- | ---: | ---: |\n";
-    for (task, c) in &gold.items {
-        md += &format!(
-            "| {} | {} | {} | {} |\n",
-            task.name(),
-            c.unit,
-            c.with_gold,
-            c.without_gold
-        );
-    }
-    md += "\n## Headline metrics\n\n| task | metric |";
-    for s in &report.systems {
-        md += &format!(" {} |", s.name);
-    }
-    md += "\n| --- | --- |";
-    for _ in &report.systems {
-        md += " --- |";
-    }
-    md += "\n";
-    for task in Task::ALL {
-        for (metric, _) in task_metrics(task) {
-            md += &format!("| {} | {} |", task.name(), metric);
-            for s in &report.systems {
-                let cell = s
-                    .tasks
-                    .get(&task)
-                    .and_then(|t| t.metrics.get(metric))
-                    .map(fmt_estimate)
-                    .unwrap_or_default();
-                md += &format!(" {cell} |");
-            }
-            md += "\n";
-        }
-    }
-    let comparisons: Vec<String> = report
-        .systems
-        .iter()
-        .flat_map(|s| {
-            s.tasks.iter().filter_map(move |(task, t)| {
-                t.vs_baseline.as_ref().map(|c| {
-                    format!(
-                        "| {} | {} | {} | {:+.3} | {} |\n",
-                        s.name,
-                        task.name(),
-                        c.metric,
-                        c.delta,
-                        fmt(c.p_value)
-                    )
-                })
-            })
+            };
+            (task, count)
         })
         .collect();
-    if !comparisons.is_empty() {
-        let baseline = report
-            .systems
-            .iter()
-            .flat_map(|s| s.tasks.values())
-            .find_map(|t| t.vs_baseline.as_ref())
-            .map(|c| c.baseline.clone())
-            .unwrap_or_default();
-        md += &format!(
-            "\n## Against the {baseline} annotator (paired bootstrap)\n\n| system | task | metric | difference | p-value |\n| --- | --- | --- | ---: | ---: |\n"
-        );
-        for row in comparisons {
-            md += &row;
-        }
+    GoldSummary {
+        policy,
+        annotators: annotators.to_vec(),
+        dialogues: gold.len(),
+        items,
     }
-    if let Some(context) = report.subsets.get(subset::CONTEXT_SUBSET) {
-        md += &subset::markdown(context);
-    }
-    md += "\n## Failure point\n\n";
-    for (system, ratio) in &report.failure_point_vs_human {
-        md += &format!(
-            "- {system}: accuracy is **{:.1}%** of human leave-one-out accuracy.\n",
-            ratio * 100.0
-        );
-    }
-    md += "\nPer class (P / R / F1):\n\n| class |";
-    let with_classes: Vec<&SystemResult> = report
-        .systems
+}
+
+/// Failure point accuracy of every system as a share of the human
+/// leave-one-out accuracy; empty when there is no human row.
+pub fn failure_point_vs_human(systems: &[SystemResult]) -> BTreeMap<String, f64> {
+    let accuracy = |s: &SystemResult| s.tasks[&Task::FailurePoint].metrics["accuracy"].value;
+    let Some(human) = systems.iter().find(|s| s.kind == HUMAN_LEAVE_ONE_OUT) else {
+        return BTreeMap::new();
+    };
+    let human_accuracy = accuracy(human);
+    systems
         .iter()
-        .filter(|s| {
-            s.tasks
-                .get(&Task::FailurePoint)
-                .is_some_and(|t| t.per_class.is_some())
+        .filter(|s| s.kind != HUMAN_LEAVE_ONE_OUT)
+        .map(|s| (s.name.clone(), accuracy(s) / human_accuracy))
+        .collect()
+}
+
+/// Failure point confusion matrix of every judged system.
+pub fn confusion(judged: &[JudgedSystem], classes: usize) -> BTreeMap<String, Vec<Vec<u64>>> {
+    judged
+        .iter()
+        .map(|s| {
+            let matrix = metrics::confusion_matrix(&s.judgement.failure_pairs, classes);
+            (s.name.clone(), matrix)
         })
-        .collect();
-    for s in &with_classes {
-        md += &format!(" {} |", s.name);
-    }
-    md += "\n| --- |";
-    for _ in &with_classes {
-        md += " --- |";
-    }
-    md += "\n";
-    for class in &report.confusion_labels {
-        md += &format!("| {class} |");
-        for s in &with_classes {
-            let prf = s.tasks[&Task::FailurePoint]
-                .per_class
-                .as_ref()
-                .and_then(|p| p.get(class));
-            let cell = prf
-                .map(|p| format!("{:.2} / {:.2} / {:.2}", p.precision, p.recall, p.f1))
-                .unwrap_or_default();
-            md += &format!(" {cell} |");
+        .collect()
+}
+
+/// Sweep thresholds: every 0.02 from 0 to 1, and finer near 1 where
+/// calibrated models keep most of their confident items.
+fn thresholds() -> Vec<f64> {
+    let mut t: Vec<f64> = (0..50).map(|i| i as f64 * 0.02).collect();
+    t.extend((0..=20).map(|i| 0.98 + i as f64 * 0.001));
+    t
+}
+
+/// Threshold sweeps of the predictions with confidences, per task, against
+/// the baseline annotator's precision on the same items. `turns_judged`
+/// (turns of the gold dialogues) prices the coverage in annotator-hours.
+pub fn threshold_sweeps(
+    judged: &[JudgedSystem],
+    baseline: Option<&Judgement>,
+    turns_judged: u64,
+    annotator_turns_per_hour: f64,
+) -> BTreeMap<String, BTreeMap<Task, SweepReport>> {
+    let sweep = |task: Task, items: &[(f64, bool)]| {
+        let points = metrics::threshold_sweep(items, &thresholds());
+        let baseline_precision = baseline
+            .map(|b| total(&b.per_dialogue[&task]).accuracy())
+            .unwrap_or(f64::NAN);
+        let beats = metrics::first_threshold_beating(&points, baseline_precision);
+        let hours = beats.map(|p| p.coverage * turns_judged as f64 / annotator_turns_per_hour);
+        SweepReport {
+            points,
+            baseline_precision,
+            beats_baseline_at: beats,
+            annotator_hours_saved: hours,
         }
-        md += "\n";
-    }
-    for (system, matrix) in &report.confusion {
-        md += &format!(
-            "\nConfusion matrix, {system} (rows gold, columns predicted; see plots/confusion_{system}.svg):\n\n| gold \\ predicted |"
-        );
-        for label in &report.confusion_labels {
-            md += &format!(" {label} |");
-        }
-        md += " withheld |\n| --- |";
-        for _ in 0..=report.confusion_labels.len() {
-            md += " ---: |";
-        }
-        md += "\n";
-        for (label, row) in report.confusion_labels.iter().zip(matrix) {
-            md += &format!("| {label} |");
-            for v in row {
-                md += &format!(" {v} |");
-            }
-            md += "\n";
-        }
-    }
-    if !report.threshold_sweeps.is_empty() {
-        md += "\n## Confidence thresholds\n\nPrecision (accuracy on the items labelled) against coverage as the confidence threshold rises; \
-               the lowest threshold at which the system beats the baseline annotator, and the annotator-hours its covered turns would have cost \
-               (plots/sweep_*.svg).\n\n| system | task | baseline precision | beats it at threshold | coverage there | precision there | annotator-hours saved |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n";
-        for (system, sweeps) in &report.threshold_sweeps {
-            for (task, sweep) in sweeps {
-                match &sweep.beats_baseline_at {
-                    Some(p) => {
-                        md += &format!(
-                            "| {system} | {} | {} | {:.2} | {:.1}% | {} | {} |\n",
-                            task.name(),
-                            fmt(sweep.baseline_precision),
-                            p.threshold,
-                            p.coverage * 100.0,
-                            fmt(p.precision),
-                            sweep
-                                .annotator_hours_saved
-                                .map(|h| format!("{h:.1}"))
-                                .unwrap_or_default()
-                        )
-                    }
-                    None => {
-                        md += &format!(
-                            "| {system} | {} | {} | never | | | |\n",
-                            task.name(),
-                            fmt(sweep.baseline_precision)
-                        )
-                    }
-                }
-            }
-        }
-        md += &format!(
-            "\n(A human annotator labels {} turns per hour: `--annotator-turns-per-hour`.)\n",
-            report.settings.annotator_turns_per_hour
-        );
-    }
-    md += "\n## Annotators\n\nAgainst the gold of the others (headline metric per task), and agreement with each other system (share of turns with the same label):\n\n| annotator | task | vs gold of others | agreement |\n| --- | --- | ---: | --- |\n";
-    for (annotator, q) in &report.annotators {
-        for (task, v) in &q.vs_gold_of_others {
-            let agreement: Vec<String> = q
-                .agreement_with
-                .iter()
-                .filter_map(|(other, by_task)| {
-                    by_task.get(task).map(|a| format!("{other} {}", fmt(*a)))
-                })
+    };
+    judged
+        .iter()
+        .filter(|s| s.kind == PREDICTION)
+        .map(|s| {
+            let by_task = Task::ALL
+                .into_iter()
+                .map(|task| (task, &s.judgement.sweep_items[&task]))
+                .filter(|(_, items)| !items.is_empty())
+                .map(|(task, items)| (task, sweep(task, items)))
                 .collect();
-            md += &format!(
-                "| {annotator} | {} | {} | {} |\n",
-                task.name(),
-                fmt(*v),
-                agreement.join(", ")
-            );
-        }
-    }
-    md += &format!(
-        "\n{} items for re-annotation are listed in review.parquet and review_label_studio.json.\n",
-        report.review_items
-    );
-    md += "\n## Inputs\n\n";
-    for (name, check) in &report.inputs {
-        md += &format!(
-            "- {name}: {} dialogues; {} gold dialogues missing from it{}; {} dialogues not in the gold{}.\n",
-            check.dialogues,
-            check.missing_dialogues,
-            if check.examples_missing.is_empty() {
-                String::new()
-            } else {
-                format!(" (e.g. {})", check.examples_missing.join(", "))
-            },
-            check.extra_dialogues,
-            if check.examples_extra.is_empty() {
-                String::new()
-            } else {
-                format!(" (e.g. {})", check.examples_extra.join(", "))
+            (s.name.clone(), by_task)
+        })
+        .collect()
+}
+
+/// Each system in `everyone` that has a result in `results` (the first of
+/// its name): its headline per task, and its agreement with everyone else.
+pub fn annotator_quality(
+    everyone: &[(&str, &SystemLabels)],
+    results: &[&SystemResult],
+) -> BTreeMap<String, AnnotatorQuality> {
+    let mut quality = BTreeMap::new();
+    for (name, labels) in everyone {
+        let Some(result) = results.iter().find(|r| r.name == *name) else {
+            continue;
+        };
+        let vs_gold_of_others = result
+            .tasks
+            .iter()
+            .map(|(t, r)| (*t, r.metrics[r.headline].value))
+            .collect();
+        let agreement_with = everyone
+            .iter()
+            .filter(|(other, _)| other != name)
+            .map(|(other, b)| (other.to_string(), agreement(labels, b)))
+            .collect();
+        quality.insert(
+            name.to_string(),
+            AnnotatorQuality {
+                vs_gold_of_others,
+                agreement_with,
             },
         );
-        for (task, labels) in &check.unknown_labels {
-            let list: Vec<String> = labels.iter().map(|(l, n)| format!("{l} ({n})")).collect();
-            md += &format!(
-                "  - {task} labels the gold never uses: {}\n",
-                list.join(", ")
-            );
+    }
+    quality
+}
+
+/// Whether each prediction covers the gold, with the gold's labels.
+pub fn input_checks(
+    preds: &[(String, SystemLabels)],
+    gold: &[(String, GoldDialogue)],
+) -> BTreeMap<String, InputCheck> {
+    let dialogues: BTreeSet<&String> = gold.iter().map(|(d, _)| d).collect();
+    let intents: BTreeSet<&String> = gold
+        .iter()
+        .flat_map(|(_, g)| g.intent.iter().flatten())
+        .collect();
+    preds
+        .iter()
+        .map(|(name, labels)| (name.clone(), input_check(labels, &dialogues, &intents)))
+        .collect()
+}
+
+fn input_check(
+    labels: &SystemLabels,
+    gold_dialogues: &BTreeSet<&String>,
+    gold_intents: &BTreeSet<&String>,
+) -> InputCheck {
+    let mut missing: Vec<&String> = gold_dialogues
+        .iter()
+        .filter(|d| !labels.contains_key(d.as_str()))
+        .copied()
+        .collect();
+    missing.sort();
+    let mut extra: Vec<&String> = labels
+        .keys()
+        .filter(|d| !gold_dialogues.contains(d))
+        .collect();
+    extra.sort();
+    InputCheck {
+        dialogues: labels.len(),
+        missing_dialogues: missing.len(),
+        extra_dialogues: extra.len(),
+        examples_missing: missing.iter().take(5).map(|d| d.to_string()).collect(),
+        examples_extra: extra.iter().take(5).map(|d| d.to_string()).collect(),
+        unknown_labels: unknown_labels(labels, gold_intents),
+    }
+}
+
+/// Intents the gold never uses and failure points that are no class, with
+/// their counts.
+fn unknown_labels(
+    labels: &SystemLabels,
+    gold_intents: &BTreeSet<&String>,
+) -> BTreeMap<&'static str, BTreeMap<String, usize>> {
+    let mut unknown: BTreeMap<&'static str, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut count = |task: &'static str, label: &String| {
+        *unknown
+            .entry(task)
+            .or_default()
+            .entry(label.clone())
+            .or_default() += 1;
+    };
+    for turn in labels.values().flatten().flatten() {
+        if let Some(intent) = &turn.intent
+            && !gold_intents.contains(intent)
+        {
+            count("intent", intent);
+        }
+        if let Some(f) = &turn.failure_point
+            && FailurePoint::parse(f).is_none()
+        {
+            count("failure_point", f);
         }
     }
-    md
+    unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::gold::TurnLabels;
+    use crate::eval::results::ANNOTATOR;
+
+    fn with_failure_accuracy(name: &str, kind: &'static str, accuracy: f64) -> SystemResult {
+        let result = TaskResult {
+            items: 10,
+            unit: "turn",
+            missing: 0,
+            headline: "accuracy",
+            metrics: BTreeMap::from([(
+                "accuracy",
+                Estimate {
+                    value: accuracy,
+                    ci95: [f64::NAN, f64::NAN],
+                },
+            )]),
+            per_class: None,
+            vs_baseline: None,
+        };
+        SystemResult {
+            name: name.into(),
+            kind,
+            tasks: BTreeMap::from([(Task::FailurePoint, result)]),
+        }
+    }
+
+    #[test]
+    fn failure_point_is_a_share_of_the_human_row_and_absent_without_one() {
+        let model = with_failure_accuracy("model", PREDICTION, 0.6);
+        let single = with_failure_accuracy("single", ANNOTATOR, 0.7);
+        let human = with_failure_accuracy(HUMAN_LEAVE_ONE_OUT, HUMAN_LEAVE_ONE_OUT, 0.8);
+        let shares = failure_point_vs_human(&[model.clone(), single, human]);
+        assert_eq!(shares.len(), 2, "{shares:?}");
+        assert!((shares["model"] - 0.75).abs() < 1e-12);
+        assert!(failure_point_vs_human(&[model]).is_empty());
+    }
+
+    #[test]
+    fn input_checks_name_missing_and_extra_dialogues_and_unknown_labels() {
+        let gold: Vec<(String, GoldDialogue)> = ["d1", "d2"]
+            .map(|d| {
+                let g = GoldDialogue {
+                    intent: vec![Some("PlayMusic".to_string())],
+                    ..GoldDialogue::default()
+                };
+                (d.to_string(), g)
+            })
+            .to_vec();
+        let turn = TurnLabels {
+            intent: Some("Dance".into()),
+            failure_point: Some("gremlins".into()),
+            ..TurnLabels::default()
+        };
+        let labels: SystemLabels = [("d1", turn.clone()), ("d9", turn)]
+            .into_iter()
+            .map(|(d, t)| (d.to_string(), vec![Some(t)]))
+            .collect();
+        let checks = input_checks(&[("model".to_string(), labels)], &gold);
+        let check = &checks["model"];
+        assert_eq!(check.examples_missing, ["d2"]);
+        assert_eq!(check.examples_extra, ["d9"]);
+        assert_eq!(check.unknown_labels["intent"]["Dance"], 2);
+        assert_eq!(check.unknown_labels["failure_point"]["gremlins"], 2);
+    }
+
+    #[test]
+    fn only_predictions_are_swept() {
+        let mut judgement = Judgement::default();
+        for task in Task::ALL {
+            judgement.sweep_items.insert(task, Vec::new());
+        }
+        judgement
+            .sweep_items
+            .insert(Task::Intent, vec![(0.99, true), (0.5, false)]);
+        let prediction = JudgedSystem {
+            name: "model".into(),
+            kind: PREDICTION,
+            judgement,
+        };
+        let annotator = JudgedSystem {
+            name: "single".into(),
+            kind: ANNOTATOR,
+            judgement: Judgement::default(),
+        };
+        let sweeps = threshold_sweeps(&[prediction, annotator], None, 100, 50.0);
+        assert_eq!(sweeps.keys().collect::<Vec<_>>(), ["model"]);
+        let intent = &sweeps["model"][&Task::Intent];
+        assert!(intent.baseline_precision.is_nan(), "no baseline annotator");
+        assert!(intent.beats_baseline_at.is_none());
+        assert_eq!(sweeps["model"].len(), 1, "tasks without items are left out");
+    }
 }

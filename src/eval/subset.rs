@@ -4,6 +4,8 @@
 //! dialogue must beat a contextless one on exactly these turns, so the
 //! subset carries intervals and a paired test of every prediction against
 //! every other system.
+//!
+//! Its Markdown section is written by `render`; this module only measures.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +14,10 @@ use serde::Serialize;
 use super::gold::{self, GoldDialogue, SystemLabels};
 use super::judge::{Judgement, Task, Vocabulary, judge};
 use super::metrics::paired_bootstrap;
-use super::report::{SystemResult, TaskResult, fmt, fmt_estimate, system_result, task_metrics};
+use super::results::{
+    ANNOTATOR, Bootstrap, PREDICTION, SystemResult, TaskResult, mean_result, system_result,
+    task_metrics,
+};
 
 /// The key of the context subset under `subsets` in report.json.
 pub const CONTEXT_SUBSET: &str = "context";
@@ -97,143 +102,45 @@ pub struct ContextInputs<'a> {
     pub leave_one_out: &'a [LeftOut<'a>],
     pub vocabulary: &'a Vocabulary,
     pub pk_window: usize,
-    pub resamples: usize,
-    pub seed: u64,
+    pub bootstrap: Bootstrap,
 }
+
+/// A system judged on the subset: (name, kind, judgement).
+type Judged<'a> = (&'a str, &'static str, Judgement);
 
 /// The systems judged on the turns whose meaning needs context, or a report
 /// that says the subset is unavailable when no row marks such a turn.
 pub fn context_report(inputs: &ContextInputs) -> SubsetReport {
     let marked_by = inputs.marked_by;
     let Some(marks) = inputs.marks.filter(|m| gold::has_context_marks(m)) else {
-        return SubsetReport {
-            available: false,
-            definition: format!(
-                "unavailable: no `{marked_by}` row of the gold table has a `context` value \
-                 (the optional column saying why a turn's meaning needs context; \
-                 `labelgen simulate` writes it), so those turns cannot be told apart"
-            ),
-            marked_by: marked_by.to_string(),
-            dialogues: 0,
-            marked_turns: 0,
-            reasons: BTreeMap::new(),
-            intent: None,
-            slots: None,
-        };
+        return SubsetReport::unavailable(marked_by);
     };
     let subset = gold::context_subset(inputs.gold, marks);
     let (marked_turns, reasons) = gold::context_reasons(inputs.gold, marks);
-    let judgements: Vec<(&str, &'static str, Judgement)> = inputs
+    let judgements: Vec<Judged> = inputs
         .systems
         .iter()
         .map(|(name, kind, labels)| {
-            (
-                *name,
-                *kind,
-                judge(labels, &subset, inputs.vocabulary, inputs.pk_window),
-            )
+            let judgement = judge(labels, &subset, inputs.vocabulary, inputs.pk_window);
+            (*name, *kind, judgement)
         })
         .collect();
     let mut results: Vec<SystemResult> = judgements
         .iter()
         .map(|(name, kind, judgement)| {
-            system_result(
-                name,
-                kind,
-                judgement,
-                None,
-                &inputs.vocabulary.failure_point,
-                inputs.resamples,
-                inputs.seed,
-                &CONTEXT_TASKS,
-            )
+            subset_result(inputs, name, kind, judgement, inputs.bootstrap)
         })
         .collect();
-    // Human leave-one-out on the same marked turns of the others' gold.
-    let leave_one_out: Vec<SystemResult> = inputs
-        .leave_one_out
-        .iter()
-        .map(|left_out| {
-            let others_subset = gold::context_subset(left_out.gold_of_others, marks);
-            let judgement = judge(
-                left_out.labels,
-                &others_subset,
-                inputs.vocabulary,
-                inputs.pk_window,
-            );
-            system_result(
-                left_out.name,
-                "annotator",
-                &judgement,
-                None,
-                &inputs.vocabulary.failure_point,
-                0,
-                inputs.seed,
-                &CONTEXT_TASKS,
-            )
-        })
-        .collect();
-    if !leave_one_out.is_empty() {
-        results.push(super::mean_result(
-            &leave_one_out.iter().collect::<Vec<_>>(),
-        ));
-    }
-    let task_report = |task: Task| -> SubsetTask {
-        let items: u64 = subset
-            .iter()
-            .map(|(_, g)| match task {
-                Task::Intent => g.intent.iter().flatten().count() as u64,
-                Task::Slots => g.slots.iter().flatten().count() as u64,
-                Task::FailurePoint => g.failure_point.iter().flatten().count() as u64,
-                // The subset holds turns, never goal-level gold.
-                Task::GoalSegmentation | Task::GoalSuccess => 0,
-            })
-            .sum();
-        let (metric, stat) = task_metrics(task)[0];
-        let mut comparisons = Vec::new();
-        if inputs.resamples > 0 {
-            for (i, (name, kind, judgement)) in judgements.iter().enumerate() {
-                if *kind != "prediction" {
-                    continue;
-                }
-                let others = judgements
-                    .iter()
-                    .enumerate()
-                    .filter(|(k, (_, other_kind, _))| *k > i || *other_kind != "prediction");
-                for (_, (other, _, other_judgement)) in others {
-                    let (delta, p_value) = paired_bootstrap(
-                        &judgement.per_dialogue[&task],
-                        &other_judgement.per_dialogue[&task],
-                        stat,
-                        inputs.resamples,
-                        inputs.seed,
-                    );
-                    comparisons.push(PairedComparison {
-                        system: name.to_string(),
-                        against: other.to_string(),
-                        metric,
-                        delta,
-                        p_value,
-                    });
-                }
-            }
-        }
+    results.extend(human_leave_one_out(inputs, marks));
+    let task_report = |task: Task| {
+        let items = gold_items(task, &subset);
         SubsetTask {
             items,
             without_gold: marked_turns.saturating_sub(items),
             unit: task.unit(),
-            headline: metric,
-            systems: results
-                .iter()
-                .filter_map(|r| {
-                    r.tasks.get(&task).map(|result| SubsetSystem {
-                        name: r.name.clone(),
-                        kind: r.kind,
-                        result: result.clone(),
-                    })
-                })
-                .collect(),
-            comparisons,
+            headline: task_metrics(task)[0].0,
+            systems: subset_systems(task, &results),
+            comparisons: paired_comparisons(task, &judgements, inputs.bootstrap),
         }
     };
     SubsetReport {
@@ -253,80 +160,175 @@ pub fn context_report(inputs: &ContextInputs) -> SubsetReport {
     }
 }
 
-/// The report.md section for the context subset.
-pub fn markdown(subset: &SubsetReport) -> String {
-    let mut md = String::from("\n## Turns whose meaning needs context\n\n");
-    if !subset.available {
-        md += &format!("The subset is {}.\n", subset.definition);
-        return md;
+impl SubsetReport {
+    fn unavailable(marked_by: &str) -> SubsetReport {
+        SubsetReport {
+            available: false,
+            definition: format!(
+                "unavailable: no `{marked_by}` row of the gold table has a `context` value \
+                 (the optional column saying why a turn's meaning needs context; \
+                 `labelgen simulate` writes it), so those turns cannot be told apart"
+            ),
+            marked_by: marked_by.to_string(),
+            dialogues: 0,
+            marked_turns: 0,
+            reasons: BTreeMap::new(),
+            intent: None,
+            slots: None,
+        }
     }
-    let reasons: Vec<String> = subset
-        .reasons
-        .iter()
-        .map(|(reason, n)| format!("{reason} {n}"))
-        .collect();
-    md += &format!(
-        "Every system judged again on the {}. {} marked turns in {} dialogues ({}).\n\n",
-        subset.definition,
-        subset.marked_turns,
-        subset.dialogues,
-        reasons.join(", ")
-    );
-    let tasks: Vec<(Task, &SubsetTask)> = CONTEXT_TASKS
-        .iter()
-        .zip([&subset.intent, &subset.slots])
-        .filter_map(|(task, t)| t.as_ref().map(|t| (*task, t)))
-        .collect();
-    md += "| task | items with gold | without gold (excluded) |\n| --- | ---: | ---: |\n";
-    for (task, t) in &tasks {
-        md += &format!("| {} | {} | {} |\n", task.name(), t.items, t.without_gold);
-    }
-    let Some((_, first)) = tasks.first() else {
-        return md;
+}
+
+/// One system's context tasks, from its judgement on the subset.
+fn subset_result(
+    inputs: &ContextInputs,
+    name: &str,
+    kind: &'static str,
+    judgement: &Judgement,
+    bootstrap: Bootstrap,
+) -> SystemResult {
+    let class_names = &inputs.vocabulary.failure_point;
+    system_result(
+        name,
+        kind,
+        judgement,
+        None,
+        class_names,
+        bootstrap,
+        &CONTEXT_TASKS,
+    )
+}
+
+/// The mean of the gold annotators, each judged on the marked turns of the
+/// others' gold (no intervals, as on the full gold).
+fn human_leave_one_out(inputs: &ContextInputs, marks: &SystemLabels) -> Option<SystemResult> {
+    let no_intervals = Bootstrap {
+        resamples: 0,
+        ..inputs.bootstrap
     };
-    md += "\n| task | metric |";
-    for s in &first.systems {
-        md += &format!(" {} |", s.name);
-    }
-    md += "\n| --- | --- |";
-    for _ in &first.systems {
-        md += " --- |";
-    }
-    md += "\n";
-    for (task, t) in &tasks {
-        for (metric, _) in task_metrics(*task) {
-            md += &format!("| {} | {} |", task.name(), metric);
-            for s in &t.systems {
-                let cell = s
-                    .result
-                    .metrics
-                    .get(metric)
-                    .map(fmt_estimate)
-                    .unwrap_or_default();
-                md += &format!(" {cell} |");
-            }
-            md += "\n";
-        }
-    }
-    let comparisons: Vec<(Task, &PairedComparison)> = tasks
+    let leave_one_out: Vec<SystemResult> = inputs
+        .leave_one_out
         .iter()
-        .flat_map(|(task, t)| t.comparisons.iter().map(move |c| (*task, c)))
-        .collect();
-    if !comparisons.is_empty() {
-        md += "\nPaired bootstrap on these turns (difference: system minus the other):\n\n\
-               | system | against | task | metric | difference | p-value |\n\
-               | --- | --- | --- | --- | ---: | ---: |\n";
-        for (task, c) in comparisons {
-            md += &format!(
-                "| {} | {} | {} | {} | {:+.3} | {} |\n",
-                c.system,
-                c.against,
-                task.name(),
-                c.metric,
-                c.delta,
-                fmt(c.p_value)
+        .map(|left_out| {
+            let others_subset = gold::context_subset(left_out.gold_of_others, marks);
+            let judgement = judge(
+                left_out.labels,
+                &others_subset,
+                inputs.vocabulary,
+                inputs.pk_window,
             );
+            subset_result(inputs, left_out.name, ANNOTATOR, &judgement, no_intervals)
+        })
+        .collect();
+    mean_result(&leave_one_out.iter().collect::<Vec<_>>())
+}
+
+/// Gold items of a task on the subset.
+fn gold_items(task: Task, subset: &[(String, GoldDialogue)]) -> u64 {
+    subset
+        .iter()
+        .map(|(_, g)| match task {
+            Task::Intent => g.intent.iter().flatten().count() as u64,
+            Task::Slots => g.slots.iter().flatten().count() as u64,
+            Task::FailurePoint => g.failure_point.iter().flatten().count() as u64,
+            // The subset holds turns, never goal-level gold.
+            Task::GoalSegmentation | Task::GoalSuccess => 0,
+        })
+        .sum()
+}
+
+fn subset_systems(task: Task, results: &[SystemResult]) -> Vec<SubsetSystem> {
+    results
+        .iter()
+        .filter_map(|r| {
+            r.tasks.get(&task).map(|result| SubsetSystem {
+                name: r.name.clone(),
+                kind: r.kind,
+                result: result.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Each prediction against every later prediction and every annotator, on
+/// the task's headline metric; none without resamples.
+fn paired_comparisons(
+    task: Task,
+    judgements: &[Judged],
+    bootstrap: Bootstrap,
+) -> Vec<PairedComparison> {
+    if bootstrap.resamples == 0 {
+        return Vec::new();
+    }
+    let (metric, stat) = task_metrics(task)[0];
+    let mut comparisons = Vec::new();
+    for (i, (name, kind, judgement)) in judgements.iter().enumerate() {
+        if *kind != PREDICTION {
+            continue;
+        }
+        let others = judgements
+            .iter()
+            .enumerate()
+            .filter(|(k, (_, other_kind, _))| *k > i || *other_kind != PREDICTION);
+        for (_, (other, _, other_judgement)) in others {
+            let (delta, p_value) = paired_bootstrap(
+                &judgement.per_dialogue[&task],
+                &other_judgement.per_dialogue[&task],
+                stat,
+                bootstrap.resamples,
+                bootstrap.seed,
+            );
+            comparisons.push(PairedComparison {
+                system: name.to_string(),
+                against: other.to_string(),
+                metric,
+                delta,
+                p_value,
+            });
         }
     }
-    md
+    comparisons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::metrics::Counts;
+
+    fn judged(name: &'static str, kind: &'static str) -> Judged<'static> {
+        let mut judgement = Judgement::default();
+        judgement
+            .per_dialogue
+            .insert(Task::Intent, vec![Counts::default()]);
+        (name, kind, judgement)
+    }
+
+    #[test]
+    fn each_prediction_is_paired_with_later_predictions_and_every_annotator() {
+        let judgements = [
+            judged("model", PREDICTION),
+            judged("single", ANNOTATOR),
+            judged("contextless", PREDICTION),
+        ];
+        let bootstrap = Bootstrap {
+            resamples: 10,
+            seed: 0,
+        };
+        let pairs: Vec<(String, String)> = paired_comparisons(Task::Intent, &judgements, bootstrap)
+            .into_iter()
+            .map(|c| (c.system, c.against))
+            .collect();
+        let expected = [
+            ("model", "single"),
+            ("model", "contextless"),
+            ("contextless", "single"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()));
+        assert_eq!(pairs, expected);
+        let none = Bootstrap {
+            resamples: 0,
+            seed: 0,
+        };
+        assert!(paired_comparisons(Task::Intent, &judgements, none).is_empty());
+    }
 }

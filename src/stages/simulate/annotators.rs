@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::catalog::{self, confusable_slot};
 use super::dialogue::SimDialogue;
+use crate::data::annotators::TRUTH_ANNOTATOR;
 use crate::data::tables::{Annotation, FailurePoint, SlotSpan};
 
 /// Failure classes people mix up: neighbours in the pipeline, and "it
@@ -104,7 +105,7 @@ pub fn truth_annotations(dialogue: &SimDialogue) -> Vec<Annotation> {
         .map(|(turn, truth)| Annotation {
             dialogue_id: turn.dialogue_id.clone(),
             turn_index: turn.turn_index,
-            annotator_id: super::TRUTH_ANNOTATOR.into(),
+            annotator_id: TRUTH_ANNOTATOR.into(),
             goal_id: Some(truth.goal),
             goal_success: Some(dialogue.goal_success[truth.goal as usize]),
             intent: Some(truth.intent.to_string()),

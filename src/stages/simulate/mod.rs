@@ -18,16 +18,10 @@ use serde::Serialize;
 
 pub use dialogue::{ContextReason, ErrorRates, SimDialogue};
 
+use crate::data::annotators::{GOLD_ANNOTATORS, SINGLE_ANNOTATOR};
 use crate::data::dataset::DatasetWriter;
 use crate::data::tables::{Annotation, Turn};
 use crate::progress::Progress;
-
-/// The three gold annotators; eval takes gold from them.
-pub const GOLD_ANNOTATORS: [&str; 3] = ["a1", "a2", "a3"];
-/// The single-pass annotator: the baseline labelgen must match or beat.
-pub const SINGLE_ANNOTATOR: &str = "single";
-/// The simulator's ground truth; only its rows say which turns need context.
-pub const TRUTH_ANNOTATOR: &str = "truth";
 
 /// Dialogues generated (in parallel) and written per chunk: bounds memory.
 const CHUNK_DIALOGUES: usize = 20_000;
