@@ -501,9 +501,12 @@ fn convert(
     Ok(out)
 }
 
+/// A turn and its index in the dialogue (error messages name it).
+type IndexedTurn<'d> = (usize, &'d RawTurn);
+
 /// Each turn's speaker, the turn and its index; Err(detail) for a speaker
 /// other than USER or SYSTEM, or a user turn without a frame or a state.
-fn speakers(dialogue: &RawDialogue) -> Result<Vec<(Speaker, (usize, &RawTurn))>, String> {
+fn speakers(dialogue: &RawDialogue) -> Result<Vec<(Speaker, IndexedTurn<'_>)>, String> {
     let mut speakers = Vec::with_capacity(dialogue.turns.len());
     for (i, turn) in dialogue.turns.iter().enumerate() {
         let speaker = match turn.speaker.as_str() {
@@ -541,7 +544,7 @@ struct Goals<'d> {
 
 /// Follows the user's goals through the pairs (see the module docs).
 fn track_goals<'d>(
-    pairs: &[Pair<(usize, &'d RawTurn)>],
+    pairs: &[Pair<IndexedTurn<'d>>],
     transactional: &Transactional,
     stats: &mut DialogueStats,
 ) -> Result<Goals<'d>, String> {
@@ -597,7 +600,7 @@ fn goal_of_turn(goals: &mut Vec<Goal>, frame: &RawFrame) -> usize {
 
 /// What the system's answer says about outcomes, on the goal each event
 /// concerns: the goal whose intent a back-end call names, else the current.
-fn record_events(goals: &mut [Goal], current: usize, system: &[(usize, &RawTurn)]) {
+fn record_events(goals: &mut [Goal], current: usize, system: &[IndexedTurn<'_>]) {
     for (_, turn) in system {
         for f in &turn.frames {
             let called = f.service_call.as_ref().and_then(|call| {
