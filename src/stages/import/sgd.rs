@@ -447,6 +447,66 @@ fn convert(
     domain_from_service: bool,
 ) -> Result<Converted, String> {
     let mut out = Converted::default();
+    let pairs = pair_turns(speakers(dialogue)?, &mut out.skipped, &mut out.adjusted);
+    if pairs.is_empty() {
+        return Ok(out);
+    }
+    let mut stats = DialogueStats::default();
+    let Goals { goals, of_pair } = track_goals(&pairs, transactional, &mut stats)?;
+    let outcomes: Vec<(Option<bool>, &'static str)> = goals
+        .iter()
+        .map(|g| {
+            let kind = transactional
+                .get(&(g.service.clone(), g.intent.clone()))
+                .copied();
+            goal_outcome(g, kind)
+        })
+        .collect();
+    stats.goal_outcomes = outcomes.iter().map(|(_, why)| *why).collect();
+
+    let mut turns = Vec::with_capacity(pairs.len());
+    let mut annotations = Vec::with_capacity(pairs.len());
+    for (k, (pair, &(goal, frame))) in pairs.iter().zip(&of_pair).enumerate() {
+        let (_, user) = pair.user;
+        let response = pair
+            .system
+            .iter()
+            .map(|(_, t)| t.utterance.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut turn = text_turn(&dialogue.dialogue_id, k, &user.utterance, &response);
+        if domain_from_service {
+            turn.domain = Some(service_domain(&frame.service).to_string());
+        }
+        let slots = slot_spans(user, &mut out);
+        stats.slot_spans += slots.len();
+        annotations.push(Annotation {
+            dialogue_id: dialogue.dialogue_id.clone(),
+            turn_index: k as i32,
+            annotator_id: ANNOTATOR.to_string(),
+            goal_id: Some(goal as i32),
+            goal_success: outcomes[goal].0,
+            intent: Some(intent(frame).to_string()),
+            slots: Some(slots),
+            failure_point: None,
+            context: None,
+        });
+        turns.push(turn);
+    }
+    out.dialogue = Some(ConvertedDialogue {
+        turns,
+        annotations,
+        stats,
+    });
+    Ok(out)
+}
+
+/// A turn and its index in the dialogue (error messages name it).
+type IndexedTurn<'d> = (usize, &'d RawTurn);
+
+/// Each turn's speaker, the turn and its index; Err(detail) for a speaker
+/// other than USER or SYSTEM, or a user turn without a frame or a state.
+fn speakers(dialogue: &RawDialogue) -> Result<Vec<(Speaker, IndexedTurn<'_>)>, String> {
     let mut speakers = Vec::with_capacity(dialogue.turns.len());
     for (i, turn) in dialogue.turns.iter().enumerate() {
         let speaker = match turn.speaker.as_str() {
@@ -471,18 +531,27 @@ fn convert(
         }
         speakers.push((speaker, (i, turn)));
     }
-    let pairs: Vec<Pair<(usize, &RawTurn)>> =
-        pair_turns(speakers, &mut out.skipped, &mut out.adjusted);
-    if pairs.is_empty() {
-        return Ok(out);
-    }
+    Ok(speakers)
+}
 
-    let mut stats = DialogueStats::default();
+/// A dialogue's goals, with what the system said about each.
+struct Goals<'d> {
+    goals: Vec<Goal>,
+    /// Per pair: its goal (an index into `goals`) and the frame its intent
+    /// comes from.
+    of_pair: Vec<(usize, &'d RawFrame)>,
+}
+
+/// Follows the user's goals through the pairs (see the module docs).
+fn track_goals<'d>(
+    pairs: &[Pair<IndexedTurn<'d>>],
+    transactional: &Transactional,
+    stats: &mut DialogueStats,
+) -> Result<Goals<'d>, String> {
     let mut previous_intent: HashMap<String, String> = HashMap::new();
     let mut goals: Vec<Goal> = Vec::new();
-    let mut goal_of_pair = Vec::with_capacity(pairs.len());
-    let mut chosen = Vec::with_capacity(pairs.len());
-    for pair in &pairs {
+    let mut of_pair = Vec::with_capacity(pairs.len());
+    for pair in pairs {
         let (i, user) = pair.user;
         let frame = &user.frames[choose_frame(&user.frames, &previous_intent)];
         stats.multi_frame_turns += usize::from(user.frames.len() > 1);
@@ -498,115 +567,85 @@ fn convert(
                 frame.service
             ));
         }
-        match goals.last_mut() {
-            Some(goal)
-                if intent == NO_INTENT
-                    || (goal.service == frame.service && goal.intent == intent) => {}
-            // A dialogue that opens without a task adopts the first one.
-            Some(goal) if goal.intent == NO_INTENT => {
-                goal.service = frame.service.clone();
-                goal.intent = intent.to_string();
-            }
-            _ => goals.push(Goal {
-                service: frame.service.clone(),
-                intent: intent.to_string(),
-                events: Vec::new(),
-                last_user_acts: Vec::new(),
+        let current = goal_of_turn(&mut goals, frame);
+        of_pair.push((current, frame));
+        record_events(&mut goals, current, &pair.system);
+    }
+    Ok(Goals { goals, of_pair })
+}
+
+/// The goal a user turn's chosen frame belongs to (an index into `goals`):
+/// the current one, or a new one when the (service, intent) changed.
+fn goal_of_turn(goals: &mut Vec<Goal>, frame: &RawFrame) -> usize {
+    let intent = intent(frame);
+    match goals.last_mut() {
+        Some(goal)
+            if intent == NO_INTENT || (goal.service == frame.service && goal.intent == intent) => {}
+        // A dialogue that opens without a task adopts the first one.
+        Some(goal) if goal.intent == NO_INTENT => {
+            goal.service = frame.service.clone();
+            goal.intent = intent.to_string();
+        }
+        _ => goals.push(Goal {
+            service: frame.service.clone(),
+            intent: intent.to_string(),
+            events: Vec::new(),
+            last_user_acts: Vec::new(),
+        }),
+    }
+    let current = goals.len() - 1;
+    goals[current].last_user_acts = frame.actions.iter().map(|a| a.act.clone()).collect();
+    current
+}
+
+/// What the system's answer says about outcomes, on the goal each event
+/// concerns: the goal whose intent a back-end call names, else the current.
+fn record_events(goals: &mut [Goal], current: usize, system: &[IndexedTurn<'_>]) {
+    for (_, turn) in system {
+        for f in &turn.frames {
+            let called = f.service_call.as_ref().and_then(|call| {
+                goals
+                    .iter()
+                    .rposition(|g| g.service == f.service && g.intent == call.method)
+            });
+            let has = |act: &str| f.actions.iter().any(|a| a.act == act);
+            let event = if has("NOTIFY_SUCCESS") {
+                Event::NotifySuccess
+            } else if has("NOTIFY_FAILURE") {
+                Event::NotifyFailure
+            } else if f.service_call.is_some() && called.is_some() {
+                Event::Results(f.service_results.as_ref().is_some_and(|r| !r.is_empty()))
+            } else {
+                continue;
+            };
+            goals[called.unwrap_or(current)].events.push(event);
+        }
+    }
+}
+
+/// The slot spans of every frame of a user turn, in byte offsets, sorted and
+/// without repeats; spans out of range are dropped and counted.
+fn slot_spans(user: &RawTurn, out: &mut Converted) -> Vec<SlotSpan> {
+    let mut slots: Vec<SlotSpan> = Vec::new();
+    for slot in user.frames.iter().flat_map(|f| &f.slots) {
+        match char_span_to_bytes(&user.utterance, slot.start, slot.exclusive_end) {
+            Some((start, end)) => slots.push(SlotSpan {
+                slot: slot.slot.clone(),
+                start,
+                end,
             }),
-        }
-        let current = goals.len() - 1;
-        goals[current].last_user_acts = frame.actions.iter().map(|a| a.act.clone()).collect();
-        goal_of_pair.push(current);
-        chosen.push(frame);
-
-        for (_, system) in &pair.system {
-            for f in &system.frames {
-                let called = f.service_call.as_ref().and_then(|call| {
-                    goals
-                        .iter()
-                        .rposition(|g| g.service == f.service && g.intent == call.method)
-                });
-                let has = |act: &str| f.actions.iter().any(|a| a.act == act);
-                let event = if has("NOTIFY_SUCCESS") {
-                    Event::NotifySuccess
-                } else if has("NOTIFY_FAILURE") {
-                    Event::NotifyFailure
-                } else if f.service_call.is_some() && called.is_some() {
-                    Event::Results(f.service_results.as_ref().is_some_and(|r| !r.is_empty()))
-                } else {
-                    continue;
-                };
-                goals[called.unwrap_or(current)].events.push(event);
-            }
+            None => *out.skipped.entry("slot_spans_out_of_range").or_default() += 1,
         }
     }
-
-    let outcomes: Vec<(Option<bool>, &'static str)> = goals
-        .iter()
-        .map(|g| {
-            let kind = transactional
-                .get(&(g.service.clone(), g.intent.clone()))
-                .copied();
-            goal_outcome(g, kind)
-        })
-        .collect();
-    stats.goal_outcomes = outcomes.iter().map(|(_, why)| *why).collect();
-
-    let mut turns = Vec::with_capacity(pairs.len());
-    let mut annotations = Vec::with_capacity(pairs.len());
-    for (k, pair) in pairs.iter().enumerate() {
-        let (_, user) = pair.user;
-        let response = pair
-            .system
-            .iter()
-            .map(|(_, t)| t.utterance.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let frame = chosen[k];
-        let mut turn = text_turn(&dialogue.dialogue_id, k, &user.utterance, &response);
-        if domain_from_service {
-            turn.domain = Some(service_domain(&frame.service).to_string());
-        }
-        let mut slots: Vec<SlotSpan> = Vec::new();
-        for slot in user.frames.iter().flat_map(|f| &f.slots) {
-            match char_span_to_bytes(&user.utterance, slot.start, slot.exclusive_end) {
-                Some((start, end)) => slots.push(SlotSpan {
-                    slot: slot.slot.clone(),
-                    start,
-                    end,
-                }),
-                None => *out.skipped.entry("slot_spans_out_of_range").or_default() += 1,
-            }
-        }
-        slots.sort_by_key(|s| (s.start, s.end, s.slot.clone()));
-        let before = slots.len();
-        slots.dedup();
-        if slots.len() < before {
-            *out.adjusted
-                .entry("duplicate_slot_spans_merged")
-                .or_default() += before - slots.len();
-        }
-        stats.slot_spans += slots.len();
-        let goal = goal_of_pair[k];
-        annotations.push(Annotation {
-            dialogue_id: dialogue.dialogue_id.clone(),
-            turn_index: k as i32,
-            annotator_id: ANNOTATOR.to_string(),
-            goal_id: Some(goal as i32),
-            goal_success: outcomes[goal].0,
-            intent: Some(intent(frame).to_string()),
-            slots: Some(slots),
-            failure_point: None,
-            context: None,
-        });
-        turns.push(turn);
+    slots.sort_by_key(|s| (s.start, s.end, s.slot.clone()));
+    let before = slots.len();
+    slots.dedup();
+    if slots.len() < before {
+        *out.adjusted
+            .entry("duplicate_slot_spans_merged")
+            .or_default() += before - slots.len();
     }
-    out.dialogue = Some(ConvertedDialogue {
-        turns,
-        annotations,
-        stats,
-    });
-    Ok(out)
+    slots
 }
 
 // ---------------------------------------------------------------------------

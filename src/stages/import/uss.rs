@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -184,6 +184,24 @@ struct Session {
     overall: Option<(usize, Vec<u8>)>,
 }
 
+impl Session {
+    /// Adds a line; Err(detail) for a line after the session's OVERALL line.
+    fn add(&mut self, number: usize, parsed: Parsed) -> Result<(), String> {
+        if let Some((overall_line, _)) = &self.overall {
+            return Err(format!(
+                "line {number}: more lines after the OVERALL line (line {overall_line}); sessions are separated by blank lines"
+            ));
+        }
+        match parsed {
+            Parsed::Turn(turn) => self.lines.push(turn),
+            Parsed::Overall { number, ratings } => self.overall = Some((number, ratings)),
+            // A blank line ends the session; it is never part of one.
+            Parsed::Blank => {}
+        }
+        Ok(())
+    }
+}
+
 pub fn run(config: &UssConfig) -> anyhow::Result<UssSummary> {
     let started = Instant::now();
     let path = &config.input;
@@ -195,86 +213,23 @@ pub fn run(config: &UssConfig) -> anyhow::Result<UssSummary> {
         "{}: expected a USS text file (e.g. SGD.txt), found a directory",
         path.display()
     );
-    let unreadable = |e: std::io::Error| DataError::Unreadable {
-        path: path.clone(),
-        detail: e.to_string(),
-    };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    let bytes = file.metadata().map_err(unreadable)?.len();
+    let file = std::fs::File::open(path).map_err(|e| unreadable(path, e))?;
+    let bytes = file.metadata().map_err(|e| unreadable(path, e))?.len();
     let stem = path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("uss")
         .to_string();
-    let malformed = |detail: String| DataError::Malformed {
-        path: path.clone(),
-        detail,
-    };
 
     let mut output = Output::create(&config.out, config.overwrite, &[USER_ACT_COLUMN])?;
     let progress = Progress::new(bytes, "bytes", config.quiet);
     let mut tally = Tally::default();
-    let mut reader = BufReader::new(file);
-    let mut buffer = String::new();
-    let mut session: Option<Session> = None;
-    let mut sessions = 0;
-    let mut number = 0;
-    loop {
-        buffer.clear();
-        let read = reader.read_line(&mut buffer).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidData {
-                anyhow::Error::from(malformed(format!("line {}: not UTF-8 text", number + 1)))
-            } else {
-                anyhow::Error::from(unreadable(e))
-            }
-        })?;
-        if read == 0 {
-            break;
-        }
-        number += 1;
-        progress.inc(read as u64);
-        let mut line = buffer.trim_end_matches(['\n', '\r']);
-        if number == 1 {
-            line = line.trim_start_matches('\u{feff}');
-        }
-        match parse_line(number, line).map_err(malformed)? {
-            Parsed::Blank => {
-                if let Some(done) = session.take() {
-                    convert_session(done, &stem, &mut output, &mut tally).map_err(malformed)?;
-                }
-            }
-            parsed => {
-                let current = session.get_or_insert_with(|| {
-                    sessions += 1;
-                    Session {
-                        index: sessions - 1,
-                        first_line: number,
-                        lines: Vec::new(),
-                        overall: None,
-                    }
-                });
-                if let Some((overall_line, _)) = &current.overall {
-                    return Err(malformed(format!(
-                        "line {number}: more lines after the OVERALL line (line {overall_line}); sessions are separated by blank lines"
-                    ))
-                    .into());
-                }
-                match parsed {
-                    Parsed::Turn(turn) => current.lines.push(turn),
-                    Parsed::Overall { number, ratings } => {
-                        current.overall = Some((number, ratings))
-                    }
-                    Parsed::Blank => unreachable!("handled above"),
-                }
-            }
-        }
-    }
-    if let Some(done) = session.take() {
-        convert_session(done, &stem, &mut output, &mut tally).map_err(malformed)?;
-    }
-    if sessions == 0 {
-        return Err(malformed("no sessions: the file holds no USER or SYSTEM lines".into()).into());
-    }
+    let input = Input {
+        path,
+        stem: &stem,
+        progress: &progress,
+    };
+    input.read_sessions(BufReader::new(file), &mut output, &mut tally)?;
     let turns_path = output.turns_path.display().to_string();
     let annotations_path = output.annotations_path.display().to_string();
     let (turns, annotations) = output.finish()?;
@@ -287,6 +242,102 @@ pub fn run(config: &UssConfig) -> anyhow::Result<UssSummary> {
         annotations_path,
         started.elapsed().as_secs_f64(),
     ))
+}
+
+fn unreadable(path: &Path, e: std::io::Error) -> DataError {
+    DataError::Unreadable {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+/// The file being imported.
+struct Input<'a> {
+    path: &'a Path,
+    /// Names its dialogues: `uss-<stem>-<n>`.
+    stem: &'a str,
+    progress: &'a Progress,
+}
+
+impl Input<'_> {
+    fn malformed(&self, detail: String) -> DataError {
+        DataError::Malformed {
+            path: self.path.to_path_buf(),
+            detail,
+        }
+    }
+
+    /// Reads the file line by line, converting each session as it ends.
+    fn read_sessions(
+        &self,
+        mut reader: impl BufRead,
+        output: &mut Output,
+        tally: &mut Tally,
+    ) -> anyhow::Result<()> {
+        let mut buffer = String::new();
+        let mut session: Option<Session> = None;
+        let mut sessions = 0;
+        let mut number = 0;
+        loop {
+            buffer.clear();
+            let read = reader.read_line(&mut buffer).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    anyhow::Error::from(
+                        self.malformed(format!("line {}: not UTF-8 text", number + 1)),
+                    )
+                } else {
+                    anyhow::Error::from(unreadable(self.path, e))
+                }
+            })?;
+            if read == 0 {
+                break;
+            }
+            number += 1;
+            self.progress.inc(read as u64);
+            let mut line = buffer.trim_end_matches(['\n', '\r']);
+            if number == 1 {
+                line = line.trim_start_matches('\u{feff}');
+            }
+            match parse_line(number, line).map_err(|e| self.malformed(e))? {
+                Parsed::Blank => {
+                    if let Some(done) = session.take() {
+                        self.convert(done, output, tally)?;
+                    }
+                }
+                parsed => session
+                    .get_or_insert_with(|| {
+                        sessions += 1;
+                        Session {
+                            index: sessions - 1,
+                            first_line: number,
+                            lines: Vec::new(),
+                            overall: None,
+                        }
+                    })
+                    .add(number, parsed)
+                    .map_err(|e| self.malformed(e))?,
+            }
+        }
+        if let Some(done) = session.take() {
+            self.convert(done, output, tally)?;
+        }
+        if sessions == 0 {
+            return Err(self
+                .malformed("no sessions: the file holds no USER or SYSTEM lines".into())
+                .into());
+        }
+        Ok(())
+    }
+
+    fn convert(
+        &self,
+        session: Session,
+        output: &mut Output,
+        tally: &mut Tally,
+    ) -> anyhow::Result<()> {
+        convert_session(session, self.stem, output, tally).map_err(|e| self.malformed(e))?;
+        Ok(())
+    }
 }
 
 /// Checks one session, converts it and hands its rows to the output.

@@ -11,7 +11,10 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::catalog::{self, INTENTS, SHARED_TITLES};
+use super::catalog::{self, INTENTS, IntentSpec};
+use super::scripts::{
+    FOLLOW_UPS, FRESH_GOALS, GoalKind, Invitation, Preset, Reply, Script, StepSpec,
+};
 use super::utterance::{Piece, SlotValues, Utterance, fill_response, random_value};
 use crate::data::tables::{FailurePoint, SlotSpan, Turn};
 
@@ -106,64 +109,40 @@ pub struct SimDialogue {
     pub goal_success: Vec<bool>,
 }
 
-/// What the system says when a step succeeds.
-#[derive(Clone)]
-enum Reply {
-    /// The intent's own response ("Playing X by Y.").
-    Done,
-    /// A question back to the user; the goal continues.
-    Ask(&'static [&'static str]),
-}
-
-/// One thing the user asks for, possibly over several attempts.
-#[derive(Clone)]
-struct Step {
-    intent: &'static str,
-    templates: &'static [&'static str],
-    context: Option<ContextReason>,
-    reply: Reply,
-}
-
-impl Step {
-    fn request(intent: &'static str) -> Step {
-        Step {
-            intent,
-            templates: catalog::intent(intent).templates,
-            context: None,
-            reply: Reply::Done,
-        }
-    }
-    fn with(
-        intent: &'static str,
-        templates: &'static [&'static str],
-        context: Option<ContextReason>,
-        reply: Reply,
-    ) -> Step {
-        Step {
-            intent,
-            templates,
-            context,
-            reply,
-        }
-    }
-}
-
+/// A goal planned from its script: the steps to play and the slot values
+/// every rephrase reuses.
 struct Goal {
-    steps: Vec<Step>,
+    /// Its position in the dialogue.
+    index: i32,
+    kind: GoalKind,
+    steps: &'static [StepSpec],
     values: SlotValues,
-    false_wake: bool,
-    /// A request the assistant cannot serve: it fails without a defect.
-    out_of_scope: bool,
-    kind: &'static str,
 }
 
-/// The same words ask about the weather, or about the oven when it is on:
-/// device state decides.
-const TEMPERATURE_QUESTION: &[&str] = &[
-    "what's the temperature",
-    "how hot is it",
-    "what's the temperature right now",
-];
+impl Goal {
+    fn false_wake(&self) -> bool {
+        self.kind == GoalKind::FalseWake
+    }
+
+    /// A request the assistant cannot serve: it fails without a defect.
+    fn out_of_scope(&self) -> bool {
+        self.kind == GoalKind::OutOfScope
+    }
+}
+
+/// One user turn: the words, and why they need context (if they do).
+struct UserTurn {
+    utterance: Utterance,
+    context: Option<ContextReason>,
+}
+
+/// How the user reacts to a failed turn.
+#[derive(Clone, Copy)]
+enum Reaction {
+    Retry,
+    Stop,
+    GiveUp,
+}
 
 /// Words the ASR plausibly mishears, and what it hears instead.
 const ASR_CONFUSIONS: &[(&str, &str)] = &[
@@ -208,8 +187,15 @@ pub struct Simulator<'a> {
 struct Session {
     device_type: &'static str,
     device_state: &'static str,
-    last_goal_kind: Option<&'static str>,
+    last_goal_kind: Option<GoalKind>,
     last_goal_success: bool,
+}
+
+/// The dialogue being written: its id, its clock, and its turns so far.
+struct Transcript<'d> {
+    dialogue_id: &'d str,
+    clock_us: i64,
+    dialogue: SimDialogue,
 }
 
 /// What the runtime did with one user turn.
@@ -224,6 +210,21 @@ struct RuntimeOutcome {
     recovered: bool,
     /// Entity error (or ASR-garbled entity) the user may correct.
     wrong_entity: Option<&'static str>,
+}
+
+/// What the runtime has made of a user turn so far, stage by stage.
+struct Understanding {
+    heard: Utterance,
+    asr_confidence: f32,
+    nlu_intent: &'static str,
+    /// The first stage that failed irrecoverably (Correct until one does).
+    failure: FailurePoint,
+    recovered: bool,
+    /// The slot values the runtime acts on.
+    resolved: SlotValues,
+    wrong_entity: Option<&'static str>,
+    /// A value entity resolution could not match, named in the apology.
+    not_found: Option<String>,
 }
 
 impl Simulator<'_> {
@@ -255,13 +256,33 @@ impl Simulator<'_> {
     }
 
     pub fn dialogue(&mut self, dialogue_id: &str, start_us: i64) -> SimDialogue {
+        let mut session = self.new_session();
+        let goals = self.pick_weighted(&[(1, 0.35), (2, 0.35), (3, 0.2), (4, 0.1)]);
+        let mut log = Transcript {
+            dialogue_id,
+            clock_us: start_us,
+            dialogue: SimDialogue {
+                turns: Vec::new(),
+                truth: Vec::new(),
+                goal_success: Vec::new(),
+            },
+        };
+        for goal_index in 0..goals {
+            let goal = self.plan_goal(&session, goal_index);
+            let success = self.play_goal(goal, &mut session, &mut log);
+            log.dialogue.goal_success.push(success);
+        }
+        log.dialogue
+    }
+
+    /// The device the dialogue happens on, and what it is doing at the start.
+    fn new_session(&mut self) -> Session {
         let device_type = self.pick_weighted(&[
             ("speaker", 0.45),
             ("screen", 0.30),
             ("tv", 0.10),
             ("car", 0.15),
         ]);
-        let has_screen = matches!(device_type, "screen" | "tv");
         let mut initial = vec![
             ("idle", 0.6),
             ("music_playing", 0.12),
@@ -269,524 +290,256 @@ impl Simulator<'_> {
             ("oven_on", 0.08),
             ("timer_running", 0.10),
         ];
-        if has_screen {
+        if has_screen(device_type) {
             initial.push(("video_playing", 0.05));
         }
         if device_type == "car" {
             initial.retain(|(s, _)| !matches!(*s, "oven_on"));
         }
-        let device_state = self.pick_weighted(&initial);
-        let mut session = Session {
+        Session {
             device_type,
-            device_state,
+            device_state: self.pick_weighted(&initial),
             last_goal_kind: None,
             last_goal_success: false,
-        };
-        let goals = self.pick_weighted(&[(1, 0.35), (2, 0.35), (3, 0.2), (4, 0.1)]);
-        let mut out = SimDialogue {
-            turns: Vec::new(),
-            truth: Vec::new(),
-            goal_success: Vec::new(),
-        };
-        let mut clock_us = start_us;
-        for goal_index in 0..goals {
-            let goal = self.plan_goal(&session);
-            let success = self.play_goal(
-                goal,
-                goal_index,
-                &mut session,
-                dialogue_id,
-                &mut clock_us,
-                &mut out,
-            );
-            out.goal_success.push(success);
         }
-        out
     }
 
-    /// Chooses the next goal, favouring follow-ups the current context invites.
-    fn plan_goal(&mut self, session: &Session) -> Goal {
-        let mut values = SlotValues::new();
-        let follow_up = match (
-            session.last_goal_kind,
-            session.last_goal_success,
-            session.device_state,
-        ) {
-            (Some("weather"), true, _) if self.chance(0.45) => Some("weather_followup"),
-            (_, _, "oven_on") if self.chance(0.35) => Some("oven_followup"),
-            (_, _, "music_playing") if self.chance(0.3) => Some("music_followup"),
-            (_, _, "timer_running") if self.chance(0.25) => Some("timer_followup"),
-            _ => None,
-        };
-        let kind = match follow_up {
+    /// Chooses the next goal, favouring follow-ups the current context
+    /// invites, and walks its script down to steps.
+    fn plan_goal(&mut self, session: &Session, index: i32) -> Goal {
+        let kind = match self.follow_up(session) {
             Some(kind) => kind,
-            None => {
-                let false_wake = self.rates.false_wake;
-                self.pick_weighted(&[
-                    (
-                        "false_wake",
-                        false_wake * 100.0 / (1.0 - false_wake).max(0.01),
-                    ),
-                    ("music", 12.0),
-                    ("weather", 10.0),
-                    ("temperature_question", 3.0),
-                    ("lights", 10.0),
-                    ("thermostat", 3.0),
-                    ("oven", 4.0),
-                    ("timer", 8.0),
-                    ("alarm", 4.0),
-                    ("list", 8.0),
-                    ("shared_title", 8.0),
-                    ("video", 3.0),
-                    ("book", 4.0),
-                    ("call", 6.0),
-                    ("message", 4.0),
-                    ("fact", 4.0),
-                    ("news", 3.0),
-                    ("time", 3.0),
-                    ("restaurant", 6.0),
-                    ("out_of_scope", 2.0),
-                ])
-            }
+            None => self.fresh_goal(),
         };
-        use ContextReason::*;
-        let mut goal = Goal {
-            steps: Vec::new(),
-            values: SlotValues::new(),
-            false_wake: false,
-            out_of_scope: false,
+        let mut values = SlotValues::new();
+        let steps = self.unfold(kind.script(), session, &mut values);
+        Goal {
+            index,
             kind,
-        };
-        goal.steps = match kind {
-            "false_wake" => {
-                goal.false_wake = true;
-                vec![Step::request("NotDeviceDirected")]
+            steps,
+            values,
+        }
+    }
+
+    /// The first follow-up the context invites whose chance comes up.
+    fn follow_up(&mut self, session: &Session) -> Option<GoalKind> {
+        for &(invitation, p, kind) in FOLLOW_UPS {
+            let invited = match invitation {
+                Invitation::Succeeded(last) => {
+                    session.last_goal_kind == Some(last) && session.last_goal_success
+                }
+                Invitation::DeviceState(state) => session.device_state == state,
+            };
+            if invited && self.chance(p) {
+                return Some(kind);
             }
-            "out_of_scope" => {
-                goal.out_of_scope = true;
-                vec![Step::request("OutOfScope")]
-            }
-            "music" => vec![Step::request("PlayMusic")],
-            "music_followup" => match self.pick(&[0, 1, 2]) {
-                0 => vec![Step::with(
-                    "SetVolume",
-                    &[
-                        "turn it up",
-                        "louder",
-                        "turn it down a bit",
-                        "turn it up a little",
-                    ],
-                    Some(DeviceState),
-                    Reply::Done,
-                )],
-                1 => vec![Step::request("AddToPlaylist")],
-                _ => vec![Step::with(
-                    "Stop",
-                    &["stop", "stop the music", "pause"],
-                    None,
-                    Reply::Done,
-                )],
+        }
+        None
+    }
+
+    /// A goal out of the blue; false wakes weighted by the requested rate.
+    fn fresh_goal(&mut self) -> GoalKind {
+        let false_wake = self.rates.false_wake;
+        let mut weights = vec![(
+            GoalKind::FalseWake,
+            false_wake * 100.0 / (1.0 - false_wake).max(0.01),
+        )];
+        weights.extend_from_slice(FRESH_GOALS);
+        self.pick_weighted(&weights)
+    }
+
+    /// Walks a script down to its steps, drawing its choices and presetting
+    /// slot values on the way.
+    fn unfold(
+        &mut self,
+        script: &'static Script,
+        session: &Session,
+        values: &mut SlotValues,
+    ) -> &'static [StepSpec] {
+        let next: &'static Script = match script {
+            Script::Steps(steps) => return steps,
+            Script::OneOf(scripts) => match scripts.choose(&mut self.rng) {
+                Some(next) => next,
+                None => return &[],
             },
-            "weather" => vec![Step::request("GetWeather")],
-            "weather_followup" => vec![Step::with(
-                "GetWeather",
-                &[
-                    "what about {date}",
-                    "and {date}",
-                    "how about in {city}",
-                    "and in {city}",
-                    "what about {city}",
-                ],
-                Some(Ellipsis),
-                Reply::Done,
-            )],
-            "temperature_question" => vec![Step::with(
-                "GetWeather",
-                TEMPERATURE_QUESTION,
-                Some(DeviceState),
-                Reply::Done,
-            )],
-            "oven_followup" => match self.pick(&[0, 1]) {
-                0 => vec![Step::with(
-                    "GetDeviceState",
-                    TEMPERATURE_QUESTION,
-                    Some(DeviceState),
-                    Reply::Done,
-                )],
-                _ => vec![Step::with(
-                    "SetTemperature",
-                    &["turn it up", "turn it up a little", "turn it down a bit"],
-                    Some(DeviceState),
-                    Reply::Done,
-                )],
-            },
-            "lights" => {
-                let intent = self.pick(&["TurnOnDevice", "TurnOffDevice"]);
-                if self.chance(0.4) {
-                    let short: &'static [&'static str] = if intent == "TurnOnDevice" {
-                        &["turn on the {device}", "switch on the {device}"]
-                    } else {
-                        &["turn off the {device}", "switch off the {device}"]
-                    };
-                    vec![
-                        Step::with(intent, short, None, Reply::Ask(&["Which room?"])),
-                        Step::with(
-                            intent,
-                            &[
-                                "the {room}",
-                                "in the {room}",
-                                "{room}",
-                                "the one in the {room}",
-                            ],
-                            Some(SlotFill),
-                            Reply::Done,
-                        ),
-                    ]
+            Script::Chance(p, likely, otherwise) => {
+                if self.chance(*p) {
+                    likely
                 } else {
-                    vec![Step::request(intent)]
+                    otherwise
                 }
             }
-            "thermostat" => {
-                values.insert(
-                    "temperature",
-                    format!("{} degrees", self.rng.random_range(62..=78)),
-                );
-                vec![Step::with(
-                    "SetTemperature",
-                    &[
-                        "set the thermostat to {temperature}",
-                        "make it {temperature} in here",
-                        "set the heat to {temperature}",
-                    ],
-                    None,
-                    Reply::Done,
-                )]
-            }
-            "oven" => {
-                values.insert(
-                    "temperature",
-                    format!("{} degrees", 25 * self.rng.random_range(12..=18)),
-                );
-                vec![Step::with(
-                    "SetTemperature",
-                    &[
-                        "preheat the oven to {temperature}",
-                        "set the oven to {temperature}",
-                        "heat the oven to {temperature}",
-                    ],
-                    None,
-                    Reply::Done,
-                )]
-            }
-            "timer" => {
-                if self.chance(0.35) {
-                    vec![
-                        Step::with(
-                            "SetTimer",
-                            &["set a timer", "start a timer", "timer please"],
-                            None,
-                            Reply::Ask(&["For how long?"]),
-                        ),
-                        Step::with(
-                            "SetTimer",
-                            &["{duration}", "for {duration}", "make it {duration}"],
-                            Some(SlotFill),
-                            Reply::Done,
-                        ),
-                    ]
-                } else {
-                    vec![Step::request("SetTimer")]
-                }
-            }
-            "timer_followup" => match self.pick(&[0, 1]) {
-                0 => vec![Step::with(
-                    "GetTimerRemaining",
-                    &[
-                        "how much longer",
-                        "how long is left",
-                        "how much time is left",
-                    ],
-                    Some(DeviceState),
-                    Reply::Done,
-                )],
-                _ => vec![Step::with(
-                    "CancelTimer",
-                    &["cancel it", "turn it off", "cancel"],
-                    Some(DeviceState),
-                    Reply::Done,
-                )],
-            },
-            "alarm" => vec![Step::request("SetAlarm")],
-            "list" => vec![Step::request(self.pick(&[
-                "AddToList",
-                "AddToList",
-                "RemoveFromList",
-                "ReadList",
-            ]))],
-            "shared_title" => {
-                let title = self.pick(SHARED_TITLES).to_string();
-                let on_screen = matches!(session.device_type, "screen" | "tv");
-                // The same words either way; the device decides film or audiobook.
-                let (intent, slot, templates): (_, _, &'static [&'static str]) = if on_screen {
-                    (
-                        "PlayVideo",
-                        "video_title",
-                        &[
-                            "play {video_title}",
-                            "put on {video_title}",
-                            "start {video_title}",
-                            "i want {video_title}",
-                        ],
-                    )
-                } else {
-                    (
-                        "PlayAudiobook",
-                        "book_title",
-                        &[
-                            "play {book_title}",
-                            "put on {book_title}",
-                            "start {book_title}",
-                            "i want {book_title}",
-                        ],
-                    )
+            Script::Preset { slot, value, then } => {
+                let value = match value {
+                    Preset::Degrees { low, high, step } => {
+                        format!("{} degrees", step * self.rng.random_range(*low..=*high))
+                    }
+                    Preset::OneOf(choices) => self.pick(choices).to_string(),
                 };
-                values.insert(slot, title);
-                vec![Step::with(intent, templates, Some(DeviceType), Reply::Done)]
+                values.insert(*slot, value);
+                then
             }
-            "video" => vec![Step::request("PlayVideo")],
-            "book" => vec![Step::request(self.pick(&[
-                "PlayAudiobook",
-                "PlayAudiobook",
-                "ResumeAudiobook",
-            ]))],
-            "call" => vec![Step::request("CallContact")],
-            "message" => {
-                if self.chance(0.4) {
-                    vec![
-                        Step::with(
-                            "SendMessage",
-                            &[
-                                "send a message to {contact}",
-                                "text {contact}",
-                                "message {contact}",
-                            ],
-                            None,
-                            Reply::Ask(&["What's the message?"]),
-                        ),
-                        Step::with(
-                            "SendMessage",
-                            &["{message}", "say {message}", "tell them {message}"],
-                            Some(SlotFill),
-                            Reply::Done,
-                        ),
-                    ]
+            Script::ByScreen(screen, elsewhere) => {
+                if has_screen(session.device_type) {
+                    screen
                 } else {
-                    vec![Step::request("SendMessage")]
+                    elsewhere
                 }
             }
-            "fact" => vec![Step::request("GetFact")],
-            "news" => vec![Step::request("GetNews")],
-            "time" => vec![Step::request("GetTime")],
-            "restaurant" => {
-                if self.chance(0.7) {
-                    vec![
-                        Step::with(
-                            "FindRestaurant",
-                            catalog::intent("FindRestaurant").templates,
-                            None,
-                            Reply::Ask(&[
-                                "I found three {cuisine} places: {options}. Which one?",
-                                "I found three places: {options}. Which one?",
-                            ]),
-                        ),
-                        Step::with(
-                            "ReserveRestaurant",
-                            &[
-                                "the second one",
-                                "book the first one",
-                                "the last one",
-                                "let's do the third one",
-                                "the first one please",
-                            ],
-                            Some(Selection),
-                            Reply::Ask(&["For how many people?"]),
-                        ),
-                        Step::with(
-                            "ReserveRestaurant",
-                            &[
-                                "{party_size} people",
-                                "for {party_size}",
-                                "just {party_size}",
-                                "a table for {party_size}",
-                            ],
-                            Some(SlotFill),
-                            Reply::Ask(&["What time?"]),
-                        ),
-                        Step::with(
-                            "ReserveRestaurant",
-                            &["{time}", "at {time}", "around {time}"],
-                            Some(SlotFill),
-                            Reply::Ask(&[
-                                "Shall I book {restaurant} for {party_size} at {time}?",
-                                "Shall I book {restaurant} for {party_size}?",
-                                "Shall I book {restaurant} at {time}?",
-                                "Shall I book {restaurant}?",
-                                "Shall I book it?",
-                            ]),
-                        ),
-                        Step::with(
-                            "ReserveRestaurant",
-                            &["yes", "yes please", "sure", "yeah do it", "that's right"],
-                            Some(Confirmation),
-                            Reply::Done,
-                        ),
-                    ]
-                } else {
-                    vec![
-                        Step::with(
-                            "ReserveRestaurant",
-                            catalog::intent("ReserveRestaurant").templates,
-                            None,
-                            Reply::Ask(&[
-                                "Shall I book {restaurant} for {party_size} at {time}?",
-                                "Shall I book {restaurant} for {party_size}?",
-                                "Shall I book {restaurant} at {time}?",
-                                "Shall I book {restaurant}?",
-                                "Shall I book it?",
-                            ]),
-                        ),
-                        Step::with(
-                            "ReserveRestaurant",
-                            &["yes", "yes please", "sure", "yeah do it", "that's right"],
-                            Some(Confirmation),
-                            Reply::Done,
-                        ),
-                    ]
-                }
-            }
-            other => unreachable!("goal kind {other} has no plan"),
         };
-        goal.values = values;
-        goal
+        self.unfold(next, session, values)
     }
 
     /// Plays a goal's steps, with errors and the user's reactions; returns success.
-    fn play_goal(
-        &mut self,
-        mut goal: Goal,
-        goal_index: i32,
-        session: &mut Session,
-        dialogue_id: &str,
-        clock_us: &mut i64,
-        out: &mut SimDialogue,
-    ) -> bool {
-        let first_turn = out.turns.len();
+    fn play_goal(&mut self, mut goal: Goal, session: &mut Session, log: &mut Transcript) -> bool {
+        let first_turn = log.dialogue.turns.len();
         let mut success = true;
-        let steps = std::mem::take(&mut goal.steps);
-        'steps: for step in &steps {
-            let mut attempt = 0;
-            let mut correction: Option<&'static str> = None;
-            loop {
-                attempt += 1;
-                let (utterance, context) = match correction.take() {
-                    Some(slot) => (
-                        self.correction(slot, &goal.values),
-                        Some(ContextReason::Correction),
-                    ),
-                    None => {
-                        let template = self.pick(step.templates);
-                        (
-                            Utterance::from_template(template, &mut goal.values, &mut self.rng),
-                            step.context,
-                        )
-                    }
-                };
-                let outcome = self.runtime(step, &utterance, &mut goal);
-                let failed = outcome.failure != FailurePoint::Correct;
-                let barge_in = self.chance(if failed { 0.35 } else { 0.03 });
-                let state_before = session.device_state;
-                if !failed && matches!(step.reply, Reply::Done) && !goal.out_of_scope {
-                    session.device_state =
-                        state_after(step.intent, session.device_state, goal.kind);
-                }
-                let (text, slots) = outcome.asr_text.render();
-                self.push_turn(
-                    out,
-                    dialogue_id,
-                    clock_us,
-                    session.device_type,
-                    state_before,
-                    &outcome,
-                    &text,
-                    barge_in,
-                );
-                let intent = if goal.false_wake {
-                    "NotDeviceDirected"
-                } else {
-                    step.intent
-                };
-                out.truth.push(TurnTruth {
-                    goal: goal_index,
-                    intent,
-                    slots: if goal.false_wake { Vec::new() } else { slots },
-                    failure_point: outcome.failure,
-                    context,
-                    recovered_error: outcome.recovered,
-                    said: utterance.render().0,
-                });
-                if goal.out_of_scope {
-                    success = false;
-                    if self.chance(0.3) {
-                        self.stop_turn(out, dialogue_id, clock_us, session, goal_index);
-                    }
-                    break 'steps;
-                }
-                if goal.false_wake {
-                    success = false;
-                    if self.chance(0.35) {
-                        self.stop_turn(out, dialogue_id, clock_us, session, goal_index);
-                    }
-                    break 'steps;
-                }
-                if !failed {
-                    break;
-                }
-                // The user reacts to the failure: try again, say stop, or give up.
-                let reaction = if attempt >= 3 {
-                    "give_up"
-                } else {
-                    self.pick_weighted(&[("retry", 0.45), ("stop", 0.2), ("give_up", 0.35)])
-                };
-                match reaction {
-                    "retry" => {
-                        if let Some(slot) = outcome.wrong_entity
-                            && self.chance(0.5)
-                        {
-                            correction = Some(slot);
-                        }
-                    }
-                    "stop" => {
-                        self.stop_turn(out, dialogue_id, clock_us, session, goal_index);
-                        success = false;
-                        break 'steps;
-                    }
-                    _ => {
-                        success = false;
-                        break 'steps;
-                    }
-                }
+        for step in goal.steps {
+            if !self.play_step(step, &mut goal, session, log) {
+                success = false;
+                break;
             }
         }
-        // Occasional explicit feedback on the goal's last turn, sometimes misclicked.
-        if out.turns.len() > first_turn && self.chance(0.12) {
-            let honest = if success { 1 } else { -1 };
-            let value = if self.chance(0.05) { -honest } else { honest };
-            let last = out.turns.len() - 1;
-            out.turns[last].explicit_feedback = Some(value);
-        }
+        self.explicit_feedback(&mut log.dialogue.turns[first_turn..], success);
         session.last_goal_kind = Some(goal.kind);
         session.last_goal_success = success;
         success
+    }
+
+    /// Plays one step until it succeeds; false when the goal ends there
+    /// unmet (a false wake, a request out of scope, a user who stops or gives
+    /// up).
+    fn play_step(
+        &mut self,
+        step: &StepSpec,
+        goal: &mut Goal,
+        session: &mut Session,
+        log: &mut Transcript,
+    ) -> bool {
+        let mut attempt = 0;
+        let mut correction: Option<&'static str> = None;
+        loop {
+            attempt += 1;
+            let said = self.user_turn(step, correction.take(), &mut goal.values);
+            let outcome = self.runtime(step, &said.utterance, goal);
+            self.record_turn(step, goal, session, log, &said, &outcome);
+            if goal.out_of_scope() || goal.false_wake() {
+                // Nothing to try again; some users tell the device to stop.
+                let p = if goal.out_of_scope() { 0.3 } else { 0.35 };
+                if self.chance(p) {
+                    self.stop_turn(session, log, goal.index);
+                }
+                return false;
+            }
+            if outcome.failure == FailurePoint::Correct {
+                return true;
+            }
+            match self.reaction(attempt) {
+                Reaction::Retry => {
+                    if let Some(slot) = outcome.wrong_entity
+                        && self.chance(0.5)
+                    {
+                        correction = Some(slot);
+                    }
+                }
+                Reaction::Stop => {
+                    self.stop_turn(session, log, goal.index);
+                    return false;
+                }
+                Reaction::GiveUp => return false,
+            }
+        }
+    }
+
+    /// What the user says: the step's words, or a correction of the entity
+    /// the assistant got wrong.
+    fn user_turn(
+        &mut self,
+        step: &StepSpec,
+        correction: Option<&'static str>,
+        values: &mut SlotValues,
+    ) -> UserTurn {
+        match correction {
+            Some(slot) => UserTurn {
+                utterance: self.correction(slot, values),
+                context: Some(ContextReason::Correction),
+            },
+            None => {
+                let template = self.pick(step.templates());
+                UserTurn {
+                    utterance: Utterance::from_template(template, values, &mut self.rng),
+                    context: step.context,
+                }
+            }
+        }
+    }
+
+    /// Logs a played turn and its truth, and moves the device on if the
+    /// action succeeded.
+    fn record_turn(
+        &mut self,
+        step: &StepSpec,
+        goal: &Goal,
+        session: &mut Session,
+        log: &mut Transcript,
+        said: &UserTurn,
+        outcome: &RuntimeOutcome,
+    ) {
+        let failed = outcome.failure != FailurePoint::Correct;
+        let barge_in = self.chance(if failed { 0.35 } else { 0.03 });
+        let state_before = session.device_state;
+        if !failed && matches!(step.reply, Reply::Done) && !goal.out_of_scope() {
+            session.device_state = state_after(step.intent, state_before, Some(goal.kind));
+        }
+        let (text, slots) = outcome.asr_text.render();
+        self.push_turn(
+            log,
+            session.device_type,
+            state_before,
+            outcome,
+            &text,
+            barge_in,
+        );
+        // A false wake asked for nothing: no intent of its own, no slots.
+        let false_wake = goal.false_wake();
+        log.dialogue.truth.push(TurnTruth {
+            goal: goal.index,
+            intent: if false_wake {
+                "NotDeviceDirected"
+            } else {
+                step.intent
+            },
+            slots: if false_wake { Vec::new() } else { slots },
+            failure_point: outcome.failure,
+            context: said.context,
+            recovered_error: outcome.recovered,
+            said: said.utterance.render().0,
+        });
+    }
+
+    /// The user's reaction to a failure: try again, say stop, or give up (by
+    /// the third attempt, always).
+    fn reaction(&mut self, attempt: u32) -> Reaction {
+        if attempt >= 3 {
+            Reaction::GiveUp
+        } else {
+            self.pick_weighted(&[
+                (Reaction::Retry, 0.45),
+                (Reaction::Stop, 0.2),
+                (Reaction::GiveUp, 0.35),
+            ])
+        }
+    }
+
+    /// Occasional explicit feedback on a goal's last turn, sometimes misclicked.
+    fn explicit_feedback(&mut self, goal_turns: &mut [Turn], success: bool) {
+        if let Some(last) = goal_turns.last_mut()
+            && self.chance(0.12)
+        {
+            let honest = if success { 1 } else { -1 };
+            let value = if self.chance(0.05) { -honest } else { honest };
+            last.explicit_feedback = Some(value);
+        }
     }
 
     fn correction(&mut self, slot: &'static str, values: &SlotValues) -> Utterance {
@@ -803,14 +556,7 @@ impl Simulator<'_> {
         u
     }
 
-    fn stop_turn(
-        &mut self,
-        out: &mut SimDialogue,
-        dialogue_id: &str,
-        clock_us: &mut i64,
-        session: &mut Session,
-        goal: i32,
-    ) {
+    fn stop_turn(&mut self, session: &mut Session, log: &mut Transcript, goal: i32) {
         let text = self.pick(catalog::intent("Stop").templates);
         let outcome = RuntimeOutcome {
             asr_text: Utterance {
@@ -829,18 +575,9 @@ impl Simulator<'_> {
             wrong_entity: None,
         };
         let state = session.device_state;
-        session.device_state = state_after("Stop", state, "");
-        self.push_turn(
-            out,
-            dialogue_id,
-            clock_us,
-            session.device_type,
-            state,
-            &outcome,
-            text,
-            false,
-        );
-        out.truth.push(TurnTruth {
+        session.device_state = state_after("Stop", state, None);
+        self.push_turn(log, session.device_type, state, &outcome, text, false);
+        log.dialogue.truth.push(TurnTruth {
             goal,
             intent: "Stop",
             slots: Vec::new(),
@@ -851,12 +588,9 @@ impl Simulator<'_> {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn push_turn(
         &mut self,
-        out: &mut SimDialogue,
-        dialogue_id: &str,
-        clock_us: &mut i64,
+        log: &mut Transcript,
         device_type: &'static str,
         device_state: &'static str,
         outcome: &RuntimeOutcome,
@@ -864,10 +598,11 @@ impl Simulator<'_> {
         barge_in: bool,
     ) {
         let audio_embedding = (self.audio_dim > 0).then(|| self.audio_features(outcome.failure));
-        out.turns.push(Turn {
-            dialogue_id: dialogue_id.to_string(),
-            turn_index: out.turns.len() as i32,
-            timestamp_us: Some(*clock_us),
+        let turns = &mut log.dialogue.turns;
+        turns.push(Turn {
+            dialogue_id: log.dialogue_id.to_string(),
+            turn_index: turns.len() as i32,
+            timestamp_us: Some(log.clock_us),
             user_utterance: text.to_string(),
             system_response: outcome.response.clone(),
             device_type: Some(device_type.to_string()),
@@ -881,7 +616,7 @@ impl Simulator<'_> {
             explicit_feedback: Some(0),
             audio_embedding,
         });
-        *clock_us += self.rng.random_range(3_000_000..20_000_000);
+        log.clock_us += self.rng.random_range(3_000_000..20_000_000);
     }
 
     /// Acoustic features computed upstream: device-directedness (low for false
@@ -915,139 +650,212 @@ impl Simulator<'_> {
 
     /// The assistant's pipeline on one user turn, with errors injected stage
     /// by stage; the first irrecoverable one is the turn's failure point.
-    fn runtime(&mut self, step: &Step, utterance: &Utterance, goal: &mut Goal) -> RuntimeOutcome {
-        let spec = catalog::intent(step.intent);
-        if goal.false_wake {
+    fn runtime(
+        &mut self,
+        step: &StepSpec,
+        utterance: &Utterance,
+        goal: &mut Goal,
+    ) -> RuntimeOutcome {
+        if goal.false_wake() {
             return self.false_wake(utterance);
         }
-        let mut heard = utterance.clone();
-        let mut recovered = false;
-        let mut asr_confidence = self.confidence(0.91, 0.05);
-        // ASR: a harmless drop of a small word, or a real misrecognition.
+        let spec = catalog::intent(step.intent);
+        let mut turn = self.asr(step, spec, utterance, &goal.values);
+        let nlu_confidence = self.nlu(&mut turn, step, spec);
+        self.entity_resolution(&mut turn, &goal.values);
+        let service_error = self.result_error(&mut turn, goal.out_of_scope());
+        if step.intent == "FindRestaurant" {
+            self.offer_restaurants(&mut turn.resolved, &mut goal.values);
+        }
+        let (response, status) =
+            self.response(step, spec, &turn, service_error, goal.out_of_scope());
+        RuntimeOutcome {
+            asr_text: turn.heard,
+            asr_confidence: turn.asr_confidence,
+            nlu_intent: turn.nlu_intent,
+            nlu_confidence,
+            response,
+            status,
+            failure: turn.failure,
+            recovered: turn.recovered,
+            wrong_entity: turn.wrong_entity,
+        }
+    }
+
+    /// ASR: a harmless drop of a small word, or a real misrecognition.
+    fn asr(
+        &mut self,
+        step: &StepSpec,
+        spec: &IntentSpec,
+        utterance: &Utterance,
+        values: &SlotValues,
+    ) -> Understanding {
+        let mut turn = Understanding {
+            heard: utterance.clone(),
+            asr_confidence: self.confidence(0.91, 0.05),
+            nlu_intent: step.intent,
+            failure: FailurePoint::Correct,
+            recovered: false,
+            resolved: values.clone(),
+            wrong_entity: None,
+            not_found: None,
+        };
         if self.chance(0.08)
-            && let Some(i) = heard
+            && let Some(i) = turn
+                .heard
                 .pieces
                 .iter()
                 .position(|p| p.slot.is_none() && DROPPABLE.contains(&p.text.as_str()))
         {
-            heard.pieces.remove(i);
-            recovered = true;
-            asr_confidence = self.confidence(0.8, 0.08);
+            turn.heard.pieces.remove(i);
+            turn.recovered = true;
+            turn.asr_confidence = self.confidence(0.8, 0.08);
         }
-        let mut failure = FailurePoint::Correct;
-        let mut nlu_intent = step.intent;
-        let mut resolved = goal.values.clone();
-        let mut wrong_entity = None;
-        let mut not_found: Option<String> = None;
         if self.chance(self.rates.asr) {
-            asr_confidence = self.confidence(0.62, 0.13);
-            let slot_pieces: Vec<usize> = heard
+            turn.asr_confidence = self.confidence(0.62, 0.13);
+            let slot_pieces: Vec<(usize, &'static str)> = turn
+                .heard
                 .pieces
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p.slot.is_some())
-                .map(|(i, _)| i)
+                .filter_map(|(i, p)| Some((i, p.slot?)))
                 .collect();
             if !slot_pieces.is_empty() && self.chance(0.6) {
-                // A garbled entity: entity resolution may still match it.
-                let i = self.pick(&slot_pieces);
-                let slot = heard.pieces[i].slot.expect("slot piece");
-                let original = heard.pieces[i].text.clone();
-                if self.chance(0.5) {
-                    let other = random_value(slot, &mut self.rng);
-                    heard.pieces[i].text = other.clone();
-                    if other != original {
-                        failure = FailurePoint::Asr;
-                        resolved.insert(slot, other);
-                        wrong_entity = Some(slot);
-                    }
-                } else {
-                    let garbled = self.mishear(&original);
-                    heard.pieces[i].text = garbled.clone();
-                    if self.chance(0.45) {
-                        recovered = true;
-                    } else {
-                        failure = FailurePoint::Asr;
-                        not_found = Some(garbled);
-                        wrong_entity = Some(slot);
-                    }
-                }
+                let (i, slot) = self.pick(&slot_pieces);
+                self.garble_entity(&mut turn, i, slot);
             } else {
-                // A misheard carrier word: NLU may still get the intent.
-                let carriers: Vec<usize> = heard
-                    .pieces
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.slot.is_none())
-                    .map(|(i, _)| i)
-                    .collect();
-                if let Some(&i) = carriers.choose(&mut self.rng) {
-                    let word = heard.pieces[i].text.clone();
-                    heard.pieces[i].text = ASR_CONFUSIONS
-                        .iter()
-                        .find(|(w, _)| *w == word)
-                        .map(|(_, h)| h.to_string())
-                        .unwrap_or_else(|| self.mishear(&word));
-                    let verb = i == 0;
-                    if self.chance(if verb { 0.6 } else { 0.25 }) && !spec.confusable.is_empty() {
-                        failure = FailurePoint::Asr;
-                        nlu_intent = self.pick(spec.confusable);
-                    } else {
-                        recovered = true;
-                    }
-                }
+                self.mishear_carrier(&mut turn, spec);
             }
         }
-        let mut nlu_confidence =
-            self.confidence(if step.context.is_some() { 0.8 } else { 0.88 }, 0.07);
-        if failure == FailurePoint::Asr && nlu_intent != step.intent {
-            nlu_confidence = self.confidence(0.6, 0.15);
+        turn
+    }
+
+    /// A garbled entity: entity resolution may still match it.
+    fn garble_entity(&mut self, turn: &mut Understanding, piece: usize, slot: &'static str) {
+        let original = turn.heard.pieces[piece].text.clone();
+        if self.chance(0.5) {
+            // Another real value: it resolves, to the wrong entity.
+            let other = random_value(slot, &mut self.rng);
+            turn.heard.pieces[piece].text = other.clone();
+            if other != original {
+                turn.failure = FailurePoint::Asr;
+                turn.resolved.insert(slot, other);
+                turn.wrong_entity = Some(slot);
+            }
+        } else {
+            let garbled = self.mishear(&original);
+            turn.heard.pieces[piece].text = garbled.clone();
+            if self.chance(0.45) {
+                turn.recovered = true;
+            } else {
+                turn.failure = FailurePoint::Asr;
+                turn.not_found = Some(garbled);
+                turn.wrong_entity = Some(slot);
+            }
         }
-        // NLU: the wrong intent from the right words; context-dependent turns are harder.
-        let nlu_rate = self.rates.nlu * if step.context.is_some() { 2.0 } else { 1.0 };
-        if failure == FailurePoint::Correct && !spec.confusable.is_empty() && self.chance(nlu_rate)
+    }
+
+    /// A misheard carrier word: NLU may still get the intent.
+    fn mishear_carrier(&mut self, turn: &mut Understanding, spec: &IntentSpec) {
+        let carriers: Vec<usize> = turn
+            .heard
+            .pieces
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.slot.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        let Some(&i) = carriers.choose(&mut self.rng) else {
+            return;
+        };
+        let word = turn.heard.pieces[i].text.clone();
+        turn.heard.pieces[i].text = ASR_CONFUSIONS
+            .iter()
+            .find(|(w, _)| *w == word)
+            .map(|(_, h)| h.to_string())
+            .unwrap_or_else(|| self.mishear(&word));
+        let verb = i == 0;
+        if self.chance(if verb { 0.6 } else { 0.25 }) && !spec.confusable.is_empty() {
+            turn.failure = FailurePoint::Asr;
+            turn.nlu_intent = self.pick(spec.confusable);
+        } else {
+            turn.recovered = true;
+        }
+    }
+
+    /// NLU: the wrong intent from the right words; context-dependent turns
+    /// are harder. Returns the NLU's confidence.
+    fn nlu(&mut self, turn: &mut Understanding, step: &StepSpec, spec: &IntentSpec) -> f32 {
+        let in_context = step.context.is_some();
+        let mut confidence = self.confidence(if in_context { 0.8 } else { 0.88 }, 0.07);
+        if turn.failure == FailurePoint::Asr && turn.nlu_intent != step.intent {
+            confidence = self.confidence(0.6, 0.15);
+        }
+        let rate = self.rates.nlu * if in_context { 2.0 } else { 1.0 };
+        if turn.failure == FailurePoint::Correct && !spec.confusable.is_empty() && self.chance(rate)
         {
-            failure = FailurePoint::Nlu;
-            nlu_intent = self.pick(spec.confusable);
-            nlu_confidence = self.confidence(0.6, 0.15);
+            turn.failure = FailurePoint::Nlu;
+            turn.nlu_intent = self.pick(spec.confusable);
+            confidence = self.confidence(0.6, 0.15);
         }
-        let slot_in_turn: Vec<&'static str> = heard.pieces.iter().filter_map(|p| p.slot).collect();
-        // Entity resolution: the right intent, the wrong (or no) entity.
-        if failure == FailurePoint::Correct
-            && !slot_in_turn.is_empty()
+        confidence
+    }
+
+    /// Entity resolution: the right intent, the wrong (or no) entity.
+    fn entity_resolution(&mut self, turn: &mut Understanding, values: &SlotValues) {
+        let slots: Vec<&'static str> = turn.heard.pieces.iter().filter_map(|p| p.slot).collect();
+        if turn.failure == FailurePoint::Correct
+            && !slots.is_empty()
             && self.chance(self.rates.entity)
         {
-            failure = FailurePoint::Entity;
-            let slot = self.pick(&slot_in_turn);
-            wrong_entity = Some(slot);
+            turn.failure = FailurePoint::Entity;
+            let slot = self.pick(&slots);
+            turn.wrong_entity = Some(slot);
             if self.chance(0.5) {
-                let value = goal.values.get(slot).cloned().unwrap_or_default();
-                not_found = Some(value);
+                turn.not_found = Some(values.get(slot).cloned().unwrap_or_default());
             } else {
-                resolved.insert(slot, random_value(slot, &mut self.rng));
+                turn.resolved
+                    .insert(slot, random_value(slot, &mut self.rng));
             }
         }
-        // Result: everything understood, and still the wrong outcome.
-        // Half the result errors are visible to the runtime (a service error);
-        // the other half look like success and only the user's reaction tells.
-        let mut service_error = false;
-        if failure == FailurePoint::Correct && !goal.out_of_scope && self.chance(self.rates.result)
+    }
+
+    /// Result: everything understood, and still the wrong outcome. Half the
+    /// result errors are visible to the runtime (a service error: true); the
+    /// other half look like success and only the user's reaction tells.
+    fn result_error(&mut self, turn: &mut Understanding, out_of_scope: bool) -> bool {
+        if turn.failure == FailurePoint::Correct && !out_of_scope && self.chance(self.rates.result)
         {
-            failure = FailurePoint::Result;
-            service_error = self.chance(0.5);
+            turn.failure = FailurePoint::Result;
+            return self.chance(0.5);
         }
-        if step.intent == "FindRestaurant" {
-            let options: Vec<String> = (0..3)
-                .map(|_| random_value("restaurant", &mut self.rng))
-                .collect();
-            goal.values.insert("restaurant", options[1].clone());
-            resolved.insert("restaurant", options[1].clone());
-            resolved.insert(
-                "options",
-                format!("{}, {} and {}", options[0], options[1], options[2]),
-            );
-        }
-        let (response, status) = if let Some(value) = not_found {
+        false
+    }
+
+    /// A restaurant search finds three places; the goal's restaurant becomes
+    /// the middle one.
+    fn offer_restaurants(&mut self, resolved: &mut SlotValues, goal_values: &mut SlotValues) {
+        let options: Vec<String> = (0..3)
+            .map(|_| random_value("restaurant", &mut self.rng))
+            .collect();
+        goal_values.insert("restaurant", options[1].clone());
+        resolved.insert("restaurant", options[1].clone());
+        resolved.insert(
+            "options",
+            format!("{}, {} and {}", options[0], options[1], options[2]),
+        );
+    }
+
+    /// What the assistant answers, and the dialogue status it logs.
+    fn response(
+        &mut self,
+        step: &StepSpec,
+        spec: &IntentSpec,
+        turn: &Understanding,
+        service_error: bool,
+        out_of_scope: bool,
+    ) -> (String, &'static str) {
+        if let Some(value) = &turn.not_found {
             (format!("Sorry, I couldn't find {value}."), "failed")
         } else if service_error {
             (
@@ -1059,29 +867,18 @@ impl Simulator<'_> {
                 .to_string(),
                 "failed",
             )
-        } else if goal.out_of_scope {
+        } else if out_of_scope {
             (spec.responses[0].to_string(), "failed")
-        } else if nlu_intent != step.intent {
+        } else if turn.nlu_intent != step.intent {
             (
-                fill_response(catalog::intent(nlu_intent).responses, &resolved),
+                fill_response(catalog::intent(turn.nlu_intent).responses, &turn.resolved),
                 "completed",
             )
         } else {
             match &step.reply {
-                Reply::Ask(question) => (fill_response(question, &resolved), "prompted"),
-                Reply::Done => (fill_response(spec.responses, &resolved), "completed"),
+                Reply::Ask(question) => (fill_response(question, &turn.resolved), "prompted"),
+                Reply::Done => (fill_response(spec.responses, &turn.resolved), "completed"),
             }
-        };
-        RuntimeOutcome {
-            asr_text: heard,
-            asr_confidence,
-            nlu_intent,
-            nlu_confidence,
-            response,
-            status,
-            failure,
-            recovered,
-            wrong_entity,
         }
     }
 
@@ -1179,7 +976,7 @@ impl Simulator<'_> {
 }
 
 /// How a successful action changes what the device is doing.
-fn state_after(intent: &str, state: &'static str, goal_kind: &str) -> &'static str {
+fn state_after(intent: &str, state: &'static str, goal: Option<GoalKind>) -> &'static str {
     match intent {
         "PlayMusic" => "music_playing",
         "PlayVideo" => "video_playing",
@@ -1194,9 +991,13 @@ fn state_after(intent: &str, state: &'static str, goal_kind: &str) -> &'static s
         {
             "idle"
         }
-        "SetTemperature" if goal_kind == "oven" => "oven_on",
+        "SetTemperature" if goal == Some(GoalKind::Oven) => "oven_on",
         _ => state,
     }
+}
+
+fn has_screen(device_type: &str) -> bool {
+    matches!(device_type, "screen" | "tv")
 }
 
 /// Intents and their domains, for summaries.

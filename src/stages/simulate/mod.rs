@@ -5,6 +5,7 @@
 mod annotators;
 pub mod catalog;
 pub mod dialogue;
+mod scripts;
 mod utterance;
 
 use std::collections::BTreeMap;
