@@ -30,25 +30,30 @@ def load(path):
     return table.sort_by([(k, "ascending") for k in KEYS])
 
 
-def compare(name, x, y, report):
-    """Appends (column, 'equal' | max float difference | 'DIFFERENT') to report."""
+def compare(name, x, y, report, rows, differing):
+    """Appends (column, 'equal' | max float difference | 'DIFFERENT') to report;
+    rows maps each value of x to its table row, and differing collects the
+    rows where a float is not bit-identical."""
     if not x.is_null().equals(y.is_null()):
         report.append((name, "DIFFERENT (nulls)"))
         return
     t = x.type
     if pa.types.is_floating(t):
-        diff = pc.max(pc.abs(pc.subtract(x.fill_null(0.0), y.fill_null(0.0)))).as_py()
+        delta = pc.abs(pc.subtract(x.fill_null(0.0), y.fill_null(0.0)))
+        diff = pc.max(delta).as_py()
         report.append((name, diff or 0.0))
+        differing.update(pc.filter(rows, pc.greater(delta, 0.0)).to_pylist())
     elif pa.types.is_list(t) or pa.types.is_large_list(t):
         lx = pc.fill_null(pc.list_value_length(x), 0)
         ly = pc.fill_null(pc.list_value_length(y), 0)
         if not lx.equals(ly):
             report.append((name, "DIFFERENT (list lengths)"))
             return
-        compare(name + "[]", x.flatten(), y.flatten(), report)
+        parents = pc.list_parent_indices(x)
+        compare(name + "[]", x.flatten(), y.flatten(), report, pc.take(rows, parents), differing)
     elif pa.types.is_struct(t):
         for field, cx, cy in zip(t, x.flatten(), y.flatten()):
-            compare(name + "." + field.name, cx, cy, report)
+            compare(name + "." + field.name, cx, cy, report, rows, differing)
     else:
         report.append((name, "equal" if x.equals(y) else "DIFFERENT"))
 
@@ -68,9 +73,10 @@ def main():
         if t.group_by(KEYS).aggregate([]).num_rows != t.num_rows:
             print(f"DIFFERENT: {label} has duplicate (dialogue_id, turn_index) rows")
             return 1
-    report = []
+    report, differing = [], set()
+    rows = pa.array(range(a.num_rows), pa.int64())
     for name in a.column_names:
-        compare(name, a[name].combine_chunks(), b[name].combine_chunks(), report)
+        compare(name, a[name].combine_chunks(), b[name].combine_chunks(), report, rows, differing)
     ok = True
     exact = True
     for name, result in report:
@@ -82,7 +88,8 @@ def main():
             ok &= result == "equal"
             print(f"  {name:32} {result}")
     if ok:
-        how = "bit for bit" if exact else f"non-float values exactly, floats within {args.tolerance:g}"
+        how = ("bit for bit" if exact else f"non-float values exactly, floats within {args.tolerance:g} "
+               f"({len(differing)} rows not bit-identical)")
         print(f"EQUAL: {a.num_rows} rows, {how}")
         return 0
     print("DIFFERENT")

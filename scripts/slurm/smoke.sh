@@ -65,12 +65,7 @@ mkdir -p "$dir"/{munge,etc,state,spool,log,data,jobs}
 step "machine: $(nproc) cores, $(. /etc/os-release && echo "$PRETTY_NAME"), $(slurmctld -V), $(munged --version 2>&1 | head -1)"
 step "tiny model and logs: simulate $dialogues dialogues, synth, pretrain 1 epoch, train 1 epoch"
 data="$dir/data"
-"$labelgen" simulate --dialogues "$dialogues" --seed 7 --out "$data/sim" --force --quiet > /dev/null
-"$labelgen" synth --logs "$data/sim/turns" --out "$data/synth" --seed 7 --force --quiet > /dev/null
-"$labelgen" pretrain --data "$data/synth" --out "$data/pretrained" --epochs 1 --hidden-size 32 --layers 1 \
-    --dialogue-layers 1 --vocab-size 500 --quiet > /dev/null
-"$labelgen" train --init "$data/pretrained" --logs "$data/sim/turns" --labels "$data/sim/annotations" \
-    --out "$data/model" --epochs 1 --quiet > /dev/null
+scripts/slurm/tiny-data.sh "$data" "$dialogues"
 
 step "munged (own key and socket in $dir/munge)"
 dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
@@ -166,6 +161,13 @@ done
 [ "$failed" = 0 ] || { echo "FAIL: a job did not complete" >&2; exit 1; }
 echo "shard outputs:"
 (cd "$out" && find . -name '*.parquet' | sort | sed 's/^/  /')
+
+rerun=$((n - 1))
+step "rerun shard $rerun alone, as after a failure: LABELGEN_SHARDS=$n sbatch --array=$rerun --wait"
+LABELGEN_SHARDS="$n" sbatch --wait --quiet --chdir="$dir/jobs" --array="$rerun" \
+    scripts/slurm/label-array.sbatch "$model" "$logs" "$out"
+echo "rerun done; shard directories now: $(cd "$out" && find . -mindepth 1 -maxdepth 1 | sort | tr '\n' ' ')"
+LABELGEN_BIN="$labelgen" bash scripts/slurm/check-union.sbatch "$logs" "$out" "$n"
 
 step "single-process label over the same logs"
 "$labelgen" label --model "$model" --logs "$logs" --out "$data/labels-single" --force --quiet > /dev/null
