@@ -39,10 +39,11 @@ fi
 dir="$(mktemp -d /tmp/labelgen-slurm-smoke.XXXXXX)"
 chmod 755 "$dir"
 pids=()
+own_conf="" # set once our slurmctld runs: scancel only ever talks to it
 cleanup() {
     status=$?
-    if [ -n "${SLURM_CONF:-}" ] && [ -e "${SLURM_CONF}" ]; then
-        scancel --quiet --user=root 2> /dev/null || true
+    if [ -n "$own_conf" ]; then
+        SLURM_CONF="$own_conf" scancel --quiet --user=root 2> /dev/null || true
     fi
     # Stop only the daemons this script started, newest first, by PID.
     for ((k = ${#pids[@]} - 1; k >= 0; k--)); do
@@ -60,6 +61,7 @@ cleanup() {
     exit "$status"
 }
 trap cleanup EXIT
+trap "exit 143" INT TERM
 mkdir -p "$dir"/{munge,etc,state,spool,log,data,jobs}
 
 step "machine: $(nproc) cores, $(. /etc/os-release && echo "$PRETTY_NAME"), $(slurmctld -V), $(munged --version 2>&1 | head -1)"
@@ -116,6 +118,7 @@ step "slurmctld and slurmd (ports $port, $((port + 1)))"
 slurmctld -f "$SLURM_CONF" -i
 for _ in $(seq 100); do [ -s "$dir/slurmctld.pid" ] && break; sleep 0.1; done
 pids+=("$(cat "$dir/slurmctld.pid")")
+own_conf="$SLURM_CONF"
 slurmd -f "$SLURM_CONF" -N "$host"
 for _ in $(seq 100); do [ -s "$dir/slurmd.pid" ] && break; sleep 0.1; done
 pids+=("$(cat "$dir/slurmd.pid")")
