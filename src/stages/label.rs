@@ -4,7 +4,7 @@
 //! utterance.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -328,7 +328,7 @@ fn check_options(config: &LabelConfig) -> anyhow::Result<()> {
 }
 
 /// `<model directory name>@<hash of its config>`: which model wrote a label.
-fn model_id(model: &std::path::Path) -> anyhow::Result<String> {
+fn model_id(model: &Path) -> anyhow::Result<String> {
     let config = std::fs::read_to_string(model.join(checkpoint::CONFIG))?;
     Ok(format!(
         "{}@{}",
@@ -419,8 +419,7 @@ impl Labeller<'_> {
         for dialogue in &mut chunk {
             dialogue.sort_by_key(|t| t.turn_index);
         }
-        let (model, labels) = (self.model, self.labels);
-        let temperature = |head: &str| labels.temperatures.get(head).copied().unwrap_or(1.0);
+        let model = self.model;
         let pairs: Vec<(String, String)> = chunk
             .iter()
             .flatten()
@@ -432,28 +431,40 @@ impl Labeller<'_> {
             model.config.max_tokens,
             model.config.utterance_only,
         )?;
-        let mut windows = Vec::new();
+        let windows = dialogue_windows(model, &chunk, &encoded);
+        let predictions = self.predict_chunk(&chunk, &windows)?;
+        let mut rows = Vec::new();
         let mut first = 0;
-        for (d, dialogue) in chunk.iter().enumerate() {
-            for range in window_ranges(dialogue.len(), model.config.dialogue.max_turns) {
-                windows.push(Window {
-                    turns: range
-                        .clone()
-                        .map(|k| {
-                            turn_input(
-                                &dialogue[k],
-                                encoded[first + k].ids.clone(),
-                                &model.config.features,
-                            )
-                        })
-                        .collect(),
-                    targets: vec![0.0; range.len()],
-                    supervision: Vec::new(),
-                    origin: (d, range.start),
-                });
-            }
+        for (dialogue, p) in chunk.iter().zip(&predictions) {
+            let turns: Vec<&Turn> = dialogue.iter().collect();
+            rows.extend(decode_dialogue(
+                &turns,
+                p,
+                &encoded[first..first + dialogue.len()],
+                self.labels,
+                self.config,
+                self.model_id,
+                self.run_id,
+                &mut self.withheld,
+            ));
             first += dialogue.len();
         }
+        self.written += rows.len();
+        self.dialogues += chunk.len();
+        self.writer.write_rows(&rows)?;
+        self.progress.inc(rows.len() as u64);
+        Ok(())
+    }
+
+    /// Per dialogue and turn: the heads' prediction from the window where
+    /// the turn sits most centrally.
+    fn predict_chunk(
+        &mut self,
+        chunk: &[Vec<Turn>],
+        windows: &[Window],
+    ) -> anyhow::Result<Vec<Vec<TurnPrediction>>> {
+        let (model, labels) = (self.model, self.labels);
+        let temperature = |head: &str| labels.temperatures.get(head).copied().unwrap_or(1.0);
         let cache = EncodingCache::build(
             model,
             windows.iter(),
@@ -464,10 +475,9 @@ impl Labeller<'_> {
             true,
         )?;
         self.distinct_turns += cache.len();
-        // Each turn takes its prediction from the window where it sits most centrally.
         let mut predictions: Vec<Vec<Option<(usize, TurnPrediction)>>> =
             chunk.iter().map(|d| vec![None; d.len()]).collect();
-        for indices in bucketed_batches(&windows, self.config.batch_size) {
+        for indices in bucketed_batches(windows, self.config.batch_size) {
             let chosen: Vec<&Window> = indices.iter().map(|&i| &windows[i]).collect();
             let (batch, _) = make_batch(&chosen, self.pad, &device())?;
             let token_states = cache.token_states(&chosen)?;
@@ -485,32 +495,46 @@ impl Labeller<'_> {
                 }
             }
         }
-        let mut rows = Vec::new();
-        let mut first = 0;
-        for (d, dialogue) in chunk.iter().enumerate() {
-            let p: Vec<TurnPrediction> = predictions[d]
-                .iter()
-                .map(|x| x.clone().map(|(_, p)| p).unwrap_or_default())
-                .collect();
-            let turns: Vec<&Turn> = dialogue.iter().collect();
-            rows.extend(decode_dialogue(
-                &turns,
-                &p,
-                &encoded[first..first + dialogue.len()],
-                labels,
-                self.config,
-                self.model_id,
-                self.run_id,
-                &mut self.withheld,
-            ));
-            first += dialogue.len();
-        }
-        self.written += rows.len();
-        self.dialogues += chunk.len();
-        self.writer.write_rows(&rows)?;
-        self.progress.inc(rows.len() as u64);
-        Ok(())
+        Ok(predictions
+            .into_iter()
+            .map(|dialogue| {
+                let best = dialogue.into_iter().map(|x| x.map(|(_, p)| p));
+                best.map(Option::unwrap_or_default).collect()
+            })
+            .collect())
     }
+}
+
+/// The model's windows over each dialogue of a chunk; `encoded` holds the
+/// chunk's turns in order.
+fn dialogue_windows(
+    model: &DialogueModel,
+    chunk: &[Vec<Turn>],
+    encoded: &[EncodedTurn],
+) -> Vec<Window> {
+    let mut windows = Vec::new();
+    let mut first = 0;
+    for (d, dialogue) in chunk.iter().enumerate() {
+        for range in window_ranges(dialogue.len(), model.config.dialogue.max_turns) {
+            windows.push(Window {
+                turns: range
+                    .clone()
+                    .map(|k| {
+                        turn_input(
+                            &dialogue[k],
+                            encoded[first + k].ids.clone(),
+                            &model.config.features,
+                        )
+                    })
+                    .collect(),
+                targets: vec![0.0; range.len()],
+                supervision: Vec::new(),
+                origin: (d, range.start),
+            });
+        }
+        first += dialogue.len();
+    }
+    windows
 }
 
 /// Per turn slot (B * T): the heads' probabilities.

@@ -325,7 +325,7 @@ impl Copier<'_> {
             // A copy identical to the original teaches nothing: force one swap.
             let t = self.rng.random_range(0..rows.len());
             let all = self.pools.all.as_slice();
-            self.swap(&mut rows[t], Corruption::ResponseSwapRandom, all);
+            self.swap_from(&mut rows[t], Corruption::ResponseSwapRandom, all);
         }
         rows
     }
@@ -335,18 +335,23 @@ impl Copier<'_> {
         let config = self.config;
         if self.rng.random_bool(config.user_swap_rate) {
             let all = self.pools.all.as_slice();
-            self.swap(row, Corruption::UserSwap, all)
+            self.swap_from(row, Corruption::UserSwap, all)
         } else if self.rng.random_bool(config.response_swap_rate) {
             let hard = self.rng.random_bool(config.hard_negative_share);
             let domain = row.turn.domain.as_deref().unwrap_or("");
             let (pool, kind) = self.pools.response_donors(domain, hard);
-            self.swap(row, kind, pool)
+            self.swap_from(row, kind, pool)
         } else {
             false
         }
     }
 
-    fn swap(&mut self, row: &mut SynthTurn, kind: Corruption, pool: &[(usize, usize)]) -> bool {
+    fn swap_from(
+        &mut self,
+        row: &mut SynthTurn,
+        kind: Corruption,
+        pool: &[(usize, usize)],
+    ) -> bool {
         let dialogues = self.pools.dialogues;
         swap(row, kind, pool, dialogues, self.own, self.rng, self.summary)
     }
