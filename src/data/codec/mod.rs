@@ -9,6 +9,11 @@
 //! validation reports with file, row and column. The field's Rust type
 //! decides nullability: `String` is a non-null column, `Option<String>` a
 //! nullable one.
+//!
+//! A new column is its struct field plus one line in that list (and, for
+//! the three tables, its entry in schemas/*.json, which a test compares
+//! with what is written). A new column type is a marker in [`kinds`] with
+//! its [`Kind`] and [`Column`] impls.
 
 pub mod kinds;
 mod read;
@@ -166,6 +171,8 @@ pub fn read_column<K: Kind>(
     Ok(K::read(columns, name)?.into_iter())
 }
 
+/// One row's cell, checked by its kind (called by [`table_columns!`], where
+/// the value type comes from the struct field).
 pub fn check_cell<K: Column<V>, V>(raw: K::Raw, row: &mut RowCheck<'_>, name: &str) -> Option<V> {
     K::check(raw, row, name)
 }

@@ -46,10 +46,6 @@ impl<'a> BatchColumns<'a> {
         BatchColumns { table, ..*self }
     }
 
-    pub fn num_rows(&self) -> usize {
-        self.batch.num_rows()
-    }
-
     fn path(&self) -> PathBuf {
         PathBuf::from(&**self.file)
     }
