@@ -46,8 +46,8 @@ impl Kind for Utf8 {
 
 impl Column<String> for Utf8 {
     const NULLABLE: bool = false;
-    fn write<'a>(_: &str, values: impl Iterator<Item = &'a String> + Clone) -> Written {
-        Ok(Some(strings(values.map(|v| Some(v.as_str())))))
+    fn write(_: &str, values: &[&String]) -> Written {
+        Ok(Some(strings(values.iter().map(|v| Some(v.as_str())))))
     }
     fn check(raw: Self::Raw, row: &mut RowCheck<'_>, name: &str) -> Option<String> {
         row.required(name, raw)
@@ -56,8 +56,8 @@ impl Column<String> for Utf8 {
 
 impl Column<Option<String>> for Utf8 {
     const NULLABLE: bool = true;
-    fn write<'a>(_: &str, values: impl Iterator<Item = &'a Option<String>> + Clone) -> Written {
-        Ok(Some(strings(values.map(Option::as_deref))))
+    fn write(_: &str, values: &[&Option<String>]) -> Written {
+        Ok(Some(strings(values.iter().map(|v| v.as_deref()))))
     }
     fn check(raw: Self::Raw, _: &mut RowCheck<'_>, _: &str) -> Option<Option<String>> {
         Some(raw)
@@ -73,9 +73,9 @@ impl Kind for Int8 {
 
 impl Column<Option<i8>> for Int8 {
     const NULLABLE: bool = true;
-    fn write<'a>(_: &str, values: impl Iterator<Item = &'a Option<i8>> + Clone) -> Written {
+    fn write(_: &str, values: &[&Option<i8>]) -> Written {
         Ok(Some(Arc::new(Int8Array::from(
-            values.copied().collect::<Vec<_>>(),
+            values.iter().map(|v| **v).collect::<Vec<_>>(),
         ))))
     }
     fn check(raw: Self::Raw, row: &mut RowCheck<'_>, name: &str) -> Option<Option<i8>> {
@@ -92,9 +92,9 @@ impl Kind for Int32 {
 
 impl Column<i32> for Int32 {
     const NULLABLE: bool = false;
-    fn write<'a>(_: &str, values: impl Iterator<Item = &'a i32> + Clone) -> Written {
+    fn write(_: &str, values: &[&i32]) -> Written {
         Ok(Some(Arc::new(Int32Array::from_iter_values(
-            values.copied(),
+            values.iter().map(|v| **v),
         ))))
     }
     fn check(raw: Self::Raw, row: &mut RowCheck<'_>, name: &str) -> Option<i32> {
@@ -104,9 +104,9 @@ impl Column<i32> for Int32 {
 
 impl Column<Option<i32>> for Int32 {
     const NULLABLE: bool = true;
-    fn write<'a>(_: &str, values: impl Iterator<Item = &'a Option<i32>> + Clone) -> Written {
+    fn write(_: &str, values: &[&Option<i32>]) -> Written {
         Ok(Some(Arc::new(Int32Array::from(
-            values.copied().collect::<Vec<_>>(),
+            values.iter().map(|v| **v).collect::<Vec<_>>(),
         ))))
     }
     fn check(raw: Self::Raw, row: &mut RowCheck<'_>, name: &str) -> Option<Option<i32>> {
@@ -123,8 +123,10 @@ impl Kind for Float32 {
 
 impl Column<Option<f32>> for Float32 {
     const NULLABLE: bool = true;
-    fn write<'a>(_: &str, values: impl Iterator<Item = &'a Option<f32>> + Clone) -> Written {
-        Ok(Some(Arc::new(values.copied().collect::<Float32Array>())))
+    fn write(_: &str, values: &[&Option<f32>]) -> Written {
+        Ok(Some(Arc::new(
+            values.iter().map(|v| **v).collect::<Float32Array>(),
+        )))
     }
     fn check(raw: Self::Raw, _: &mut RowCheck<'_>, _: &str) -> Option<Option<f32>> {
         Some(raw)
@@ -140,9 +142,9 @@ impl Kind for Bool {
 
 impl Column<bool> for Bool {
     const NULLABLE: bool = false;
-    fn write<'a>(_: &str, values: impl Iterator<Item = &'a bool> + Clone) -> Written {
+    fn write(_: &str, values: &[&bool]) -> Written {
         Ok(Some(Arc::new(
-            values.map(|v| Some(*v)).collect::<BooleanArray>(),
+            values.iter().map(|v| Some(**v)).collect::<BooleanArray>(),
         )))
     }
     fn check(raw: Self::Raw, row: &mut RowCheck<'_>, name: &str) -> Option<bool> {
@@ -152,9 +154,9 @@ impl Column<bool> for Bool {
 
 impl Column<Option<bool>> for Bool {
     const NULLABLE: bool = true;
-    fn write<'a>(_: &str, values: impl Iterator<Item = &'a Option<bool>> + Clone) -> Written {
+    fn write(_: &str, values: &[&Option<bool>]) -> Written {
         Ok(Some(Arc::new(BooleanArray::from(
-            values.copied().collect::<Vec<_>>(),
+            values.iter().map(|v| **v).collect::<Vec<_>>(),
         ))))
     }
     fn check(raw: Self::Raw, _: &mut RowCheck<'_>, _: &str) -> Option<Option<bool>> {
@@ -171,8 +173,9 @@ impl Kind for Timestamp {
 
 impl Column<Option<i64>> for Timestamp {
     const NULLABLE: bool = true;
-    fn write<'a>(_: &str, values: impl Iterator<Item = &'a Option<i64>> + Clone) -> Written {
-        let micros = TimestampMicrosecondArray::from(values.copied().collect::<Vec<_>>());
+    fn write(_: &str, values: &[&Option<i64>]) -> Written {
+        let micros =
+            TimestampMicrosecondArray::from(values.iter().map(|v| **v).collect::<Vec<_>>());
         Ok(Some(Arc::new(micros.with_timezone("UTC"))))
     }
     fn check(raw: Self::Raw, _: &mut RowCheck<'_>, _: &str) -> Option<Option<i64>> {
@@ -190,14 +193,11 @@ impl Kind for FloatVector {
 impl Column<Option<Vec<f32>>> for FloatVector {
     const NULLABLE: bool = true;
     /// Left out when no row has a vector: the length is not known then.
-    fn write<'a>(
-        name: &str,
-        values: impl Iterator<Item = &'a Option<Vec<f32>>> + Clone,
-    ) -> Written {
-        let Some(dim) = values.clone().find_map(|v| v.as_ref().map(Vec::len)) else {
+    fn write(name: &str, values: &[&Option<Vec<f32>>]) -> Written {
+        let Some(dim) = values.iter().find_map(|v| v.as_ref().map(Vec::len)) else {
             return Ok(None);
         };
-        float_vectors(name, values.map(Option::as_deref), dim).map(Some)
+        float_vectors(name, values.iter().map(|v| v.as_deref()), dim).map(Some)
     }
     fn check(raw: Self::Raw, _: &mut RowCheck<'_>, _: &str) -> Option<Option<Vec<f32>>> {
         Some(raw)
@@ -213,11 +213,8 @@ impl Kind for SlotSpans {
 
 impl Column<Option<Vec<SlotSpan>>> for SlotSpans {
     const NULLABLE: bool = true;
-    fn write<'a>(
-        _: &str,
-        values: impl Iterator<Item = &'a Option<Vec<SlotSpan>>> + Clone,
-    ) -> Written {
-        let rows = values.map(|spans| {
+    fn write(_: &str, values: &[&Option<Vec<SlotSpan>>]) -> Written {
+        let rows = values.iter().map(|spans| {
             let parts = spans.as_ref()?.iter();
             Some(
                 parts
@@ -249,11 +246,8 @@ impl Kind for LabelledSlotSpans {
 
 impl Column<Option<Vec<LabelledSlotSpan>>> for LabelledSlotSpans {
     const NULLABLE: bool = true;
-    fn write<'a>(
-        _: &str,
-        values: impl Iterator<Item = &'a Option<Vec<LabelledSlotSpan>>> + Clone,
-    ) -> Written {
-        let rows = values.map(|spans| {
+    fn write(_: &str, values: &[&Option<Vec<LabelledSlotSpan>>]) -> Written {
+        let rows = values.iter().map(|spans| {
             let parts = spans.as_ref()?.iter().map(|s| {
                 let labelled = Some((s.text.as_str(), s.probability));
                 (s.slot.as_str(), s.start, s.end, labelled)

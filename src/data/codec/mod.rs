@@ -43,12 +43,7 @@ pub trait Column<V>: Kind {
     const NULLABLE: bool;
 
     /// The Arrow array of the values, or None to leave the column out.
-    fn write<'a>(
-        name: &str,
-        values: impl Iterator<Item = &'a V> + Clone,
-    ) -> Result<Option<ArrayRef>, ArrowError>
-    where
-        V: 'a;
+    fn write(name: &str, values: &[&V]) -> Result<Option<ArrayRef>, ArrowError>;
 
     /// One row's value, or None (with an issue recorded) if it is invalid.
     fn check(raw: Self::Raw, row: &mut RowCheck<'_>, name: &str) -> Option<V>;
@@ -56,12 +51,7 @@ pub trait Column<V>: Kind {
 
 /// A row struct's columns, in order. Implemented by [`table_columns!`].
 pub trait Columns: Sized {
-    fn write<'a>(
-        rows: impl Iterator<Item = &'a Self> + Clone,
-        out: &mut Vec<(Field, ArrayRef)>,
-    ) -> Result<(), ArrowError>
-    where
-        Self: 'a;
+    fn write(rows: &[&Self], out: &mut Vec<(Field, ArrayRef)>) -> Result<(), ArrowError>;
 
     /// Reads every column of the batch (a missing or mistyped column is an
     /// error, the first in column order) and returns the builder of the next
@@ -84,20 +74,17 @@ macro_rules! table_columns {
         }
     ) => {
         impl $crate::data::codec::Columns for $row {
-            fn write<'a>(
-                rows: impl Iterator<Item = &'a Self> + Clone,
+            fn write(
+                rows: &[&Self],
                 out: &mut Vec<(::arrow::datatypes::Field, ::arrow::array::ArrayRef)>,
-            ) -> Result<(), ::arrow::error::ArrowError>
-            where
-                Self: 'a,
-            {
+            ) -> Result<(), ::arrow::error::ArrowError> {
                 $(<$base_ty as $crate::data::codec::Columns>::write(
-                    rows.clone().map(|r| &r.$base),
+                    &rows.iter().map(|r| &r.$base).collect::<Vec<_>>(),
                     out,
                 )?;)?
                 $($crate::data::codec::write_column::<$crate::data::codec::kinds::$kind, _>(
                     $crate::data::codec::column_name!($field $(, $name)?),
-                    rows.clone().map(|r| &r.$field),
+                    &rows.iter().map(|r| &r.$field).collect::<Vec<_>>(),
                     out,
                 )?;)*
                 Ok(())
@@ -149,9 +136,9 @@ macro_rules! column_name {
 pub(crate) use column_name;
 
 /// Appends one column to `out`, unless its kind leaves it out.
-pub fn write_column<'a, K: Column<V>, V: 'a>(
+pub fn write_column<K: Column<V>, V>(
     name: &str,
-    values: impl Iterator<Item = &'a V> + Clone,
+    values: &[&V],
     out: &mut Vec<(Field, ArrayRef)>,
 ) -> Result<(), ArrowError> {
     if let Some(array) = K::write(name, values)? {
@@ -180,7 +167,7 @@ pub fn check_cell<K: Column<V>, V>(raw: K::Raw, row: &mut RowCheck<'_>, name: &s
 /// A record batch of rows, in the columns their type declares.
 pub fn encode<T: Columns>(rows: &[T]) -> Result<RecordBatch, ArrowError> {
     let mut columns = Vec::new();
-    T::write(rows.iter(), &mut columns)?;
+    T::write(&rows.iter().collect::<Vec<_>>(), &mut columns)?;
     let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = columns.into_iter().unzip();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
 }
