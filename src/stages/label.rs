@@ -4,7 +4,7 @@
 //! utterance.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -14,7 +14,8 @@ use tokenizers::Tokenizer;
 
 use crate::data::dataset::{DatasetWriter, invalid_rows, open_part, part_files, stream_rows};
 use crate::data::feedback::is_rephrase;
-use crate::data::issues::{Issue, Severity};
+use crate::data::issues::{Issue, RowPlace, Severity};
+use crate::data::split::{in_shard, stable_hash};
 use crate::data::tables::{Label, LabelledSlotSpan, Turn};
 use crate::model::batch::{Window, bucketed_batches, make_batch, turn_input, window_ranges};
 use crate::model::cache::EncodingCache;
@@ -67,17 +68,6 @@ pub struct LabelSummary {
     pub run_id: String,
     pub seconds: f64,
     pub turns_per_second: f64,
-}
-
-/// FNV-1a: a stable hash, the same on every machine, for sharding.
-fn stable_hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-pub fn in_shard(dialogue: &str, shard: Option<(u64, u64)>) -> bool {
-    shard.is_none_or(|(i, n)| stable_hash(dialogue) % n == i)
 }
 
 fn sigmoid(x: f32, temperature: f64) -> f64 {
@@ -234,19 +224,7 @@ fn decode_spans(
 const CHUNK_DIALOGUES: usize = 1024;
 
 pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
-    for task in config.min_confidence.keys() {
-        anyhow::ensure!(
-            TASKS.contains(&task.as_str()),
-            "--min-confidence: unknown task `{task}`; tasks are {}",
-            TASKS.join(", ")
-        );
-    }
-    if let Some((i, n)) = config.shard {
-        anyhow::ensure!(
-            n > 0 && i < n,
-            "--shard {i}/{n}: expected I/N with 0 <= I < N"
-        );
-    }
+    check_options(config)?;
     let started = Instant::now();
     let (model, tokenizer) = checkpoint::load(&config.model)?;
     let labels = model.config.labels.clone().ok_or_else(|| {
@@ -255,20 +233,7 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
             config.model.display()
         )
     })?;
-    let model_id = format!(
-        "{}@{}",
-        config
-            .model
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("model"),
-        &format!(
-            "{:016x}",
-            stable_hash(&std::fs::read_to_string(
-                config.model.join(checkpoint::CONFIG)
-            )?)
-        )[..8]
-    );
+    let model_id = model_id(&config.model)?;
     let run_id = config
         .run_id
         .clone()
@@ -288,23 +253,22 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
         model_id: &model_id,
         run_id: &run_id,
         progress: Progress::new(total_rows as u64, "turns", config.quiet),
+        current: Vec::new(),
+        chunk: Vec::new(),
+        closed: HashSet::new(),
         withheld: BTreeMap::new(),
         dialogues: 0,
         written: 0,
         distinct_turns: 0,
+        other_shards: 0,
+        warnings: 0,
     };
-    // Turns arrive in file order; a dialogue is complete when the next row
-    // belongs to another one. Closed dialogues are remembered by hash only.
-    let mut current: Vec<Turn> = Vec::new();
-    let mut chunk: Vec<Vec<Turn>> = Vec::new();
-    let mut closed: HashSet<u64> = HashSet::new();
-    let (mut other_shards, mut warnings) = (0usize, 0usize);
     let stream = stream_rows::<Turn, anyhow::Error>(&config.logs, |decoded| {
         let errors: Vec<Issue> = decoded
             .issues
             .into_iter()
             .filter(|issue| {
-                warnings += usize::from(issue.severity != Severity::Error);
+                labeller.warnings += usize::from(issue.severity != Severity::Error);
                 issue.severity == Severity::Error
             })
             .collect();
@@ -312,41 +276,11 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
             return Err(invalid_rows(&config.logs, "turns", &errors).into());
         }
         for (place, turn) in decoded.rows {
-            if !in_shard(&turn.dialogue_id, config.shard) {
-                other_shards += 1;
-                labeller.progress.inc(1);
-                continue;
-            }
-            if current
-                .first()
-                .is_some_and(|t| t.dialogue_id != turn.dialogue_id)
-            {
-                let done = std::mem::take(&mut current);
-                closed.insert(stable_hash(&done[0].dialogue_id));
-                chunk.push(done);
-                if chunk.len() >= CHUNK_DIALOGUES {
-                    labeller.label_chunk(std::mem::take(&mut chunk))?;
-                }
-            }
-            if current.is_empty() && closed.contains(&stable_hash(&turn.dialogue_id)) {
-                anyhow::bail!(
-                    "{} row {}: dialogue `{}` continues after other dialogues' turns; `label` streams the logs \
-                     and needs each dialogue's turns together (sort the logs by dialogue_id, e.g. in polars or DuckDB)",
-                    place.file,
-                    place.row,
-                    turn.dialogue_id
-                );
-            }
-            current.push(turn);
+            labeller.push(&place, turn)?;
         }
         Ok(())
     })?;
-    if !current.is_empty() {
-        chunk.push(current);
-    }
-    if !chunk.is_empty() {
-        labeller.label_chunk(chunk)?;
-    }
+    labeller.finish_chunks()?;
     let Labeller {
         writer,
         progress,
@@ -354,6 +288,8 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
         dialogues,
         written,
         distinct_turns,
+        other_shards,
+        warnings,
         ..
     } = labeller;
     writer.finish::<Label>()?;
@@ -374,6 +310,36 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
     })
 }
 
+fn check_options(config: &LabelConfig) -> anyhow::Result<()> {
+    for task in config.min_confidence.keys() {
+        anyhow::ensure!(
+            TASKS.contains(&task.as_str()),
+            "--min-confidence: unknown task `{task}`; tasks are {}",
+            TASKS.join(", ")
+        );
+    }
+    if let Some((i, n)) = config.shard {
+        anyhow::ensure!(
+            n > 0 && i < n,
+            "--shard {i}/{n}: expected I/N with 0 <= I < N"
+        );
+    }
+    Ok(())
+}
+
+/// `<model directory name>@<hash of its config>`: which model wrote a label.
+fn model_id(model: &Path) -> anyhow::Result<String> {
+    let config = std::fs::read_to_string(model.join(checkpoint::CONFIG))?;
+    Ok(format!(
+        "{}@{}",
+        model
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("model"),
+        &format!("{:016x}", stable_hash(&config))[..8]
+    ))
+}
+
 /// Labels chunks of complete dialogues into the writer.
 struct Labeller<'a> {
     writer: DatasetWriter,
@@ -385,19 +351,75 @@ struct Labeller<'a> {
     model_id: &'a str,
     run_id: &'a str,
     progress: Progress,
+    /// The turns of the dialogue being read.
+    current: Vec<Turn>,
+    /// Complete dialogues waiting to be labelled together.
+    chunk: Vec<Vec<Turn>>,
+    /// Dialogues already complete, by hash only.
+    closed: HashSet<u64>,
     withheld: BTreeMap<String, usize>,
     dialogues: usize,
     written: usize,
     distinct_turns: usize,
+    /// Turns of dialogues in other shards, skipped.
+    other_shards: usize,
+    /// Non-fatal input issues seen while reading.
+    warnings: usize,
 }
 
 impl Labeller<'_> {
+    /// Takes the next turn in file order. A dialogue is complete when the next
+    /// turn belongs to another one; a full chunk of them is labelled.
+    fn push(&mut self, place: &RowPlace, turn: Turn) -> anyhow::Result<()> {
+        if !in_shard(&turn.dialogue_id, self.config.shard) {
+            self.other_shards += 1;
+            self.progress.inc(1);
+            return Ok(());
+        }
+        if self
+            .current
+            .first()
+            .is_some_and(|t| t.dialogue_id != turn.dialogue_id)
+        {
+            let done = std::mem::take(&mut self.current);
+            self.closed.insert(stable_hash(&done[0].dialogue_id));
+            self.chunk.push(done);
+            if self.chunk.len() >= CHUNK_DIALOGUES {
+                let chunk = std::mem::take(&mut self.chunk);
+                self.label_chunk(chunk)?;
+            }
+        }
+        if self.current.is_empty() && self.closed.contains(&stable_hash(&turn.dialogue_id)) {
+            anyhow::bail!(
+                "{} row {}: dialogue `{}` continues after other dialogues' turns; `label` streams the logs \
+                 and needs each dialogue's turns together (sort the logs by dialogue_id, e.g. in polars or DuckDB)",
+                place.file,
+                place.row,
+                turn.dialogue_id
+            );
+        }
+        self.current.push(turn);
+        Ok(())
+    }
+
+    /// Labels the last dialogue and the last, partial chunk.
+    fn finish_chunks(&mut self) -> anyhow::Result<()> {
+        if !self.current.is_empty() {
+            let last = std::mem::take(&mut self.current);
+            self.chunk.push(last);
+        }
+        if !self.chunk.is_empty() {
+            let chunk = std::mem::take(&mut self.chunk);
+            self.label_chunk(chunk)?;
+        }
+        Ok(())
+    }
+
     fn label_chunk(&mut self, mut chunk: Vec<Vec<Turn>>) -> anyhow::Result<()> {
         for dialogue in &mut chunk {
             dialogue.sort_by_key(|t| t.turn_index);
         }
-        let (model, labels) = (self.model, self.labels);
-        let temperature = |head: &str| labels.temperatures.get(head).copied().unwrap_or(1.0);
+        let model = self.model;
         let pairs: Vec<(String, String)> = chunk
             .iter()
             .flatten()
@@ -409,28 +431,40 @@ impl Labeller<'_> {
             model.config.max_tokens,
             model.config.context.utterance_only(),
         )?;
-        let mut windows = Vec::new();
+        let windows = dialogue_windows(model, &chunk, &encoded);
+        let predictions = self.predict_chunk(&chunk, &windows)?;
+        let mut rows = Vec::new();
         let mut first = 0;
-        for (d, dialogue) in chunk.iter().enumerate() {
-            for range in window_ranges(dialogue.len(), model.config.dialogue.max_turns) {
-                windows.push(Window {
-                    turns: range
-                        .clone()
-                        .map(|k| {
-                            turn_input(
-                                &dialogue[k],
-                                encoded[first + k].ids.clone(),
-                                &model.config.features,
-                            )
-                        })
-                        .collect(),
-                    targets: vec![0.0; range.len()],
-                    supervision: Vec::new(),
-                    origin: (d, range.start),
-                });
-            }
+        for (dialogue, p) in chunk.iter().zip(&predictions) {
+            let turns: Vec<&Turn> = dialogue.iter().collect();
+            rows.extend(decode_dialogue(
+                &turns,
+                p,
+                &encoded[first..first + dialogue.len()],
+                self.labels,
+                self.config,
+                self.model_id,
+                self.run_id,
+                &mut self.withheld,
+            ));
             first += dialogue.len();
         }
+        self.written += rows.len();
+        self.dialogues += chunk.len();
+        self.writer.write_rows(&rows)?;
+        self.progress.inc(rows.len() as u64);
+        Ok(())
+    }
+
+    /// Per dialogue and turn: the heads' prediction from the window where
+    /// the turn sits most centrally.
+    fn predict_chunk(
+        &mut self,
+        chunk: &[Vec<Turn>],
+        windows: &[Window],
+    ) -> anyhow::Result<Vec<Vec<TurnPrediction>>> {
+        let (model, labels) = (self.model, self.labels);
+        let temperature = |head: &str| labels.temperatures.get(head).copied().unwrap_or(1.0);
         let cache = EncodingCache::build(
             model,
             windows.iter(),
@@ -441,10 +475,9 @@ impl Labeller<'_> {
             true,
         )?;
         self.distinct_turns += cache.len();
-        // Each turn takes its prediction from the window where it sits most centrally.
         let mut predictions: Vec<Vec<Option<(usize, TurnPrediction)>>> =
             chunk.iter().map(|d| vec![None; d.len()]).collect();
-        for indices in bucketed_batches(&windows, self.config.batch_size) {
+        for indices in bucketed_batches(windows, self.config.batch_size) {
             let chosen: Vec<&Window> = indices.iter().map(|&i| &windows[i]).collect();
             let (batch, _) = make_batch(&chosen, self.pad, &device())?;
             let token_states = cache.token_states(&chosen)?;
@@ -462,32 +495,46 @@ impl Labeller<'_> {
                 }
             }
         }
-        let mut rows = Vec::new();
-        let mut first = 0;
-        for (d, dialogue) in chunk.iter().enumerate() {
-            let p: Vec<TurnPrediction> = predictions[d]
-                .iter()
-                .map(|x| x.clone().map(|(_, p)| p).unwrap_or_default())
-                .collect();
-            let turns: Vec<&Turn> = dialogue.iter().collect();
-            rows.extend(decode_dialogue(
-                &turns,
-                &p,
-                &encoded[first..first + dialogue.len()],
-                labels,
-                self.config,
-                self.model_id,
-                self.run_id,
-                &mut self.withheld,
-            ));
-            first += dialogue.len();
-        }
-        self.written += rows.len();
-        self.dialogues += chunk.len();
-        self.writer.write_rows(&rows)?;
-        self.progress.inc(rows.len() as u64);
-        Ok(())
+        Ok(predictions
+            .into_iter()
+            .map(|dialogue| {
+                let best = dialogue.into_iter().map(|x| x.map(|(_, p)| p));
+                best.map(Option::unwrap_or_default).collect()
+            })
+            .collect())
     }
+}
+
+/// The model's windows over each dialogue of a chunk; `encoded` holds the
+/// chunk's turns in order.
+fn dialogue_windows(
+    model: &DialogueModel,
+    chunk: &[Vec<Turn>],
+    encoded: &[EncodedTurn],
+) -> Vec<Window> {
+    let mut windows = Vec::new();
+    let mut first = 0;
+    for (d, dialogue) in chunk.iter().enumerate() {
+        for range in window_ranges(dialogue.len(), model.config.dialogue.max_turns) {
+            windows.push(Window {
+                turns: range
+                    .clone()
+                    .map(|k| {
+                        turn_input(
+                            &dialogue[k],
+                            encoded[first + k].ids.clone(),
+                            &model.config.features,
+                        )
+                    })
+                    .collect(),
+                targets: vec![0.0; range.len()],
+                supervision: Vec::new(),
+                origin: (d, range.start),
+            });
+        }
+        first += dialogue.len();
+    }
+    windows
 }
 
 /// Per turn slot (B * T): the heads' probabilities.

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::data::dataset::{read_table, write_file_atomic};
+use crate::data::synth_rows::SynthTurn;
 use crate::eval::metrics::roc_auc;
 use crate::model::batch::{
     Window, bucketed_batches, feature_vocabulary, make_batch, turn_input, window_ranges,
@@ -30,7 +31,6 @@ use crate::model::optim::AdamW;
 use crate::model::tokenizer::{SpecialIds, encode_pairs, special_ids, train_bpe};
 use crate::model::{Batch, DialogueModel, device};
 use crate::progress::Progress;
-use crate::stages::synth::SynthTurn;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PretrainConfig {

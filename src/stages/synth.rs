@@ -8,12 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use arrow::error::ArrowError;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,8 +17,9 @@ use serde::Serialize;
 
 use crate::data::dataset::{DatasetWriter, invalid_rows, part_files, stream_rows};
 use crate::data::issues::{DataError, RowPlace, Severity};
-use crate::data::schema::Table;
-use crate::data::tables::{Decoded, TableRow, Turn};
+// Re-exported for code that still imports it from here; it lives in data.
+pub use crate::data::synth_rows::SynthTurn;
+use crate::data::tables::Turn;
 use crate::progress::Progress;
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,151 +80,6 @@ impl Corruption {
             Corruption::UserSwap => "user_swap",
             Corruption::OrderSwap => "order_swap",
         }
-    }
-}
-
-/// A turn of the synth output: the logs' columns plus what was corrupted.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SynthTurn {
-    pub turn: Turn,
-    /// The dialogue the copy was made from.
-    pub source_dialogue_id: String,
-    /// 0 for the untouched original, 1.. for corrupted copies.
-    pub copy: i32,
-    pub corruption: Option<String>,
-    /// The user utterance and system response do not belong together (the
-    /// pretraining target: swapped-response detection).
-    pub swapped: bool,
-    /// The turn is out of its dialogue's order.
-    pub out_of_order: bool,
-}
-
-const EXTRA_COLUMNS: [&str; 5] = [
-    "source_dialogue_id",
-    "copy",
-    "corruption",
-    "swapped",
-    "out_of_order",
-];
-
-impl TableRow for SynthTurn {
-    const TABLE: Table = Table::Turns;
-
-    fn dialogue_id(&self) -> &str {
-        &self.turn.dialogue_id
-    }
-    fn turn_index(&self) -> i32 {
-        self.turn.turn_index
-    }
-
-    fn from_batch(
-        batch: &RecordBatch,
-        file: &Arc<str>,
-        first_row: usize,
-    ) -> Result<Decoded<Self>, DataError> {
-        let turns = Turn::from_batch(batch, file, first_row)?;
-        let column = |name: &str, expected: DataType| -> Result<&ArrayRef, DataError> {
-            let found = batch.column_by_name(name).ok_or_else(|| {
-                DataError::missing_column(Path::new(&**file), "synth", name, batch)
-            })?;
-            if found.data_type() != &expected {
-                return Err(DataError::WrongType {
-                    path: PathBuf::from(&**file),
-                    column: name.into(),
-                    expected: "the type labelgen synth writes",
-                    found: found.data_type().to_string(),
-                });
-            }
-            Ok(found)
-        };
-        let source = column("source_dialogue_id", DataType::Utf8)?.as_string::<i32>();
-        let copy = column("copy", DataType::Int32)?.as_primitive::<arrow::datatypes::Int32Type>();
-        let corruption = column("corruption", DataType::Utf8)?.as_string::<i32>();
-        let swapped = column("swapped", DataType::Boolean)?.as_boolean();
-        let out_of_order = column("out_of_order", DataType::Boolean)?.as_boolean();
-        let mut issues = turns.issues;
-        let mut rows = Vec::with_capacity(turns.rows.len());
-        for (place, turn) in turns.rows {
-            let i = place.row - first_row;
-            if source.is_null(i) || copy.is_null(i) || swapped.is_null(i) || out_of_order.is_null(i)
-            {
-                issues.push(place.issue(
-                    Severity::Error,
-                    "null_value",
-                    None,
-                    Some(&turn.dialogue_id),
-                    "null in a synth label column",
-                ));
-                continue;
-            }
-            rows.push((
-                place.clone(),
-                SynthTurn {
-                    source_dialogue_id: source.value(i).to_string(),
-                    copy: copy.value(i),
-                    corruption: (!corruption.is_null(i)).then(|| corruption.value(i).to_string()),
-                    swapped: swapped.value(i),
-                    out_of_order: out_of_order.value(i),
-                    turn,
-                },
-            ));
-        }
-        Ok(Decoded { rows, issues })
-    }
-
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
-        let turns: Vec<Turn> = rows.iter().map(|r| r.turn.clone()).collect();
-        let base = Turn::to_batch(&turns)?;
-        let mut fields: Vec<Field> = base
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        let mut columns: Vec<ArrayRef> = base.columns().to_vec();
-        let extra: [(ArrayRef, bool); 5] = [
-            (
-                Arc::new(
-                    rows.iter()
-                        .map(|r| Some(r.source_dialogue_id.as_str()))
-                        .collect::<StringArray>(),
-                ),
-                false,
-            ),
-            (
-                Arc::new(rows.iter().map(|r| r.copy).collect::<Int32Array>()),
-                false,
-            ),
-            (
-                Arc::new(
-                    rows.iter()
-                        .map(|r| r.corruption.as_deref())
-                        .collect::<StringArray>(),
-                ),
-                true,
-            ),
-            (
-                Arc::new(
-                    rows.iter()
-                        .map(|r| Some(r.swapped))
-                        .collect::<BooleanArray>(),
-                ),
-                false,
-            ),
-            (
-                Arc::new(
-                    rows.iter()
-                        .map(|r| Some(r.out_of_order))
-                        .collect::<BooleanArray>(),
-                ),
-                false,
-            ),
-        ];
-        for (name, (array, nullable)) in EXTRA_COLUMNS.iter().zip(extra) {
-            fields.push(Field::new(*name, array.data_type().clone(), nullable));
-            columns.push(array);
-        }
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
     }
 }
 
@@ -354,6 +206,47 @@ fn read_partition(part: &Path, seen: &mut HashSet<String>) -> Result<Vec<Vec<Tur
     Ok(dialogues)
 }
 
+/// Where swaps draw their donors from: every (dialogue, turn) of a
+/// partition, and the same by domain for hard negatives.
+struct Pools<'a> {
+    dialogues: &'a [Vec<Turn>],
+    all: Vec<(usize, usize)>,
+    by_domain: HashMap<&'a str, Vec<(usize, usize)>>,
+}
+
+impl<'a> Pools<'a> {
+    fn new(dialogues: &'a [Vec<Turn>]) -> Pools<'a> {
+        let all: Vec<(usize, usize)> = dialogues
+            .iter()
+            .enumerate()
+            .flat_map(|(d, turns)| (0..turns.len()).map(move |t| (d, t)))
+            .collect();
+        let mut by_domain: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+        for &(d, t) in &all {
+            by_domain
+                .entry(dialogues[d][t].domain.as_deref().unwrap_or(""))
+                .or_default()
+                .push((d, t));
+        }
+        Pools {
+            dialogues,
+            all,
+            by_domain,
+        }
+    }
+
+    /// The donors of a response swap: the turn's domain when a hard negative
+    /// is drawn and the domain has another turn, else every turn.
+    fn response_donors(&self, domain: &str, hard: bool) -> (&[(usize, usize)], Corruption) {
+        match self.by_domain.get(domain) {
+            Some(pool) if hard && pool.len() > 1 => {
+                (pool.as_slice(), Corruption::ResponseSwapSameDomain)
+            }
+            _ => (self.all.as_slice(), Corruption::ResponseSwapRandom),
+        }
+    }
+}
+
 /// The originals and their corrupted copies, for one partition.
 fn synthesize(
     dialogues: &[Vec<Turn>],
@@ -361,123 +254,143 @@ fn synthesize(
     partition: u64,
     summary: &mut SynthSummary,
 ) -> Vec<SynthTurn> {
-    // Every (dialogue, turn) by domain, for hard negatives.
-    let all: Vec<(usize, usize)> = dialogues
-        .iter()
-        .enumerate()
-        .flat_map(|(d, turns)| (0..turns.len()).map(move |t| (d, t)))
-        .collect();
-    let mut by_domain: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
-    for &(d, t) in &all {
-        by_domain
-            .entry(dialogues[d][t].domain.as_deref().unwrap_or(""))
-            .or_default()
-            .push((d, t));
-    }
+    let pools = Pools::new(dialogues);
     let mut out = Vec::new();
     for (d, turns) in dialogues.iter().enumerate() {
         let mut rng =
             ChaCha8Rng::seed_from_u64(config.seed ^ partition.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         rng.set_stream(d as u64);
-        for turn in turns {
-            out.push(SynthTurn {
-                turn: turn.clone(),
-                source_dialogue_id: turn.dialogue_id.clone(),
-                ..SynthTurn::default()
-            });
-        }
-        if all.len() < 2 {
+        out.extend(turns.iter().map(|turn| SynthTurn {
+            turn: turn.clone(),
+            source_dialogue_id: turn.dialogue_id.clone(),
+            ..SynthTurn::default()
+        }));
+        if pools.all.len() < 2 {
             continue;
         }
         for copy in 1..=config.copies as i32 {
-            let copy_id = format!("{}#c{copy}", turns[0].dialogue_id);
-            let mut rows: Vec<SynthTurn> = turns
-                .iter()
-                .map(|t| SynthTurn {
-                    turn: Turn {
-                        dialogue_id: copy_id.clone(),
-                        ..t.clone()
-                    },
-                    source_dialogue_id: t.dialogue_id.clone(),
-                    copy,
-                    ..SynthTurn::default()
-                })
-                .collect();
-            let mut corrupted = false;
-            if turns.len() >= 2 && rng.random_bool(config.order_swap_rate) {
-                let i = rng.random_range(0..turns.len() - 1);
-                let (a, b) = (rows[i].turn.clone(), rows[i + 1].turn.clone());
-                // The pairs trade places; turn_index keeps counting 0..n-1.
-                rows[i].turn = Turn {
-                    turn_index: a.turn_index,
-                    ..b
-                };
-                rows[i + 1].turn = Turn {
-                    turn_index: a.turn_index + 1,
-                    ..a
-                };
-                for row in &mut rows[i..=i + 1] {
-                    row.out_of_order = true;
-                    row.corruption = Some(Corruption::OrderSwap.as_str().into());
-                }
-                corrupted = true;
-            }
-            for row in rows.iter_mut() {
-                if rng.random_bool(config.user_swap_rate) {
-                    corrupted |= swap(
-                        row,
-                        Corruption::UserSwap,
-                        &all,
-                        dialogues,
-                        d,
-                        &mut rng,
-                        summary,
-                    );
-                } else if rng.random_bool(config.response_swap_rate) {
-                    let hard = rng.random_bool(config.hard_negative_share);
-                    let domain = row.turn.domain.as_deref().unwrap_or("");
-                    let (pool, kind) = match by_domain.get(domain) {
-                        Some(pool) if hard && pool.len() > 1 => {
-                            (pool.as_slice(), Corruption::ResponseSwapSameDomain)
-                        }
-                        _ => (all.as_slice(), Corruption::ResponseSwapRandom),
-                    };
-                    corrupted |= swap(row, kind, pool, dialogues, d, &mut rng, summary);
-                }
-            }
-            if !corrupted {
-                // A copy identical to the original teaches nothing: force one swap.
-                let t = rng.random_range(0..rows.len());
-                swap(
-                    &mut rows[t],
-                    Corruption::ResponseSwapRandom,
-                    &all,
-                    dialogues,
-                    d,
-                    &mut rng,
-                    summary,
-                );
-            }
-            for row in &rows {
-                summary.swapped_turns += usize::from(row.swapped);
-                summary.out_of_order_turns += usize::from(row.out_of_order);
-                if let Some(c) = &row.corruption {
-                    let key = [
-                        Corruption::ResponseSwapSameDomain,
-                        Corruption::ResponseSwapRandom,
-                        Corruption::UserSwap,
-                        Corruption::OrderSwap,
-                    ]
-                    .into_iter()
-                    .find(|k| k.as_str() == c)
-                    .map_or("other", Corruption::as_str);
-                    *summary.corruptions.entry(key).or_default() += 1;
-                }
-            }
+            let mut copier = Copier {
+                pools: &pools,
+                own: d,
+                config,
+                rng: &mut rng,
+                summary,
+            };
+            let rows = copier.corrupted_copy(turns, copy);
+            count_corruptions(&rows, summary);
             out.extend(rows);
         }
     }
     out
+}
+
+/// Makes the corrupted copies of one dialogue, drawing from its random stream.
+struct Copier<'a> {
+    pools: &'a Pools<'a>,
+    /// The dialogue being copied: swaps never draw from it.
+    own: usize,
+    config: &'a SynthConfig,
+    rng: &'a mut ChaCha8Rng,
+    summary: &'a mut SynthSummary,
+}
+
+impl Copier<'_> {
+    /// Copy number `copy`: maybe two adjacent turns trade places, then each
+    /// turn maybe gets another dialogue's utterance or response. A copy that
+    /// came out unchanged gets one response swap.
+    fn corrupted_copy(&mut self, turns: &[Turn], copy: i32) -> Vec<SynthTurn> {
+        let copy_id = format!("{}#c{copy}", turns[0].dialogue_id);
+        let mut rows: Vec<SynthTurn> = turns
+            .iter()
+            .map(|t| SynthTurn {
+                turn: Turn {
+                    dialogue_id: copy_id.clone(),
+                    ..t.clone()
+                },
+                source_dialogue_id: t.dialogue_id.clone(),
+                copy,
+                ..SynthTurn::default()
+            })
+            .collect();
+        let mut corrupted = false;
+        if turns.len() >= 2 && self.rng.random_bool(self.config.order_swap_rate) {
+            let i = self.rng.random_range(0..turns.len() - 1);
+            swap_order(&mut rows, i);
+            corrupted = true;
+        }
+        for row in rows.iter_mut() {
+            corrupted |= self.maybe_swap(row);
+        }
+        if !corrupted {
+            // A copy identical to the original teaches nothing: force one swap.
+            let t = self.rng.random_range(0..rows.len());
+            let all = self.pools.all.as_slice();
+            self.swap_from(&mut rows[t], Corruption::ResponseSwapRandom, all);
+        }
+        rows
+    }
+
+    /// A user swap, or else maybe a response swap. Returns whether it swapped.
+    fn maybe_swap(&mut self, row: &mut SynthTurn) -> bool {
+        let config = self.config;
+        if self.rng.random_bool(config.user_swap_rate) {
+            let all = self.pools.all.as_slice();
+            self.swap_from(row, Corruption::UserSwap, all)
+        } else if self.rng.random_bool(config.response_swap_rate) {
+            let hard = self.rng.random_bool(config.hard_negative_share);
+            let domain = row.turn.domain.as_deref().unwrap_or("");
+            let (pool, kind) = self.pools.response_donors(domain, hard);
+            self.swap_from(row, kind, pool)
+        } else {
+            false
+        }
+    }
+
+    fn swap_from(
+        &mut self,
+        row: &mut SynthTurn,
+        kind: Corruption,
+        pool: &[(usize, usize)],
+    ) -> bool {
+        let dialogues = self.pools.dialogues;
+        swap(row, kind, pool, dialogues, self.own, self.rng, self.summary)
+    }
+}
+
+/// Turns i and i + 1 trade places; turn_index keeps counting 0..n-1.
+fn swap_order(rows: &mut [SynthTurn], i: usize) {
+    let (a, b) = (rows[i].turn.clone(), rows[i + 1].turn.clone());
+    rows[i].turn = Turn {
+        turn_index: a.turn_index,
+        ..b
+    };
+    rows[i + 1].turn = Turn {
+        turn_index: a.turn_index + 1,
+        ..a
+    };
+    for row in &mut rows[i..=i + 1] {
+        row.out_of_order = true;
+        row.corruption = Some(Corruption::OrderSwap.as_str().into());
+    }
+}
+
+fn count_corruptions(rows: &[SynthTurn], summary: &mut SynthSummary) {
+    for row in rows {
+        summary.swapped_turns += usize::from(row.swapped);
+        summary.out_of_order_turns += usize::from(row.out_of_order);
+        if let Some(c) = &row.corruption {
+            let key = [
+                Corruption::ResponseSwapSameDomain,
+                Corruption::ResponseSwapRandom,
+                Corruption::UserSwap,
+                Corruption::OrderSwap,
+            ]
+            .into_iter()
+            .find(|k| k.as_str() == c)
+            .map_or("other", Corruption::as_str);
+            *summary.corruptions.entry(key).or_default() += 1;
+        }
+    }
 }
 
 /// Replaces a turn's response (or utterance) with one from another dialogue

@@ -211,17 +211,7 @@ fn choose_annotators(
 
 /// A stable dialogue -> dev/train split from the seed.
 fn is_dev(dialogue: &str, share: f64, seed: u64) -> bool {
-    in_share(dialogue, share, seed)
-}
-
-/// Whether a dialogue falls in a stable `share` of dialogues, chosen by a hash of its id and the seed.
-fn in_share(dialogue: &str, share: f64, seed: u64) -> bool {
-    let hash = dialogue
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-        });
-    (hash % 10_000) as f64 / 10_000.0 < share
+    crate::data::split::in_share(dialogue, share, seed)
 }
 
 /// The encoder layer a variable belongs to: `roberta.encoder.layer.3.…` -> 3.
@@ -654,7 +644,8 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         dialogue_turns.sort_by_key(|t| t.turn_index);
         let votes = weak::votes(dialogue_turns, &config.weak_rules);
         // Experiments on a labelled subset: the other dialogues' annotations are not read.
-        let labelled = in_share(dialogue, config.labelled_share, config.seed ^ 0x5eed);
+        let labelled =
+            crate::data::split::in_share(dialogue, config.labelled_share, config.seed ^ 0x5eed);
         let supervision: Vec<Supervision> = dialogue_turns
             .iter()
             .enumerate()
