@@ -36,6 +36,11 @@ pub const CURVE_PLOT: &str = "training_curve";
 /// Losses the progress bar averages over.
 const RECENT_LOSSES: usize = 50;
 
+/// The share of the steps that warm the learning rate up, in every stage.
+pub const WARMUP_SHARE: f64 = 0.06;
+/// The global gradient norm that gradients are clipped to by default.
+pub const MAX_GRAD_NORM: f64 = 1.0;
+
 /// One batch's loss, and its real (unpadded) tokens for the throughput.
 pub struct StepLoss {
     pub loss: Tensor,
@@ -76,15 +81,6 @@ impl Every {
     }
 }
 
-/// The training loss a curve point records.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum CurveLoss {
-    /// The mean of the last 50 steps' losses.
-    Recent,
-    /// The mean over the steps since the previous point.
-    SinceLastPoint,
-}
-
 #[derive(Debug, Clone)]
 pub struct LoopConfig {
     /// The stage's name, recorded in a checkpoint's training.json.
@@ -100,9 +96,6 @@ pub struct LoopConfig {
     pub warmup_share: f64,
     /// Gradients are scaled down to this global L2 norm.
     pub max_grad_norm: f64,
-    /// Added to the epoch before it seeds the epoch's batch order.
-    pub shuffle_offset: u64,
-    pub curve_loss: CurveLoss,
     pub eval_every: Every,
     pub checkpoint_every: Every,
     /// Early stopping: stop after this many evaluations without a lower
@@ -130,6 +123,7 @@ pub struct CurvePoint<E> {
     pub step: usize,
     /// Wall-clock seconds of training (this run's part) when the point was taken.
     pub seconds: f64,
+    /// The mean training loss over the steps since the previous point.
     pub train_loss: f64,
     #[serde(flatten)]
     pub eval: E,
@@ -204,18 +198,20 @@ pub fn total_steps(max_steps: Option<usize>, batches_per_epoch: usize, epochs: u
 }
 
 /// An epoch's batch order: a function of the seed and the epoch only, so
-/// a resumed run sees exactly the batches the killed one would have.
-pub fn epoch_order(
-    batches: &[Vec<usize>],
-    seed: u64,
-    epoch: usize,
-    offset: u64,
-) -> Vec<Vec<usize>> {
+/// a resumed run sees exactly the batches the killed one would have. The
+/// first epoch's seed is not the bare seed, which seeds other draws.
+pub fn epoch_order(batches: &[Vec<usize>], seed: u64, epoch: usize) -> Vec<Vec<usize>> {
     let mut order = batches.to_vec();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-        seed ^ (epoch as u64 + offset).wrapping_mul(0x9E37_79B9),
+        seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9),
     ));
     order
+}
+
+/// The seed of a step's own randomness (masking, dropout): a function of
+/// the seed and the step only, so a resumed run repeats it.
+pub fn step_seed(seed: u64, step: usize) -> u64 {
+    seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
 
 /// Whether `--resume` finds a complete checkpoint to continue from.
@@ -273,7 +269,7 @@ pub fn run<O: Objective>(
         schedule: Schedule::new(config.learning_rate, config.warmup_share, total_steps),
         eval_every: config.eval_every.steps(batches.len()),
         checkpoint_every: config.checkpoint_every.steps(batches.len()),
-        order: EpochOrder::new(batches, config.seed, config.shuffle_offset),
+        order: EpochOrder::new(batches, config.seed),
         config,
         model,
         optimizer,
@@ -347,15 +343,11 @@ impl<E: Evaluation> LoopState<E> {
         self.recent_losses.iter().sum::<f64>() / self.recent_losses.len().max(1) as f64
     }
 
-    fn add_point(&mut self, seconds: f64, curve_loss: CurveLoss, eval: E) {
-        let train_loss = match curve_loss {
-            CurveLoss::Recent => self.recent_loss(),
-            CurveLoss::SinceLastPoint => self.since_point.0 / self.since_point.1.max(1) as f64,
-        };
+    fn add_point(&mut self, seconds: f64, eval: E) {
         self.curve.push(CurvePoint {
             step: self.step,
             seconds,
-            train_loss,
+            train_loss: self.since_point.0 / self.since_point.1.max(1) as f64,
             eval,
         });
         self.since_point = (0.0, 0);
@@ -406,17 +398,15 @@ impl Clock {
 struct EpochOrder {
     batches: Vec<Vec<usize>>,
     seed: u64,
-    offset: u64,
     epoch: Option<usize>,
     order: Vec<Vec<usize>>,
 }
 
 impl EpochOrder {
-    fn new(batches: Vec<Vec<usize>>, seed: u64, offset: u64) -> EpochOrder {
+    fn new(batches: Vec<Vec<usize>>, seed: u64) -> EpochOrder {
         EpochOrder {
             batches,
             seed,
-            offset,
             epoch: None,
             order: Vec::new(),
         }
@@ -425,7 +415,7 @@ impl EpochOrder {
     fn batch(&mut self, step: usize) -> &[usize] {
         let epoch = step / self.batches.len();
         if self.epoch != Some(epoch) {
-            self.order = epoch_order(&self.batches, self.seed, epoch, self.offset);
+            self.order = epoch_order(&self.batches, self.seed, epoch);
             self.epoch = Some(epoch);
         }
         &self.order[step % self.batches.len()]
@@ -499,7 +489,7 @@ impl<O: Objective> Run<'_, O> {
         let eval = self.objective.evaluate()?;
         self.clock.eval_seconds += timer.elapsed().as_secs_f64();
         let seconds = self.clock.started.elapsed().as_secs_f64();
-        self.state.add_point(seconds, self.config.curve_loss, eval);
+        self.state.add_point(seconds, eval);
         if let Some(patience) = self.config.patience
             && self.state.judge_newest(patience)
         {
@@ -702,23 +692,23 @@ mod tests {
     #[test]
     fn epoch_order_is_a_seeded_permutation() {
         let batches: Vec<Vec<usize>> = (0..20).map(|i| vec![i]).collect();
-        let first = epoch_order(&batches, 7, 0, 1);
-        assert_eq!(first, epoch_order(&batches, 7, 0, 1));
-        assert_ne!(first, epoch_order(&batches, 7, 1, 1));
-        assert_ne!(first, epoch_order(&batches, 8, 0, 1));
+        let first = epoch_order(&batches, 7, 0);
+        assert_eq!(first, epoch_order(&batches, 7, 0));
+        assert_ne!(first, epoch_order(&batches, 7, 1));
+        assert_ne!(first, epoch_order(&batches, 8, 0));
         let mut sorted = first.clone();
         sorted.sort();
         assert_eq!(sorted, batches);
         // The step-wise view follows the epochs.
-        let mut order = EpochOrder::new(batches.clone(), 7, 1);
-        assert_eq!(
-            order.batch(21),
-            epoch_order(&batches, 7, 1, 1)[1].as_slice()
-        );
+        let mut order = EpochOrder::new(batches.clone(), 7);
+        assert_eq!(order.batch(21), epoch_order(&batches, 7, 1)[1].as_slice());
         assert_eq!(order.batch(3), first[3].as_slice());
         assert_eq!(total_steps(None, 20, 3), 60);
         assert_eq!(total_steps(Some(7), 20, 3), 7);
         assert_eq!(total_steps(Some(0), 20, 3), 1);
+        // Epochs and steps seed apart from the bare seed and from each other.
+        assert_ne!(step_seed(7, 0), 7);
+        assert_ne!(step_seed(7, 1), step_seed(8, 0));
     }
 
     #[test]
@@ -747,7 +737,7 @@ mod tests {
         let mut state = LoopState::new();
         for (loss, best) in [(3.0, true), (2.0, true), (2.5, false), (2.1, false)] {
             state.record(loss);
-            state.add_point(0.0, CurveLoss::SinceLastPoint, HeldOut { loss: Some(loss) });
+            state.add_point(0.0, HeldOut { loss: Some(loss) });
             assert_eq!(state.judge_newest(2), best, "{loss}");
         }
         assert_eq!(state.best, Some(1));
@@ -776,7 +766,7 @@ mod tests {
         for loss in [0.7, 0.6] {
             state.record(loss);
         }
-        state.add_point(1.5, CurveLoss::Recent, HeldOut { loss: Some(0.4) });
+        state.add_point(1.5, HeldOut { loss: Some(0.4) });
         state.record(0.45);
         state.best = Some(0);
         let best = vec![("w".to_string(), var.as_tensor().copy().unwrap())];

@@ -27,7 +27,7 @@ use crate::model::config::{
 use crate::model::optim::AdamW;
 use crate::model::tokenizer::{SpecialIds, encode_pairs, special_ids, train_bpe};
 use crate::model::training::{
-    self, CurveLoss, Evaluation, Every, LoopConfig, Objective, Outcome, StepLoss, Trainee,
+    self, Evaluation, Every, LoopConfig, Objective, Outcome, StepLoss, Trainee,
 };
 use crate::model::{Batch, DialogueModel, device};
 use crate::stages::synth::SynthTurn;
@@ -84,9 +84,9 @@ impl PretrainConfig {
             max_steps: None,
             batch_size: 32,
             learning_rate: 1e-3,
-            warmup_share: 0.06,
+            warmup_share: training::WARMUP_SHARE,
             weight_decay: 0.01,
-            max_grad_norm: 1.0,
+            max_grad_norm: training::MAX_GRAD_NORM,
             mlm_weight: 0.5,
             hidden_size: 128,
             layers: 2,
@@ -487,8 +487,6 @@ fn loop_config(config: &PretrainConfig, checkpoint_dir: PathBuf) -> LoopConfig {
         learning_rate: config.learning_rate,
         warmup_share: config.warmup_share,
         max_grad_norm: config.max_grad_norm,
-        shuffle_offset: 0,
-        curve_loss: CurveLoss::Recent,
         eval_every: Every::Steps(config.eval_every),
         checkpoint_every: Every::Steps(config.checkpoint_every),
         patience: None,
@@ -522,7 +520,7 @@ impl Objective for SwapObjective<'_> {
         let tokens = batch.attention_mask.sum_all()?.to_scalar::<u32>()? as usize;
         let masked = match self.mlm_weight {
             Some(_) => {
-                let mut rng = ChaCha8Rng::seed_from_u64(self.seed.wrapping_add(step as u64));
+                let mut rng = ChaCha8Rng::seed_from_u64(training::step_seed(self.seed, step));
                 let vocab = self.model.config.encoder.vocab_size;
                 mask_tokens(&batch, &self.special, vocab, &mut rng)?
             }

@@ -26,7 +26,7 @@ use crate::model::loss::{masked_bce, masked_cross_entropy};
 use crate::model::optim::AdamW;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
 use crate::model::training::{
-    self, CurveLoss, Evaluation, Every, LoopConfig, Objective, Outcome, StepLoss, Trainee,
+    self, Evaluation, Every, LoopConfig, Objective, Outcome, StepLoss, Trainee,
 };
 use crate::model::{Batch, DialogueModel, device};
 use weak::{SummaryBuilder, Target, WeakRules, WeakSummary};
@@ -1084,11 +1084,8 @@ fn loop_config(
         epochs: config.epochs,
         max_steps: config.max_steps,
         learning_rate: config.learning_rate,
-        // total / 16 steps, exactly.
-        warmup_share: 1.0 / 16.0,
-        max_grad_norm: 1.0,
-        shuffle_offset: 1,
-        curve_loss: CurveLoss::SinceLastPoint,
+        warmup_share: training::WARMUP_SHARE,
+        max_grad_norm: training::MAX_GRAD_NORM,
         eval_every: Every::Epoch,
         checkpoint_every: Every::Epoch,
         patience: Some(config.patience),
@@ -1130,13 +1127,8 @@ impl Objective for SupervisedObjective<'_> {
     fn loss(&mut self, indices: &[usize], step: usize) -> anyhow::Result<StepLoss> {
         let chosen: Vec<&Window> = indices.iter().map(|&i| &self.train[i]).collect();
         let (batch, _) = make_batch(&chosen, self.pad, &device())?;
-        // Dropout masks depend on the seed and the step only (deterministic, resumable).
-        let dropout = (self.dropout > 0.0).then(|| {
-            (
-                self.dropout,
-                self.seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03),
-            )
-        });
+        let dropout =
+            (self.dropout > 0.0).then(|| (self.dropout, training::step_seed(self.seed, step)));
         let (loss, _) = supervised_loss(self.model, &batch, &chosen, self.settings, dropout)?;
         let tokens = batch.attention_mask.sum_all()?.to_scalar::<u32>()? as usize;
         Ok(StepLoss { loss, tokens })
