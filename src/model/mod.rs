@@ -14,6 +14,7 @@ pub mod loss;
 pub mod optim;
 pub mod roberta;
 pub mod tokenizer;
+pub mod training;
 
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};

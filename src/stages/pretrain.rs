@@ -10,13 +10,12 @@ use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use crate::data::dataset::{read_table, write_file_atomic};
+use crate::data::dataset::read_table;
 use crate::data::synth_rows::SynthTurn;
 use crate::eval::metrics::roc_auc;
 use crate::model::batch::{
@@ -29,8 +28,10 @@ use crate::model::config::{
 };
 use crate::model::optim::AdamW;
 use crate::model::tokenizer::{SpecialIds, encode_pairs, special_ids, train_bpe};
+use crate::model::training::{
+    self, Evaluation, Every, LoopConfig, Objective, Outcome, StepLoss, Trainee,
+};
 use crate::model::{Batch, DialogueModel, device};
-use crate::progress::Progress;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PretrainConfig {
@@ -84,9 +85,9 @@ impl PretrainConfig {
             max_steps: None,
             batch_size: 32,
             learning_rate: 1e-3,
-            warmup_share: 0.06,
+            warmup_share: training::WARMUP_SHARE,
             weight_decay: 0.01,
-            max_grad_norm: 1.0,
+            max_grad_norm: training::MAX_GRAD_NORM,
             mlm_weight: 0.5,
             hidden_size: 128,
             layers: 2,
@@ -106,24 +107,22 @@ impl PretrainConfig {
     }
 }
 
-/// One point of the training curve.
+/// What a held-out evaluation measures: swapped-response loss and ROC-AUC
+/// (None without --eval-data).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CurvePoint {
-    pub step: usize,
-    /// Wall-clock seconds of training (this run's part) when the point was taken.
-    pub seconds: f64,
-    pub train_loss: f64,
+pub struct HeldOut {
     pub eval_loss: Option<f64>,
     pub eval_auc: Option<f64>,
 }
 
-/// What a checkpoint needs beyond the weights to continue exactly.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CheckpointState {
-    step: usize,
-    curve: Vec<CurvePoint>,
-    recent_losses: Vec<f64>,
+impl Evaluation for HeldOut {
+    fn loss(&self) -> Option<f64> {
+        self.eval_loss
+    }
 }
+
+/// One point of the training curve.
+pub type CurvePoint = training::CurvePoint<HeldOut>;
 
 #[derive(Debug, Serialize)]
 pub struct PretrainSummary {
@@ -236,16 +235,6 @@ fn mask_tokens(
     )))
 }
 
-/// Linear warm-up, then linear decay to zero.
-fn learning_rate(config: &PretrainConfig, step: usize, total: usize) -> f64 {
-    let warmup = ((total as f64 * config.warmup_share) as usize).max(1);
-    if step < warmup {
-        config.learning_rate * (step + 1) as f64 / warmup as f64
-    } else {
-        config.learning_rate * (total - step) as f64 / (total - warmup).max(1) as f64
-    }
-}
-
 /// Swapped-response ROC-AUC and loss on held-out windows.
 fn evaluate(
     model: &DialogueModel,
@@ -301,81 +290,13 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
         "{}: no turns to pretrain on",
         config.data.display()
     );
-    let checkpoint = checkpoint::resume_dir(&config.out);
-    let resuming = config.resume && checkpoint.join(checkpoint::CONFIG).is_file();
-
-    // Tokenizer and architecture: from the checkpoint, from --init, or new.
-    let (model_config, tokenizer, init_weights) = if resuming {
-        let model_config = checkpoint::read_config(&checkpoint)?;
-        let tokenizer = crate::model::tokenizer::load(&checkpoint.join(checkpoint::TOKENIZER))?;
-        (model_config, tokenizer, None)
-    } else {
-        let (encoder, tokenizer, weights) = match &config.init {
-            Some(dir) => {
-                let (encoder, tokenizer, weights) = checkpoint::read_hf(dir)?;
-                (encoder, tokenizer, Some(weights))
-            }
-            None => {
-                let originals = rows.iter().filter(|r| r.copy == 0);
-                let texts: Vec<&str> = originals
-                    .flat_map(|r| {
-                        [
-                            r.turn.user_utterance.as_str(),
-                            r.turn.system_response.as_str(),
-                        ]
-                    })
-                    .collect();
-                let tokenizer = train_bpe(texts.into_iter(), config.vocab_size)?;
-                let vocab = tokenizer.get_vocab_size(true);
-                (
-                    EncoderConfig::small(
-                        vocab,
-                        config.hidden_size,
-                        config.layers,
-                        config.heads,
-                        config.max_tokens,
-                    ),
-                    tokenizer,
-                    None,
-                )
-            }
+    let checkpoint_dir = checkpoint::resume_dir(&config.out);
+    let (model_config, tokenizer, init_weights) =
+        if training::can_resume(config.resume, &checkpoint_dir) {
+            from_checkpoint(&checkpoint_dir)?
+        } else {
+            fresh_model(config, &rows)?
         };
-        let audio_dim = rows
-            .iter()
-            .find_map(|r| r.turn.audio_embedding.as_ref().map(Vec::len))
-            .unwrap_or(0);
-        let model_config = ModelConfig {
-            architecture: ARCHITECTURE.into(),
-            max_tokens: config.max_tokens.min(
-                encoder
-                    .max_position_embeddings
-                    .saturating_sub(encoder.position_offset()),
-            ),
-            encoder,
-            dialogue: DialogueConfig {
-                hidden_size: config.hidden_size,
-                num_layers: config.dialogue_layers,
-                num_heads: config.heads,
-                intermediate_size: config.hidden_size * 4,
-                max_turns: config.max_turns,
-                lookahead: config.lookahead,
-            },
-            features: FeatureConfig {
-                categorical: feature_vocabulary(rows.iter().map(|r| &r.turn)),
-                embedding_size: 16,
-                audio_dim,
-            },
-            labels: None,
-            context: TurnContext::Dialogue,
-            turn_pooling: config.turn_pooling.unwrap_or(if config.init.is_some() {
-                TurnPooling::Mean
-            } else {
-                TurnPooling::First
-            }),
-        };
-        (model_config, tokenizer, weights)
-    };
-    let special = special_ids(&tokenizer)?;
     let train = examples(
         &rows,
         &tokenizer,
@@ -383,239 +304,323 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
         model_config.max_tokens,
         model_config.dialogue.max_turns,
     )?;
-    let held_out = match &config.eval_data {
-        Some(path) => {
-            let (rows, _) = read_table::<SynthTurn>(path)?;
-            Some(examples(
-                &rows,
-                &tokenizer,
-                &model_config.features,
-                model_config.max_tokens,
-                model_config.dialogue.max_turns,
-            )?)
-        }
-        None => None,
-    };
-
+    let held_out = held_out_examples(config, &tokenizer, &model_config)?;
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device());
-    let model = DialogueModel::new(&model_config, vb)?;
-    checkpoint::seeded_init(&varmap, config.seed)?;
-    if let Some(weights) = &init_weights {
-        fill_varmap(&varmap, weights, hf_candidates, |name| {
-            name.starts_with("roberta.")
-        })?;
-    }
-    let use_mlm = config.init.is_none() && config.mlm_weight > 0.0;
-    let mut optimizer = AdamW::new(
+    let model = initial_model(config, &model_config, &varmap, init_weights.as_deref())?;
+    let optimizer = AdamW::new(
         named_vars(&varmap)?,
         config.learning_rate,
         config.weight_decay,
     )?;
-
-    let batches_per_epoch = bucketed_batches(&train.windows, config.batch_size).len();
-    let total_steps = config
-        .max_steps
-        .unwrap_or(usize::MAX)
-        .min(batches_per_epoch * config.epochs)
-        .max(1);
-    let mut state = CheckpointState {
-        step: 0,
-        curve: Vec::new(),
-        recent_losses: Vec::new(),
+    let mut objective = SwapObjective {
+        model: &model,
+        train: &train.windows,
+        held_out: held_out.as_ref(),
+        special: special_ids(&tokenizer)?,
+        mlm_weight: (config.init.is_none() && config.mlm_weight > 0.0).then_some(config.mlm_weight),
+        seed: config.seed,
+        batch_size: config.batch_size,
+        eval_turns: 0,
     };
-    if resuming {
-        fill_varmap(
-            &varmap,
-            &checkpoint.join(checkpoint::WEIGHTS),
-            |n| vec![n.to_string()],
-            |_| true,
-        )?;
-        state = serde_json::from_slice(&std::fs::read(checkpoint.join("state.json"))?)?;
-        optimizer.load(&checkpoint.join("optimizer.safetensors"), state.step)?;
-    }
+    let trainee = Trainee {
+        config: &model_config,
+        varmap: &varmap,
+        tokenizer: &tokenizer,
+    };
+    let outcome = training::run(
+        &loop_config(config, checkpoint_dir.clone()),
+        trainee,
+        optimizer,
+        bucketed_batches(&train.windows, config.batch_size),
+        &mut objective,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    save_model(config, &rows, trainee, &outcome, seconds)?;
+    training::remove_checkpoint(&checkpoint_dir)?;
+    Ok(summary(
+        config,
+        &train,
+        outcome,
+        objective.eval_turns,
+        seconds,
+    ))
+}
 
-    let progress = Progress::new(total_steps as u64, "steps", config.quiet);
-    progress.inc(state.step as u64);
-    let mut tokens_seen = 0usize;
-    let (mut eval_turns, mut eval_seconds) = (0usize, 0.0f64);
-    let training_started = Instant::now();
-    let mut epoch_order: Option<(usize, Vec<Vec<usize>>)> = None;
-    while state.step < total_steps {
-        let step = state.step;
-        let (epoch, position) = (step / batches_per_epoch, step % batches_per_epoch);
-        // The batch order of an epoch depends only on the seed and the epoch,
-        // so a resumed run sees exactly the batches the killed one would have.
-        if epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            let mut order = bucketed_batches(&train.windows, config.batch_size);
-            order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-                config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9),
-            ));
-            epoch_order = Some((epoch, order));
+/// The architecture and tokenizer of the run that --resume continues.
+fn from_checkpoint(dir: &Path) -> anyhow::Result<(ModelConfig, Tokenizer, Option<PathBuf>)> {
+    let model_config = checkpoint::read_config(dir)?;
+    let tokenizer = crate::model::tokenizer::load(&dir.join(checkpoint::TOKENIZER))?;
+    Ok((model_config, tokenizer, None))
+}
+
+/// The architecture, tokenizer and (with --init) encoder weights of a new run.
+fn fresh_model(
+    config: &PretrainConfig,
+    rows: &[SynthTurn],
+) -> anyhow::Result<(ModelConfig, Tokenizer, Option<PathBuf>)> {
+    let (encoder, tokenizer, weights) = match &config.init {
+        Some(dir) => {
+            let (encoder, tokenizer, weights) = checkpoint::read_hf(dir)?;
+            (encoder, tokenizer, Some(weights))
         }
-        let indices = &epoch_order.as_ref().expect("set above").1[position];
-        let chosen: Vec<&Window> = indices.iter().map(|&i| &train.windows[i]).collect();
-        let (mut batch, targets) = make_batch(&chosen, special.pad, &device())?;
-        tokens_seen += batch.attention_mask.sum_all()?.to_scalar::<u32>()? as usize;
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(step as u64));
-        let masked = if use_mlm {
-            mask_tokens(&batch, &special, model_config.encoder.vocab_size, &mut rng)?
+        None => {
+            let (encoder, tokenizer) = scratch_encoder(config, rows)?;
+            (encoder, tokenizer, None)
+        }
+    };
+    Ok((model_config(config, rows, encoder), tokenizer, weights))
+}
+
+/// A BPE tokenizer trained on the original (not synthesised) turns, and a
+/// small encoder for it.
+fn scratch_encoder(
+    config: &PretrainConfig,
+    rows: &[SynthTurn],
+) -> anyhow::Result<(EncoderConfig, Tokenizer)> {
+    let originals = rows.iter().filter(|r| r.copy == 0);
+    let texts: Vec<&str> = originals
+        .flat_map(|r| {
+            [
+                r.turn.user_utterance.as_str(),
+                r.turn.system_response.as_str(),
+            ]
+        })
+        .collect();
+    let tokenizer = train_bpe(texts.into_iter(), config.vocab_size)?;
+    let vocab = tokenizer.get_vocab_size(true);
+    Ok((
+        EncoderConfig::small(
+            vocab,
+            config.hidden_size,
+            config.layers,
+            config.heads,
+            config.max_tokens,
+        ),
+        tokenizer,
+    ))
+}
+
+/// The dialogue model around `encoder`, with the feature vocabularies of `rows`.
+fn model_config(
+    config: &PretrainConfig,
+    rows: &[SynthTurn],
+    encoder: EncoderConfig,
+) -> ModelConfig {
+    let audio_dim = rows
+        .iter()
+        .find_map(|r| r.turn.audio_embedding.as_ref().map(Vec::len))
+        .unwrap_or(0);
+    ModelConfig {
+        architecture: ARCHITECTURE.into(),
+        max_tokens: config.max_tokens.min(
+            encoder
+                .max_position_embeddings
+                .saturating_sub(encoder.position_offset()),
+        ),
+        encoder,
+        dialogue: DialogueConfig {
+            hidden_size: config.hidden_size,
+            num_layers: config.dialogue_layers,
+            num_heads: config.heads,
+            intermediate_size: config.hidden_size * 4,
+            max_turns: config.max_turns,
+            lookahead: config.lookahead,
+        },
+        features: FeatureConfig {
+            categorical: feature_vocabulary(rows.iter().map(|r| &r.turn)),
+            embedding_size: 16,
+            audio_dim,
+        },
+        labels: None,
+        context: TurnContext::Dialogue,
+        turn_pooling: config.turn_pooling.unwrap_or(if config.init.is_some() {
+            TurnPooling::Mean
         } else {
-            None
+            TurnPooling::First
+        }),
+    }
+}
+
+fn held_out_examples(
+    config: &PretrainConfig,
+    tokenizer: &Tokenizer,
+    model_config: &ModelConfig,
+) -> anyhow::Result<Option<Examples>> {
+    let Some(path) = &config.eval_data else {
+        return Ok(None);
+    };
+    let (rows, _) = read_table::<SynthTurn>(path)?;
+    Ok(Some(examples(
+        &rows,
+        tokenizer,
+        &model_config.features,
+        model_config.max_tokens,
+        model_config.dialogue.max_turns,
+    )?))
+}
+
+/// The model with weights from the seed, and --init's encoder weights over them.
+fn initial_model(
+    config: &PretrainConfig,
+    model_config: &ModelConfig,
+    varmap: &VarMap,
+    init_weights: Option<&Path>,
+) -> anyhow::Result<DialogueModel> {
+    let vb = VarBuilder::from_varmap(varmap, DType::F32, &device());
+    let model = DialogueModel::new(model_config, vb)?;
+    checkpoint::seeded_init(varmap, config.seed)?;
+    if let Some(weights) = init_weights {
+        fill_varmap(varmap, weights, hf_candidates, |name| {
+            name.starts_with("roberta.")
+        })?;
+    }
+    Ok(model)
+}
+
+fn loop_config(config: &PretrainConfig, checkpoint_dir: PathBuf) -> LoopConfig {
+    LoopConfig {
+        stage: "pretrain",
+        checkpoint_dir,
+        seed: config.seed,
+        epochs: config.epochs,
+        max_steps: config.max_steps,
+        learning_rate: config.learning_rate,
+        warmup_share: config.warmup_share,
+        max_grad_norm: config.max_grad_norm,
+        eval_every: Every::Steps(config.eval_every),
+        checkpoint_every: Every::Steps(config.checkpoint_every),
+        patience: None,
+        resume: config.resume,
+        stop_after: config.stop_after,
+        quiet: config.quiet,
+    }
+}
+
+/// Pretraining's objective: swapped-response detection, plus masked tokens
+/// for an encoder trained from scratch.
+struct SwapObjective<'a> {
+    model: &'a DialogueModel,
+    train: &'a [Window],
+    held_out: Option<&'a Examples>,
+    special: SpecialIds,
+    /// Weight of the masked-token loss; None: no masking.
+    mlm_weight: Option<f64>,
+    seed: u64,
+    batch_size: usize,
+    /// Held-out turns scored, for the inference throughput.
+    eval_turns: usize,
+}
+
+impl Objective for SwapObjective<'_> {
+    type Eval = HeldOut;
+
+    fn loss(&mut self, indices: &[usize], step: usize) -> anyhow::Result<StepLoss> {
+        let chosen: Vec<&Window> = indices.iter().map(|&i| &self.train[i]).collect();
+        let (mut batch, targets) = make_batch(&chosen, self.special.pad, &device())?;
+        let tokens = batch.attention_mask.sum_all()?.to_scalar::<u32>()? as usize;
+        let masked = match self.mlm_weight {
+            Some(_) => {
+                let mut rng = ChaCha8Rng::seed_from_u64(training::step_seed(self.seed, step));
+                let vocab = self.model.config.encoder.vocab_size;
+                mask_tokens(&batch, &self.special, vocab, &mut rng)?
+            }
+            None => None,
         };
         if let Some((ids, _, _)) = &masked {
             batch.input_ids = ids.clone();
         }
-        let token_states = model.encode_tokens(&batch)?;
-        let logits = model.swap_logits(&model.dialogue_states(&batch, &token_states)?)?;
+        let token_states = self.model.encode_tokens(&batch)?;
+        let states = self.model.dialogue_states(&batch, &token_states)?;
+        let logits = self.model.swap_logits(&states)?;
         let mut loss = swap_loss(&logits, &targets, &batch.turn_mask)?;
-        if let Some((_, positions, labels)) = &masked {
+        if let (Some((_, positions, labels)), Some(weight)) = (&masked, self.mlm_weight) {
             let mlm = candle_nn::loss::cross_entropy(
-                &model.mlm_logits(&token_states, positions)?,
+                &self.model.mlm_logits(&token_states, positions)?,
                 labels,
             )?;
-            loss = (loss + (mlm * config.mlm_weight)?)?;
+            loss = (loss + (mlm * weight)?)?;
         }
-        let loss_value = loss.to_scalar::<f32>()? as f64;
-        if !loss_value.is_finite() {
-            anyhow::bail!(
-                "the loss became {loss_value} at step {step}; stopping{}\n  hint: lower --learning-rate",
-                if checkpoint.exists() {
-                    format!(" (the last good checkpoint is in {})", checkpoint.display())
-                } else {
-                    String::new()
-                }
-            );
-        }
-        let grads = loss.backward()?;
-        let norm = optimizer.grad_norm(&grads)?;
-        let scale = if norm > config.max_grad_norm {
-            config.max_grad_norm / norm
-        } else {
-            1.0
-        };
-        optimizer.learning_rate = learning_rate(config, step, total_steps);
-        optimizer.step(&grads, scale)?;
-        state.step += 1;
-        state.recent_losses.push(loss_value);
-        if state.recent_losses.len() > 50 {
-            state.recent_losses.remove(0);
-        }
-        let mean_loss = state.recent_losses.iter().sum::<f64>() / state.recent_losses.len() as f64;
-        progress.inc(1);
-        let rate = tokens_seen as f64
-            / (training_started.elapsed().as_secs_f64() - eval_seconds).max(1e-9);
-        progress.message(format!("loss {mean_loss:.4}, {rate:.0} tokens/s"));
-        let last = state.step == total_steps;
-        if state.step.is_multiple_of(config.eval_every) || last {
-            let (eval_auc, eval_loss) = match &held_out {
-                Some(h) => {
-                    let timer = Instant::now();
-                    let (auc, loss) = evaluate(&model, &h.windows, config.batch_size, special.pad)?;
-                    eval_seconds += timer.elapsed().as_secs_f64();
-                    eval_turns += h.turns;
-                    (Some(auc), Some(loss))
-                }
-                None => (None, None),
-            };
-            state.curve.push(CurvePoint {
-                step: state.step,
-                seconds: training_started.elapsed().as_secs_f64(),
-                train_loss: mean_loss,
-                eval_loss,
-                eval_auc,
-            });
-        }
-        if state.step.is_multiple_of(config.checkpoint_every) && !last {
-            save_checkpoint(
-                &checkpoint,
-                &model_config,
-                &varmap,
-                &tokenizer,
-                &optimizer,
-                &state,
-            )?;
-        }
-        if config.stop_after == Some(state.step) {
-            anyhow::bail!(
-                "stopped after step {} as asked (--resume continues from {})",
-                state.step,
-                checkpoint.display()
-            );
-        }
+        Ok(StepLoss { loss, tokens })
     }
-    progress.finish();
 
-    let final_point = state.curve.last().cloned();
-    let seconds = started.elapsed().as_secs_f64();
+    fn evaluate(&mut self) -> anyhow::Result<HeldOut> {
+        let Some(held_out) = self.held_out else {
+            return Ok(HeldOut {
+                eval_loss: None,
+                eval_auc: None,
+            });
+        };
+        let (auc, loss) = evaluate(
+            self.model,
+            &held_out.windows,
+            self.batch_size,
+            self.special.pad,
+        )?;
+        self.eval_turns += held_out.turns;
+        Ok(HeldOut {
+            eval_loss: Some(loss),
+            eval_auc: Some(auc),
+        })
+    }
+}
+
+/// The finished model directory: the model files, training.json and the curve plot.
+fn save_model(
+    config: &PretrainConfig,
+    rows: &[SynthTurn],
+    model: Trainee,
+    outcome: &Outcome<HeldOut>,
+    seconds: f64,
+) -> anyhow::Result<()> {
     let training = serde_json::json!({
         "stage": "pretrain",
         "data": config.data.display().to_string(),
-        "data_fingerprint": fingerprint(&rows),
+        "data_fingerprint": fingerprint(rows),
         "init": config.init.as_ref().map(|p| p.display().to_string()),
         "seed": config.seed,
-        "steps": state.step,
+        "steps": outcome.steps,
         "settings": config,
-        "curve": state.curve,
+        "curve": outcome.curve,
         "seconds": seconds,
     });
-    checkpoint::save(&config.out, &model_config, &varmap, &tokenizer, &training)?;
-    write_curve_plot(&config.out, &state.curve)?;
-    if checkpoint.exists() {
-        std::fs::remove_dir_all(&checkpoint)?;
-    }
-    Ok(PretrainSummary {
+    checkpoint::save(
+        &config.out,
+        model.config,
+        model.varmap,
+        model.tokenizer,
+        &training,
+    )?;
+    training::write_curve_plot(
+        &config.out,
+        "pretraining: loss and held-out swapped-response AUC",
+        &outcome.curve,
+        |eval| eval.eval_auc,
+    )
+}
+
+fn summary(
+    config: &PretrainConfig,
+    train: &Examples,
+    outcome: Outcome<HeldOut>,
+    eval_turns: usize,
+    seconds: f64,
+) -> PretrainSummary {
+    let final_point = outcome.curve.last().map(|p| (p.train_loss, p.eval.clone()));
+    let eval_seconds = outcome.eval_seconds;
+    PretrainSummary {
         out: config.out.display().to_string(),
-        steps: state.step,
-        final_train_loss: final_point.as_ref().map_or(f64::NAN, |p| p.train_loss),
-        eval_auc: final_point.as_ref().and_then(|p| p.eval_auc),
-        eval_loss: final_point.as_ref().and_then(|p| p.eval_loss),
+        steps: outcome.steps,
+        final_train_loss: final_point.as_ref().map_or(f64::NAN, |p| p.0),
+        eval_auc: final_point.as_ref().and_then(|p| p.1.eval_auc),
+        eval_loss: final_point.as_ref().and_then(|p| p.1.eval_loss),
         turns: train.turns,
         windows: train.windows.len(),
-        tokens_per_second: tokens_seen as f64
-            / (training_started.elapsed().as_secs_f64() - eval_seconds).max(1e-9),
-        eval_turns_per_second: (eval_seconds > 0.0).then(|| eval_turns as f64 / eval_seconds),
+        tokens_per_second: outcome.tokens_per_second,
+        eval_turns_per_second: (eval_turns > 0 && eval_seconds > 0.0)
+            .then(|| eval_turns as f64 / eval_seconds),
         seconds,
-        curve: state.curve,
-    })
-}
-
-fn save_checkpoint(
-    dir: &Path,
-    config: &ModelConfig,
-    varmap: &VarMap,
-    tokenizer: &Tokenizer,
-    optimizer: &AdamW,
-    state: &CheckpointState,
-) -> anyhow::Result<()> {
-    checkpoint::save(
-        dir,
-        config,
-        varmap,
-        tokenizer,
-        &serde_json::json!({"stage": "pretrain checkpoint", "step": state.step}),
-    )?;
-    optimizer.save(&dir.join("optimizer.safetensors"))?;
-    write_file_atomic(
-        &dir.join("state.json"),
-        serde_json::to_string(state)?.as_bytes(),
-    )
-}
-
-/// training_curve.{svg,png}: loss and held-out AUC against steps.
-fn write_curve_plot(out: &Path, curve: &[CurvePoint]) -> anyhow::Result<()> {
-    let svg = crate::eval::plot::curve_svg(
-        "pretraining: loss and held-out swapped-response AUC",
-        curve
-            .iter()
-            .map(|p| (p.step as f64, p.train_loss, p.eval_auc))
-            .collect(),
-    );
-    write_file_atomic(&out.join("training_curve.svg"), svg.as_bytes())?;
-    write_file_atomic(
-        &out.join("training_curve.png"),
-        &crate::eval::plot::png(&svg)?,
-    )
+        curve: outcome.curve,
+    }
 }
 
 #[cfg(test)]
@@ -810,8 +815,8 @@ mod tests {
             ..tiny(tmp.path())
         };
         let summary = run(&config).unwrap();
-        let first = summary.curve.first().unwrap().eval_loss.unwrap();
-        let last = summary.curve.last().unwrap().eval_loss.unwrap();
+        let first = summary.curve.first().unwrap().eval.eval_loss.unwrap();
+        let last = summary.curve.last().unwrap().eval.eval_loss.unwrap();
         assert!(last < first, "loss {first} -> {last}");
         for file in [
             checkpoint::CONFIG,

@@ -7,17 +7,14 @@
 pub mod weak;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::data::dataset::{read_table, write_file_atomic};
+use crate::data::dataset::read_table;
 use crate::data::tables::{Annotation, FailurePoint, SlotSpan, Turn};
 use crate::model::batch::{
     Supervision, Window, bucketed_batches, make_batch, turn_input, window_ranges,
@@ -30,8 +27,10 @@ use crate::model::config::{
 use crate::model::loss::{masked_bce, masked_cross_entropy};
 use crate::model::optim::AdamW;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
+use crate::model::training::{
+    self, Evaluation, Every, LoopConfig, Objective, Outcome, StepLoss, Trainee,
+};
 use crate::model::{Batch, DialogueModel, device};
-use crate::progress::Progress;
 use weak::{SummaryBuilder, Target, WeakRules, WeakSummary};
 
 #[derive(Debug, Clone, Serialize)]
@@ -287,45 +286,6 @@ fn annotated_supervision(
 /// (right, total) per head, for dev accuracy.
 type HeadAccuracy = BTreeMap<&'static str, (u64, u64)>;
 
-/// Where training stands; saved with each checkpoint.
-#[derive(Debug, Default, Serialize, serde::Deserialize)]
-struct TrainState {
-    step: usize,
-    epochs: Vec<EpochReport>,
-    /// (dev loss, epoch) of the best epoch so far.
-    best: Option<(f64, usize)>,
-    stopped_early: bool,
-}
-
-const STATE: &str = "state.json";
-const OPTIMIZER: &str = "optimizer.safetensors";
-/// The best epoch's weights, kept for early stopping.
-const BEST: &str = "best.safetensors";
-
-fn save_checkpoint(
-    dir: &Path,
-    config: &ModelConfig,
-    varmap: &VarMap,
-    tokenizer: &tokenizers::Tokenizer,
-    optimizer: &AdamW,
-    best: &[(String, Tensor)],
-    state: &TrainState,
-) -> anyhow::Result<()> {
-    checkpoint::save(
-        dir,
-        config,
-        varmap,
-        tokenizer,
-        &serde_json::json!({"stage": "train checkpoint", "step": state.step}),
-    )?;
-    optimizer.save(&dir.join(OPTIMIZER))?;
-    let best: HashMap<String, Tensor> = best.iter().cloned().collect();
-    let staging = dir.join(format!(".{BEST}.tmp"));
-    candle_core::safetensors::save(&best, &staging)?;
-    std::fs::rename(&staging, dir.join(BEST))?;
-    write_file_atomic(&dir.join(STATE), serde_json::to_string(state)?.as_bytes())
-}
-
 /// What the loss needs besides the batch.
 struct LossSettings {
     /// (failure classes) weight per class, for imbalance.
@@ -371,6 +331,94 @@ fn defect_logits(failure_logits: &Tensor, correct: usize) -> candle_core::Result
     (others.broadcast_sub(&shift)?.exp()?.sum_keepdim(1)?.log()? + shift)?.squeeze(1)
 }
 
+/// A batch's targets and masks, laid out as the heads' logits are: per turn
+/// slot (B * T), and per token of the real turns (N * L) for slot tags.
+struct Targets {
+    boundary: (Vec<f32>, Vec<f32>),
+    success: (Vec<f32>, Vec<f32>),
+    intent: (Vec<u32>, Vec<f32>),
+    failure: (Vec<u32>, Vec<f32>),
+    bio: (Vec<u32>, Vec<f32>),
+    /// Weak labels from feedback.
+    weak_boundary: (Vec<f32>, Vec<f32>),
+    weak_success: (Vec<f32>, Vec<f32>),
+    weak_defect: (Vec<f32>, Vec<f32>),
+}
+
+impl Targets {
+    /// From B windows of up to T turns, whose N turns have L tokens.
+    fn gather(windows: &[&Window], (b, t): (usize, usize), (n, l): (usize, usize)) -> Targets {
+        let per_slot = || (vec![0f32; b * t], vec![0f32; b * t]);
+        let classes = || (vec![0u32; b * t], vec![0f32; b * t]);
+        let mut targets = Targets {
+            boundary: per_slot(),
+            success: per_slot(),
+            intent: classes(),
+            failure: classes(),
+            bio: (vec![0u32; n * l], vec![0f32; n * l]),
+            weak_boundary: per_slot(),
+            weak_success: per_slot(),
+            weak_defect: per_slot(),
+        };
+        let mut turn = 0;
+        for (w, window) in windows.iter().enumerate() {
+            for (k, s) in window.supervision.iter().enumerate() {
+                targets.add_turn(s, w * t + k, turn * l, l);
+                turn += 1;
+            }
+        }
+        targets
+    }
+
+    /// One turn's labels, at its turn slot and from its first token on.
+    fn add_turn(&mut self, s: &Supervision, slot: usize, first_token: usize, l: usize) {
+        let flag = |v: bool| f32::from(u8::from(v));
+        if let Some(v) = s.boundary {
+            (self.boundary.0[slot], self.boundary.1[slot]) = (flag(v), 1.0);
+        }
+        if let Some(v) = s.success {
+            (self.success.0[slot], self.success.1[slot]) = (flag(v), 1.0);
+        }
+        if let Some(v) = s.intent {
+            (self.intent.0[slot], self.intent.1[slot]) = (v, 1.0);
+        }
+        if let Some(v) = s.failure_point {
+            (self.failure.0[slot], self.failure.1[slot]) = (v, 1.0);
+        }
+        for (weak, value) in [
+            (&mut self.weak_boundary, s.weak_boundary),
+            (&mut self.weak_success, s.weak_success),
+            (&mut self.weak_defect, s.weak_defect),
+        ] {
+            if let Some(p) = value {
+                (weak.0[slot], weak.1[slot]) = (p, 1.0);
+            }
+        }
+        if let Some(tags) = &s.bio {
+            for (i, tag) in tags.iter().enumerate().take(l) {
+                if let Some(tag) = tag {
+                    self.bio.0[first_token + i] = *tag;
+                    self.bio.1[first_token + i] = 1.0;
+                }
+            }
+        }
+    }
+}
+
+/// The heads' logits, flattened as the targets are.
+struct FlatLogits {
+    /// (B, T)
+    boundary: Tensor,
+    /// (B, T)
+    success: Tensor,
+    /// (B * T, intents); no columns when the labels have no intents.
+    intent: Tensor,
+    /// (B * T, failure points)
+    failure: Tensor,
+    /// (N * L, BIO tags)
+    slots: Tensor,
+}
+
 /// Per-batch supervision tensors and the loss of the five heads.
 /// `dropout` (probability, seed) is for training steps; None evaluates.
 fn supervised_loss(
@@ -384,121 +432,113 @@ fn supervised_loss(
         .heads
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("model has no supervised heads"))?;
-    let dev = batch.input_ids.device();
     let (b, t) = batch.turn_mask.dims2()?;
     let (n, l) = batch.input_ids.dims2()?;
     let token_states = settings.token_states(model, batch, windows)?;
     let states = model.dialogue_states_t(batch, &token_states, dropout)?;
-    let logits = heads.turn_logits(&states)?;
-    let mut boundary = vec![0f32; b * t];
-    let mut boundary_mask = vec![0f32; b * t];
-    let mut success = vec![0f32; b * t];
-    let mut success_mask = vec![0f32; b * t];
-    let (mut intent, mut intent_mask) = (vec![0u32; b * t], vec![0f32; b * t]);
-    let (mut failure, mut failure_mask) = (vec![0u32; b * t], vec![0f32; b * t]);
-    let (mut bio, mut bio_mask) = (vec![0u32; n * l], vec![0f32; n * l]);
-    // Weak labels: (target, mask) per turn slot, per target.
-    let mut weak_boundary = (vec![0f32; b * t], vec![0f32; b * t]);
-    let mut weak_success = (vec![0f32; b * t], vec![0f32; b * t]);
-    let mut weak_defect = (vec![0f32; b * t], vec![0f32; b * t]);
-    let mut turn = 0;
-    for (w, window) in windows.iter().enumerate() {
-        for (k, s) in window.supervision.iter().enumerate() {
-            let slot = w * t + k;
-            if let Some(v) = s.boundary {
-                (boundary[slot], boundary_mask[slot]) = (f32::from(u8::from(v)), 1.0);
-            }
-            if let Some(v) = s.success {
-                (success[slot], success_mask[slot]) = (f32::from(u8::from(v)), 1.0);
-            }
-            if let Some(v) = s.intent {
-                (intent[slot], intent_mask[slot]) = (v, 1.0);
-            }
-            if let Some(v) = s.failure_point {
-                (failure[slot], failure_mask[slot]) = (v, 1.0);
-            }
-            for (weak, value) in [
-                (&mut weak_boundary, s.weak_boundary),
-                (&mut weak_success, s.weak_success),
-                (&mut weak_defect, s.weak_defect),
-            ] {
-                if let Some(p) = value {
-                    (weak.0[slot], weak.1[slot]) = (p, 1.0);
-                }
-            }
-            if let Some(tags) = &s.bio {
-                for (i, tag) in tags.iter().enumerate().take(l) {
-                    if let Some(tag) = tag {
-                        bio[turn * l + i] = *tag;
-                        bio_mask[turn * l + i] = 1.0;
-                    }
-                }
-            }
-            turn += 1;
-        }
-    }
-    let t2 = |v: Vec<f32>| Tensor::from_vec(v, (b, t), dev);
-    let flat_u = |v: Vec<u32>, m: usize| Tensor::from_vec(v, m, dev);
-    let flat_f = |v: Vec<f32>, m: usize| Tensor::from_vec(v, m, dev);
+    let turn_logits = heads.turn_logits(&states)?;
     let turn_states = states
         .reshape((b * t, states.dim(2)?))?
         .index_select(&batch.turn_slots, 0)?;
     let slot_logits = heads.slot_logits(&token_states, &batch.attention_mask, &turn_states)?;
     let tags = slot_logits.dim(2)?;
-    let mut accuracy = BTreeMap::new();
-    let mut count = |name: &'static str,
-                     logits: &Tensor,
-                     targets: &[u32],
-                     mask: &[f32]|
-     -> anyhow::Result<()> {
-        let predicted: Vec<u32> = logits
-            .argmax(candle_core::D::Minus1)?
-            .flatten_all()?
-            .to_vec1()?;
-        let (mut right, mut total) = (0u64, 0u64);
-        for ((p, y), m) in predicted.iter().zip(targets).zip(mask) {
-            if *m > 0.0 {
-                total += 1;
-                right += u64::from(p == y);
-            }
-        }
-        accuracy.insert(name, (right, total));
-        Ok(())
+    let intent_classes = turn_logits.intent.dim(2)?;
+    let logits = FlatLogits {
+        intent: turn_logits.intent.reshape((b * t, intent_classes))?,
+        failure: turn_logits.failure_point.reshape((b * t, ()))?,
+        slots: slot_logits.reshape((n * l, tags))?,
+        boundary: turn_logits.boundary,
+        success: turn_logits.success,
     };
-    // No intents (USS ratings): the intent head has no classes and no loss.
-    let intent_classes = logits.intent.dim(2)?;
-    let intent_logits = logits.intent.reshape((b * t, intent_classes))?;
-    let failure_logits = logits.failure_point.reshape((b * t, ()))?;
-    if intent_classes > 0 {
-        count("intent", &intent_logits, &intent, &intent_mask)?;
+    let targets = Targets::gather(windows, (b, t), (n, l));
+    let accuracy = head_accuracy(&logits, &targets)?;
+    let loss = weighted_loss(&logits, targets, settings, batch.input_ids.device())?;
+    Ok((loss, accuracy))
+}
+
+/// (right, total): argmax predictions against the targets where `mask` is set.
+fn count_right(logits: &Tensor, targets: &[u32], mask: &[f32]) -> anyhow::Result<(u64, u64)> {
+    let predicted: Vec<u32> = logits
+        .argmax(candle_core::D::Minus1)?
+        .flatten_all()?
+        .to_vec1()?;
+    let (mut right, mut total) = (0u64, 0u64);
+    for ((p, y), m) in predicted.iter().zip(targets).zip(mask) {
+        if *m > 0.0 {
+            total += 1;
+            right += u64::from(p == y);
+        }
     }
-    count("failure_point", &failure_logits, &failure, &failure_mask)?;
-    let w = &settings.task_weights;
-    let slot_flat = slot_logits.reshape((n * l, tags))?;
+    Ok((right, total))
+}
+
+fn head_accuracy(logits: &FlatLogits, targets: &Targets) -> anyhow::Result<HeadAccuracy> {
+    let mut accuracy = BTreeMap::new();
+    // No intents (USS ratings): the intent head has no classes and no loss.
+    if logits.intent.dim(1)? > 0 {
+        let (classes, mask) = &targets.intent;
+        accuracy.insert("intent", count_right(&logits.intent, classes, mask)?);
+    }
+    let (classes, mask) = &targets.failure;
+    accuracy.insert(
+        "failure_point",
+        count_right(&logits.failure, classes, mask)?,
+    );
     // Tag accuracy inside gold slot spans: over all tokens, the O majority
     // (every response token) would hide whether the tagger learns anything.
-    let span_mask: Vec<f32> = bio
+    let (tags, mask) = &targets.bio;
+    let span_mask: Vec<f32> = tags
         .iter()
-        .zip(&bio_mask)
+        .zip(mask)
         .map(|(&tag, &m)| if tag == 0 { 0.0 } else { m })
         .collect();
-    count("slot_span_tokens", &slot_flat, &bio, &span_mask)?;
+    accuracy.insert(
+        "slot_span_tokens",
+        count_right(&logits.slots, tags, &span_mask)?,
+    );
+    Ok(accuracy)
+}
+
+/// The task-weighted sum of the heads' losses on annotated labels, then on
+/// weak labels (with the task weight times the weak-label weight).
+fn weighted_loss(
+    logits: &FlatLogits,
+    targets: Targets,
+    settings: &LossSettings,
+    dev: &candle_core::Device,
+) -> anyhow::Result<Tensor> {
+    let (b, t) = logits.boundary.dims2()?;
+    let tokens = logits.slots.dim(0)?;
+    let t2 = |v: Vec<f32>| Tensor::from_vec(v, (b, t), dev);
+    let flat_u = |v: Vec<u32>, m: usize| Tensor::from_vec(v, m, dev);
+    let flat_f = |v: Vec<f32>, m: usize| Tensor::from_vec(v, m, dev);
+    let w = &settings.task_weights;
+    let Targets {
+        boundary,
+        success,
+        intent,
+        failure,
+        bio,
+        weak_boundary,
+        weak_success,
+        weak_defect,
+    } = targets;
     let annotated = [
         (
             w.goal_boundary,
-            masked_bce(&logits.boundary, &t2(boundary)?, &t2(boundary_mask)?)?,
+            masked_bce(&logits.boundary, &t2(boundary.0)?, &t2(boundary.1)?)?,
         ),
         (
             w.goal_success,
-            masked_bce(&logits.success, &t2(success)?, &t2(success_mask)?)?,
+            masked_bce(&logits.success, &t2(success.0)?, &t2(success.1)?)?,
         ),
         (
             w.intent,
-            if intent_classes > 0 {
+            if logits.intent.dim(1)? > 0 {
                 masked_cross_entropy(
-                    &intent_logits,
-                    &flat_u(intent, b * t)?,
-                    &flat_f(intent_mask, b * t)?,
+                    &logits.intent,
+                    &flat_u(intent.0, b * t)?,
+                    &flat_f(intent.1, b * t)?,
                     None,
                 )?
             } else {
@@ -508,18 +548,18 @@ fn supervised_loss(
         (
             w.failure_point,
             masked_cross_entropy(
-                &failure_logits,
-                &flat_u(failure, b * t)?,
-                &flat_f(failure_mask, b * t)?,
+                &logits.failure,
+                &flat_u(failure.0, b * t)?,
+                &flat_f(failure.1, b * t)?,
                 Some(&settings.failure_weights),
             )?,
         ),
         (
             w.slots,
             masked_cross_entropy(
-                &slot_flat,
-                &flat_u(bio, n * l)?,
-                &flat_f(bio_mask, n * l)?,
+                &logits.slots,
+                &flat_u(bio.0, tokens)?,
+                &flat_f(bio.1, tokens)?,
                 None,
             )?,
         ),
@@ -540,23 +580,106 @@ fn supervised_loss(
         (
             w.failure_point,
             masked_bce(
-                &defect_logits(&failure_logits, settings.correct)?,
+                &defect_logits(&logits.failure, settings.correct)?,
                 &flat_f(weak_defect.0, b * t)?,
                 &flat_f(weak_defect.1, b * t)?,
             )?,
         ),
     ];
-    let mut loss = Tensor::zeros((), candle_core::DType::F32, dev)?;
+    let mut loss = Tensor::zeros((), DType::F32, dev)?;
     for (weight, term) in annotated {
         loss = (loss + (term * weight)?)?;
     }
     for (weight, term) in weak {
         loss = (loss + (term * (weight * settings.weak_weight))?)?;
     }
-    Ok((loss, accuracy))
+    Ok(loss)
 }
 
 pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
+    validate(config)?;
+    let started = Instant::now();
+    let base = checkpoint::read_config(&config.init)?;
+    let (_, tokenizer) = checkpoint::load(&config.init)?;
+    let (turns, _) = read_table::<Turn>(&config.logs)?;
+    let (annotators, labels) = chosen_labels(config)?;
+    let label_sets = label_sets(&labels);
+    let model_config = ModelConfig {
+        labels: Some(label_sets.clone()),
+        context: config.context,
+        dialogue: DialogueConfig {
+            lookahead: config
+                .lookahead
+                .map_or(base.dialogue.lookahead, Lookahead::limit),
+            ..base.dialogue.clone()
+        },
+        ..base.clone()
+    };
+    let data = split_windows(
+        config,
+        &turns,
+        &tokenizer,
+        &model_config,
+        &Supervisor {
+            config,
+            labels: &labels,
+            label_sets: &label_sets,
+        },
+    )?;
+    let varmap = VarMap::new();
+    let model = initial_model(config, &model_config, &varmap)?;
+    let pad = special_ids(&tokenizer)?.pad;
+    let settings = loss_settings(config, &model, &data, &label_sets, pad)?;
+    let optimizer = AdamW::new(
+        trainable_vars(&varmap, &settings)?,
+        config.learning_rate,
+        0.01,
+    )?;
+    let batches = bucketed_batches(&data.train, config.batch_size);
+    let checkpoint_dir = checkpoint::resume_dir(&config.out);
+    let trainee = Trainee {
+        config: &model_config,
+        varmap: &varmap,
+        tokenizer: &tokenizer,
+    };
+    let mut objective = SupervisedObjective {
+        model: &model,
+        train: &data.train,
+        dev: &data.dev,
+        settings: &settings,
+        pad,
+        batch_size: config.batch_size,
+        dropout: config.dropout,
+        seed: config.seed,
+    };
+    // Early stopping leaves the best dev epoch's weights in the model.
+    let outcome = training::run(
+        &loop_config(config, checkpoint_dir.clone(), batches.len()),
+        trainee,
+        optimizer,
+        batches,
+        &mut objective,
+    )?;
+    let calibration = calibrate(
+        &model,
+        &data.dev,
+        config.batch_size,
+        pad,
+        &settings,
+        config.balance_decisions,
+    )?;
+    let final_config = calibrated_config(&model_config, &calibration);
+    let summary = summary(config, annotators, data, &settings, outcome, calibration);
+    let training = training_record(config, &summary);
+    checkpoint::save(&config.out, &final_config, &varmap, &tokenizer, &training)?;
+    training::remove_checkpoint(&checkpoint_dir)?;
+    Ok(TrainSummary {
+        seconds: started.elapsed().as_secs_f64(),
+        ..summary
+    })
+}
+
+fn validate(config: &TrainConfig) -> anyhow::Result<()> {
     anyhow::ensure!(
         config.labelled_share > 0.0 && config.labelled_share <= 1.0,
         "--labelled-share must be in (0, 1], got {}",
@@ -567,20 +690,29 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         "--dev-share must be in (0, 1), got {}",
         config.dev_share
     );
-    let started = Instant::now();
-    let base = checkpoint::read_config(&config.init)?;
-    let (_, tokenizer) = checkpoint::load(&config.init)?;
-    let (turns, _) = read_table::<Turn>(&config.logs)?;
+    Ok(())
+}
+
+/// Labels by (dialogue, turn index).
+type LabelsByTurn = HashMap<(String, i32), Annotation>;
+
+/// The annotators that train the model, and their labels: the first chosen
+/// annotator with a row for a turn gives its labels.
+fn chosen_labels(config: &TrainConfig) -> anyhow::Result<(Vec<String>, LabelsByTurn)> {
     let (annotations, _) = read_table::<Annotation>(&config.labels)?;
     let present: BTreeSet<String> = annotations.iter().map(|a| a.annotator_id.clone()).collect();
     let annotators = choose_annotators(&config.annotators, &present, &config.labels)?;
-    // The first chosen annotator with a row for a turn gives its labels.
-    let mut labels: HashMap<(String, i32), Annotation> = HashMap::new();
+    let mut labels: LabelsByTurn = HashMap::new();
     for annotator in annotators.iter().rev() {
         for a in annotations.iter().filter(|a| &a.annotator_id == annotator) {
             labels.insert((a.dialogue_id.clone(), a.turn_index), a.clone());
         }
     }
+    Ok((annotators, labels))
+}
+
+/// The intents, slot types and failure points the heads predict.
+fn label_sets(labels: &LabelsByTurn) -> LabelSets {
     let intents: Vec<String> = labels
         .values()
         .filter_map(|a| a.intent.clone())
@@ -606,22 +738,28 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         .collect();
     // Labels without intents (USS rates satisfaction only) train the other
     // heads; the intent head is then empty and `label` writes intent null.
-    let label_sets = LabelSets::new(intents, slot_types, failure_points);
-    let model_config = ModelConfig {
-        labels: Some(label_sets.clone()),
-        context: config.context,
-        dialogue: DialogueConfig {
-            lookahead: config
-                .lookahead
-                .map_or(base.dialogue.lookahead, Lookahead::limit),
-            ..base.dialogue.clone()
-        },
-        ..base.clone()
-    };
+    LabelSets::new(intents, slot_types, failure_points)
+}
 
-    // Dialogues as windows with supervision.
+/// Dialogue windows with their supervision, split into train and dev by dialogue.
+struct TrainData {
+    train: Vec<Window>,
+    dev: Vec<Window>,
+    train_dialogues: usize,
+    dev_dialogues: usize,
+    labelled_turns: usize,
+    weak_labels: WeakSummary,
+}
+
+fn split_windows(
+    config: &TrainConfig,
+    turns: &[Turn],
+    tokenizer: &tokenizers::Tokenizer,
+    model_config: &ModelConfig,
+    supervisor: &Supervisor,
+) -> anyhow::Result<TrainData> {
     let mut by_dialogue: BTreeMap<&str, Vec<&Turn>> = BTreeMap::new();
-    for turn in &turns {
+    for turn in turns {
         by_dialogue.entry(&turn.dialogue_id).or_default().push(turn);
     }
     let pairs: Vec<(String, String)> = by_dialogue
@@ -630,7 +768,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         .map(|t| (t.user_utterance.clone(), t.system_response.clone()))
         .collect();
     let encoded = encode_with_offsets(
-        &tokenizer,
+        tokenizer,
         &pairs,
         model_config.max_tokens,
         model_config.context.utterance_only(),
@@ -639,63 +777,18 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     let (mut train_dialogues, mut dev_dialogues, mut labelled_turns) = (0, 0, 0);
     let mut next = 0;
     let mut weak_summary = SummaryBuilder::default();
-    let use_weak = config.weak_rules.weight > 0.0;
     for (d, (dialogue, dialogue_turns)) in by_dialogue.iter_mut().enumerate() {
         dialogue_turns.sort_by_key(|t| t.turn_index);
-        let votes = weak::votes(dialogue_turns, &config.weak_rules);
-        // Experiments on a labelled subset: the other dialogues' annotations are not read.
-        let labelled =
-            crate::data::split::in_share(dialogue, config.labelled_share, config.seed ^ 0x5eed);
-        let supervision: Vec<Supervision> = dialogue_turns
-            .iter()
-            .enumerate()
-            .map(|(k, turn)| {
-                let e = &encoded[next + k];
-                let annotation = labelled
-                    .then(|| labels.get(&(dialogue.to_string(), turn.turn_index)))
-                    .flatten();
-                let previous = k.checked_sub(1).filter(|_| labelled).and_then(|p| {
-                    labels.get(&(dialogue.to_string(), dialogue_turns[p].turn_index))
-                });
-                weak_summary.add(&votes[k], annotation, previous);
-                let weak = weak::combine(&votes[k]);
-                let supervision = annotation.map_or_else(Supervision::default, |a| {
-                    labelled_turns += 1;
-                    annotated_supervision(a, previous, e, &label_sets)
-                });
-                let vote = |target: Target| weak.get(&target).copied().filter(|_| use_weak);
-                Supervision {
-                    rephrase: k > 0
-                        && crate::data::feedback::is_rephrase(
-                            &dialogue_turns[k - 1].user_utterance,
-                            &turn.user_utterance,
-                        ),
-                    weak_boundary: supervision
-                        .boundary
-                        .is_none()
-                        .then(|| vote(Target::GoalBoundary))
-                        .flatten()
-                        .filter(|_| k > 0),
-                    weak_success: supervision
-                        .success
-                        .is_none()
-                        .then(|| vote(Target::GoalSuccess))
-                        .flatten(),
-                    weak_defect: supervision
-                        .failure_point
-                        .is_none()
-                        .then(|| vote(Target::Defect))
-                        .flatten(),
-                    ..supervision
-                }
-            })
-            .collect();
+        let encoded = &encoded[next..next + dialogue_turns.len()];
+        next += dialogue_turns.len();
+        let (supervision, labelled) =
+            supervisor.dialogue(dialogue, dialogue_turns, encoded, &mut weak_summary);
+        labelled_turns += labelled;
         let inputs: Vec<_> = dialogue_turns
             .iter()
-            .enumerate()
-            .map(|(k, t)| turn_input(t, encoded[next + k].ids.clone(), &model_config.features))
+            .zip(encoded)
+            .map(|(t, e)| turn_input(t, e.ids.clone(), &model_config.features))
             .collect();
-        next += dialogue_turns.len();
         let dev = is_dev(dialogue, config.dev_share, config.seed);
         if dev {
             dev_dialogues += 1
@@ -721,59 +814,150 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         "too few dialogues to split into train and dev ({} dialogues)",
         by_dialogue.len()
     );
-
-    // Rare failure classes weigh more: (mean class count / class count)^balance, clipped.
-    let mut class_counts = vec![0usize; label_sets.failure_points.len()];
-    for s in train_windows.iter().flat_map(|w| &w.supervision) {
-        if let Some(f) = s.failure_point {
-            class_counts[f as usize] += 1;
-        }
+    let mut weak_labels = weak_summary.finish();
+    let use_weak = config.weak_rules.weight > 0.0;
+    if !use_weak {
+        // The rules were analysed, but --weak-weight 0 kept their votes out of the loss.
+        weak_labels.votes_used = 0;
     }
-    let labelled: usize = class_counts.iter().sum();
-    let weights: Vec<f32> = class_counts
-        .iter()
-        .map(|&n| {
-            ((labelled as f64 / class_counts.len() as f64 / n.max(1) as f64)
-                .powf(config.class_balance)
-                .clamp(0.5, 5.0)) as f32
-        })
-        .collect();
-    let varmap = VarMap::new();
+    Ok(TrainData {
+        train: train_windows,
+        dev: dev_windows,
+        train_dialogues,
+        dev_dialogues,
+        labelled_turns,
+        weak_labels,
+    })
+}
+
+/// What supervises the turns: the chosen labels, their label sets and the
+/// weak-label rules.
+struct Supervisor<'a> {
+    config: &'a TrainConfig,
+    labels: &'a LabelsByTurn,
+    label_sets: &'a LabelSets,
+}
+
+impl Supervisor<'_> {
+    /// The supervision of a dialogue's turns (in order), and how many of
+    /// them are annotated: the chosen labels where the dialogue is in the
+    /// labelled share, weak labels from feedback where a head has none.
+    fn dialogue(
+        &self,
+        dialogue: &str,
+        turns: &[&Turn],
+        encoded: &[EncodedTurn],
+        weak_summary: &mut SummaryBuilder,
+    ) -> (Vec<Supervision>, usize) {
+        let config = self.config;
+        let votes = weak::votes(turns, &config.weak_rules);
+        // Experiments on a labelled subset: the other dialogues' annotations are not read.
+        let labelled =
+            crate::data::split::in_share(dialogue, config.labelled_share, config.seed ^ 0x5eed);
+        let label = |k: usize| {
+            labelled
+                .then(|| {
+                    self.labels
+                        .get(&(dialogue.to_string(), turns[k].turn_index))
+                })
+                .flatten()
+        };
+        let mut annotated = 0;
+        let supervision = (0..turns.len())
+            .map(|k| {
+                let (annotation, previous) = (label(k), k.checked_sub(1).and_then(label));
+                weak_summary.add(&votes[k], annotation, previous);
+                let supervision = annotation.map_or_else(Supervision::default, |a| {
+                    annotated += 1;
+                    annotated_supervision(a, previous, &encoded[k], self.label_sets)
+                });
+                let rephrase = k > 0
+                    && crate::data::feedback::is_rephrase(
+                        &turns[k - 1].user_utterance,
+                        &turns[k].user_utterance,
+                    );
+                let use_weak = config.weak_rules.weight > 0.0;
+                with_weak_labels(
+                    supervision,
+                    &weak::combine(&votes[k]),
+                    use_weak,
+                    k,
+                    rephrase,
+                )
+            })
+            .collect();
+        (supervision, annotated)
+    }
+}
+
+/// Weak labels (from the feedback votes) for the heads a turn has no
+/// annotation for; none with --weak-weight 0, and no goal boundary at the
+/// dialogue's first turn (`k` is the turn's place in its dialogue).
+fn with_weak_labels(
+    supervision: Supervision,
+    weak: &BTreeMap<Target, f32>,
+    use_weak: bool,
+    k: usize,
+    rephrase: bool,
+) -> Supervision {
+    let vote = |target: Target| weak.get(&target).copied().filter(|_| use_weak);
+    Supervision {
+        rephrase,
+        weak_boundary: supervision
+            .boundary
+            .is_none()
+            .then(|| vote(Target::GoalBoundary))
+            .flatten()
+            .filter(|_| k > 0),
+        weak_success: supervision
+            .success
+            .is_none()
+            .then(|| vote(Target::GoalSuccess))
+            .flatten(),
+        weak_defect: supervision
+            .failure_point
+            .is_none()
+            .then(|| vote(Target::Defect))
+            .flatten(),
+        ..supervision
+    }
+}
+
+/// The model: weights from the seed, then the pretrained ones (all but the
+/// new supervised heads).
+fn initial_model(
+    config: &TrainConfig,
+    model_config: &ModelConfig,
+    varmap: &VarMap,
+) -> anyhow::Result<DialogueModel> {
     let model = DialogueModel::new(
-        &model_config,
-        VarBuilder::from_varmap(&varmap, DType::F32, &device()),
+        model_config,
+        VarBuilder::from_varmap(varmap, DType::F32, &device()),
     )?;
-    checkpoint::seeded_init(&varmap, config.seed)?;
+    checkpoint::seeded_init(varmap, config.seed)?;
     fill_varmap(
-        &varmap,
+        varmap,
         &config.init.join(checkpoint::WEIGHTS),
         |n| vec![n.to_string()],
         |n| !n.starts_with("heads.") || n.starts_with("heads.swap"),
     )?;
-    let pad = special_ids(&tokenizer)?.pad;
-    let encoder_layers = model.roberta.num_layers();
-    anyhow::ensure!(
-        config.train_top_layers <= encoder_layers,
-        "--train-top-layers {}: the encoder of {} has only {encoder_layers} layers",
-        config.train_top_layers,
-        config.init.display()
+    Ok(model)
+}
+
+fn loss_settings(
+    config: &TrainConfig,
+    model: &DialogueModel,
+    data: &TrainData,
+    label_sets: &LabelSets,
+    pad: u32,
+) -> anyhow::Result<LossSettings> {
+    let weights = failure_class_weights(
+        &data.train,
+        label_sets.failure_points.len(),
+        config.class_balance,
     );
-    let cached_layers = encoder_layers - config.train_top_layers;
-    let cache = if config.freeze_encoder || config.train_top_layers > 0 {
-        Some(EncodingCache::build(
-            &model,
-            train_windows.iter().chain(&dev_windows),
-            pad,
-            128,
-            cached_layers,
-            DType::F16,
-            config.quiet,
-        )?)
-    } else {
-        None
-    };
-    let (cached_turns, cache_bytes) = cache.as_ref().map_or((0, 0), |c| (c.len(), c.bytes));
-    let settings = LossSettings {
+    Ok(LossSettings {
+        cache: encoding_cache(config, model, data, pad)?,
         failure_weights: Tensor::new(weights, &device())?,
         task_weights: config.task_weights.clone(),
         weak_weight: config.weak_rules.weight,
@@ -782,224 +966,231 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
             .iter()
             .position(|f| f == "correct")
             .unwrap_or(0),
-        cache,
-    };
-    // A frozen encoder (and the MLM head, unused here) takes no updates.
-    let trainable: Vec<_> = named_vars(&varmap)?
+    })
+}
+
+/// Rare failure classes weigh more: (mean class count / class count)^balance, clipped.
+fn failure_class_weights(train: &[Window], classes: usize, balance: f64) -> Vec<f32> {
+    let mut class_counts = vec![0usize; classes];
+    for s in train.iter().flat_map(|w| &w.supervision) {
+        if let Some(f) = s.failure_point {
+            class_counts[f as usize] += 1;
+        }
+    }
+    let labelled: usize = class_counts.iter().sum();
+    class_counts
+        .iter()
+        .map(|&n| {
+            ((labelled as f64 / class_counts.len() as f64 / n.max(1) as f64)
+                .powf(balance)
+                .clamp(0.5, 5.0)) as f32
+        })
+        .collect()
+}
+
+/// With --freeze-encoder or --train-top-layers, the token states of the
+/// fixed encoder layers, computed once for every turn.
+fn encoding_cache(
+    config: &TrainConfig,
+    model: &DialogueModel,
+    data: &TrainData,
+    pad: u32,
+) -> anyhow::Result<Option<EncodingCache>> {
+    let encoder_layers = model.roberta.num_layers();
+    anyhow::ensure!(
+        config.train_top_layers <= encoder_layers,
+        "--train-top-layers {}: the encoder of {} has only {encoder_layers} layers",
+        config.train_top_layers,
+        config.init.display()
+    );
+    if !(config.freeze_encoder || config.train_top_layers > 0) {
+        return Ok(None);
+    }
+    Ok(Some(EncodingCache::build(
+        model,
+        data.train.iter().chain(&data.dev),
+        pad,
+        128,
+        encoder_layers - config.train_top_layers,
+        DType::F16,
+        config.quiet,
+    )?))
+}
+
+/// The variables training updates: not the cached (frozen) encoder layers,
+/// nor the MLM head, unused here.
+fn trainable_vars(
+    varmap: &VarMap,
+    settings: &LossSettings,
+) -> anyhow::Result<Vec<(String, candle_core::Var)>> {
+    let cached_layers = settings.cache.as_ref().map(|c| c.layers);
+    Ok(named_vars(varmap)?
         .into_iter()
         .filter(|(name, _)| {
-            let frozen = (config.freeze_encoder || config.train_top_layers > 0)
-                && name.starts_with("roberta.")
-                && encoder_layer(name).is_none_or(|i| i < cached_layers);
+            let frozen = cached_layers.is_some_and(|cached| {
+                name.starts_with("roberta.") && encoder_layer(name).is_none_or(|i| i < cached)
+            });
             !(frozen || name.starts_with("lm_head."))
         })
-        .collect();
-    let mut optimizer = AdamW::new(trainable, config.learning_rate, 0.01)?;
-    let checkpoint_dir = checkpoint::resume_dir(&config.out);
-    let mut state = TrainState::default();
-    let resumed_from_epoch = if config.resume && checkpoint_dir.join(STATE).is_file() {
-        state = serde_json::from_slice(&std::fs::read(checkpoint_dir.join(STATE))?)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", checkpoint_dir.join(STATE).display()))?;
-        fill_varmap(
-            &varmap,
-            &checkpoint_dir.join(checkpoint::WEIGHTS),
-            |n| vec![n.to_string()],
-            |_| true,
+        .collect())
+}
+
+fn loop_config(
+    config: &TrainConfig,
+    checkpoint_dir: PathBuf,
+    batches_per_epoch: usize,
+) -> LoopConfig {
+    LoopConfig {
+        stage: "train",
+        checkpoint_dir,
+        seed: config.seed,
+        epochs: config.epochs,
+        max_steps: config.max_steps,
+        learning_rate: config.learning_rate,
+        warmup_share: training::WARMUP_SHARE,
+        max_grad_norm: training::MAX_GRAD_NORM,
+        eval_every: Every::Epoch,
+        checkpoint_every: Every::Epoch,
+        patience: Some(config.patience),
+        resume: config.resume,
+        stop_after: config.stop_after_epochs.map(|e| e * batches_per_epoch),
+        quiet: config.quiet,
+    }
+}
+
+/// The dev split's loss and per-head accuracy, after each epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+struct DevEval {
+    dev_loss: f64,
+    dev_accuracy: BTreeMap<String, f64>,
+}
+
+impl Evaluation for DevEval {
+    fn loss(&self) -> Option<f64> {
+        Some(self.dev_loss)
+    }
+}
+
+/// Supervised training's objective: the heads' weighted losses.
+struct SupervisedObjective<'a> {
+    model: &'a DialogueModel,
+    train: &'a [Window],
+    dev: &'a [Window],
+    settings: &'a LossSettings,
+    pad: u32,
+    batch_size: usize,
+    /// Dropout probability while training (0: off).
+    dropout: f32,
+    seed: u64,
+}
+
+impl Objective for SupervisedObjective<'_> {
+    type Eval = DevEval;
+
+    fn loss(&mut self, indices: &[usize], step: usize) -> anyhow::Result<StepLoss> {
+        let chosen: Vec<&Window> = indices.iter().map(|&i| &self.train[i]).collect();
+        let (batch, _) = make_batch(&chosen, self.pad, &device())?;
+        let dropout =
+            (self.dropout > 0.0).then(|| (self.dropout, training::step_seed(self.seed, step)));
+        let (loss, _) = supervised_loss(self.model, &batch, &chosen, self.settings, dropout)?;
+        let tokens = batch.attention_mask.sum_all()?.to_scalar::<u32>()? as usize;
+        Ok(StepLoss { loss, tokens })
+    }
+
+    fn evaluate(&mut self) -> anyhow::Result<DevEval> {
+        let (dev_loss, dev_accuracy) = evaluate(
+            self.model,
+            self.dev,
+            self.batch_size,
+            self.pad,
+            self.settings,
         )?;
-        optimizer.load(&checkpoint_dir.join(OPTIMIZER), state.step)?;
-        Some(state.epochs.len())
-    } else {
-        None
-    };
-    let batches_per_epoch = bucketed_batches(&train_windows, config.batch_size).len();
-    let total_steps = config
-        .max_steps
-        .unwrap_or(usize::MAX)
-        .min(batches_per_epoch * config.epochs)
-        .max(1);
-    let warmup = (total_steps / 16).max(1);
-    let progress = Progress::new(total_steps as u64, "steps", config.quiet);
-    progress.inc(state.step as u64);
-    let mut best_weights: Option<Vec<(String, Tensor)>> = if resumed_from_epoch.is_some() {
-        let saved = candle_core::safetensors::load(checkpoint_dir.join(BEST), &device())?;
-        let mut saved: Vec<(String, Tensor)> = saved.into_iter().collect();
-        saved.sort_by(|a, b| a.0.cmp(&b.0));
-        Some(saved)
-    } else {
-        None
-    };
-    let start_epoch = state.epochs.len();
-    for epoch in start_epoch..config.epochs {
-        if state.step >= total_steps || state.stopped_early {
-            break;
-        }
-        // The batch order depends only on the seed and the epoch, so a
-        // resumed run sees exactly the batches an uninterrupted one would.
-        let mut order = bucketed_batches(&train_windows, config.batch_size);
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            config.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9),
-        ));
-        let mut losses = Vec::new();
-        for indices in order {
-            if state.step >= total_steps {
-                break;
-            }
-            let step = state.step;
-            let chosen: Vec<&Window> = indices.iter().map(|&i| &train_windows[i]).collect();
-            let (batch, _) = make_batch(&chosen, pad, &device())?;
-            // Dropout masks depend on the seed and the step only (deterministic, resumable).
-            let dropout = (config.dropout > 0.0).then(|| {
-                (
-                    config.dropout,
-                    config.seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03),
-                )
-            });
-            let (loss, _) = supervised_loss(&model, &batch, &chosen, &settings, dropout)?;
-            let value = loss.to_scalar::<f32>()? as f64;
-            anyhow::ensure!(
-                value.is_finite(),
-                "the loss became {value} at step {step}; lower --learning-rate"
-            );
-            let grads = loss.backward()?;
-            let norm = optimizer.grad_norm(&grads)?;
-            optimizer.learning_rate = if step < warmup {
-                config.learning_rate * (step + 1) as f64 / warmup as f64
-            } else {
-                config.learning_rate * (total_steps - step) as f64
-                    / (total_steps - warmup).max(1) as f64
-            };
-            optimizer.step(&grads, if norm > 1.0 { 1.0 / norm } else { 1.0 })?;
-            losses.push(value);
-            state.step += 1;
-            progress.inc(1);
-            progress.message(format!(
-                "epoch {} loss {:.4}",
-                epoch + 1,
-                losses.iter().rev().take(50).sum::<f64>() / losses.len().min(50) as f64
-            ));
-        }
-        let (dev_loss, dev_accuracy) =
-            evaluate(&model, &dev_windows, config.batch_size, pad, &settings)?;
-        state.epochs.push(EpochReport {
-            epoch: epoch + 1,
-            steps: state.step,
-            train_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
+        Ok(DevEval {
             dev_loss,
             dev_accuracy,
-            seconds: started.elapsed().as_secs_f64(),
-        });
-        if state.best.is_none_or(|(loss, _)| dev_loss < loss) {
-            state.best = Some((dev_loss, epoch + 1));
-            best_weights = Some(checkpoint::snapshot(&varmap)?);
-        } else if state
-            .best
-            .is_some_and(|(_, e)| epoch + 1 - e >= config.patience)
-        {
-            state.stopped_early = true;
-        }
-        let more = epoch + 1 < config.epochs && state.step < total_steps && !state.stopped_early;
-        if more {
-            save_checkpoint(
-                &checkpoint_dir,
-                &model_config,
-                &varmap,
-                &tokenizer,
-                &optimizer,
-                best_weights.as_deref().unwrap_or_default(),
-                &state,
-            )?;
-        }
-        if more && config.stop_after_epochs == Some(epoch + 1) {
-            anyhow::bail!(
-                "stopped after epoch {} as asked (--resume continues from {})",
-                epoch + 1,
-                checkpoint_dir.display()
-            );
-        }
+        })
     }
-    progress.finish();
-    let best_epoch = state.best.map_or(0, |(_, e)| e);
-    let weights = best_weights.ok_or_else(|| anyhow::anyhow!("no epoch ran"))?;
-    let vars = varmap
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
-    for (name, tensor) in &weights {
-        vars[name].set(tensor)?;
-    }
-    drop(vars);
-    let Calibration {
-        temperatures,
-        boundary_threshold,
-        rephrase_boundary_shift,
-        intent_change_weight,
-        success_threshold,
-        correct_shift,
-    } = calibrate(
-        &model,
-        &dev_windows,
-        config.batch_size,
-        pad,
-        &settings,
-        config.balance_decisions,
-    )?;
+}
+
+/// The model config with what calibration fitted on dev.
+fn calibrated_config(model_config: &ModelConfig, calibration: &Calibration) -> ModelConfig {
     let mut final_config = model_config.clone();
     if let Some(l) = final_config.labels.as_mut() {
-        l.temperatures = temperatures.clone();
-        l.boundary_threshold = boundary_threshold;
-        l.rephrase_boundary_shift = rephrase_boundary_shift;
-        l.intent_change_weight = intent_change_weight;
-        l.success_threshold = success_threshold;
-        l.correct_shift = correct_shift;
+        l.temperatures = calibration.temperatures.clone();
+        l.boundary_threshold = calibration.boundary_threshold;
+        l.rephrase_boundary_shift = calibration.rephrase_boundary_shift;
+        l.intent_change_weight = calibration.intent_change_weight;
+        l.success_threshold = calibration.success_threshold;
+        l.correct_shift = calibration.correct_shift;
     }
-    let mut weak_summary = weak_summary.finish();
-    if !use_weak {
-        // The rules were analysed, but --weak-weight 0 kept their votes out of the loss.
-        weak_summary.votes_used = 0;
-    }
-    let training = serde_json::json!({
-        "stage": "train",
-        "init": config.init.display().to_string(),
-        "annotators": annotators,
-        "seed": config.seed,
-        "settings": config,
-        "best_epoch": best_epoch,
-        "epochs": state.epochs,
-        "temperatures": temperatures,
-        "boundary_threshold": boundary_threshold,
-        "rephrase_boundary_shift": rephrase_boundary_shift,
-        "intent_change_weight": intent_change_weight,
-        "success_threshold": success_threshold,
-        "correct_shift": correct_shift,
-        "weak_labels": weak_summary,
-    });
-    checkpoint::save(&config.out, &final_config, &varmap, &tokenizer, &training)?;
-    if checkpoint_dir.exists() {
-        std::fs::remove_dir_all(&checkpoint_dir)?;
-    }
-    Ok(TrainSummary {
+    final_config
+}
+
+/// The summary; `seconds` is left for the caller to stamp.
+fn summary(
+    config: &TrainConfig,
+    annotators: Vec<String>,
+    data: TrainData,
+    settings: &LossSettings,
+    outcome: Outcome<DevEval>,
+    calibration: Calibration,
+) -> TrainSummary {
+    let epochs: Vec<EpochReport> = outcome
+        .curve
+        .iter()
+        .map(|p| EpochReport {
+            epoch: outcome.epoch_of(p.step),
+            steps: p.step,
+            train_loss: p.train_loss,
+            dev_loss: p.eval.dev_loss,
+            dev_accuracy: p.eval.dev_accuracy.clone(),
+            seconds: p.seconds,
+        })
+        .collect();
+    let cache = settings.cache.as_ref();
+    TrainSummary {
         out: config.out.display().to_string(),
         annotators,
-        train_dialogues,
-        dev_dialogues,
-        labelled_turns,
+        train_dialogues: data.train_dialogues,
+        dev_dialogues: data.dev_dialogues,
+        labelled_turns: data.labelled_turns,
         contextless: config.context.contextless(),
         utterance_only: config.context.utterance_only(),
         freeze_encoder: config.freeze_encoder,
-        success_threshold,
-        correct_shift,
+        success_threshold: calibration.success_threshold,
+        correct_shift: calibration.correct_shift,
         train_top_layers: config.train_top_layers,
-        cached_turns,
-        cache_megabytes: cache_bytes as f64 / 1e6,
-        resumed_from_epoch,
-        weak_labels: weak_summary,
-        best_epoch,
-        epochs: state.epochs,
-        temperatures,
-        boundary_threshold,
-        rephrase_boundary_shift,
-        intent_change_weight,
-        seconds: started.elapsed().as_secs_f64(),
+        cached_turns: cache.map_or(0, EncodingCache::len),
+        cache_megabytes: cache.map_or(0, |c| c.bytes) as f64 / 1e6,
+        resumed_from_epoch: outcome.resumed_from.map(|step| outcome.epoch_of(step)),
+        weak_labels: data.weak_labels,
+        best_epoch: outcome.best.map_or(0, |i| epochs[i].epoch),
+        epochs,
+        temperatures: calibration.temperatures,
+        boundary_threshold: calibration.boundary_threshold,
+        rephrase_boundary_shift: calibration.rephrase_boundary_shift,
+        intent_change_weight: calibration.intent_change_weight,
+        seconds: 0.0,
+    }
+}
+
+/// training.json: the settings and what training found.
+fn training_record(config: &TrainConfig, summary: &TrainSummary) -> serde_json::Value {
+    serde_json::json!({
+        "stage": "train",
+        "init": config.init.display().to_string(),
+        "annotators": summary.annotators,
+        "seed": config.seed,
+        "settings": config,
+        "best_epoch": summary.best_epoch,
+        "epochs": summary.epochs,
+        "temperatures": summary.temperatures,
+        "boundary_threshold": summary.boundary_threshold,
+        "rephrase_boundary_shift": summary.rephrase_boundary_shift,
+        "intent_change_weight": summary.intent_change_weight,
+        "success_threshold": summary.success_threshold,
+        "correct_shift": summary.correct_shift,
+        "weak_labels": summary.weak_labels,
     })
 }
 
@@ -1035,8 +1226,8 @@ fn evaluate(
 }
 
 /// Temperature per head, the one of a grid that minimises the dev
-/// negative log-likelihood (Guo et al., 2017), and the boundary threshold
-/// that maximises dev boundary F1.
+/// negative log-likelihood (Guo et al., 2017), and the boundary decision
+/// settings that maximise dev boundary F1.
 fn calibrate(
     model: &DialogueModel,
     windows: &[Window],
@@ -1045,71 +1236,157 @@ fn calibrate(
     settings: &LossSettings,
     balance_decisions: bool,
 ) -> anyhow::Result<Calibration> {
-    let heads = model
-        .heads
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("model has no supervised heads"))?;
-    // (logits, target) per head; binary heads as two-class logits [0, x].
-    let mut items: BTreeMap<&str, Vec<(Vec<f32>, usize)>> = BTreeMap::new();
-    // Beside each goal_boundary item: whether its turn rephrases the previous
-    // one, and the intent logits of the previous turn and its own.
-    let mut boundary_rephrase = Vec::new();
-    let mut boundary_intents: Vec<Option<(Vec<f32>, Vec<f32>)>> = Vec::new();
-    for indices in bucketed_batches(windows, batch_size * 2) {
-        let chosen: Vec<&Window> = indices.iter().map(|&i| &windows[i]).collect();
-        let (batch, _) = make_batch(&chosen, pad, &device())?;
-        let states =
-            model.dialogue_states(&batch, &settings.token_states(model, &batch, &chosen)?)?;
-        let logits = heads.turn_logits(&states)?;
-        let (boundary, success): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
-            (logits.boundary.to_vec2()?, logits.success.to_vec2()?);
-        let intent: Vec<Vec<Vec<f32>>> = logits.intent.to_vec3()?;
-        let failure: Vec<Vec<Vec<f32>>> = logits.failure_point.to_vec3()?;
+    let dev = DevItems::collect(model, windows, batch_size, pad, settings)?;
+    let temperatures = fit_temperatures(&dev.items);
+    // The contextless baseline labels each turn alone: its boundaries do not
+    // get to compare a turn's intent with the previous turn's.
+    let (boundary_threshold, rephrase_boundary_shift, intent_change_weight) =
+        fit_boundary_decisions(
+            &dev.boundary_items(&temperatures),
+            model.config.context.contextless(),
+        );
+    let (success_threshold, correct_shift) = if balance_decisions {
+        balanced_decisions(&dev.items, &temperatures, settings.correct)
+    } else {
+        (0.5, 0.0)
+    };
+    Ok(Calibration {
+        temperatures,
+        boundary_threshold,
+        rephrase_boundary_shift,
+        intent_change_weight,
+        success_threshold,
+        correct_shift,
+    })
+}
+
+/// The heads' dev logits beside the labels, for calibration.
+#[derive(Default)]
+struct DevItems {
+    /// (logits, target) per head; binary heads as two-class logits [0, x].
+    items: BTreeMap<&'static str, Vec<(Vec<f32>, usize)>>,
+    /// Beside each goal_boundary item: whether its turn rephrases the
+    /// previous one, and the intent logits of the previous turn and its own.
+    boundary_rephrase: Vec<bool>,
+    boundary_intents: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+}
+
+/// A batch's logits on the host: [window][turn] (and [class]).
+struct HostLogits {
+    boundary: Vec<Vec<f32>>,
+    success: Vec<Vec<f32>>,
+    intent: Vec<Vec<Vec<f32>>>,
+    failure: Vec<Vec<Vec<f32>>>,
+}
+
+impl DevItems {
+    fn collect(
+        model: &DialogueModel,
+        windows: &[Window],
+        batch_size: usize,
+        pad: u32,
+        settings: &LossSettings,
+    ) -> anyhow::Result<DevItems> {
+        let heads = model
+            .heads
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("model has no supervised heads"))?;
+        let mut dev = DevItems::default();
+        for indices in bucketed_batches(windows, batch_size * 2) {
+            let chosen: Vec<&Window> = indices.iter().map(|&i| &windows[i]).collect();
+            let (batch, _) = make_batch(&chosen, pad, &device())?;
+            let states =
+                model.dialogue_states(&batch, &settings.token_states(model, &batch, &chosen)?)?;
+            let logits = heads.turn_logits(&states)?;
+            let logits = HostLogits {
+                boundary: logits.boundary.to_vec2()?,
+                success: logits.success.to_vec2()?,
+                intent: logits.intent.to_vec3()?,
+                failure: logits.failure_point.to_vec3()?,
+            };
+            dev.add_batch(&chosen, &logits);
+        }
+        Ok(dev)
+    }
+
+    fn add_batch(&mut self, chosen: &[&Window], logits: &HostLogits) {
+        let HostLogits {
+            boundary,
+            success,
+            intent,
+            failure,
+        } = logits;
         for (w, window) in chosen.iter().enumerate() {
             for (k, s) in window.supervision.iter().enumerate() {
                 if let Some(v) = s.boundary {
-                    boundary_rephrase.push(s.rephrase);
-                    boundary_intents.push(
+                    self.boundary_rephrase.push(s.rephrase);
+                    self.boundary_intents.push(
                         k.checked_sub(1)
                             .map(|j| (intent[w][j].clone(), intent[w][k].clone())),
                     );
-                    items
-                        .entry("goal_boundary")
-                        .or_default()
-                        .push((vec![0.0, boundary[w][k]], usize::from(v)));
+                    self.push("goal_boundary", vec![0.0, boundary[w][k]], usize::from(v));
                 }
                 if let Some(v) = s.success {
-                    items
-                        .entry("goal_success")
-                        .or_default()
-                        .push((vec![0.0, success[w][k]], usize::from(v)));
+                    self.push("goal_success", vec![0.0, success[w][k]], usize::from(v));
                 }
                 if let Some(v) = s.intent {
-                    items
-                        .entry("intent")
-                        .or_default()
-                        .push((intent[w][k].clone(), v as usize));
+                    self.push("intent", intent[w][k].clone(), v as usize);
                 }
                 if let Some(v) = s.failure_point {
-                    items
-                        .entry("failure_point")
-                        .or_default()
-                        .push((failure[w][k].clone(), v as usize));
+                    self.push("failure_point", failure[w][k].clone(), v as usize);
                 }
             }
         }
     }
-    let nll = |items: &[(Vec<f32>, usize)], t: f64| -> f64 {
+
+    fn push(&mut self, head: &'static str, logits: Vec<f32>, target: usize) {
+        self.items.entry(head).or_default().push((logits, target));
+    }
+
+    /// The goal-boundary items, calibrated.
+    fn boundary_items(&self, temperatures: &BTreeMap<String, f64>) -> Vec<BoundaryItem> {
+        let t = temperatures.get("goal_boundary").copied().unwrap_or(1.0);
+        let intent_t = temperatures.get("intent").copied().unwrap_or(1.0);
+        let Some(items) = self.items.get("goal_boundary") else {
+            return Vec::new();
+        };
         items
             .iter()
-            .map(|(logits, y)| {
-                let scaled: Vec<f64> = logits.iter().map(|&z| z as f64 / t).collect();
-                let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let log_sum = max + scaled.iter().map(|z| (z - max).exp()).sum::<f64>().ln();
-                log_sum - scaled[*y]
+            .zip(&self.boundary_rephrase)
+            .zip(&self.boundary_intents)
+            .map(|(((z, y), rephrase), intents)| {
+                let change = intents.as_ref().and_then(|(previous, current)| {
+                    LabelSets::intent_change(
+                        &softmax(previous, intent_t),
+                        &softmax(current, intent_t),
+                    )
+                });
+                BoundaryItem {
+                    probability: 1.0 / (1.0 + (-(z[1] as f64) / t).exp()),
+                    is_boundary: *y == 1,
+                    rephrase: *rephrase,
+                    intent_change: change,
+                }
             })
-            .sum::<f64>()
-    };
+            .collect()
+    }
+}
+
+/// The negative log-likelihood of `items` with logits divided by `t`.
+fn nll(items: &[(Vec<f32>, usize)], t: f64) -> f64 {
+    items
+        .iter()
+        .map(|(logits, y)| {
+            let scaled: Vec<f64> = logits.iter().map(|&z| z as f64 / t).collect();
+            let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let log_sum = max + scaled.iter().map(|z| (z - max).exp()).sum::<f64>().ln();
+            log_sum - scaled[*y]
+        })
+        .sum::<f64>()
+}
+
+/// Per head, the temperature of a grid with the lowest dev NLL; slots keep 1.
+fn fit_temperatures(items: &BTreeMap<&str, Vec<(Vec<f32>, usize)>>) -> BTreeMap<String, f64> {
     let grid: Vec<f64> = (0..=50).map(|i| 0.5 + i as f64 * 0.05).collect();
     let mut temperatures: BTreeMap<String, f64> = items
         .iter()
@@ -1124,61 +1401,44 @@ fn calibrate(
         })
         .collect();
     temperatures.entry("slots".into()).or_insert(1.0);
-    // Boundary decisions: the threshold on the calibrated probability, and
-    // the logit shift of rephrased turns (retries usually continue their
-    // goal), with the best dev F1.
-    let t = temperatures.get("goal_boundary").copied().unwrap_or(1.0);
-    let intent_t = temperatures.get("intent").copied().unwrap_or(1.0);
-    // (calibrated probability, is a boundary, rephrase, P(intent changed))
-    let boundaries: Vec<(f64, bool, bool, Option<f64>)> = items
-        .get("goal_boundary")
-        .map(|its| {
-            its.iter()
-                .zip(&boundary_rephrase)
-                .zip(&boundary_intents)
-                .map(|(((z, y), rephrase), intents)| {
-                    let change = intents.as_ref().and_then(|(previous, current)| {
-                        LabelSets::intent_change(
-                            &softmax(previous, intent_t),
-                            &softmax(current, intent_t),
-                        )
-                    });
-                    (
-                        1.0 / (1.0 + (-(z[1] as f64) / t).exp()),
-                        *y == 1,
-                        *rephrase,
-                        change,
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    temperatures
+}
+
+/// A dev turn with a gold goal boundary label, as the boundary decision sees it.
+struct BoundaryItem {
+    /// The calibrated boundary probability.
+    probability: f64,
+    is_boundary: bool,
+    rephrase: bool,
+    /// P(intent changed) from the previous turn.
+    intent_change: Option<f64>,
+}
+
+/// Boundary decisions: the threshold on the calibrated probability, the
+/// logit shift of rephrased turns (retries usually continue their goal) and
+/// the weight of an intent change, with the best dev F1. Returns
+/// (threshold, shift, weight); `contextless` keeps the weight at 0.
+fn fit_boundary_decisions(boundaries: &[BoundaryItem], contextless: bool) -> (f64, f64, f64) {
     let mut decider = LabelSets::new(Vec::new(), Vec::new(), Vec::new());
     let mut f1 = |threshold: f64, shift: f64, weight: f64| {
         decider.rephrase_boundary_shift = shift;
         decider.intent_change_weight = weight;
-        let predicted_new = |(p, _, rephrase, change): &(f64, bool, bool, Option<f64>)| {
-            decider.boundary_probability(*p, *rephrase, *change) > threshold
+        let predicted_new = |b: &BoundaryItem| {
+            decider.boundary_probability(b.probability, b.rephrase, b.intent_change) > threshold
         };
         let tp = boundaries
             .iter()
-            .filter(|b| b.1 && predicted_new(b))
+            .filter(|b| b.is_boundary && predicted_new(b))
             .count() as f64;
         let predicted = boundaries.iter().filter(|b| predicted_new(b)).count() as f64;
-        let actual = boundaries.iter().filter(|b| b.1).count() as f64;
+        let actual = boundaries.iter().filter(|b| b.is_boundary).count() as f64;
         if predicted + actual == 0.0 {
             0.0
         } else {
             2.0 * tp / (predicted + actual)
         }
     };
-    // The contextless baseline labels each turn alone: its boundaries do not
-    // get to compare a turn's intent with the previous turn's.
-    let weights = if model.config.context.contextless() {
-        0..=0
-    } else {
-        0..=8
-    };
+    let weights = if contextless { 0..=0 } else { 0..=8 };
     let mut best = (f1(0.5, 0.0, 0.0), 0.5, 0.0, 0.0);
     for weight in weights.map(|i| 0.25 * i as f64) {
         for shift in (0..=12).map(|i| -0.5 * i as f64) {
@@ -1191,19 +1451,7 @@ fn calibrate(
             }
         }
     }
-    let (success_threshold, correct_shift) = if balance_decisions {
-        balanced_decisions(&items, &temperatures, settings.correct)
-    } else {
-        (0.5, 0.0)
-    };
-    Ok(Calibration {
-        temperatures,
-        boundary_threshold: best.1,
-        rephrase_boundary_shift: best.2,
-        intent_change_weight: best.3,
-        success_threshold,
-        correct_shift,
-    })
+    (best.1, best.2, best.3)
 }
 
 /// What `calibrate` fits on the dev split.
