@@ -762,6 +762,11 @@ fn split_windows(
     for turn in turns {
         by_dialogue.entry(&turn.dialogue_id).or_default().push(turn);
     }
+    // Sorted before tokenizing: `encoded` is read back in this order below,
+    // and logs need not arrive in turn order.
+    for dialogue_turns in by_dialogue.values_mut() {
+        dialogue_turns.sort_by_key(|t| t.turn_index);
+    }
     let pairs: Vec<(String, String)> = by_dialogue
         .values()
         .flatten()
@@ -777,8 +782,7 @@ fn split_windows(
     let (mut train_dialogues, mut dev_dialogues, mut labelled_turns) = (0, 0, 0);
     let mut next = 0;
     let mut weak_summary = SummaryBuilder::default();
-    for (d, (dialogue, dialogue_turns)) in by_dialogue.iter_mut().enumerate() {
-        dialogue_turns.sort_by_key(|t| t.turn_index);
+    for (d, (dialogue, dialogue_turns)) in by_dialogue.iter().enumerate() {
         let encoded = &encoded[next..next + dialogue_turns.len()];
         next += dialogue_turns.len();
         let (supervision, labelled) =
