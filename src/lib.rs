@@ -1,12 +1,18 @@
 //! labelgen: synthetic ground-truth labels for voice-assistant dialogue logs.
 //!
-//! The pipeline, in the order data flows through it:
-//! - [`data`]: table schemas, typed rows, Parquet datasets, validation;
-//! - [`stages`]: simulate (and, as they land, synth, pretrain, train, label);
-//! - evaluation against 3-annotator gold.
+//! The layers, in the order data flows through them; each imports only the
+//! layers above it in this list (docs/architecture.md draws the graph):
+//! - [`metrics`], [`plot`], [`progress`]: shared utilities;
+//! - [`data`]: table schemas, typed rows, Parquet datasets, validation, splits;
+//! - [`model`]: tokenizer, encoder, dialogue Transformer, heads, the training loop;
+//! - [`stages`]: simulate, import, synth, pretrain, train, label (one module
+//!   each, a plain `run(&Config)`; no stage imports another);
+//! - [`eval`]: labels judged against 3-annotator gold (reads data only).
 
 pub mod data;
 pub mod eval;
+pub mod metrics;
 pub mod model;
+pub mod plot;
 pub mod progress;
 pub mod stages;

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::gold::{GoldDialogue, SystemLabels, TurnLabels};
-use super::metrics::{Counts, classification_counts, segmentation_counts, span_counts};
 use crate::data::tables::{FailurePoint, SlotSpan};
+use crate::metrics::{Counts, classification_counts, segmentation_counts, span_counts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

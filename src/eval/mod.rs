@@ -16,23 +16,21 @@
 //!
 //! Modules, each depending only on those above it (no cycles):
 //! - `gold`: labels by system, and gold derived from annotators;
-//! - `metrics`: additive counts, bootstraps, sweeps;
 //! - `judge`: one system against the gold, as counts per task and dialogue;
 //! - `results`: per-system, per-task results assembled from judgements;
 //! - `subset`: the systems judged again on the context subset;
 //! - `report`: the whole report's types and its other sections (it
 //!   re-exports the result types at their old paths);
-//! - `render`: report.md from the report; `plot`, `review`: plots, review list;
+//! - `render`: report.md from the report; `review`: the review list;
 //! - `output`: the report directory; this module: the phases above.
 //!
-//! Annotator ids come from [`crate::data::annotators`]; eval depends on
-//! nothing in `stages`.
+//! Metrics and plots are the crate's shared [`crate::metrics`] and
+//! [`crate::plot`]; annotator ids come from [`crate::data::annotators`];
+//! eval depends on nothing in `model` or `stages`.
 
 pub mod gold;
 pub mod judge;
-pub mod metrics;
 mod output;
-pub mod plot;
 pub mod render;
 pub mod report;
 pub mod results;
@@ -224,7 +222,7 @@ impl<'a> Basis<'a> {
             .chain(tables.preds.iter().map(|(_, p)| p))
             .collect();
         Basis {
-            pk_window: metrics::pk_window(&segmentations),
+            pk_window: crate::metrics::pk_window(&segmentations),
             vocabulary: Vocabulary::from_systems(&every_system),
             gold_labels,
             dialogues,

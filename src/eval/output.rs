@@ -5,12 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use super::judge::{Task, Vocabulary};
-use super::metrics::SweepPoint;
+use super::render;
 use super::report::EvalReport;
 use super::results::ANNOTATOR;
 use super::review::{self, ReviewItem};
-use super::{plot, render};
 use crate::data::dataset::write_file_atomic;
+use crate::metrics::SweepPoint;
+use crate::plot;
 
 /// Writes the report directory `out`, replacing any there.
 pub fn write(

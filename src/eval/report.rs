@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use super::gold::{GoldDialogue, GoldPolicy, SystemLabels};
 use super::judge::{JudgedSystem, Judgement, Task, agreement};
-use super::metrics::{self, SweepPoint};
 use super::results::{HUMAN_LEAVE_ONE_OUT, PREDICTION};
 use super::subset::SubsetReport;
 use crate::data::tables::FailurePoint;
+use crate::metrics::{self, SweepPoint};
 
 // The per-system results moved to `results`; kept at their old paths for
 // code written against them (pipeline's promotion check uses two).

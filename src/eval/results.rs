@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::judge::{FAILURE, Judgement, Task};
-use super::metrics::{Counts, Prf, bootstrap_cis, paired_bootstrap};
+use crate::metrics::{Counts, Prf, bootstrap_cis, paired_bootstrap};
 
 /// A metric with its 95% bootstrap interval (dialogues resampled).
 #[derive(Debug, Clone, Copy, Serialize)]

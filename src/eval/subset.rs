@@ -13,11 +13,11 @@ use serde::Serialize;
 
 use super::gold::{self, GoldDialogue, SystemLabels};
 use super::judge::{Judgement, Task, Vocabulary, judge};
-use super::metrics::paired_bootstrap;
 use super::results::{
     ANNOTATOR, Bootstrap, PREDICTION, SystemResult, TaskResult, mean_result, system_result,
     task_metrics,
 };
+use crate::metrics::paired_bootstrap;
 
 /// The key of the context subset under `subsets` in report.json.
 pub const CONTEXT_SUBSET: &str = "context";
@@ -293,7 +293,7 @@ fn paired_comparisons(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::metrics::Counts;
+    use crate::metrics::Counts;
 
     fn judged(name: &'static str, kind: &'static str) -> Judged<'static> {
         let mut judgement = Judgement::default();

@@ -235,7 +235,7 @@ pub fn write_curve_plot<E>(
     curve: &[CurvePoint<E>],
     score: impl Fn(&E) -> Option<f64>,
 ) -> anyhow::Result<()> {
-    let svg = crate::eval::plot::curve_svg(
+    let svg = crate::plot::curve_svg(
         title,
         curve
             .iter()
@@ -245,7 +245,7 @@ pub fn write_curve_plot<E>(
     write_file_atomic(&out.join(format!("{CURVE_PLOT}.svg")), svg.as_bytes())?;
     write_file_atomic(
         &out.join(format!("{CURVE_PLOT}.png")),
-        &crate::eval::plot::png(&svg)?,
+        &crate::plot::png(&svg)?,
     )
 }
 

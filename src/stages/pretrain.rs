@@ -17,7 +17,7 @@ use tokenizers::Tokenizer;
 
 use crate::data::dataset::read_table;
 use crate::data::synth_rows::SynthTurn;
-use crate::eval::metrics::roc_auc;
+use crate::metrics::roc_auc;
 use crate::model::batch::{
     Window, bucketed_batches, feature_vocabulary, make_batch, turn_input, window_ranges,
 };

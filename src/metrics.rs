@@ -1,4 +1,6 @@
-//! Metric functions for `eval`: labels judged against 3-annotator gold.
+//! Metric functions: labels judged against gold (eval), and the held-out
+//! AUC of pretraining. Pure functions over counts; they import nothing from
+//! the crate, so every layer may use them.
 //!
 //! Every metric is computed from additive per-dialogue counts ([`Counts`]) rather
 //! than from per-dialogue scores, so that corpus metrics are micro-averaged

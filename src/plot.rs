@@ -1,4 +1,6 @@
-//! Plots as SVG: precision-coverage curves and a confusion matrix.
+//! Plots as SVG (and PNG): precision-coverage curves and a confusion matrix
+//! for eval, training curves for the training loop. Below every layer: it
+//! imports only [`crate::metrics`].
 //!
 //! Written directly as SVG text: the plotting crates render text through
 //! system fonts (font-kit, fontconfig) that a fresh machine may not have,
@@ -6,7 +8,7 @@
 
 use std::fmt::Write;
 
-use super::metrics::SweepPoint;
+use crate::metrics::SweepPoint;
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 420.0;
