@@ -8,5 +8,6 @@
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod pipeline;
 pub mod progress;
 pub mod stages;
