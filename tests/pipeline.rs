@@ -50,6 +50,10 @@ bootstrap = 50
 
 [label]
 
+[review]
+lowest = 5
+random = 5
+
 [eval]
 bootstrap = 20
 {tail}
@@ -175,8 +179,15 @@ fn reruns_are_incremental_and_force_reruns_what_depends_on_the_step() {
     assert_eq!(
         ran(&first),
         [
-            "simulate", "synth", "pretrain", "train", "promote", "label", "eval"
+            "simulate", "synth", "pretrain", "train", "promote", "label", "review", "eval"
         ]
+    );
+    let sample = std::fs::read_to_string(work.join("review/review_label_studio.json")).unwrap();
+    let sample: serde_json::Value = serde_json::from_str(&sample).unwrap();
+    assert_eq!(
+        sample.as_array().unwrap().len(),
+        20,
+        "5 + 5 for intent and failure_point"
     );
     assert_eq!(
         first.promoted,
@@ -223,7 +234,7 @@ fn reruns_are_incremental_and_force_reruns_what_depends_on_the_step() {
     let forced = run(&force);
     assert_eq!(
         ran(&forced),
-        ["train", "promote", "label", "eval"],
+        ["train", "promote", "label", "review", "eval"],
         "{}",
         forced.json_line()
     );
@@ -295,14 +306,14 @@ fn a_killed_run_is_finished_by_the_next_one() {
     let manifest_path = work.join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    for step in ["promote", "label", "eval"] {
+    for step in ["promote", "label", "review", "eval"] {
         manifest["steps"].as_object_mut().unwrap().remove(step);
     }
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
 
     let rerun = run(&config(&path));
     assert_eq!(rerun.status, RunStatus::Ok, "{}", rerun.json_line());
-    assert_eq!(ran(&rerun), ["promote", "label", "eval"]);
+    assert_eq!(ran(&rerun), ["promote", "label", "review", "eval"]);
     assert_eq!(
         model_id(&work.join("models/champion")).unwrap(),
         champion_id

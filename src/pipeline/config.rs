@@ -29,6 +29,8 @@ pub struct PipelineFile {
     pub train: Option<TrainSection>,
     pub promote: Option<PromoteSection>,
     pub label: Option<LabelSection>,
+    /// The day's review sample from the labels; needs `[label]`.
+    pub review: Option<ReviewSection>,
     pub eval: Option<EvalSection>,
     /// Task -> lowest acceptable headline metric of the champion on the
     /// held-out gold (e.g. `intent = 0.8` is intent accuracy).
@@ -143,6 +145,18 @@ pub struct LabelSection {
     pub batch_size: Option<usize>,
     #[serde(default)]
     pub min_confidence: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewSection {
+    /// Least confident turns per task (default 50).
+    pub lowest: Option<usize>,
+    /// Random turns per task from the rest (default 50).
+    pub random: Option<usize>,
+    pub seed: Option<u64>,
+    /// Default: intent and failure_point.
+    pub tasks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -21,6 +21,7 @@ pub mod lock;
 pub mod manifest;
 pub mod plan;
 pub mod promote;
+pub mod review;
 pub mod steps;
 pub mod summary;
 

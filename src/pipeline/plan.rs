@@ -20,11 +20,12 @@ pub enum StepName {
     Train,
     Promote,
     Label,
+    Review,
     Eval,
 }
 
 impl StepName {
-    pub const ALL: [StepName; 8] = [
+    pub const ALL: [StepName; 9] = [
         StepName::Simulate,
         StepName::Ingest,
         StepName::Synth,
@@ -32,6 +33,7 @@ impl StepName {
         StepName::Train,
         StepName::Promote,
         StepName::Label,
+        StepName::Review,
         StepName::Eval,
     ];
 
@@ -44,6 +46,7 @@ impl StepName {
             StepName::Train => "train",
             StepName::Promote => "promote",
             StepName::Label => "label",
+            StepName::Review => "review",
             StepName::Eval => "eval",
         }
     }
@@ -210,6 +213,11 @@ fn step(file: &PipelineFile, layout: &Layout, name: StepName) -> Option<Step> {
             inputs.extend(some(&[&layout.label_turns]));
             inputs
         }),
+        StepName::Review => file.review.as_ref().map(|_| {
+            let mut inputs = vec![layout.output(StepName::Label)];
+            inputs.extend(some(&[&layout.label_turns]));
+            inputs
+        }),
         StepName::Eval => file.eval.as_ref().map(|_| {
             let mut inputs = vec![layout.champion()];
             inputs.extend(some(&[&layout.heldout_turns, &layout.heldout_gold]));
@@ -370,6 +378,17 @@ fn validate_needs(file: &PipelineFile, layout: &Layout, problems: &mut Vec<Strin
             problems.push(format!(
                 "[promote] tasks: unknown task `{task}`; tasks are {}",
                 TASKS.join(", ")
+            ));
+        }
+    }
+    if file.review.is_some() && file.label.is_none() {
+        problems.push("[review] samples the labels: it needs [label]".into());
+    }
+    let review_tasks = file.review.as_ref().and_then(|r| r.tasks.as_ref());
+    for task in review_tasks.into_iter().flatten() {
+        if !["intent", "failure_point", "goal_success"].contains(&task.as_str()) {
+            problems.push(format!(
+                "[review] tasks: `{task}` cannot be sampled; tasks are intent, failure_point, goal_success"
             ));
         }
     }

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::config::{IngestSection, PipelineFile};
 use super::plan::{Layout, StepName};
 use super::promote;
+use super::review::{self, SampleSettings};
 use crate::eval::{self, EvalConfig, gold::GoldPolicy, judge::Task};
 use crate::model::checkpoint;
 use crate::stages::label::{self, LabelConfig};
@@ -67,6 +68,7 @@ pub fn options(file: &PipelineFile, step: StepName) -> serde_json::Value {
         StepName::Train => json!(file.train),
         StepName::Promote => json!({"promote": file.promote, "eval": file.eval}),
         StepName::Label => json!(file.label),
+        StepName::Review => json!(file.review),
         StepName::Eval => json!(file.eval),
     }
 }
@@ -92,6 +94,7 @@ pub fn execute(ctx: &StepContext, step: StepName, staging: &Path) -> anyhow::Res
                 ("model_id", json!(summary.model_id)),
             ]))
         }
+        StepName::Review => review_step(ctx, staging),
         StepName::Eval => eval_step(ctx, staging),
     }
 }
@@ -242,6 +245,22 @@ fn label_config(ctx: &StepContext, model: &Path, logs: &Path, out: &Path) -> Lab
         overwrite: false,
         quiet: ctx.quiet,
     }
+}
+
+fn review_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
+    let section = ctx.file.review.clone().unwrap_or_default();
+    let settings = SampleSettings {
+        tasks: section
+            .tasks
+            .unwrap_or_else(|| vec!["intent".into(), "failure_point".into()]),
+        lowest: section.lowest.unwrap_or(50),
+        random: section.random.unwrap_or(50),
+        seed: section.seed.unwrap_or(0),
+    };
+    let labels = ctx.layout.output(StepName::Label);
+    let turns = required(&ctx.layout.label_turns)?;
+    let by_reason = review::sample(&labels, turns, staging, &settings)?;
+    Ok(by_reason.into_iter().map(|(k, v)| (k, json!(v))).collect())
 }
 
 /// Eval's gold settings: the pipeline's `[eval]` over eval's own defaults.
