@@ -423,3 +423,22 @@ fn the_demo_pipeline_runs_end_to_end() {
         summary.seconds, again.seconds
     );
 }
+
+#[test]
+fn the_shipped_pipeline_files_parse() {
+    use labelgen::pipeline::config::PipelineFile;
+    let demo = PipelineFile::parse(pipeline::DEMO_PIPELINE, "pipelines/demo.toml").unwrap();
+    assert!(demo.simulate.is_some() && demo.review.is_some());
+    let nightly = std::fs::read_to_string("pipelines/nightly.toml").unwrap();
+    let nightly = PipelineFile::parse(&nightly, "pipelines/nightly.toml").unwrap();
+    assert!(nightly.ingest.is_some() && nightly.simulate.is_none());
+    assert_eq!(nightly.train.unwrap().every_days, Some(7.0));
+
+    // In a build without the ingest stage, nightly.toml stops before work.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string("pipelines/nightly.toml").unwrap();
+    let path = write_pipeline(tmp.path(), &text);
+    let error = error_of(&path);
+    assert!(error.contains("ingest stage is not available"), "{error}");
+    assert!(error.contains("/srv/logs/turns"), "{error}");
+}

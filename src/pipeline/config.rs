@@ -74,7 +74,7 @@ pub struct IngestSection {
 }
 
 /// Existing datasets for a pipeline that does not simulate.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
     /// Logs the challenger trains on, and their annotations.
@@ -125,6 +125,13 @@ pub struct TrainSection {
     pub batch_size: Option<usize>,
     pub learning_rate: Option<f64>,
     pub dev_share: Option<f64>,
+    /// With new data, retrain only once this many days have passed since
+    /// the last training...
+    pub every_days: Option<f64>,
+    /// ...or once this many new files have arrived under the training
+    /// annotations (annotations/date=.../part-*.parquet). Without either,
+    /// any change to the training data retrains.
+    pub min_new_annotation_files: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

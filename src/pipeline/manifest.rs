@@ -166,7 +166,7 @@ mod tests {
                 .contains("changed")
         );
         assert!(
-            first_difference(&changed, &before)
+            first_difference(&late, &before)
                 .unwrap()
                 .contains("removed")
         );

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod plan;
 pub mod promote;
 pub mod review;
+pub mod schedule;
 pub mod steps;
 pub mod summary;
 
@@ -168,38 +169,53 @@ fn depends_on(step: &Step, upstream: &Step) -> bool {
         .any(|input| written.iter().any(|w| input.starts_with(w)))
 }
 
-/// Why `step` must run, or None when its record still matches.
+/// Whether a step runs, and why.
+enum Verdict {
+    Run(String),
+    Skip(String),
+}
+
+/// Why `step` must run, or why it may be skipped.
 fn why_run(
     file: &PipelineFile,
     step: &Step,
     record: Option<&StepRecord>,
     forced: bool,
     upstream: Option<StepName>,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Verdict> {
     if forced {
-        return Ok(Some("forced".into()));
+        return Ok(Verdict::Run("forced".into()));
     }
     if let Some(upstream) = upstream {
-        return Ok(Some(format!(
-            "reads the output of {upstream}, which reruns"
-        )));
+        let why = format!("reads the output of {upstream}, which reruns");
+        return Ok(Verdict::Run(why));
     }
     let Some(record) = record else {
-        return Ok(Some("never ran".into()));
+        return Ok(Verdict::Run("never ran".into()));
     };
     if record.binary != binary_version() {
-        return Ok(Some(format!("binary changed (was {})", record.binary)));
+        return Ok(Verdict::Run(format!(
+            "binary changed (was {})",
+            record.binary
+        )));
     }
     if record.options != steps::options(file, step.name) {
-        return Ok(Some("options changed".into()));
+        return Ok(Verdict::Run("options changed".into()));
     }
     if !step.output.exists() {
-        return Ok(Some(format!("output missing: {}", step.output.display())));
+        let why = format!("output missing: {}", step.output.display());
+        return Ok(Verdict::Run(why));
     }
-    Ok(first_difference(
-        &record.inputs,
-        &fingerprint(&step.inputs)?,
-    ))
+    let now = fingerprint(&step.inputs)?;
+    let Some(change) = first_difference(&record.inputs, &now) else {
+        return Ok(Verdict::Skip("unchanged".into()));
+    };
+    if step.name == StepName::Train
+        && let Some(wait) = schedule::train_waits(file, record, &now, unix_now())
+    {
+        return Ok(Verdict::Skip(format!("{change}, but {wait}")));
+    }
+    Ok(Verdict::Run(change))
 }
 
 fn report(step: &Step, action: StepAction, reason: String) -> StepReport {
@@ -233,11 +249,11 @@ fn dry_run(
             .map(|u| u.name);
         let record = manifest.steps.get(step.name.as_str());
         match why_run(file, step, record, force.contains(&step.name), upstream)? {
-            Some(reason) => {
+            Verdict::Run(reason) => {
                 would_run.push(step);
                 reports.push(report(step, StepAction::WouldRun, reason));
             }
-            None => reports.push(report(step, StepAction::WouldSkip, "unchanged".into())),
+            Verdict::Skip(reason) => reports.push(report(step, StepAction::WouldSkip, reason)),
         }
     }
     Ok(reports)
@@ -275,8 +291,8 @@ impl Runner<'_> {
             }
             let outcome =
                 why_run(self.ctx.file, step, record, forced, upstream).and_then(|why| match why {
-                    None => Ok(report(step, StepAction::Skipped, "unchanged".into())),
-                    Some(reason) => self.run_step(step, reason, summary),
+                    Verdict::Skip(reason) => Ok(report(step, StepAction::Skipped, reason)),
+                    Verdict::Run(reason) => self.run_step(step, reason, summary),
                 });
             match outcome {
                 Ok(step_report) => {

@@ -111,12 +111,7 @@ impl Layout {
         let work = file.pipeline.work_dir.clone();
         let sim = work.join("simulate");
         let simulated = |p: &str| file.simulate.as_ref().map(|_| sim.join(p));
-        let data = file.data.clone().unwrap_or(super::config::DataSection {
-            train_turns: None,
-            train_annotations: None,
-            heldout_turns: None,
-            heldout_gold: None,
-        });
+        let data = file.data.clone().unwrap_or_default();
         let train_turns = simulated("train/turns").or(data.train_turns);
         let ingested = file
             .ingest
@@ -293,13 +288,13 @@ fn validate(file: &PipelineFile, layout: &Layout, ingest_available: bool) -> Vec
 
 fn validate_models(file: &PipelineFile, layout: &Layout, problems: &mut Vec<String>) {
     let is_model = |dir: &Path| dir.join("config.json").is_file();
-    if let Some(init) = file.pretrain.as_ref().and_then(|p| p.init.as_ref()) {
-        if !is_model(init) {
-            problems.push(format!(
-                "[pretrain] init {}: not a model directory (no config.json)",
-                init.display()
-            ));
-        }
+    if let Some(init) = file.pretrain.as_ref().and_then(|p| p.init.as_ref())
+        && !is_model(init)
+    {
+        problems.push(format!(
+            "[pretrain] init {}: not a model directory (no config.json)",
+            init.display()
+        ));
     }
     if let Some(train) = &file.train {
         match (&train.init, &file.pretrain) {

@@ -111,10 +111,10 @@ pub fn settled(
     if model_id(champion)? != id {
         return Ok(None);
     }
-    if let Ok(decision) = Decision::load(previous_decision) {
-        if decision.challenger_id == id {
-            return Ok(Some(decision));
-        }
+    if let Ok(decision) = Decision::load(previous_decision)
+        && decision.challenger_id == id
+    {
+        return Ok(Some(decision));
     }
     Ok(Some(Decision {
         promote: false,
