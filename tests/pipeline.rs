@@ -70,7 +70,7 @@ fn write_pipeline(dir: &Path, text: &str) -> PathBuf {
 
 fn config(path: &Path) -> RunConfig {
     RunConfig {
-        pipeline: path.to_path_buf(),
+        pipeline: Some(path.to_path_buf()),
         force: Vec::new(),
         dry_run: false,
         quiet: true,
@@ -135,6 +135,10 @@ fn bad_pipeline_files_are_clear_errors_before_any_work() {
         (
             format!("{head}[data]\n[label]\n"),
             vec!["no champion model"],
+        ),
+        (
+            format!("{head}[data]\n[label]\nmin_confidence = {{ intnet = 0.5 }}\n"),
+            vec!["min_confidence intnet"],
         ),
         (
             format!("{head}[ingest]\nlogs = \"{}\"\n", tmp.path().display()),

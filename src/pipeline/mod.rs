@@ -39,11 +39,14 @@ use summary::{RunStatus, RunSummary, StepAction, StepReport};
 
 /// The demo pipeline, built into the binary so `labelgen run` has a default.
 pub const DEMO_PIPELINE: &str = include_str!("../../pipelines/demo.toml");
+const DEMO_ORIGIN: &str = "pipelines/demo.toml (built in)";
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// The pipeline file (pipelines/*.toml).
-    pub pipeline: PathBuf,
+    /// The pipeline file (pipelines/*.toml); None runs the built-in demo
+    /// ([`DEMO_PIPELINE`], work_dir out/pipeline-demo under the current
+    /// directory).
+    pub pipeline: Option<PathBuf>,
     /// Steps to rerun even when unchanged; the steps reading their outputs
     /// rerun with them.
     pub force: Vec<StepName>,
@@ -63,13 +66,19 @@ pub fn run(config: &RunConfig) -> anyhow::Result<RunSummary> {
 /// [`run`] with a given ingest stage (the seam tests and later builds use).
 pub fn run_with(config: &RunConfig, ingest: &dyn IngestStage) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
-    let file = PipelineFile::load(&config.pipeline)?;
-    let plan = Plan::build(&file, &config.pipeline, ingest.available())?;
+    let (file, origin) = match &config.pipeline {
+        Some(path) => (PipelineFile::load(path)?, path.clone()),
+        None => (
+            PipelineFile::parse(DEMO_PIPELINE, DEMO_ORIGIN)?,
+            PathBuf::from(DEMO_ORIGIN),
+        ),
+    };
+    let plan = Plan::build(&file, &origin, ingest.available())?;
     for forced in &config.force {
         anyhow::ensure!(
             plan.get(*forced).is_some(),
             "--force {forced}: {} has no such step; its steps are {}",
-            config.pipeline.display(),
+            origin.display(),
             plan.steps
                 .iter()
                 .map(|s| s.name.as_str())
@@ -77,7 +86,7 @@ pub fn run_with(config: &RunConfig, ingest: &dyn IngestStage) -> anyhow::Result<
                 .join(", ")
         );
     }
-    let mut summary = new_summary(&file, &config.pipeline);
+    let mut summary = new_summary(&file, &origin);
     let manifest = Manifest::load(&plan.layout.manifest())?;
     if config.dry_run {
         summary.status = RunStatus::DryRun;

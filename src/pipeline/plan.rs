@@ -376,6 +376,21 @@ fn validate_needs(file: &PipelineFile, layout: &Layout, problems: &mut Vec<Strin
             ));
         }
     }
+    let min_confidence = file.label.iter().flat_map(|l| &l.min_confidence);
+    for (task, p) in min_confidence {
+        if !TASKS.contains(&task.as_str()) || !(0.0..=1.0).contains(p) {
+            problems.push(format!(
+                "[label] min_confidence {task} = {p}: expected a task ({}) and a probability in [0, 1]",
+                TASKS.join(", ")
+            ));
+        }
+    }
+    let policy = file.eval.as_ref().and_then(|e| e.gold_policy.as_deref());
+    if let Some(policy) = policy.filter(|p| !["unanimous", "majority"].contains(p)) {
+        problems.push(format!(
+            "[eval] gold_policy `{policy}`: expected unanimous or majority"
+        ));
+    }
     if file.review.is_some() && file.label.is_none() {
         problems.push("[review] samples the labels: it needs [label]".into());
     }
