@@ -363,6 +363,76 @@ fn a_concurrent_run_is_refused_and_a_stale_lock_taken_over() {
     assert_eq!(actions(&took_over), [("simulate", StepAction::Ran)]);
 }
 
+/// Runs the pipeline named by LABELGEN_PIPELINE_CHILD: the process that
+/// `killed_runs_are_finished_by_the_next_one` starts and kills.
+#[test]
+#[ignore = "a child process of a_run_killed_repeatedly_ends_as_an_uninterrupted_one"]
+fn child_runs_the_pipeline_named_in_the_environment() {
+    if let Ok(path) = std::env::var("LABELGEN_PIPELINE_CHILD") {
+        run(&config(Path::new(&path)));
+    }
+}
+
+/// kill -9 at several points of a real run (this test binary, running the
+/// child test above), then a rerun: the outputs equal an uninterrupted run's.
+#[test]
+fn a_run_killed_repeatedly_ends_as_an_uninterrupted_one() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let (clean, killed) = (tmp.path().join("clean"), tmp.path().join("killed"));
+    std::fs::create_dir_all(tmp.path().join("k")).unwrap();
+    let clean_toml = write_pipeline(tmp.path(), &tiny_pipeline(&clean, "", ""));
+    let killed_toml = write_pipeline(&tmp.path().join("k"), &tiny_pipeline(&killed, "", ""));
+    assert_eq!(run(&config(&clean_toml)).status, RunStatus::Ok);
+
+    let mut kills = 0;
+    for delay_ms in (0..16).map(|i| 60 + 40 * i) {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "child_runs_the_pipeline_named_in_the_environment",
+            ])
+            .env("LABELGEN_PIPELINE_CHILD", &killed_toml)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            kills += 1;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    assert!(kills > 0, "no run was killed mid-way");
+    let finished = run(&config(&killed_toml));
+    assert_eq!(finished.status, RunStatus::Ok, "{}", finished.json_line());
+    eprintln!("{kills} kills; the run after them ran {:?}", ran(&finished));
+    for file in [
+        "eval/report/report.json",
+        "review/review_label_studio.json",
+        "promote/decision.json",
+    ] {
+        let (a, b) = (clean.join(file), killed.join(file));
+        assert_eq!(
+            std::fs::read(&a).unwrap(),
+            std::fs::read(&b).unwrap(),
+            "{file} differs after {kills} kills"
+        );
+    }
+    assert_eq!(
+        model_id(&clean.join("models/champion")).unwrap(),
+        model_id(&killed.join("models/champion")).unwrap()
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&killed)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".staging") || n.ends_with(".old") || n.contains(".checkpoint"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[test]
 #[ignore = "needs the run subcommand (wired after the cli merge)"]
 fn kill_minus_nine_at_any_point_then_rerun_equals_an_uninterrupted_run() {
