@@ -487,6 +487,9 @@ fn the_demo_pipeline_runs_end_to_end() {
     );
     assert!(text.contains(&work.display().to_string()));
     let path = write_pipeline(tmp.path(), &text);
+    let mut dry = config(&path);
+    dry.dry_run = true;
+    println!("{}", run(&dry).plan_text());
     let summary = run(&config(&path));
     println!("{}", summary.json_line());
     assert_eq!(summary.status, RunStatus::Ok);

@@ -195,13 +195,13 @@ fn why_run(
     if forced {
         return Ok(Verdict::Run("forced".into()));
     }
-    if let Some(upstream) = upstream {
-        let why = format!("reads the output of {upstream}, which reruns");
-        return Ok(Verdict::Run(why));
-    }
     let Some(record) = record else {
         return Ok(Verdict::Run("never ran".into()));
     };
+    if let Some(upstream) = upstream {
+        let why = format!("reads the output of {upstream}, which runs");
+        return Ok(Verdict::Run(why));
+    }
     if record.binary != binary_version() {
         return Ok(Verdict::Run(format!(
             "binary changed (was {})",
