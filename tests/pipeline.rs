@@ -363,6 +363,77 @@ fn a_concurrent_run_is_refused_and_a_stale_lock_taken_over() {
     assert_eq!(actions(&took_over), [("simulate", StepAction::Ran)]);
 }
 
+/// Copies the simulator's turns for `seed` into `partition` (hive layout).
+fn simulated_logs_into(partition: &Path, seed: u64, scratch: &Path) {
+    use labelgen::stages::simulate::{self, SimulateConfig};
+    let out = scratch.join(format!("sim-{seed}"));
+    simulate::run(&SimulateConfig::new(15, seed, out.clone())).unwrap();
+    std::fs::create_dir_all(partition).unwrap();
+    for entry in std::fs::read_dir(out.join("turns")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), partition.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_late_file_relabels_only_its_partition() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, logs) = (tmp.path().join("work"), tmp.path().join("logs"));
+    simulated_logs_into(&logs.join("date=2026-01-01/hour=00"), 5, tmp.path());
+    simulated_logs_into(&logs.join("date=2026-01-02/hour=00"), 6, tmp.path());
+    let text = tiny_pipeline(&work, "", "").replace(
+        "[label]\n",
+        &format!("[label]\nlogs = \"{}\"\n", logs.display()),
+    );
+    let path = write_pipeline(tmp.path(), &text);
+    let first = run(&config(&path));
+    let label = |s: &RunSummary| {
+        s.steps
+            .iter()
+            .find(|s| s.name == StepName::Label)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        label(&first).counts["partitions_labelled"],
+        2,
+        "{}",
+        first.json_line()
+    );
+    let second_day = work.join("label/date=2026-01-02");
+    let part = std::fs::read_dir(&second_day)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let second_day_labels = mtime(&part);
+
+    // A late file lands in the first day's partition, hours later.
+    simulated_logs_into(&logs.join("date=2026-01-01/hour=23"), 7, tmp.path());
+    let rerun = run(&config(&path));
+    assert_eq!(ran(&rerun), ["label", "review"], "{}", rerun.json_line());
+    let counts = label(&rerun).counts;
+    assert_eq!(
+        (&counts["partitions_labelled"], &counts["partitions_reused"]),
+        (&1.into(), &1.into())
+    );
+    assert_eq!(
+        mtime(&part),
+        second_day_labels,
+        "the unchanged day was relabelled"
+    );
+    let labels =
+        labelgen::data::dataset::read_table::<labelgen::data::tables::Label>(&work.join("label"))
+            .unwrap()
+            .0;
+    assert!(
+        labels.iter().any(|l| l.dialogue_id.starts_with("sim7-")),
+        "the late file is labelled"
+    );
+    assert!(labels.iter().any(|l| l.dialogue_id.starts_with("sim6-")));
+}
+
 /// Runs the pipeline named by LABELGEN_PIPELINE_CHILD: the process that
 /// `killed_runs_are_finished_by_the_next_one` starts and kills.
 #[test]

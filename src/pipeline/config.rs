@@ -149,6 +149,10 @@ pub struct PromoteSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabelSection {
+    /// The logs to label (default: the ingested logs, else the training
+    /// logs). Hive-partitioned logs (key=value folders) are labelled per
+    /// partition, and only changed partitions are relabelled.
+    pub logs: Option<PathBuf>,
     pub batch_size: Option<usize>,
     #[serde(default)]
     pub min_confidence: BTreeMap<String, f64>,

@@ -19,6 +19,7 @@
 pub mod config;
 pub mod lock;
 pub mod manifest;
+pub mod partitions;
 pub mod plan;
 pub mod promote;
 pub mod review;
@@ -353,7 +354,14 @@ impl Runner<'_> {
         let staging = staging_dir(&step.output);
         remove_staging(&staging)?;
         let inputs_before = fingerprint(&step.inputs)?;
-        let counts = match steps::execute(&self.ctx, step.name, &staging) {
+        // A forced step redoes everything; otherwise it may reuse the
+        // unchanged parts of its last output (label's partitions).
+        let previous = if self.force.contains(&step.name) {
+            None
+        } else {
+            self.manifest.steps.get(step.name.as_str())
+        };
+        let counts = match steps::execute(&self.ctx, step.name, &staging, previous) {
             Ok(counts) => counts,
             Err(error) => {
                 // Best effort: the next run removes it before starting anyway.
@@ -389,6 +397,7 @@ impl Runner<'_> {
         let mut done = report(step, StepAction::Ran, reason);
         done.seconds = seconds;
         done.counts = counts;
+        done.counts.remove(steps::PARTITION_DIGESTS);
         Ok(done)
     }
 }

@@ -119,7 +119,12 @@ impl Layout {
             .map(|_| work.join("ingest").join("turns"));
         Layout {
             models_dir: file.models_dir(),
-            label_turns: ingested.or_else(|| train_turns.clone()),
+            label_turns: file
+                .label
+                .as_ref()
+                .and_then(|l| l.logs.clone())
+                .or(ingested)
+                .or_else(|| train_turns.clone()),
             train_turns,
             train_annotations: simulated("train/annotations").or(data.train_annotations),
             heldout_turns: simulated("heldout/turns").or(data.heldout_turns),
@@ -264,6 +269,12 @@ fn validate(file: &PipelineFile, layout: &Layout, ingest_available: bool) -> Vec
         need(
             ingest_available,
             "[ingest]: the ingest stage is not available in this build".into(),
+        );
+    }
+    if let Some(logs) = file.label.as_ref().and_then(|l| l.logs.as_ref()) {
+        need(
+            logs.exists(),
+            format!("[label] logs {}: no such file or directory", logs.display()),
         );
     }
     if let Some(data) = &file.data {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::config::{IngestSection, PipelineFile};
+use super::manifest::StepRecord;
+use super::partitions;
 use super::plan::{Layout, StepName};
 use super::promote;
 use super::review::{self, SampleSettings};
@@ -73,8 +75,14 @@ pub fn options(file: &PipelineFile, step: StepName) -> serde_json::Value {
     }
 }
 
-/// Runs `step`, writing into `staging`.
-pub fn execute(ctx: &StepContext, step: StepName, staging: &Path) -> anyhow::Result<Counts> {
+/// Runs `step`, writing into `staging`; `previous` is its last record, for
+/// steps that reuse unchanged parts of their last output (None: redo all).
+pub fn execute(
+    ctx: &StepContext,
+    step: StepName,
+    staging: &Path,
+    previous: Option<&StepRecord>,
+) -> anyhow::Result<Counts> {
     match step {
         StepName::Simulate => simulate_step(ctx, staging),
         StepName::Ingest => {
@@ -85,15 +93,7 @@ pub fn execute(ctx: &StepContext, step: StepName, staging: &Path) -> anyhow::Res
         StepName::Pretrain => pretrain_step(ctx, staging),
         StepName::Train => train_step(ctx, staging),
         StepName::Promote => promote_step(ctx, staging),
-        StepName::Label => {
-            let logs = required(&ctx.layout.label_turns)?;
-            let summary = label::run(&label_config(ctx, &ctx.layout.champion(), logs, staging))?;
-            Ok(counts(&[
-                ("dialogues", json!(summary.dialogues)),
-                ("turns", json!(summary.turns)),
-                ("model_id", json!(summary.model_id)),
-            ]))
-        }
+        StepName::Label => label_step(ctx, staging, previous),
         StepName::Review => review_step(ctx, staging),
         StepName::Eval => eval_step(ctx, staging),
     }
@@ -220,6 +220,58 @@ fn train_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
         ("train_dialogues", json!(summary.train_dialogues)),
         ("labelled_turns", json!(summary.labelled_turns)),
         ("best_epoch", json!(summary.best_epoch)),
+    ]))
+}
+
+/// Counts key of the label step's per-partition digests (kept in the
+/// manifest, left out of the run summary).
+pub const PARTITION_DIGESTS: &str = "partitions";
+
+/// Labels the logs with the champion: whole, or partition by partition
+/// (relabelling only partitions whose files, model or options changed).
+fn label_step(
+    ctx: &StepContext,
+    staging: &Path,
+    previous: Option<&StepRecord>,
+) -> anyhow::Result<Counts> {
+    let logs = required(&ctx.layout.label_turns)?;
+    let champion = ctx.layout.champion();
+    let parts = partitions::partitions(logs)?;
+    if parts.is_empty() {
+        let summary = label::run(&label_config(ctx, &champion, logs, staging))?;
+        return Ok(counts(&[
+            ("dialogues", json!(summary.dialogues)),
+            ("turns", json!(summary.turns)),
+            ("model_id", json!(summary.model_id)),
+        ]));
+    }
+    let model = promote::model_id(&champion)?;
+    let context = format!("{model}\n{}", options(ctx.file, StepName::Label));
+    let before: BTreeMap<String, String> = previous
+        .and_then(|r| r.counts.get(PARTITION_DIGESTS))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    let old_output = ctx.layout.output(StepName::Label);
+    std::fs::create_dir_all(staging)?;
+    let (mut digests, mut labelled, mut reused, mut turns) = (BTreeMap::new(), 0, 0, 0);
+    for (name, path) in &parts {
+        let digest = partitions::digest(path, &context)?;
+        let old = old_output.join(name);
+        if before.get(name) == Some(&digest) && old.is_dir() {
+            partitions::link_tree(&old, &staging.join(name))?;
+            reused += 1;
+        } else {
+            let out = staging.join(name);
+            turns += label::run(&label_config(ctx, &champion, path, &out))?.turns;
+            labelled += 1;
+        }
+        digests.insert(name.clone(), digest);
+    }
+    Ok(counts(&[
+        ("partitions_labelled", json!(labelled)),
+        ("partitions_reused", json!(reused)),
+        ("turns_labelled", json!(turns)),
+        (PARTITION_DIGESTS, json!(digests)),
     ]))
 }
 
