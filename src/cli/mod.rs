@@ -7,6 +7,7 @@ mod import;
 mod label;
 mod parse;
 mod pretrain;
+mod run;
 mod simulate;
 mod summary;
 mod synth;
@@ -69,6 +70,11 @@ enum Command {
         after_help = "Exit codes: 0 valid, 1 invalid, 2 usage or I/O error.\n\nExamples:\n  labelgen validate logs/ --table turns\n  labelgen validate gold.parquet --table annotations --turns logs/ --json"
     )]
     Validate(validate::ValidateArgs),
+    /// Run a pipeline file: the stages chained, incremental, crash-safe, one run at a time (cron runs this)
+    #[command(
+        after_help = "Prints one JSON line (the run summary) on stdout and appends it to the pipeline's log file.\nExit codes: 0 done, nothing to do, dry run, or refused because another run holds the lock;\n1 a quality floor was breached; 2 a step failed or the pipeline file is invalid.\n\nExamples:\n  labelgen run pipelines/demo.toml\n  labelgen run pipelines/nightly.toml --dry-run\n  labelgen run pipelines/nightly.toml --force train"
+    )]
+    Run(run::RunArgs),
 }
 
 impl Cli {
@@ -84,6 +90,7 @@ impl Cli {
             Command::Label(args) => args.run(),
             Command::Eval(args) => args.run(),
             Command::Validate(args) => args.run(),
+            Command::Run(args) => args.run(),
         }
     }
 }

@@ -7,9 +7,19 @@ const FNV_PRIME: u64 = 0x0100_0000_01b3;
 
 /// FNV-1a of the text, continuing from `start`.
 fn fnv1a(start: u64, text: &str) -> u64 {
-    text.bytes()
-        .fold(start, |h, b| (h ^ b as u64).wrapping_mul(FNV_PRIME))
+    stable_hash_bytes(start, text.as_bytes())
 }
+
+/// FNV-1a of `bytes`, continuing from `start` ([`STABLE_HASH_START`] for a
+/// new hash): file contents are hashed piece by piece with it.
+pub fn stable_hash_bytes(start: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(start, |h, &b| (h ^ b as u64).wrapping_mul(FNV_PRIME))
+}
+
+/// The starting value of a new [`stable_hash_bytes`].
+pub const STABLE_HASH_START: u64 = FNV_OFFSET;
 
 /// FNV-1a: a stable hash, the same on every machine.
 pub fn stable_hash(text: &str) -> u64 {
