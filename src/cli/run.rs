@@ -52,6 +52,10 @@ impl RunArgs {
         } else if let Some(message) = &summary.message {
             eprintln!("{message}");
         }
+        let eval = summary.steps.iter().find(|s| s.name == StepName::Eval);
+        if let Some(eval) = eval.filter(|_| !dry_run && summary.status != RunStatus::Failed) {
+            eprintln!("report: {}/report/report.md", eval.output);
+        }
         print_stdout(&format!("{}\n", summary.json_line()))?;
         Ok(ExitCode::from(summary.exit_code()))
     }
