@@ -79,7 +79,7 @@ pub struct TrainArgs {
     /// Loss weight per task: goal_boundary, goal_success, intent, slots, failure_point (default 1 each)
     #[arg(long, value_delimiter = ',', value_name = "TASK=W")]
     task_weights: Vec<String>,
-    /// Feedback rules as JSON (see README, "Weak labels"); fields left out keep their defaults
+    /// Feedback rules as JSON (docs/commands/train.md, "Weak labels from feedback"); fields left out keep their defaults
     #[arg(long, value_name = "FILE")]
     weak_rules: Option<PathBuf>,
     /// Weight of weak labels from feedback against annotated labels (0: off)

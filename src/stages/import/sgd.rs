@@ -71,7 +71,7 @@ pub struct SgdSummary {
     pub annotations: usize,
     pub goals: usize,
     pub goal_success_rate: f64,
-    /// How each goal's success was decided (see README, "Importing real corpora").
+    /// How each goal's success was decided (docs/commands/import.md, "Goal success").
     pub goal_outcomes: BTreeMap<&'static str, usize>,
     pub turns_per_intent: BTreeMap<String, usize>,
     pub multi_frame_turns: usize,

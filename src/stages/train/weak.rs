@@ -37,7 +37,8 @@ pub struct Rule {
 }
 
 /// The feedback rules. Defaults were set from the rules' measured accuracy
-/// against single-pass annotations on simulated logs (see README).
+/// against single-pass annotations on simulated logs (docs/commands/train.md,
+/// "Weak labels from feedback").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WeakRules {
