@@ -589,3 +589,21 @@ fn the_shipped_pipeline_files_parse() {
     assert!(error.contains("ingest stage is not available"), "{error}");
     assert!(error.contains("/srv/logs/turns"), "{error}");
 }
+
+#[test]
+fn a_relative_work_dir_is_created_with_its_parents() {
+    // README's main job in a fresh clone: `out/` does not exist yet.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = "[pipeline]\nname = \"t\"\nwork_dir = \"out/nested/work\"\n\
+                [simulate]\ndialogues = 5\nheldout_dialogues = 5\n";
+    let path = write_pipeline(tmp.path(), text);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_labelgen"))
+        .args(["run", "--quiet"])
+        .arg(&path)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(tmp.path().join("out/nested/work/manifest.json").is_file());
+}

@@ -248,9 +248,12 @@ fn validate(file: &PipelineFile, layout: &Layout, ingest_available: bool) -> Vec
         !file.pipeline.name.trim().is_empty(),
         "[pipeline] name is empty".into(),
     );
+    // A relative work dir (out/pipeline-demo in a fresh clone) is created
+    // with its parents; an absolute one needs its parent, so a mistyped
+    // mount point is an error rather than a new tree on the root disk.
     let work_parent = parent_of(&file.pipeline.work_dir);
     need(
-        work_parent.is_dir(),
+        file.pipeline.work_dir.is_relative() || work_parent.is_dir(),
         format!(
             "[pipeline] work_dir {}: its parent directory {} does not exist",
             file.pipeline.work_dir.display(),
