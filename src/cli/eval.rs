@@ -31,9 +31,13 @@ pub struct EvalArgs {
     /// unanimous: all gold annotators agree (corroborated); majority: at least two of three
     #[arg(long, value_enum, default_value = "unanimous")]
     gold_policy: GoldPolicy,
-    /// The logs, to show utterances in the review list
+    /// The logs: utterances for the review list, and the runtime's own hypotheses
+    /// (nlu_intent, dialogue_status), judged as the system `runtime`
     #[arg(long)]
     turns: Option<PathBuf>,
+    /// Leave the copy-the-runtime baseline (the system `runtime`) out of the report
+    #[arg(long)]
+    no_runtime_baseline: bool,
     /// Report directory
     #[arg(long)]
     out: PathBuf,
@@ -72,6 +76,7 @@ impl EvalArgs {
             gold_annotators: self.gold_annotators,
             policy: self.gold_policy,
             turns: self.turns,
+            runtime_baseline: !self.no_runtime_baseline,
             bootstrap_resamples: self.bootstrap,
             seed: self.seed,
             annotator_turns_per_hour: self.annotator_turns_per_hour,

@@ -37,7 +37,8 @@ pub struct TurnLabels {
 /// A system's labels: dialogue id -> turns by turn_index (None: no row).
 pub type SystemLabels = HashMap<String, Vec<Option<TurnLabels>>>;
 
-fn place(labels: &mut SystemLabels, dialogue: &str, turn: i32, value: TurnLabels) {
+/// Puts one turn's labels at its place (`turn_index`) in a dialogue.
+pub(super) fn place(labels: &mut SystemLabels, dialogue: &str, turn: i32, value: TurnLabels) {
     let turns = labels.entry(dialogue.to_string()).or_default();
     let t = turn.max(0) as usize;
     if turns.len() <= t {

@@ -157,6 +157,9 @@ pub struct TrainSummary {
     pub labelled_turns: usize,
     pub contextless: bool,
     pub utterance_only: bool,
+    /// The turn's runtime features enter its vector (the labeller, and the
+    /// contextless baseline `--contextless turn-runtime`).
+    pub runtime_features: bool,
     pub freeze_encoder: bool,
     pub train_top_layers: usize,
     /// Decision settings fitted on dev (0.5 and 0 without --balance-decisions).
@@ -1160,6 +1163,7 @@ fn summary(
         labelled_turns: data.labelled_turns,
         contextless: config.context.contextless(),
         utterance_only: config.context.utterance_only(),
+        runtime_features: config.context.runtime_features(),
         freeze_encoder: config.freeze_encoder,
         success_threshold: calibration.success_threshold,
         correct_shift: calibration.correct_shift,
