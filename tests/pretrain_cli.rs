@@ -39,13 +39,24 @@ fn simulate_synth_pretrain_on_a_tiny_model() {
         "--batch-size",
         "8",
     ];
-    let (synth, model) = (dir("synth"), dir("model"));
+    // Held out: synth of dialogues from another simulator seed.
+    common::simulate(&tmp.path().join("held-out-sim"), 10, 2);
+    let out = labelgen(&[
+        "synth",
+        "--logs",
+        &format!("{}/turns", dir("held-out-sim")),
+        "--out",
+        &dir("held-out"),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (synth, held_out, model) = (dir("synth"), dir("held-out"), dir("model"));
     let mut args = vec![
         "pretrain",
         "--data",
         &synth,
         "--eval-data",
-        &synth,
+        &held_out,
         "--out",
         &model,
         "--max-steps",
@@ -62,10 +73,11 @@ fn simulate_synth_pretrain_on_a_tiny_model() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["steps"], 4);
     assert_eq!(summary["curve"].as_array().unwrap().len(), 2);
-    assert!(
-        summary["eval_auc"].as_f64().is_some()
-            && summary["tokens_per_second"].as_f64().unwrap() > 0.0
-    );
+    // An AUC on the held-out pairs (a probability, whatever 4 steps learnt),
+    // and the held-out loss at each evaluation.
+    let auc = summary["eval_auc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&auc), "eval_auc {auc}");
+    assert!(summary["tokens_per_second"].as_f64().unwrap() > 0.0);
     for file in [
         "config.json",
         "model.safetensors",
