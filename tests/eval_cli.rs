@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::{labelgen, stderr};
+use common::{TurnKey, labelgen, stderr, unanimous_gold};
 use labelgen::data::dataset::{DatasetWriter, read_table};
 use labelgen::data::tables::{Annotation, Label, LabelledSlotSpan};
 
@@ -97,8 +97,6 @@ fn oracle_labels(drop_dialogue: Option<&str>, extra: bool) -> Vec<Label> {
     labels
 }
 
-type TurnKey = (String, i32);
-
 /// Unanimous gold of a1, a2 and a3 on sample_data, worked out here apart
 /// from eval's code: per task, the turns where all three gave the same label.
 struct HandGold {
@@ -114,31 +112,9 @@ fn key(dialogue: &str, turn: i32) -> TurnKey {
 
 fn hand_gold() -> HandGold {
     let (rows, _) = read_table::<Annotation>(&sample().join("annotations")).unwrap();
-    let mut votes: BTreeMap<TurnKey, Vec<&Annotation>> = BTreeMap::new();
-    for row in rows
-        .iter()
-        .filter(|a| ["a1", "a2", "a3"].contains(&a.annotator_id.as_str()))
-    {
-        votes
-            .entry(key(&row.dialogue_id, row.turn_index))
-            .or_default()
-            .push(row);
-    }
-    let unanimous = |field: fn(&Annotation) -> &Option<String>| -> BTreeMap<TurnKey, String> {
-        votes
-            .iter()
-            .filter(|(_, v)| v.len() == 3)
-            .filter_map(|(k, v)| {
-                let first = field(v[0]).as_ref()?;
-                v.iter()
-                    .all(|a| field(a).as_ref() == Some(first))
-                    .then(|| (k.clone(), first.clone()))
-            })
-            .collect()
-    };
     HandGold {
-        intent: unanimous(|a| &a.intent),
-        failure_point: unanimous(|a| &a.failure_point),
+        intent: unanimous_gold(&rows, |a| &a.intent),
+        failure_point: unanimous_gold(&rows, |a| &a.failure_point),
         context: rows
             .iter()
             .filter(|a| a.annotator_id == "truth" && a.context.is_some())
@@ -222,10 +198,7 @@ fn report_of_the_single_annotator_on_sample_data() {
     let (failure_accuracy, failure_items) =
         hand_accuracy(&hand.failure_point, &single_failure, None);
     // What README reports for sample_data: the annotator errs on about one turn in nine.
-    assert!(
-        (0.85..0.92).contains(&intent_accuracy),
-        "{intent_accuracy}"
-    );
+    assert!((0.85..0.92).contains(&intent_accuracy), "{intent_accuracy}");
     let headline = summary["headline"]["single"]["intent"]["accuracy"]
         .as_f64()
         .unwrap();
@@ -329,7 +302,8 @@ fn report_of_the_single_annotator_on_sample_data() {
             "{task}: {value} in [{lo}, {hi}]"
         );
         if task == "intent" {
-            let (expected, items) = hand_accuracy(&hand.intent, &single_intent, Some(&hand.context));
+            let (expected, items) =
+                hand_accuracy(&hand.intent, &single_intent, Some(&hand.context));
             assert!(
                 (value - expected).abs() < 1e-9,
                 "context intent: {value}, counted {expected}"
@@ -580,8 +554,7 @@ fn write_contextless_predictions(dir: &Path) -> PathBuf {
 /// The rows of [`write_contextless_predictions`].
 fn contextless_labels() -> Vec<Label> {
     let (rows, _) = read_table::<Annotation>(&sample().join("annotations")).unwrap();
-    rows
-        .into_iter()
+    rows.into_iter()
         .filter(|a| a.annotator_id == "truth")
         .map(|a| {
             let blind = a.context.is_some();
@@ -933,9 +906,7 @@ fn human_leave_one_out_on_a_hand_built_table() {
     ]);
     let report = read_json(&out.join("report.json"));
     let close = |value: &serde_json::Value, expected: f64, what: &str| {
-        let value = value
-            .as_f64()
-            .unwrap_or_else(|| panic!("{what}: {value}"));
+        let value = value.as_f64().unwrap_or_else(|| panic!("{what}: {value}"));
         assert!(
             (value - expected).abs() < 1e-9,
             "{what}: {value}, expected {expected}"

@@ -385,7 +385,11 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
     let (fires, annotated, accuracy) = barge_in_by_hand(&turns, &annotations);
     assert!(fires > 0, "{barge_in}");
     assert_eq!(barge_in["fires"].as_u64().unwrap(), fires, "{barge_in}");
-    assert_eq!(barge_in["annotated"].as_u64().unwrap(), annotated, "{barge_in}");
+    assert_eq!(
+        barge_in["annotated"].as_u64().unwrap(),
+        annotated,
+        "{barge_in}"
+    );
     let reported = barge_in["accuracy"].as_f64().unwrap();
     assert!(
         (reported - accuracy).abs() < 1e-9,

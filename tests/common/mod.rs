@@ -1,12 +1,14 @@
 //! Helpers shared by the end-to-end tests: run the binary, write Parquet.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{Field, Schema};
+use labelgen::data::tables::Annotation;
 use parquet::arrow::ArrowWriter;
 
 pub fn labelgen(args: &[&str]) -> Output {
@@ -55,4 +57,36 @@ pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
         ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
+}
+
+/// A turn: (dialogue_id, turn_index).
+pub type TurnKey = (String, i32);
+
+/// The unanimous gold of the gold annotators a1, a2 and a3 for one task,
+/// worked out apart from eval's code: the turns where all three gave the
+/// same label.
+pub fn unanimous_gold(
+    rows: &[Annotation],
+    field: fn(&Annotation) -> &Option<String>,
+) -> BTreeMap<TurnKey, String> {
+    let mut votes: BTreeMap<TurnKey, Vec<&Annotation>> = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|a| ["a1", "a2", "a3"].contains(&a.annotator_id.as_str()))
+    {
+        votes
+            .entry((row.dialogue_id.clone(), row.turn_index))
+            .or_default()
+            .push(row);
+    }
+    votes
+        .into_iter()
+        .filter(|(_, v)| v.len() == 3)
+        .filter_map(|(k, v)| {
+            let first = field(v[0]).clone()?;
+            v.iter()
+                .all(|a| field(a).as_ref() == Some(&first))
+                .then_some((k, first))
+        })
+        .collect()
 }
