@@ -216,4 +216,44 @@ fn a_trained_tiny_model_beats_the_majority_class_on_held_out_dialogues() {
         failure_point > baseline + 0.15,
         "failure point macro F1 {failure_point} against the majority class's {baseline}"
     );
+
+    // Labelled in two shards, the held-out dialogues get the labels of one
+    // whole run, column by column: this model tags slots, so spans are compared too.
+    let p = |name: &str| tmp.path().join(name);
+    let mut union = Vec::new();
+    for (shard, out) in [("0/2", "shard0"), ("1/2", "shard1")] {
+        run_ok(&[
+            "label",
+            "--model",
+            s(&p("model")),
+            "--logs",
+            s(&p("held-out/turns")),
+            "--out",
+            s(&p(out)),
+            "--shard",
+            shard,
+            "--quiet",
+        ]);
+        let (rows, _) = read_table::<Label>(&p(out)).unwrap();
+        assert!(!rows.is_empty(), "shard {shard} is empty");
+        union.extend(rows);
+    }
+    let (mut whole, _) = read_table::<Label>(&p("labels")).unwrap();
+    let key = |l: &Label| (l.dialogue_id.clone(), l.turn_index);
+    union.sort_by_key(key);
+    whole.sort_by_key(key);
+    assert_eq!(union.len(), whole.len());
+    let tagged = whole
+        .iter()
+        .filter(|l| l.slots.as_ref().is_some_and(|s| !s.is_empty()))
+        .count();
+    assert!(tagged > 0, "the model tags no slots");
+    for (a, b) in union.iter().zip(&whole) {
+        if let Some(column) = common::first_difference(a, b) {
+            panic!(
+                "shards differ from the whole run at {:?}, column {column}:\n{a:?}\n{b:?}",
+                key(a)
+            );
+        }
+    }
 }
