@@ -381,11 +381,21 @@ fn a_prediction_with_confidences_is_swept_compared_and_reviewed() {
     let oracle = &report["systems"][0];
     assert_eq!(oracle["name"], "oracle");
     // Built from the truth, it beats the single annotator on failure points, significantly.
+    // The lead, counted by hand: oracle minus single failure-point accuracy.
     let vs = &oracle["tasks"]["failure_point"]["vs_baseline"];
     assert_eq!(vs["baseline"], "single");
+    let hand = hand_gold();
+    let oracle_failures: BTreeMap<TurnKey, String> = oracle_labels(None, false)
+        .into_iter()
+        .filter_map(|l| Some((key(&l.dialogue_id, l.turn_index), l.failure_point?)))
+        .collect();
+    let single_failures = annotator_labels("single", |a| &a.failure_point);
+    let lead = hand_accuracy(&hand.failure_point, &oracle_failures, None).0
+        - hand_accuracy(&hand.failure_point, &single_failures, None).0;
+    let delta = vs["delta"].as_f64().unwrap();
     assert!(
-        vs["delta"].as_f64().unwrap() > 0.0 && vs["p_value"].as_f64().unwrap() < 0.05,
-        "{vs}"
+        (delta - lead).abs() < 1e-9 && lead > 0.05 && vs["p_value"].as_f64().unwrap() < 0.05,
+        "{vs}: counted a lead of {lead}"
     );
     // Its wrong intents have low confidence, so a threshold removes them.
     let sweep = &report["threshold_sweeps"]["oracle"]["intent"];
