@@ -513,6 +513,209 @@ mod tests {
         );
     }
 
+    mod round_trip {
+        use proptest::option::of;
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::data::tables::{
+            Annotation, FailurePoint, Label, LabelledSlotSpan, SlotSpan, Turn,
+        };
+
+        fn probability() -> impl Strategy<Value = Option<f32>> {
+            of(0.0f32..=1.0)
+        }
+
+        /// Rows with unique keys: row i is turn i of its dialogue.
+        fn keyed<T: std::fmt::Debug>(
+            row: impl Strategy<Value = T>,
+            set_key: fn(&mut T, String, i32),
+        ) -> impl Strategy<Value = Vec<T>> {
+            ("\\PC{0,8}", proptest::collection::vec(row, 0..20)).prop_map(
+                move |(prefix, mut rows)| {
+                    for (i, row) in rows.iter_mut().enumerate() {
+                        set_key(row, format!("{prefix}{}", i % 3), (i / 3) as i32);
+                    }
+                    rows
+                },
+            )
+        }
+
+        fn turns() -> impl Strategy<Value = Vec<Turn>> {
+            let texts = (
+                any::<String>(),
+                any::<String>(),
+                of(any::<String>()),
+                of("[a-z_]{0,6}"),
+            );
+            let numbers = (
+                of(any::<i64>()),
+                probability(),
+                probability(),
+                of(any::<bool>()),
+                of(-1i8..=1),
+            );
+            let turn = (texts, numbers).prop_map(
+                |((user, system, device, domain), (ts, asr, nlu, barge, feedback))| Turn {
+                    timestamp_us: ts,
+                    user_utterance: user,
+                    system_response: system,
+                    device_type: device,
+                    domain,
+                    asr_confidence: asr,
+                    nlu_confidence: nlu,
+                    barge_in: barge,
+                    explicit_feedback: feedback,
+                    ..Turn::default()
+                },
+            );
+            let embeddings = (any::<bool>(), proptest::collection::vec(-1e6f32..1e6, 1..4));
+            (
+                keyed(turn, |t, d, i| {
+                    t.dialogue_id = d;
+                    t.turn_index = i;
+                }),
+                embeddings,
+            )
+                .prop_map(|(mut rows, (with_vectors, vector))| {
+                    // One vector length per table, as the schema requires.
+                    for (i, row) in rows.iter_mut().enumerate() {
+                        row.audio_embedding = (with_vectors && i % 2 == 0).then(|| vector.clone());
+                    }
+                    rows
+                })
+        }
+
+        fn span() -> impl Strategy<Value = (String, i32, i32)> {
+            ("\\PC{1,6}", 0i32..1000, 1i32..50)
+                .prop_map(|(slot, start, len)| (slot, start, start + len))
+        }
+
+        fn annotations() -> impl Strategy<Value = Vec<Annotation>> {
+            let spans = of(proptest::collection::vec(span(), 0..3));
+            let failure = of(proptest::sample::select(FailurePoint::ALL.to_vec()));
+            let row = (
+                "\\PC{1,4}",
+                of(0i32..50),
+                of(any::<bool>()),
+                of(any::<String>()),
+                spans,
+                failure,
+                of(any::<String>()),
+            )
+                .prop_map(
+                    |(annotator, goal, success, intent, spans, failure, context)| Annotation {
+                        annotator_id: annotator,
+                        goal_id: goal,
+                        goal_success: success,
+                        intent,
+                        slots: spans.map(|s| {
+                            s.into_iter()
+                                .map(|(slot, start, end)| SlotSpan { slot, start, end })
+                                .collect()
+                        }),
+                        failure_point: failure.map(|f| f.as_str().to_string()),
+                        context,
+                        ..Annotation::default()
+                    },
+                );
+            keyed(row, |a, d, i| {
+                a.dialogue_id = d;
+                a.turn_index = i;
+            })
+        }
+
+        fn labels() -> impl Strategy<Value = Vec<Label>> {
+            let spans = of(proptest::collection::vec(
+                (span(), any::<String>(), 0.0f32..=1.0),
+                0..3,
+            ));
+            let probabilities = (
+                probability(),
+                probability(),
+                probability(),
+                probability(),
+                probability(),
+            );
+            let rest = (
+                of(0i32..50),
+                of(any::<bool>()),
+                of(any::<String>()),
+                spans,
+                of(proptest::sample::select(FailurePoint::ALL.to_vec())),
+                any::<String>(),
+                any::<String>(),
+            );
+            let row = (probabilities, rest).prop_map(
+                |(
+                    (boundary, success_p, intent_p, slots_p, failure_p),
+                    (goal, success, intent, spans, failure, model, run),
+                )| Label {
+                    goal_id: goal,
+                    goal_boundary_prob: boundary,
+                    goal_success: success,
+                    goal_success_prob: success_p,
+                    intent,
+                    intent_prob: intent_p,
+                    slots: spans.map(|s| {
+                        s.into_iter()
+                            .map(|((slot, start, end), text, probability)| LabelledSlotSpan {
+                                slot,
+                                start,
+                                end,
+                                text,
+                                probability,
+                            })
+                            .collect()
+                    }),
+                    slots_prob: slots_p,
+                    failure_point: failure.map(|f| f.as_str().to_string()),
+                    failure_point_prob: failure_p,
+                    model_id: model,
+                    run_id: run,
+                    ..Label::default()
+                },
+            );
+            keyed(row, |l, d, i| {
+                l.dialogue_id = d;
+                l.turn_index = i;
+            })
+        }
+
+        /// Written as a dataset and read back: the same rows, in order.
+        fn survives<T: TableRow + PartialEq + std::fmt::Debug>(
+            rows: &[T],
+        ) -> Result<(), TestCaseError> {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("table");
+            let mut writer = DatasetWriter::create(&path, false).unwrap();
+            writer.write_rows(rows).unwrap();
+            prop_assert_eq!(writer.finish::<T>().unwrap(), rows.len());
+            let (back, _) = read_table::<T>(&path).unwrap();
+            prop_assert_eq!(back, rows);
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn turns_survive_parquet(rows in turns()) {
+                survives(&rows)?;
+            }
+
+            #[test]
+            fn annotations_survive_parquet(rows in annotations()) {
+                survives(&rows)?;
+            }
+
+            #[test]
+            fn labels_survive_parquet(rows in labels()) {
+                survives(&rows)?;
+            }
+        }
+    }
+
     #[cfg(unix)]
     #[test]
     fn part_files_whose_names_are_not_utf8_are_read_not_skipped() {

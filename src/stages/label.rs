@@ -761,6 +761,70 @@ mod tests {
         );
     }
 
+    use proptest::prelude::*;
+
+    /// Utterances mixing ASCII words with multi-byte, combining and
+    /// right-to-left characters, and emoji.
+    fn utterance() -> impl Strategy<Value = String> {
+        let chars = vec![
+            'a', 'z', '1', ' ', '\'', 'é', '\u{301}', 'ש', 'ش', '🎷', '中',
+        ];
+        proptest::collection::vec(proptest::sample::select(chars), 1..24)
+            .prop_map(|c| c.into_iter().collect())
+    }
+
+    /// Token offsets as a tokenizer gives them (increasing, non-empty, not
+    /// necessarily on character boundaries, some tokens not of the
+    /// utterance), with a probability per tag (O, B/I of two slot types).
+    fn tokens(len: usize) -> impl Strategy<Value = (EncodedTurn, Vec<Vec<f64>>)> {
+        let cuts = proptest::collection::btree_set(0..=len, 2..(len + 2).min(12));
+        let weights = proptest::collection::vec(proptest::collection::vec(0.0f64..1.0, 5), 12);
+        let skipped = proptest::collection::vec(any::<bool>(), 12);
+        (cuts, weights, skipped).prop_map(|(cuts, weights, skipped)| {
+            let cuts: Vec<usize> = cuts.into_iter().collect();
+            let offsets: Vec<Option<(usize, usize)>> = cuts
+                .windows(2)
+                .zip(&skipped)
+                .map(|(w, &skip)| (!skip).then_some((w[0], w[1])))
+                .collect();
+            let tags = weights[..offsets.len()]
+                .iter()
+                .map(|w| {
+                    let total: f64 = w.iter().sum::<f64>() + 1e-9;
+                    w.iter().map(|v| v / total).collect()
+                })
+                .collect();
+            let encoded = EncodedTurn {
+                ids: vec![0; offsets.len()],
+                utterance_offsets: offsets,
+            };
+            (encoded, tags)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn decoded_spans_are_always_valid_spans_of_the_utterance(
+            (utterance, (encoded, tags)) in utterance()
+                .prop_flat_map(|u| { let len = u.len(); (Just(u), tokens(len)) })
+        ) {
+            let labels = LabelSets::new(vec![], vec!["a".into(), "b".into()], vec![]);
+            let (spans, whole) = decode_spans(&utterance, &encoded, &tags, &labels);
+            prop_assert!((0.0..=1.0).contains(&whole));
+            let mut previous_end = 0;
+            for span in &spans {
+                let (start, end) = (span.start as usize, span.end as usize);
+                prop_assert!(start < end && end <= utterance.len(), "{span:?}");
+                prop_assert!(start >= previous_end, "spans overlap: {spans:?}");
+                prop_assert!(utterance.is_char_boundary(start) && utterance.is_char_boundary(end));
+                prop_assert_eq!(&utterance[start..end], span.text.as_str());
+                prop_assert!(labels.slot_types.contains(&span.slot));
+                prop_assert!((0.0..=1.0).contains(&span.probability));
+                previous_end = end;
+            }
+        }
+    }
+
     #[test]
     fn a_token_inside_a_multibyte_character_labels_the_whole_character() {
         let labels = LabelSets::new(vec![], vec!["genre".into()], vec![]);
