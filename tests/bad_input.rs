@@ -920,3 +920,32 @@ fn train_counts_annotations_for_turns_the_logs_lack() {
         outcome.stderr
     );
 }
+
+#[test]
+fn a_huge_turn_index_is_reported_not_allocated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rows = base_turns();
+    rows[1].turn_index = 1_000_000_000;
+    let turns = write_rows(&tmp.path().join("turns.parquet"), &rows);
+    refused(
+        &validate(&turns, "turns"),
+        &[
+            "error[turn_index_gap]",
+            "dialogue d0",
+            "missing 999999998 indices, first [1, 3, 4",
+        ],
+    );
+    let gold = write_rows(&tmp.path().join("gold.parquet"), &annotations_for(&rows));
+    let labels = write_rows(
+        &tmp.path().join("labels.parquet"),
+        &labels_for(&base_turns()),
+    );
+    let out = tmp.path().join("report");
+    refused(
+        &eval_args(&gold, &labels, &out),
+        &[
+            "gold.parquet: column `turn_index`: dialogue d0: turn_index 1000000000 outside 0..=100000",
+        ],
+    );
+    assert!(!out.exists());
+}

@@ -402,12 +402,14 @@ impl KeyTracker {
                 }
             }
             if contiguous {
-                let mut indices: Vec<i32> = seen.iter().map(|s| s.turn_index).collect();
-                indices.dedup();
-                let missing: Vec<i32> = (0..indices.last().map_or(0, |l| l + 1))
-                    .filter(|i| indices.binary_search(i).is_err())
-                    .collect();
-                if !missing.is_empty() {
+                let indices: Vec<i32> = seen.iter().map(|s| s.turn_index).collect();
+                let (count, first) = turn_index_gaps(&indices);
+                if count > 0 {
+                    let missing = if count as usize == first.len() {
+                        format!("{first:?}")
+                    } else {
+                        format!("{count} indices, first {first:?}")
+                    };
                     let last = seen.last().expect("a dialogue has rows");
                     out.push(Issue {
                         severity: Severity::Error,
@@ -417,7 +419,7 @@ impl KeyTracker {
                         column: Some("turn_index".into()),
                         dialogue_id: Some(dialogue.clone()),
                         message: format!(
-                            "turn_index must run 0..n-1 without gaps; missing {missing:?}"
+                            "turn_index must run 0..n-1 without gaps; missing {missing}"
                         ),
                     });
                 }
@@ -442,6 +444,24 @@ impl KeyTracker {
             }
         }
     }
+}
+
+/// How many indices in 0..=max are missing from the sorted `indices`, and
+/// the first ten. Walks the indices rather than 0..=max: one hostile
+/// turn_index (a billion) must not make validate build a billion-entry list.
+fn turn_index_gaps(indices: &[i32]) -> (u64, Vec<i64>) {
+    const EXAMPLES: usize = 10;
+    let (mut count, mut first) = (0u64, Vec::new());
+    let mut next: i64 = 0;
+    for &index in indices {
+        let index = i64::from(index);
+        if index > next {
+            count += (index - next) as u64;
+            first.extend((next..index).take(EXAMPLES - first.len()));
+        }
+        next = next.max(index + 1);
+    }
+    (count, first)
 }
 
 /// (turn_index, goal_id, goal_success, where) of one annotated row.
@@ -506,5 +526,20 @@ impl GoalTracker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::turn_index_gaps;
+
+    #[test]
+    fn gaps_are_counted_without_listing_every_missing_index() {
+        assert_eq!(turn_index_gaps(&[0, 1, 2]), (0, vec![]));
+        assert_eq!(turn_index_gaps(&[0, 2]), (1, vec![1]));
+        assert_eq!(turn_index_gaps(&[-1, 1, 1, 3]), (2, vec![0, 2]));
+        let (count, first) = turn_index_gaps(&[0, i32::MAX]);
+        assert_eq!(count, i32::MAX as u64 - 1);
+        assert_eq!(first, (1..=10).collect::<Vec<i64>>());
     }
 }
