@@ -62,6 +62,9 @@ impl EvalArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let config = self.into_config()?;
         let report = eval::run(&config)?;
+        for warning in input_warnings(&report) {
+            eprintln!("warning: {warning}");
+        }
         print_summary(&summary(&report, &config.out))
     }
 
@@ -95,7 +98,34 @@ fn summary(report: &EvalReport, out: &Path) -> Value {
         "report_json": out.join("report.json"),
         "headline": headline(report),
         "review_items": report.review_items,
+        "input_warnings": input_warnings(report),
     })
+}
+
+/// Labels for dialogues outside the gold are not judged, and gold dialogues
+/// without labels count as unlabelled: neither stops eval (labels often
+/// cover more traffic than was annotated), but both are said, not only in
+/// the report's last section.
+fn input_warnings(report: &EvalReport) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (name, check) in &report.inputs {
+        if check.extra_dialogues > 0 {
+            warnings.push(format!(
+                "labels `{name}`: {} of {} dialogue(s) are not in the gold and were not judged (e.g. {})",
+                check.extra_dialogues,
+                check.dialogues,
+                check.examples_extra.join(", ")
+            ));
+        }
+        if check.missing_dialogues > 0 {
+            warnings.push(format!(
+                "labels `{name}`: {} gold dialogue(s) have no labels and count as unlabelled (e.g. {})",
+                check.missing_dialogues,
+                check.examples_missing.join(", ")
+            ));
+        }
+    }
+    warnings
 }
 
 /// System -> task -> {headline metric: value}.

@@ -115,7 +115,14 @@ impl ContextlessInput {
 impl TrainArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         self.common.apply()?;
-        print_summary(&train::run(&self.into_config()?)?)
+        let summary = train::run(&self.into_config()?)?;
+        if summary.annotated_turns_not_in_logs > 0 {
+            eprintln!(
+                "warning: {} annotated turn(s) are not in the logs and were not used (see annotated_turns_not_in_logs)",
+                summary.annotated_turns_not_in_logs
+            );
+        }
+        print_summary(&summary)
     }
 
     pub fn into_config(self) -> anyhow::Result<TrainConfig> {

@@ -107,6 +107,7 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
     check(config)?;
     let tables = Tables::read(config)?;
     let basis = Basis::derive(config, &tables);
+    check_overlap(config, &tables, &basis)?;
     let judged = judge_systems(config, &tables, &basis);
     let baseline = baseline_judgement(config, &judged);
     let mut systems = system_results(config, &judged, baseline, &basis);
@@ -169,6 +170,41 @@ fn check(config: &EvalConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A labels table that shares no dialogue with the gold judges nothing: a
+/// wrong file, not a model that scores zero. (Some dialogues outside the
+/// gold are normal, labels cover more traffic than is annotated; the report's
+/// input checks count them and the command prints the count.)
+fn check_overlap(config: &EvalConfig, tables: &Tables, basis: &Basis) -> anyhow::Result<()> {
+    if basis.dialogues.is_empty() {
+        return Ok(());
+    }
+    for ((name, labels), (_, path)) in tables.preds.iter().zip(&config.preds) {
+        if labels.keys().any(|d| basis.dialogues.contains(d)) {
+            continue;
+        }
+        let mut labelled: Vec<&String> = labels.keys().collect();
+        labelled.sort();
+        let examples = |ids: Vec<&String>| {
+            ids.iter()
+                .take(3)
+                .map(|d| d.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        anyhow::bail!(
+            "{}: labels `{name}` share no dialogue with the gold in {}: {} labelled dialogue(s) ({}), \
+             {} gold dialogue(s) ({})\n  hint: label the logs the gold annotations are for",
+            path.display(),
+            config.gold.display(),
+            labelled.len(),
+            examples(labelled.clone()),
+            basis.dialogues.len(),
+            examples(basis.dialogues.iter().copied().collect()),
+        );
+    }
+    Ok(())
+}
+
 /// The labels eval reads, by system.
 struct Tables {
     /// Every annotator of the gold table: the gold and baseline annotators
@@ -185,7 +221,7 @@ struct Tables {
 impl Tables {
     fn read(config: &EvalConfig) -> anyhow::Result<Tables> {
         let (annotations, _) = read_table::<Annotation>(&config.gold)?;
-        let annotators = gold::by_annotator(annotations);
+        let annotators = gold::by_annotator(annotations, &config.gold)?;
         for name in config
             .gold_annotators
             .iter()
@@ -201,16 +237,18 @@ impl Tables {
         let mut preds = Vec::new();
         for (name, path) in &config.preds {
             let (rows, _) = read_table::<Label>(path)?;
-            preds.push((name.clone(), gold::from_labels(rows)));
+            preds.push((name.clone(), gold::from_labels(rows, path)?));
         }
         let turns = match &config.turns {
             Some(path) => Some(read_table::<Turn>(path)?.0),
             None => None,
         };
-        let runtime = turns
-            .as_deref()
-            .filter(|_| config.runtime_baseline)
-            .map(runtime_baseline);
+        let runtime = match (&config.turns, &turns) {
+            (Some(path), Some(rows)) if config.runtime_baseline => {
+                Some(runtime_baseline(rows, path)?)
+            }
+            _ => None,
+        };
         Ok(Tables {
             annotators,
             preds,

@@ -22,9 +22,11 @@
 //! the logs, so the baseline is not judged on it and the report says n/a.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::gold::{SystemLabels, TurnLabels, place};
 use super::judge::Task;
+use crate::data::issues::DataError;
 use crate::data::tables::Turn;
 
 /// The status that keeps a goal open: the runtime asked and awaits an answer.
@@ -42,8 +44,8 @@ pub struct RuntimeBaseline {
     pub tasks: Vec<Task>,
 }
 
-/// The runtime's view of every turn of the logs, as labels.
-pub fn runtime_baseline(turns: &[Turn]) -> RuntimeBaseline {
+/// The runtime's view of every turn of the logs (read from `path`), as labels.
+pub fn runtime_baseline(turns: &[Turn], path: &Path) -> Result<RuntimeBaseline, DataError> {
     let mut by_dialogue: BTreeMap<&str, Vec<&Turn>> = BTreeMap::new();
     for turn in turns {
         by_dialogue.entry(&turn.dialogue_id).or_default().push(turn);
@@ -63,13 +65,13 @@ pub fn runtime_baseline(turns: &[Turn]) -> RuntimeBaseline {
                 failure_point: Some(CORRECT.to_string()),
                 ..TurnLabels::default()
             };
-            place(&mut labels, dialogue, turn.turn_index, turn_labels);
+            place(&mut labels, (path, dialogue, turn.turn_index), turn_labels)?;
         }
     }
-    RuntimeBaseline {
+    Ok(RuntimeBaseline {
         labels,
         tasks: runtime_tasks(turns),
-    }
+    })
 }
 
 /// The tasks the logs hold the runtime's view of.
@@ -164,7 +166,7 @@ mod tests {
             turn("d1", 0, Some("PlayMusic"), Some("prompted")),
             turn("d3", 0, Some("SetTimer"), None),
         ];
-        let baseline = runtime_baseline(&turns);
+        let baseline = runtime_baseline(&turns, Path::new("turns")).unwrap();
         assert_eq!(
             baseline.tasks,
             [
@@ -193,7 +195,7 @@ mod tests {
     #[test]
     fn logs_without_runtime_columns_leave_only_the_failure_point() {
         let turns = [turn("d1", 0, None, None), turn("d1", 1, None, None)];
-        let baseline = runtime_baseline(&turns);
+        let baseline = runtime_baseline(&turns, Path::new("turns")).unwrap();
         assert_eq!(baseline.tasks, [Task::FailurePoint]);
         assert_eq!(baseline.labels["d1"].len(), 2);
     }
