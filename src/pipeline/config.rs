@@ -32,6 +32,9 @@ pub struct PipelineFile {
     /// The day's review sample from the labels; needs `[label]`.
     pub review: Option<ReviewSection>,
     pub eval: Option<EvalSection>,
+    /// The nightly report (drift, confidence, coverage, eval over time);
+    /// needs `[label]` or `[eval]`.
+    pub report: Option<ReportSection>,
     /// Task -> lowest acceptable headline metric of the champion on the
     /// held-out gold (e.g. `intent = 0.8` is intent accuracy).
     #[serde(default)]
@@ -180,6 +183,16 @@ pub struct EvalSection {
     pub bootstrap: Option<usize>,
     pub seed: Option<u64>,
     pub review_confidence: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    /// Today's labels are compared with the days this far back (default 7).
+    pub trailing_days: Option<u32>,
+    /// Jensen-Shannon distance above which a task's labels are flagged as
+    /// drifted (default 0.1).
+    pub drift_threshold: Option<f64>,
 }
 
 /// The tasks a quality floor or a promotion may name, as eval names them.

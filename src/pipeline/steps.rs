@@ -15,6 +15,7 @@ use super::manifest::StepRecord;
 use super::partitions;
 use super::plan::{Layout, StepName};
 use super::promote;
+use super::report::{self, ReportInputs, ReportSettings};
 use super::review::{self, SampleSettings};
 use crate::eval::{self, EvalConfig, gold::GoldPolicy, judge::Task};
 use crate::model::checkpoint;
@@ -72,6 +73,11 @@ pub fn options(file: &PipelineFile, step: StepName) -> serde_json::Value {
         StepName::Label => json!(file.label),
         StepName::Review => json!(file.review),
         StepName::Eval => json!(file.eval),
+        // The label thresholds decide the coverage the report shows.
+        StepName::Report => json!({
+            "report": file.report,
+            "min_confidence": file.label.as_ref().map(|l| &l.min_confidence),
+        }),
     }
 }
 
@@ -96,6 +102,7 @@ pub fn execute(
         StepName::Label => label_step(ctx, staging, previous),
         StepName::Review => review_step(ctx, staging),
         StepName::Eval => eval_step(ctx, staging),
+        StepName::Report => report_step(ctx, staging),
     }
 }
 
@@ -407,4 +414,52 @@ fn compare_on_gold(
     };
     let champion_labels = has_champion.then_some(champion_labels.as_path());
     promote::decide(&settings, challenger, &challenger_labels, champion_labels)
+}
+
+/// The nightly report from the labels and eval's results:
+/// OUT/report.md, report.html, report.json and the plots; the eval runs
+/// and daily label counts it remembers go to WORK_DIR/history.
+fn report_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
+    let section = ctx.file.report.clone().unwrap_or_default();
+    let settings = ReportSettings {
+        trailing_days: section.trailing_days.unwrap_or(7),
+        drift_threshold: section
+            .drift_threshold
+            .unwrap_or(report::drift::DEFAULT_THRESHOLD),
+        min_confidence: ctx
+            .file
+            .label
+            .as_ref()
+            .map(|l| l.min_confidence.clone())
+            .unwrap_or_default(),
+    };
+    let has_labels = ctx.file.label.is_some();
+    let inputs = ReportInputs {
+        labels: has_labels.then(|| ctx.layout.output(StepName::Label)),
+        turns: ctx.layout.label_turns.clone().filter(|_| has_labels),
+        eval_report: ctx.file.eval.as_ref().map(|_| {
+            ctx.layout
+                .output(StepName::Eval)
+                .join("report")
+                .join("report.json")
+        }),
+        champion: ctx.layout.champion(),
+        work_dir: ctx.layout.work_dir.clone(),
+    };
+    let nightly = report::run(&inputs, &settings, staging)?;
+    let drifted: Vec<&String> = nightly
+        .drift
+        .iter()
+        .filter(|(_, d)| d.drift.drifted)
+        .map(|(task, _)| task)
+        .collect();
+    Ok(counts(&[
+        ("today", json!(nightly.today)),
+        (
+            "trailing_days_with_labels",
+            json!(nightly.trailing_dates.len()),
+        ),
+        ("drifted_tasks", json!(drifted)),
+        ("eval_runs_in_history", json!(nightly.eval_history.len())),
+    ]))
 }
