@@ -335,15 +335,23 @@ pub fn share_bars_svg(title: &str, categories: &[String], series: &[(&str, Vec<f
     let row = bar * series.len().max(1) as f64 + 8.0;
     let height = top + row * categories.len().max(1) as f64 + 50.0;
     let plot_w = WIDTH - left - right;
-    let max_share = series
+    let largest = series
         .iter()
         .flat_map(|(_, v)| v.iter().copied())
         .filter(|v| v.is_finite())
-        .fold(0.05f64, f64::max);
+        .fold(0.01f64, f64::max);
+    // Round ticks: every 5, 10 or 25 points, up to the largest share.
+    let step = match largest {
+        s if s <= 0.2 => 0.05,
+        s if s <= 0.5 => 0.1,
+        _ => 0.25,
+    };
+    let ticks = (largest / step - 1e-9).ceil().max(1.0) as usize;
+    let max_share = step * ticks as f64;
     let x = |share: f64| left + share / max_share * plot_w;
     let mut svg = svg_head(WIDTH, height, title);
-    for i in 0..=4 {
-        let share = max_share * i as f64 / 4.0;
+    for i in 0..=ticks {
+        let share = step * i as f64;
         let _ = writeln!(
             svg,
             r##"<line x1="{0:.1}" y1="{top}" x2="{0:.1}" y2="{1:.1}" stroke="#e5e5e5"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle">{3:.0}%</text>"##,

@@ -320,7 +320,8 @@ h1{margin-bottom:4px}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-t
 table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ddd;padding:4px 10px;text-align:left}\
 th{background:#f4f4f4}.num{text-align:right}.drift{color:#fff;background:#d62728;font-weight:bold}\
 .ok{color:#1a7f37;font-weight:bold}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px;margin:8px 0}\
-.plots{display:flex;flex-wrap:wrap;gap:16px}.plots figure{margin:0}figcaption{font-size:12px;color:#555}";
+.na{color:#777}.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:16px}\
+.plots figure{margin:0}.plots svg{width:100%;height:auto}figcaption{font-size:12px;color:#555}";
 
 fn html(report: &NightlyReport, figures: &BTreeMap<String, Vec<Figure>>) -> String {
     let mut h = format!(
@@ -348,7 +349,11 @@ fn html(report: &NightlyReport, figures: &BTreeMap<String, Vec<Figure>>) -> Stri
     if !report.drift.is_empty() {
         h += "<h2>Label distributions and drift</h2>\n<table><tr><th>task</th><th>labels today</th><th>labels in trailing days</th><th>JS distance</th><th>verdict</th><th>largest move</th></tr>\n";
         for (task, drift) in &report.drift {
-            let class = if drift.drift.drifted { "drift" } else { "ok" };
+            let class = match (drift.drift.distance, drift.drift.drifted) {
+                (None, _) => "na",
+                (Some(_), true) => "drift",
+                (Some(_), false) => "ok",
+            };
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"{class}\">{}</td><td>{}</td></tr>",
