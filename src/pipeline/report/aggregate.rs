@@ -1,10 +1,9 @@
-//! The label table's aggregates: label counts per day, task and value;
-//! confidence histograms; coverage at thresholds.
+//! The label table's aggregates, with polars: label counts per day, task
+//! and value; confidence histograms; coverage at thresholds.
 //!
 //! Rows are read through the project's readers (`data::dataset`), so a bad
 //! file or row is an error naming the file, row, dialogue and column, as
-//! everywhere else. Interim: the counting is done over the rows in Rust
-//! until polars is in the build; the project rule is polars for this.
+//! everywhere else; the group-bys and the join run as polars lazy queries.
 //!
 //! A label's day: the `date=YYYY-MM-DD` partition it was labelled in when
 //! the logs are hive-partitioned; otherwise the UTC day its dialogue
@@ -14,6 +13,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+
+use polars::prelude::*;
 
 use super::days;
 use super::history::DayCount;
@@ -70,35 +71,32 @@ pub fn aggregate(
 ) -> anyhow::Result<Aggregates> {
     let parts = partitions::partitions(labels)?;
     let (frame, dated_by) = if parts.is_empty() {
-        let rows = read_labels(labels)?;
-        let starts = match turns {
-            Some(turns) => dialogue_days(turns)?,
-            None => BTreeMap::new(),
+        let frame = label_frame(&read_labels(labels)?, None)?;
+        let frame = match turns {
+            Some(turns) => with_dialogue_days(frame, turns)?,
+            None => frame,
         };
-        let frame: Vec<(Option<i32>, Label)> = rows
-            .into_iter()
-            .map(|l| (starts.get(&l.dialogue_id).copied(), l))
-            .collect();
         (frame, "dialogue start")
     } else {
-        let mut frame = Vec::new();
+        let mut frames = Vec::new();
         for (name, path) in &parts {
             let day = partition_day(name, path)?;
-            frame.extend(read_labels(path)?.into_iter().map(|l| (day, l)));
+            frames.push(label_frame(&read_labels(path)?, day)?.lazy());
         }
+        let frame = concat(frames, UnionArgs::default())?.collect()?;
         (frame, "partitions")
     };
-    let rows = frame.len() as u64;
-    let undated = frame.iter().filter(|(d, _)| d.is_none()).count() as u64;
+    let rows = frame.height() as u64;
+    let undated = frame.column("day")?.null_count() as u64;
     let mut day_counts = Vec::new();
     for task in DISTRIBUTION_TASKS {
-        day_counts.extend(counts_per_day(&frame, task));
+        day_counts.extend(counts_per_day(&frame, task)?);
     }
     day_counts.sort();
     let mut confidence = BTreeMap::new();
     for task in CONFIDENCE_TASKS {
         let threshold = thresholds.get(task).copied();
-        confidence.insert(task.to_string(), task_confidence(&frame, task, threshold));
+        confidence.insert(task.to_string(), task_confidence(&frame, task, threshold)?);
     }
     Ok(Aggregates {
         rows,
@@ -132,37 +130,57 @@ fn conf(p: Option<f32>) -> Option<f64> {
     p.map(|p| (f64::from(p) * 1e6).round() / 1e6)
 }
 
-/// A task's value (None = withheld) and the confidence of the emitted value.
-fn task_value(label: &Label, task: &str) -> (Option<String>, Option<f64>) {
-    match task {
-        "intent" => (label.intent.clone(), conf(label.intent_prob)),
-        "failure_point" => (label.failure_point.clone(), conf(label.failure_point_prob)),
-        "goal_success" => (
-            label.goal_success.map(|s| s.to_string()),
-            conf(label.goal_success_prob),
+/// One row per label: its day, each task's value (null = withheld) and the
+/// confidence of the emitted value.
+fn label_frame(labels: &[Label], day: Option<i32>) -> anyhow::Result<DataFrame> {
+    let column = |name: &str, values: Vec<Option<String>>| Column::new(name.into(), values);
+    let confidence = |name: &str, values: Vec<Option<f64>>| Column::new(name.into(), values);
+    let of = |f: fn(&Label) -> Option<String>| labels.iter().map(f).collect::<Vec<_>>();
+    let prob = |f: fn(&Label) -> Option<f64>| labels.iter().map(f).collect::<Vec<_>>();
+    Ok(DataFrame::new(vec![
+        Column::new(
+            "dialogue_id".into(),
+            labels
+                .iter()
+                .map(|l| l.dialogue_id.as_str())
+                .collect::<Vec<_>>(),
         ),
-        "slots" => (
-            label.slots.as_ref().map(|s| s.len().to_string()),
-            conf(label.slots_prob),
+        Column::new("day".into(), vec![day; labels.len()]),
+        column("intent", of(|l| l.intent.clone())),
+        confidence("intent_conf", prob(|l| conf(l.intent_prob))),
+        column("failure_point", of(|l| l.failure_point.clone())),
+        confidence("failure_point_conf", prob(|l| conf(l.failure_point_prob))),
+        column(
+            "goal_success",
+            of(|l| l.goal_success.map(|s| s.to_string())),
+        ),
+        confidence("goal_success_conf", prob(|l| conf(l.goal_success_prob))),
+        column(
+            "slots",
+            of(|l| l.slots.as_ref().map(|s| s.len().to_string())),
+        ),
+        confidence("slots_conf", prob(|l| conf(l.slots_prob))),
+        column(
+            "goal_segmentation",
+            of(|l| l.goal_id.map(|g| g.to_string())),
         ),
         // A boundary decision is as confident as the likelier side.
-        _ => (
-            label.goal_id.map(|g| g.to_string()),
-            conf(label.goal_boundary_prob).map(|p| p.max(1.0 - p)),
+        confidence(
+            "goal_segmentation_conf",
+            prob(|l| conf(l.goal_boundary_prob).map(|p| p.max(1.0 - p))),
         ),
-    }
+    ])?)
 }
 
-/// Each dialogue's first day in `turns`.
-fn dialogue_days(turns: &Path) -> anyhow::Result<BTreeMap<String, i32>> {
-    let mut starts: BTreeMap<String, i32> = BTreeMap::new();
+/// Each dialogue's first day in `turns` joined onto the labels' `day`.
+fn with_dialogue_days(frame: DataFrame, turns: &Path) -> anyhow::Result<DataFrame> {
+    let (mut ids, mut turn_days) = (Vec::new(), Vec::new());
     let mut errors = Vec::new();
     stream_rows::<Turn, DataError>(turns, |decoded| {
         for (_, turn) in decoded.rows {
             if let Some(us) = turn.timestamp_us {
-                let day = days::of_micros(us);
-                let start = starts.entry(turn.dialogue_id).or_insert(day);
-                *start = (*start).min(day);
+                ids.push(turn.dialogue_id);
+                turn_days.push(days::of_micros(us));
             }
         }
         errors.extend(
@@ -176,56 +194,119 @@ fn dialogue_days(turns: &Path) -> anyhow::Result<BTreeMap<String, i32>> {
     if !errors.is_empty() {
         return Err(invalid_rows(turns, "turns", &errors).into());
     }
-    Ok(starts)
+    let starts = DataFrame::new(vec![
+        Column::new("dialogue_id".into(), ids),
+        Column::new("start_day".into(), turn_days),
+    ])?
+    .lazy()
+    .group_by([col("dialogue_id")])
+    .agg([col("start_day").min()]);
+    Ok(frame
+        .lazy()
+        .drop(["day"])
+        .join(
+            starts,
+            [col("dialogue_id")],
+            [col("dialogue_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .rename(["start_day"], ["day"], true)
+        .collect()?)
 }
 
-fn counts_per_day(frame: &[(Option<i32>, Label)], task: &str) -> Vec<DayCount> {
-    let mut counts: BTreeMap<(i32, String), u64> = BTreeMap::new();
-    for (day, label) in frame {
-        if let Some(day) = day {
-            let value = task_value(label, task)
-                .0
-                .unwrap_or_else(|| WITHHELD.to_string());
-            *counts.entry((*day, value)).or_default() += 1;
-        }
-    }
-    counts
+fn u64_values(frame: &DataFrame, name: &str) -> anyhow::Result<Vec<u64>> {
+    let column = frame.column(name)?.cast(&DataType::UInt64)?;
+    Ok(column.u64()?.into_iter().map(|v| v.unwrap_or(0)).collect())
+}
+
+/// Labels per (day, value) of `task`; withheld labels count as [`WITHHELD`].
+fn counts_per_day(frame: &DataFrame, task: &str) -> anyhow::Result<Vec<DayCount>> {
+    let counted = frame
+        .clone()
+        .lazy()
+        .filter(col("day").is_not_null())
+        .group_by([
+            col("day"),
+            col(task).fill_null(lit(WITHHELD)).alias("value"),
+        ])
+        .agg([len().alias("count")])
+        .sort(["day", "value"], SortMultipleOptions::default())
+        .collect()?;
+    let day = counted.column("day")?.i32()?;
+    let value = counted.column("value")?.str()?;
+    let count = u64_values(&counted, "count")?;
+    Ok(day
         .into_iter()
-        .map(|((day, value), count)| DayCount {
-            date: days::format(day),
-            task: task.to_string(),
-            value,
-            count,
+        .zip(value)
+        .zip(count)
+        .filter_map(|((day, value), count)| {
+            Some(DayCount {
+                date: days::format(day?),
+                task: task.to_string(),
+                value: value?.to_string(),
+                count,
+            })
         })
-        .collect()
+        .collect())
 }
 
+/// The histogram, counts and coverage of `task`'s confidences.
 fn task_confidence(
-    frame: &[(Option<i32>, Label)],
+    frame: &DataFrame,
     task: &str,
     threshold: Option<f64>,
-) -> TaskConfidence {
+) -> anyhow::Result<TaskConfidence> {
+    let confidence = format!("{task}_conf");
+    let last = BINS as i32 - 1;
+    let bin = (col(confidence.as_str()) * lit(BINS as f64)).cast(DataType::Int32);
+    let histogram = frame
+        .clone()
+        .lazy()
+        .filter(col(confidence.as_str()).is_not_null())
+        .select([when(bin.clone().gt(lit(last)))
+            .then(lit(last))
+            .when(bin.clone().lt(lit(0)))
+            .then(lit(0))
+            .otherwise(bin)
+            .alias("bin")])
+        .group_by([col("bin")])
+        .agg([len().alias("count")])
+        .collect()?;
+    let mut bins = vec![0; BINS];
+    let counts = u64_values(&histogram, "count")?;
+    for (bin, count) in histogram.column("bin")?.i32()?.into_iter().zip(counts) {
+        if let Some(bin) = bin {
+            bins[bin as usize] = count;
+        }
+    }
     let mut thresholds: Vec<f64> = threshold.into_iter().chain(COVERAGE_AT).collect();
     thresholds.sort_by(f64::total_cmp);
     thresholds.dedup();
-    let mut bins = vec![0; BINS];
-    let (mut scored, mut emitted) = (0, 0);
-    let mut covered = vec![0; thresholds.len()];
-    for (_, label) in frame {
-        let (value, confidence) = task_value(label, task);
-        emitted += u64::from(value.is_some());
-        if let Some(c) = confidence {
-            scored += 1;
-            bins[((c * BINS as f64) as usize).min(BINS - 1)] += 1;
-            for (n, t) in covered.iter_mut().zip(&thresholds) {
-                *n += u64::from(c >= *t);
-            }
-        }
+    let mut sums = vec![
+        col(confidence.as_str()).is_not_null().sum().alias("scored"),
+        col(task).is_not_null().sum().alias("emitted"),
+    ];
+    for (i, t) in thresholds.iter().enumerate() {
+        sums.push(
+            col(confidence.as_str())
+                .gt_eq(lit(*t))
+                .sum()
+                .alias(format!("at_{i}")),
+        );
     }
-    TaskConfidence {
+    let totals = frame.clone().lazy().select(sums).collect()?;
+    let first = |name: &str| -> anyhow::Result<u64> {
+        Ok(u64_values(&totals, name)?.first().copied().unwrap_or(0))
+    };
+    let covered_at = thresholds
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Ok((*t, first(&format!("at_{i}"))?)))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(TaskConfidence {
         bins,
-        scored,
-        emitted,
-        covered_at: thresholds.into_iter().zip(covered).collect(),
-    }
+        scored: first("scored")?,
+        emitted: first("emitted")?,
+        covered_at,
+    })
 }
