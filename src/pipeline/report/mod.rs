@@ -234,7 +234,7 @@ fn notes(report: &NightlyReport, settings: &ReportSettings) -> Vec<String> {
                 .to_string(),
         ),
         (Some(today), 0) => notes.push(format!(
-            "One day of labels only ({today}, days from the {dated_by}): there are no trailing days to compare with, so no drift is computed and no trend is drawn. Simulated logs are one day; hive-partitioned logs (date=...) and nightly runs build up the days."
+            "One day of labels only ({today}, days from the {dated_by}): there are no trailing days to compare with, so no drift is computed and no trend is drawn. Plain simulated logs are one day; hive-partitioned logs (date=...) and nightly runs build up the days."
         )),
         (Some(_), n) if n < settings.trailing_days as usize => notes.push(format!(
             "The trailing window has labels on {n} of its {} days.",
