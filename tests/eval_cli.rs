@@ -3,9 +3,10 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::{labelgen, stderr};
+use common::{TurnKey, labelgen, stderr, unanimous_gold};
 use labelgen::data::dataset::{DatasetWriter, read_table};
 use labelgen::data::tables::{Annotation, Label, LabelledSlotSpan};
 
@@ -26,6 +27,18 @@ fn run_eval(args: &[&str]) -> serde_json::Value {
 /// A stand-in model: the truth, with every 7th intent wrong at low
 /// confidence and one failure point wrong at high confidence.
 fn write_predictions(dir: &Path, drop_dialogue: Option<&str>, extra: bool) -> PathBuf {
+    write_labels(&dir.join("labels"), &oracle_labels(drop_dialogue, extra))
+}
+
+fn write_labels(path: &Path, labels: &[Label]) -> PathBuf {
+    let mut writer = DatasetWriter::create(path, true).unwrap();
+    writer.write_rows(labels).unwrap();
+    writer.finish::<Label>().unwrap();
+    path.to_path_buf()
+}
+
+/// The rows of [`write_predictions`].
+fn oracle_labels(drop_dialogue: Option<&str>, extra: bool) -> Vec<Label> {
     let (rows, _) = read_table::<Annotation>(&sample().join("annotations")).unwrap();
     let mut labels: Vec<Label> = rows
         .into_iter()
@@ -81,11 +94,86 @@ fn write_predictions(dir: &Path, drop_dialogue: Option<&str>, extra: bool) -> Pa
             ..Label::default()
         });
     }
-    let path = dir.join("labels");
-    let mut writer = DatasetWriter::create(&path, true).unwrap();
-    writer.write_rows(&labels).unwrap();
-    writer.finish::<Label>().unwrap();
-    path
+    labels
+}
+
+/// Unanimous gold of a1, a2 and a3 on sample_data, worked out here apart
+/// from eval's code: per task, the turns where all three gave the same label.
+struct HandGold {
+    intent: BTreeMap<TurnKey, String>,
+    failure_point: BTreeMap<TurnKey, String>,
+    /// The turns the truth marks as needing context.
+    context: BTreeSet<TurnKey>,
+}
+
+fn key(dialogue: &str, turn: i32) -> TurnKey {
+    (dialogue.to_string(), turn)
+}
+
+fn hand_gold() -> HandGold {
+    let (rows, _) = read_table::<Annotation>(&sample().join("annotations")).unwrap();
+    HandGold {
+        intent: unanimous_gold(&rows, |a| &a.intent),
+        failure_point: unanimous_gold(&rows, |a| &a.failure_point),
+        context: rows
+            .iter()
+            .filter(|a| a.annotator_id == "truth" && a.context.is_some())
+            .map(|a| key(&a.dialogue_id, a.turn_index))
+            .collect(),
+    }
+}
+
+/// One annotator's labels on sample_data for one task.
+fn annotator_labels(
+    annotator: &str,
+    field: fn(&Annotation) -> &Option<String>,
+) -> BTreeMap<TurnKey, String> {
+    let (rows, _) = read_table::<Annotation>(&sample().join("annotations")).unwrap();
+    rows.iter()
+        .filter(|a| a.annotator_id == annotator)
+        .filter_map(|a| Some((key(&a.dialogue_id, a.turn_index), field(a).clone()?)))
+        .collect()
+}
+
+fn intents_of(labels: &[Label]) -> BTreeMap<TurnKey, String> {
+    labels
+        .iter()
+        .filter_map(|l| Some((key(&l.dialogue_id, l.turn_index), l.intent.clone()?)))
+        .collect()
+}
+
+/// Accuracy against `gold` on its items (those in `only`, if given), a
+/// missing label counting as wrong; and the number of items.
+fn hand_accuracy(
+    gold: &BTreeMap<TurnKey, String>,
+    labels: &BTreeMap<TurnKey, String>,
+    only: Option<&BTreeSet<TurnKey>>,
+) -> (f64, u64) {
+    let items: Vec<(&TurnKey, &String)> = gold
+        .iter()
+        .filter(|(k, _)| only.is_none_or(|o| o.contains(*k)))
+        .collect();
+    let right = items
+        .iter()
+        .filter(|(k, g)| labels.get(*k) == Some(*g))
+        .count();
+    (right as f64 / items.len() as f64, items.len() as u64)
+}
+
+/// A report estimate's value and interval.
+fn estimate(e: &serde_json::Value) -> (f64, f64, f64) {
+    (
+        e["value"].as_f64().unwrap(),
+        e["ci95"][0].as_f64().unwrap(),
+        e["ci95"][1].as_f64().unwrap(),
+    )
+}
+
+/// The width of a 95% normal interval for a share `p` of `n` items. Dialogues
+/// are resampled, not turns, so the bootstrap's is wider by the clustering;
+/// a width far off this (none at all, or most of [0, 1]) is a broken bootstrap.
+fn binomial_width(p: f64, n: u64) -> f64 {
+    2.0 * 1.96 * (p * (1.0 - p) / n as f64).sqrt()
 }
 
 #[test]
@@ -102,11 +190,21 @@ fn report_of_the_single_annotator_on_sample_data() {
         "--bootstrap",
         "200",
     ]);
+    // The single annotator against the unanimous gold, counted by hand.
+    let hand = hand_gold();
+    let single_intent = annotator_labels("single", |a| &a.intent);
+    let single_failure = annotator_labels("single", |a| &a.failure_point);
+    let (intent_accuracy, intent_items) = hand_accuracy(&hand.intent, &single_intent, None);
+    let (failure_accuracy, failure_items) =
+        hand_accuracy(&hand.failure_point, &single_failure, None);
+    // What README reports for sample_data: the annotator errs on about one turn in nine.
+    assert!((0.85..0.92).contains(&intent_accuracy), "{intent_accuracy}");
+    let headline = summary["headline"]["single"]["intent"]["accuracy"]
+        .as_f64()
+        .unwrap();
     assert!(
-        summary["headline"]["single"]["intent"]["accuracy"]
-            .as_f64()
-            .unwrap()
-            > 0.7
+        (headline - intent_accuracy).abs() < 1e-9,
+        "summary says {headline}, counted {intent_accuracy}"
     );
     let report: serde_json::Value = read_json(&out.join("report.json"));
     // Stable keys, documented in README.
@@ -141,17 +239,30 @@ fn report_of_the_single_annotator_on_sample_data() {
     ] {
         let t = &report["systems"][0]["tasks"][task];
         let headline = t["headline"].as_str().unwrap();
-        let estimate = &t["metrics"][headline];
-        let (value, lo, hi) = (
-            estimate["value"].as_f64().unwrap(),
-            estimate["ci95"][0].as_f64().unwrap(),
-            estimate["ci95"][1].as_f64().unwrap(),
-        );
+        let (value, lo, hi) = estimate(&t["metrics"][headline]);
+        // A real interval around the estimate: neither a point nor most of [0, 1].
         assert!(
-            lo <= value && value <= hi,
-            "{task}: {value} outside [{lo}, {hi}]"
+            lo < value && value < hi && hi - lo > 0.005 && hi - lo < 0.3,
+            "{task}: {value} in [{lo}, {hi}]"
         );
         assert!(report["gold"]["items"][task]["with_gold"].as_u64().unwrap() > 0);
+        let counted = match task {
+            "intent" => Some((intent_accuracy, intent_items)),
+            "failure_point" => Some((failure_accuracy, failure_items)),
+            _ => None,
+        };
+        if let Some((expected, items)) = counted {
+            assert!(
+                (value - expected).abs() < 1e-9,
+                "{task}: {value}, counted {expected}"
+            );
+            assert_eq!(t["items"].as_u64().unwrap(), items, "{task} items");
+            let width = binomial_width(expected, items);
+            assert!(
+                hi - lo > 0.5 * width && hi - lo < 3.0 * width,
+                "{task}: [{lo}, {hi}] against a binomial width of {width}"
+            );
+        }
     }
     // The turns whose meaning needs context: every turn the truth marks.
     let (rows, _) = read_table::<Annotation>(&gold).unwrap();
@@ -185,16 +296,25 @@ fn report_of_the_single_annotator_on_sample_data() {
         assert_eq!(names, ["single", "human_leave_one_out"]);
         let single = &t["systems"][0];
         assert_eq!(single["items"].as_u64().unwrap(), items);
-        let estimate = &single["metrics"][t["headline"].as_str().unwrap()];
-        let (value, lo, hi) = (
-            estimate["value"].as_f64().unwrap(),
-            estimate["ci95"][0].as_f64().unwrap(),
-            estimate["ci95"][1].as_f64().unwrap(),
-        );
+        let (value, lo, hi) = estimate(&single["metrics"][t["headline"].as_str().unwrap()]);
         assert!(
-            0.5 < value && lo <= value && value <= hi && hi - lo > 0.0,
-            "{task}: {estimate}"
+            0.5 < value && lo < value && value < hi && hi - lo < 0.5,
+            "{task}: {value} in [{lo}, {hi}]"
         );
+        if task == "intent" {
+            let (expected, items) =
+                hand_accuracy(&hand.intent, &single_intent, Some(&hand.context));
+            assert!(
+                (value - expected).abs() < 1e-9,
+                "context intent: {value}, counted {expected}"
+            );
+            assert_eq!(single["items"].as_u64().unwrap(), items);
+            let width = binomial_width(expected, items);
+            assert!(
+                hi - lo > 0.5 * width && hi - lo < 3.0 * width,
+                "context intent: [{lo}, {hi}] against a binomial width of {width}"
+            );
+        }
         assert!(
             t["comparisons"].as_array().unwrap().is_empty(),
             "no prediction"
@@ -261,11 +381,21 @@ fn a_prediction_with_confidences_is_swept_compared_and_reviewed() {
     let oracle = &report["systems"][0];
     assert_eq!(oracle["name"], "oracle");
     // Built from the truth, it beats the single annotator on failure points, significantly.
+    // The lead, counted by hand: oracle minus single failure-point accuracy.
     let vs = &oracle["tasks"]["failure_point"]["vs_baseline"];
     assert_eq!(vs["baseline"], "single");
+    let hand = hand_gold();
+    let oracle_failures: BTreeMap<TurnKey, String> = oracle_labels(None, false)
+        .into_iter()
+        .filter_map(|l| Some((key(&l.dialogue_id, l.turn_index), l.failure_point?)))
+        .collect();
+    let single_failures = annotator_labels("single", |a| &a.failure_point);
+    let lead = hand_accuracy(&hand.failure_point, &oracle_failures, None).0
+        - hand_accuracy(&hand.failure_point, &single_failures, None).0;
+    let delta = vs["delta"].as_f64().unwrap();
     assert!(
-        vs["delta"].as_f64().unwrap() > 0.0 && vs["p_value"].as_f64().unwrap() < 0.05,
-        "{vs}"
+        (delta - lead).abs() < 1e-9 && lead > 0.05 && vs["p_value"].as_f64().unwrap() < 0.05,
+        "{vs}: counted a lead of {lead}"
     );
     // Its wrong intents have low confidence, so a threshold removes them.
     let sweep = &report["threshold_sweeps"]["oracle"]["intent"];
@@ -428,9 +558,13 @@ fn bad_inputs_are_named() {
 /// the truth marks as needing context the intent is wrong and no slot is
 /// found, as a labeler blind to the dialogue would get them.
 fn write_contextless_predictions(dir: &Path) -> PathBuf {
+    write_labels(&dir.join("contextless"), &contextless_labels())
+}
+
+/// The rows of [`write_contextless_predictions`].
+fn contextless_labels() -> Vec<Label> {
     let (rows, _) = read_table::<Annotation>(&sample().join("annotations")).unwrap();
-    let labels: Vec<Label> = rows
-        .into_iter()
+    rows.into_iter()
         .filter(|a| a.annotator_id == "truth")
         .map(|a| {
             let blind = a.context.is_some();
@@ -470,12 +604,7 @@ fn write_contextless_predictions(dir: &Path) -> PathBuf {
                 ..Label::default()
             }
         })
-        .collect();
-    let path = dir.join("contextless");
-    let mut writer = DatasetWriter::create(&path, true).unwrap();
-    writer.write_rows(&labels).unwrap();
-    writer.finish::<Label>().unwrap();
-    path
+        .collect()
 }
 
 #[test]
@@ -512,10 +641,27 @@ fn on_the_turns_that_need_context_every_prediction_is_tested_against_every_other
             .as_f64()
             .unwrap()
     };
-    // Blind on exactly these turns, the contextless stand-in gets (almost) none right.
-    assert!(metric("intent", "contextless") < 0.05);
+    // Blind on exactly these turns, the contextless stand-in gets (almost)
+    // none right; the figures, counted by hand.
+    let hand = hand_gold();
+    let (oracle_intents, contextless_intents) = (
+        intents_of(&oracle_labels(None, false)),
+        intents_of(&contextless_labels()),
+    );
+    let on_context = |labels| hand_accuracy(&hand.intent, labels, Some(&hand.context)).0;
+    let expected = [
+        ("oracle", on_context(&oracle_intents)),
+        ("contextless", on_context(&contextless_intents)),
+    ];
+    for (system, expected) in expected {
+        let value = metric("intent", system);
+        assert!(
+            (value - expected).abs() < 1e-9,
+            "{system} on context turns: {value}, counted {expected}"
+        );
+    }
+    assert!(expected[1].1 < 0.05 && expected[0].1 > 0.8, "{expected:?}");
     assert!(metric("slots", "contextless") < 0.05);
-    assert!(metric("intent", "oracle") > 0.7);
     // On all turns it still looks good: only the subset shows the gap.
     let full = report["systems"]
         .as_array()
@@ -523,11 +669,13 @@ fn on_the_turns_that_need_context_every_prediction_is_tested_against_every_other
         .iter()
         .find(|s| s["name"] == "contextless")
         .unwrap();
+    let full_accuracy = full["tasks"]["intent"]["metrics"]["accuracy"]["value"]
+        .as_f64()
+        .unwrap();
+    let (counted, _) = hand_accuracy(&hand.intent, &contextless_intents, None);
     assert!(
-        full["tasks"]["intent"]["metrics"]["accuracy"]["value"]
-            .as_f64()
-            .unwrap()
-            > 0.6
+        (full_accuracy - counted).abs() < 1e-9 && counted > 0.6,
+        "contextless on all turns: {full_accuracy}, counted {counted}"
     );
     for task in ["intent", "slots"] {
         let comparisons = context[task]["comparisons"].as_array().unwrap();
@@ -550,6 +698,11 @@ fn on_the_turns_that_need_context_every_prediction_is_tested_against_every_other
             "{task}"
         );
         let (oracle_vs_contextless, contextless_vs_single) = (&comparisons[0], &comparisons[2]);
+        let delta = metric(task, "oracle") - metric(task, "contextless");
+        assert!(
+            (oracle_vs_contextless["delta"].as_f64().unwrap() - delta).abs() < 1e-9,
+            "{task}: {oracle_vs_contextless} is not {delta}"
+        );
         assert!(
             oracle_vs_contextless["delta"].as_f64().unwrap() > 0.5
                 && oracle_vs_contextless["p_value"].as_f64().unwrap() < 0.01,
@@ -662,6 +815,140 @@ fn one_gold_annotator_and_no_baseline() {
     let intent = systems[0]["tasks"]["intent"]["metrics"]["accuracy"]["value"]
         .as_f64()
         .unwrap();
-    assert!(intent > 0.8 && intent < 0.9, "intent accuracy {intent}");
+    let truth = annotator_labels("truth", |a| &a.intent);
+    let (expected, items) = hand_accuracy(&truth, &intents_of(&oracle_labels(None, false)), None);
+    assert!(
+        (intent - expected).abs() < 1e-9 && expected > 0.8 && expected < 0.9,
+        "intent accuracy {intent}, counted {expected}"
+    );
+    assert_eq!(
+        systems[0]["tasks"]["intent"]["items"].as_u64().unwrap(),
+        items
+    );
     assert_eq!(report["gold"]["items"]["intent"]["without_gold"], 0);
+}
+
+/// One hand-built annotation row: goal 0, no slots.
+fn hand_row(
+    dialogue: &str,
+    turn: i32,
+    annotator: &str,
+    intent: &str,
+    failure_point: &str,
+    goal_success: bool,
+) -> Annotation {
+    Annotation {
+        dialogue_id: dialogue.into(),
+        turn_index: turn,
+        annotator_id: annotator.into(),
+        goal_id: Some(0),
+        goal_success: Some(goal_success),
+        intent: Some(intent.into()),
+        slots: None,
+        failure_point: Some(failure_point.into()),
+        context: None,
+    }
+}
+
+/// Human leave-one-out on a 3-annotator table small enough to work out by
+/// hand: each annotator is judged on the items where the other two agree.
+///
+/// Intent (a1, a2, a3), and who is judged on the turn:
+///   d1 t0  PlayMusic  PlayMusic  PlayMusic   a1 right, a2 right, a3 right
+///   d1 t1  GetWeather PlayMusic  PlayMusic   a1 wrong (only a2 = a3)
+///   d1 t2  PlayMusic  PlayMusic  SetAlarm    a3 wrong (only a1 = a2)
+///   d2 t0  SetAlarm   GetWeather GetWeather  a1 wrong (only a2 = a3)
+///   d2 t1  GetWeather SetAlarm   PlayMusic   nobody (no two agree)
+/// a1 = 1/3 on 3 items, a2 = 1/1, a3 = 1/2 on 2; mean (1/3 + 1 + 1/2) / 3
+/// = 11/18 on (3 + 1 + 2) / 3 = 2 items.
+///
+/// Failure point: `correct` everywhere except d1 t2 (asr, nlu, asr), where
+/// a2 is the odd one out: a1 = 4/4, a2 = 4/5, a3 = 4/4; mean 14/15.
+///
+/// Goal success (one goal per dialogue): d1 (true, true, false), d2 all
+/// true: a1 = 1/1 (d2 only), a2 = 1/1 (d2 only), a3 = 1/2 (d1 wrong, d2
+/// right); mean 5/6.
+#[test]
+fn human_leave_one_out_on_a_hand_built_table() {
+    let intents = [
+        ("d1", 0, ["PlayMusic", "PlayMusic", "PlayMusic"]),
+        ("d1", 1, ["GetWeather", "PlayMusic", "PlayMusic"]),
+        ("d1", 2, ["PlayMusic", "PlayMusic", "SetAlarm"]),
+        ("d2", 0, ["SetAlarm", "GetWeather", "GetWeather"]),
+        ("d2", 1, ["GetWeather", "SetAlarm", "PlayMusic"]),
+    ];
+    let mut rows = Vec::new();
+    for (dialogue, turn, by_annotator) in intents {
+        for (a, intent) in by_annotator.into_iter().enumerate() {
+            let annotator = ["a1", "a2", "a3"][a];
+            let failure_point = match (dialogue, turn, annotator) {
+                ("d1", 2, "a2") => "nlu",
+                ("d1", 2, _) => "asr",
+                _ => "correct",
+            };
+            let success = !(dialogue == "d1" && annotator == "a3");
+            rows.push(hand_row(
+                dialogue,
+                turn,
+                annotator,
+                intent,
+                failure_point,
+                success,
+            ));
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let gold = tmp.path().join("annotations");
+    let mut writer = DatasetWriter::create(&gold, true).unwrap();
+    writer.write_rows(&rows).unwrap();
+    writer.finish::<Annotation>().unwrap();
+    let out = tmp.path().join("report");
+    run_eval(&[
+        "eval",
+        "--gold",
+        gold.to_str().unwrap(),
+        "--baseline-annotator",
+        "none",
+        "--out",
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "0",
+    ]);
+    let report = read_json(&out.join("report.json"));
+    let close = |value: &serde_json::Value, expected: f64, what: &str| {
+        let value = value.as_f64().unwrap_or_else(|| panic!("{what}: {value}"));
+        assert!(
+            (value - expected).abs() < 1e-9,
+            "{what}: {value}, expected {expected}"
+        );
+    };
+    let expected = [
+        ("intent", [1.0 / 3.0, 1.0, 0.5], 11.0 / 18.0, 2),
+        ("failure_point", [1.0, 0.8, 1.0], 14.0 / 15.0, 4),
+        ("goal_success", [1.0, 1.0, 0.5], 5.0 / 6.0, 1),
+    ];
+    for (task, per_annotator, mean, mean_items) in expected {
+        for (annotator, value) in ["a1", "a2", "a3"].into_iter().zip(per_annotator) {
+            close(
+                &report["annotators"][annotator]["vs_gold_of_others"][task],
+                value,
+                &format!("{annotator} {task}"),
+            );
+        }
+        let systems = report["systems"].as_array().unwrap();
+        assert_eq!(systems.len(), 1, "only the human row: {systems:?}");
+        assert_eq!(systems[0]["name"], "human_leave_one_out");
+        let human = &systems[0]["tasks"][task];
+        close(
+            &human["metrics"][human["headline"].as_str().unwrap()]["value"],
+            mean,
+            &format!("human {task}"),
+        );
+        assert_eq!(human["items"], mean_items, "human {task} items");
+    }
+    // The unanimous gold of all three: intent on d1 t0 only, failure points
+    // on the four turns where all agree.
+    assert_eq!(report["gold"]["items"]["intent"]["with_gold"], 1);
+    assert_eq!(report["gold"]["items"]["intent"]["without_gold"], 4);
+    assert_eq!(report["gold"]["items"]["failure_point"]["with_gold"], 4);
 }

@@ -39,13 +39,24 @@ fn simulate_synth_pretrain_on_a_tiny_model() {
         "--batch-size",
         "8",
     ];
-    let (synth, model) = (dir("synth"), dir("model"));
+    // Held out: synth of dialogues from another simulator seed.
+    common::simulate(&tmp.path().join("held-out-sim"), 10, 2);
+    let out = labelgen(&[
+        "synth",
+        "--logs",
+        &format!("{}/turns", dir("held-out-sim")),
+        "--out",
+        &dir("held-out"),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (synth, held_out, model) = (dir("synth"), dir("held-out"), dir("model"));
     let mut args = vec![
         "pretrain",
         "--data",
         &synth,
         "--eval-data",
-        &synth,
+        &held_out,
         "--out",
         &model,
         "--max-steps",
@@ -62,10 +73,21 @@ fn simulate_synth_pretrain_on_a_tiny_model() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["steps"], 4);
     assert_eq!(summary["curve"].as_array().unwrap().len(), 2);
-    assert!(
-        summary["eval_auc"].as_f64().is_some()
-            && summary["tokens_per_second"].as_f64().unwrap() > 0.0
-    );
+    // An AUC on the held-out pairs (a probability, whatever 4 steps learnt),
+    // and the held-out loss and AUC at each evaluation, the last one the summary's.
+    let auc = summary["eval_auc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&auc), "eval_auc {auc}");
+    let curve = summary["curve"].as_array().unwrap();
+    for point in curve {
+        let (loss, auc) = (point["eval_loss"].as_f64(), point["eval_auc"].as_f64());
+        assert!(
+            loss.is_some_and(|l| l.is_finite() && l > 0.0)
+                && auc.is_some_and(|a| (0.0..=1.0).contains(&a)),
+            "{point}"
+        );
+    }
+    assert_eq!(summary["eval_loss"], curve[1]["eval_loss"]);
+    assert!(summary["tokens_per_second"].as_f64().unwrap() > 0.0);
     for file in [
         "config.json",
         "model.safetensors",

@@ -31,9 +31,13 @@ pub struct EvalArgs {
     /// unanimous: all gold annotators agree (corroborated); majority: at least two of three
     #[arg(long, value_enum, default_value = "unanimous")]
     gold_policy: GoldPolicy,
-    /// The logs, to show utterances in the review list
+    /// The logs: utterances for the review list, and the runtime's own hypotheses
+    /// (nlu_intent, dialogue_status), judged as the system `runtime`
     #[arg(long)]
     turns: Option<PathBuf>,
+    /// Leave the copy-the-runtime baseline (the system `runtime`) out of the report
+    #[arg(long)]
+    no_runtime_baseline: bool,
     /// Report directory
     #[arg(long)]
     out: PathBuf,
@@ -58,6 +62,9 @@ impl EvalArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let config = self.into_config()?;
         let report = eval::run(&config)?;
+        for warning in input_warnings(&report) {
+            eprintln!("warning: {warning}");
+        }
         print_summary(&summary(&report, &config.out))
     }
 
@@ -72,6 +79,7 @@ impl EvalArgs {
             gold_annotators: self.gold_annotators,
             policy: self.gold_policy,
             turns: self.turns,
+            runtime_baseline: !self.no_runtime_baseline,
             bootstrap_resamples: self.bootstrap,
             seed: self.seed,
             annotator_turns_per_hour: self.annotator_turns_per_hour,
@@ -90,7 +98,34 @@ fn summary(report: &EvalReport, out: &Path) -> Value {
         "report_json": out.join("report.json"),
         "headline": headline(report),
         "review_items": report.review_items,
+        "input_warnings": input_warnings(report),
     })
+}
+
+/// Labels for dialogues outside the gold are not judged, and gold dialogues
+/// without labels count as unlabelled: neither stops eval (labels often
+/// cover more traffic than was annotated), but both are said, not only in
+/// the report's last section.
+fn input_warnings(report: &EvalReport) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (name, check) in &report.inputs {
+        if check.extra_dialogues > 0 {
+            warnings.push(format!(
+                "labels `{name}`: {} of {} dialogue(s) are not in the gold and were not judged (e.g. {})",
+                check.extra_dialogues,
+                check.dialogues,
+                check.examples_extra.join(", ")
+            ));
+        }
+        if check.missing_dialogues > 0 {
+            warnings.push(format!(
+                "labels `{name}`: {} gold dialogue(s) have no labels and count as unlabelled (e.g. {})",
+                check.missing_dialogues,
+                check.examples_missing.join(", ")
+            ));
+        }
+    }
+    warnings
 }
 
 /// System -> task -> {headline metric: value}.

@@ -44,7 +44,17 @@ pub struct LabelArgs {
 impl LabelArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         self.common.apply()?;
-        print_summary(&label::run(&self.into_config()?)?)
+        let config = self.into_config()?;
+        let summary = label::run(&config)?;
+        if summary.input_warnings > 0 {
+            eprintln!(
+                "warning: {} non-fatal input problem(s) (e.g. empty utterances), labelled anyway; \
+                 `labelgen validate {} --table turns` lists them",
+                summary.input_warnings,
+                config.logs.display()
+            );
+        }
+        print_summary(&summary)
     }
 
     pub fn into_config(self) -> anyhow::Result<LabelConfig> {

@@ -21,10 +21,10 @@ pub struct SimulateArgs {
     /// Output directory (receives turns/ and annotations/)
     #[arg(long)]
     out: PathBuf,
-    /// Per-label error rate of each of the three gold annotators a1, a2, a3
+    /// Mean per-label error rate of each of the three gold annotators a1, a2, a3 (higher on hard items)
     #[arg(long, default_value_t = 0.06)]
     annotator_error: f64,
-    /// Per-label error rate of the single-pass annotator
+    /// Mean per-label error rate of the single-pass annotator (higher on hard items)
     #[arg(long, default_value_t = 0.12)]
     single_error: f64,
     /// Share of goals that are false wakes

@@ -13,13 +13,15 @@ use super::common::Common;
 use super::parse::{parse_dropout, parse_lookahead, parse_task_weights};
 use super::summary::print_summary;
 
-/// What the contextless baseline's turn encoder reads.
+/// What a contextless baseline reads of its turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ContextlessInput {
     /// The user utterance alone
     Utterance,
     /// The user utterance and the system response, as a pair
     Turn,
+    /// The utterance and response, with the turn's runtime features (only the other turns are dropped)
+    TurnRuntime,
 }
 
 #[derive(Args)]
@@ -52,8 +54,9 @@ pub struct TrainArgs {
     /// Share of dialogues held out for early stopping and calibration
     #[arg(long, default_value_t = 0.1)]
     dev_share: f64,
-    /// Train the contextless baseline: no runtime features, no dialogue Transformer, and the encoder reads the
-    /// user utterance alone (`utterance`, what an NLU model sees) or with the system response (`turn`)
+    /// Train a contextless baseline: each turn alone, no dialogue Transformer; the encoder reads the user
+    /// utterance alone (`utterance`, what an NLU model sees) or with the system response (`turn`), both without
+    /// runtime features, or the turn with its runtime features (`turn-runtime`: only the other turns dropped)
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "utterance", value_name = "INPUT")]
     contextless: Option<ContextlessInput>,
     /// Fit the goal-success threshold and a `correct` failure-point shift on the dev split for macro-F1,
@@ -104,6 +107,7 @@ impl ContextlessInput {
         match self {
             ContextlessInput::Utterance => TurnContext::UtteranceOnly,
             ContextlessInput::Turn => TurnContext::TurnOnly,
+            ContextlessInput::TurnRuntime => TurnContext::TurnWithRuntime,
         }
     }
 }
@@ -111,7 +115,14 @@ impl ContextlessInput {
 impl TrainArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         self.common.apply()?;
-        print_summary(&train::run(&self.into_config()?)?)
+        let summary = train::run(&self.into_config()?)?;
+        if summary.annotated_turns_not_in_logs > 0 {
+            eprintln!(
+                "warning: {} annotated turn(s) are not in the logs and were not used (see annotated_turns_not_in_logs)",
+                summary.annotated_turns_not_in_logs
+            );
+        }
+        print_summary(&summary)
     }
 
     pub fn into_config(self) -> anyhow::Result<TrainConfig> {
@@ -190,6 +201,10 @@ mod tests {
         assert_eq!(
             config(&["--contextless", "turn"]).context,
             TurnContext::TurnOnly
+        );
+        assert_eq!(
+            config(&["--contextless", "turn-runtime"]).context,
+            TurnContext::TurnWithRuntime
         );
     }
 

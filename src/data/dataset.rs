@@ -4,6 +4,8 @@
 //! temporary directory that is renamed into place only when complete, so a
 //! crash never leaves a partial dataset where a reader would find it.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::issues::{DataError, Issue, Severity};
+use super::issues::{DataError, Issue, RowPlace, Severity};
 use super::tables::{Decoded, TableRow};
 
 /// Rows per record batch when reading: bounds memory per batch.
@@ -55,16 +57,18 @@ pub fn part_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
 fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
+        // Compared as bytes: a name that is not UTF-8 (written on a system
+        // with another locale) is still a part file, not one to skip.
         let name = path
             .file_name()
-            .and_then(|n| n.to_str())
+            .map(|n| n.as_encoded_bytes())
             .unwrap_or_default();
-        if name.starts_with('.') || name.starts_with('_') {
+        if name.starts_with(b".") || name.starts_with(b"_") {
             continue;
         }
         if path.is_dir() {
             collect_parquet(&path, out)?;
-        } else if name.ends_with(".parquet") {
+        } else if name.ends_with(b".parquet") {
             out.push(path);
         }
     }
@@ -180,13 +184,18 @@ pub struct StreamSummary {
 }
 
 /// A whole table in memory, for stages that need random access. Any row
-/// error stops with the first few located; warnings are returned, counted.
+/// error (a bad cell or value, or two rows with one key) stops with the
+/// first few located; warnings are returned, counted.
 pub fn read_table<T: TableRow>(path: &Path) -> Result<(Vec<T>, Vec<Issue>), DataError> {
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    let mut keys = KeyIndex::default();
     let summary = stream_rows::<T, DataError>(path, |decoded| {
-        rows.extend(decoded.rows.into_iter().map(|(_, row)| row));
+        for (place, row) in decoded.rows {
+            errors.extend(keys.observe(&place, &row));
+            rows.push(row);
+        }
         for issue in decoded.issues {
             if issue.severity == Severity::Error {
                 errors.push(issue)
@@ -201,6 +210,53 @@ pub fn read_table<T: TableRow>(path: &Path) -> Result<(Vec<T>, Vec<Issue>), Data
         return Err(invalid_rows(path, T::TABLE.name(), &errors));
     }
     Ok((rows, warnings))
+}
+
+/// A row's key: dialogue and turn, and in the annotations table the annotator.
+type RowKey = (String, i32, Option<String>);
+
+/// Where each key was first seen, to find rows that share one, across part
+/// files: a stage that holds a table by key would otherwise keep one of
+/// them and drop the other silently.
+#[derive(Default)]
+pub struct KeyIndex {
+    first: HashMap<RowKey, RowPlace>,
+}
+
+impl KeyIndex {
+    /// A `duplicate_key` error if the row's key was seen before.
+    pub fn observe<T: TableRow>(&mut self, place: &RowPlace, row: &T) -> Option<Issue> {
+        let key = (
+            row.dialogue_id().to_string(),
+            row.turn_index(),
+            row.annotator_id().map(str::to_string),
+        );
+        match self.first.entry(key) {
+            Entry::Vacant(entry) => {
+                entry.insert(place.clone());
+                None
+            }
+            Entry::Occupied(entry) => {
+                let first = entry.get();
+                let annotator = row
+                    .annotator_id()
+                    .map(|a| format!(", annotator {a}"))
+                    .unwrap_or_default();
+                Some(place.issue(
+                    Severity::Error,
+                    "duplicate_key",
+                    None,
+                    Some(row.dialogue_id()),
+                    format!(
+                        "duplicate key (turn_index {}{annotator}); first seen in {} row {}",
+                        row.turn_index(),
+                        first.file,
+                        first.row
+                    ),
+                ))
+            }
+        }
+    }
 }
 
 pub fn invalid_rows(path: &Path, table: &'static str, errors: &[Issue]) -> DataError {
@@ -374,4 +430,303 @@ pub fn write_file_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         anyhow::anyhow!("cannot move {} to {}: {e}", temp.display(), path.display())
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::tables::{Annotation, Turn};
+
+    fn turn(dialogue: &str, index: i32) -> Turn {
+        Turn {
+            dialogue_id: dialogue.into(),
+            turn_index: index,
+            user_utterance: "play jazz".into(),
+            system_response: "Playing jazz.".into(),
+            ..Turn::default()
+        }
+    }
+
+    fn write_part<T: TableRow>(path: &Path, rows: &[T]) {
+        let batch = T::to_batch(rows).unwrap();
+        let mut writer = ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None)
+            .expect("writer");
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+
+    #[test]
+    fn a_key_repeated_in_another_part_file_is_an_error_naming_both_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_part(
+            &tmp.path().join("a.parquet"),
+            &[turn("d1", 0), turn("d1", 1)],
+        );
+        write_part(
+            &tmp.path().join("b.parquet"),
+            &[turn("d2", 0), turn("d1", 1)],
+        );
+        let error = read_table::<Turn>(tmp.path()).expect_err("duplicate refused");
+        let text = error.to_string();
+        assert!(
+            text.contains("1 invalid row(s) in the turns table"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "b.parquet: row 1 (dialogue d1): duplicate key (turn_index 1); first seen in"
+            ) && text.contains("a.parquet row 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn annotators_are_part_of_the_annotations_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a.parquet");
+        let by = |annotator: &str| Annotation {
+            dialogue_id: "d1".into(),
+            annotator_id: annotator.into(),
+            ..Annotation::default()
+        };
+        write_part(&path, &[by("a1"), by("a2")]);
+        assert_eq!(read_table::<Annotation>(&path).unwrap().0.len(), 2);
+        write_part(&path, &[by("a1"), by("a2"), by("a1")]);
+        let text = read_table::<Annotation>(&path).err().unwrap().to_string();
+        assert!(
+            text.contains("row 2 (dialogue d1): duplicate key (turn_index 0, annotator a1)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn values_out_of_range_stop_a_stage_reading_the_table() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("t.parquet");
+        let mut bad = turn("d1", 1);
+        bad.asr_confidence = Some(f32::NAN);
+        write_part(&path, &[turn("d1", 0), bad]);
+        let text = read_table::<Turn>(&path).err().unwrap().to_string();
+        assert!(
+            text.contains("row 1 (dialogue d1), column `asr_confidence`: value NaN outside [0, 1]"),
+            "{text}"
+        );
+    }
+
+    mod round_trip {
+        use proptest::option::of;
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::data::tables::{
+            Annotation, FailurePoint, Label, LabelledSlotSpan, SlotSpan, Turn,
+        };
+
+        fn probability() -> impl Strategy<Value = Option<f32>> {
+            of(0.0f32..=1.0)
+        }
+
+        /// Rows with unique keys: row i is turn i of its dialogue.
+        fn keyed<T: std::fmt::Debug>(
+            row: impl Strategy<Value = T>,
+            set_key: fn(&mut T, String, i32),
+        ) -> impl Strategy<Value = Vec<T>> {
+            ("\\PC{0,8}", proptest::collection::vec(row, 0..20)).prop_map(
+                move |(prefix, mut rows)| {
+                    for (i, row) in rows.iter_mut().enumerate() {
+                        set_key(row, format!("{prefix}{}", i % 3), (i / 3) as i32);
+                    }
+                    rows
+                },
+            )
+        }
+
+        fn turns() -> impl Strategy<Value = Vec<Turn>> {
+            let texts = (
+                any::<String>(),
+                any::<String>(),
+                of(any::<String>()),
+                of("[a-z_]{0,6}"),
+            );
+            let numbers = (
+                of(any::<i64>()),
+                probability(),
+                probability(),
+                of(any::<bool>()),
+                of(-1i8..=1),
+            );
+            let turn = (texts, numbers).prop_map(
+                |((user, system, device, domain), (ts, asr, nlu, barge, feedback))| Turn {
+                    timestamp_us: ts,
+                    user_utterance: user,
+                    system_response: system,
+                    device_type: device,
+                    domain,
+                    asr_confidence: asr,
+                    nlu_confidence: nlu,
+                    barge_in: barge,
+                    explicit_feedback: feedback,
+                    ..Turn::default()
+                },
+            );
+            let embeddings = (any::<bool>(), proptest::collection::vec(-1e6f32..1e6, 1..4));
+            (
+                keyed(turn, |t, d, i| {
+                    t.dialogue_id = d;
+                    t.turn_index = i;
+                }),
+                embeddings,
+            )
+                .prop_map(|(mut rows, (with_vectors, vector))| {
+                    // One vector length per table, as the schema requires.
+                    for (i, row) in rows.iter_mut().enumerate() {
+                        row.audio_embedding = (with_vectors && i % 2 == 0).then(|| vector.clone());
+                    }
+                    rows
+                })
+        }
+
+        fn span() -> impl Strategy<Value = (String, i32, i32)> {
+            ("\\PC{1,6}", 0i32..1000, 1i32..50)
+                .prop_map(|(slot, start, len)| (slot, start, start + len))
+        }
+
+        fn annotations() -> impl Strategy<Value = Vec<Annotation>> {
+            let spans = of(proptest::collection::vec(span(), 0..3));
+            let failure = of(proptest::sample::select(FailurePoint::ALL.to_vec()));
+            let row = (
+                "\\PC{1,4}",
+                of(0i32..50),
+                of(any::<bool>()),
+                of(any::<String>()),
+                spans,
+                failure,
+                of(any::<String>()),
+            )
+                .prop_map(
+                    |(annotator, goal, success, intent, spans, failure, context)| Annotation {
+                        annotator_id: annotator,
+                        goal_id: goal,
+                        goal_success: success,
+                        intent,
+                        slots: spans.map(|s| {
+                            s.into_iter()
+                                .map(|(slot, start, end)| SlotSpan { slot, start, end })
+                                .collect()
+                        }),
+                        failure_point: failure.map(|f| f.as_str().to_string()),
+                        context,
+                        ..Annotation::default()
+                    },
+                );
+            keyed(row, |a, d, i| {
+                a.dialogue_id = d;
+                a.turn_index = i;
+            })
+        }
+
+        fn labels() -> impl Strategy<Value = Vec<Label>> {
+            let spans = of(proptest::collection::vec(
+                (span(), any::<String>(), 0.0f32..=1.0),
+                0..3,
+            ));
+            let probabilities = (
+                probability(),
+                probability(),
+                probability(),
+                probability(),
+                probability(),
+            );
+            let rest = (
+                of(0i32..50),
+                of(any::<bool>()),
+                of(any::<String>()),
+                spans,
+                of(proptest::sample::select(FailurePoint::ALL.to_vec())),
+                any::<String>(),
+                any::<String>(),
+            );
+            let row = (probabilities, rest).prop_map(
+                |(
+                    (boundary, success_p, intent_p, slots_p, failure_p),
+                    (goal, success, intent, spans, failure, model, run),
+                )| Label {
+                    goal_id: goal,
+                    goal_boundary_prob: boundary,
+                    goal_success: success,
+                    goal_success_prob: success_p,
+                    intent,
+                    intent_prob: intent_p,
+                    slots: spans.map(|s| {
+                        s.into_iter()
+                            .map(|((slot, start, end), text, probability)| LabelledSlotSpan {
+                                slot,
+                                start,
+                                end,
+                                text,
+                                probability,
+                            })
+                            .collect()
+                    }),
+                    slots_prob: slots_p,
+                    failure_point: failure.map(|f| f.as_str().to_string()),
+                    failure_point_prob: failure_p,
+                    model_id: model,
+                    run_id: run,
+                    ..Label::default()
+                },
+            );
+            keyed(row, |l, d, i| {
+                l.dialogue_id = d;
+                l.turn_index = i;
+            })
+        }
+
+        /// Written as a dataset and read back: the same rows, in order.
+        fn survives<T: TableRow + PartialEq + std::fmt::Debug>(
+            rows: &[T],
+        ) -> Result<(), TestCaseError> {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("table");
+            let mut writer = DatasetWriter::create(&path, false).unwrap();
+            writer.write_rows(rows).unwrap();
+            prop_assert_eq!(writer.finish::<T>().unwrap(), rows.len());
+            let (back, _) = read_table::<T>(&path).unwrap();
+            prop_assert_eq!(back, rows);
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn turns_survive_parquet(rows in turns()) {
+                survives(&rows)?;
+            }
+
+            #[test]
+            fn annotations_survive_parquet(rows in annotations()) {
+                survives(&rows)?;
+            }
+
+            #[test]
+            fn labels_survive_parquet(rows in labels()) {
+                survives(&rows)?;
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn part_files_whose_names_are_not_utf8_are_read_not_skipped() {
+        use std::os::unix::ffi::OsStrExt;
+        let tmp = tempfile::tempdir().unwrap();
+        write_part(&tmp.path().join("part-0.parquet"), &[turn("d1", 0)]);
+        // Latin-1 "é" (0xE9) alone is not UTF-8.
+        let name = std::ffi::OsStr::from_bytes(b"part-caf\xe9.parquet");
+        write_part(&tmp.path().join(name), &[turn("d2", 0), turn("d2", 1)]);
+        assert_eq!(part_files(tmp.path()).unwrap().len(), 2);
+        let (rows, _) = read_table::<Turn>(tmp.path()).unwrap();
+        assert_eq!(rows.len(), 3);
+    }
 }

@@ -1,6 +1,7 @@
 //! Data in and out: table schemas, typed rows, Parquet datasets, validation.
 
 pub mod annotators;
+pub mod checks;
 pub mod codec;
 pub mod dataset;
 pub mod feedback;

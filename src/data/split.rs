@@ -64,6 +64,15 @@ mod tests {
         assert!(sizes.iter().all(|&n| n > 250), "{sizes:?}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn every_dialogue_is_in_exactly_one_shard(id in ".*", n in 1u64..100) {
+            let owners = (0..n).filter(|&i| in_shard(&id, Some((i, n)))).count();
+            proptest::prop_assert_eq!(owners, 1);
+            proptest::prop_assert!(in_shard(&id, None));
+        }
+    }
+
     #[test]
     fn shares_are_pinned_and_grow_with_the_share() {
         // Pinned values: dev splits and labelled subsets of earlier runs stay put.

@@ -42,6 +42,9 @@ impl TableRow for SynthTurn {
     fn turn_index(&self) -> i32 {
         self.turn.turn_index
     }
+    fn check_values(&self, check: &mut super::codec::RowCheck<'_>) {
+        self.turn.check_values(check)
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
 
+use super::checks;
 use super::codec::{self, Columns, table_columns};
 use super::issues::{DataError, Issue, RowPlace};
 use super::schema::Table;
@@ -164,6 +165,9 @@ pub trait TableRow: Sized + Send + Columns {
     fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
         codec::encode(rows)
     }
+    /// Checks of the row's values beyond their types (src/data/checks.rs),
+    /// run by every reader on every decoded row.
+    fn check_values(&self, _check: &mut codec::RowCheck<'_>) {}
 }
 
 /// Rows decoded from one record batch, each with its place in the file.
@@ -239,6 +243,9 @@ impl TableRow for Turn {
     fn turn_index(&self) -> i32 {
         self.turn_index
     }
+    fn check_values(&self, check: &mut codec::RowCheck<'_>) {
+        checks::turn(self, check)
+    }
 }
 
 impl TableRow for Annotation {
@@ -252,6 +259,9 @@ impl TableRow for Annotation {
     fn annotator_id(&self) -> Option<&str> {
         Some(&self.annotator_id)
     }
+    fn check_values(&self, check: &mut codec::RowCheck<'_>) {
+        checks::annotation(self, check)
+    }
 }
 
 impl TableRow for Label {
@@ -261,6 +271,9 @@ impl TableRow for Label {
     }
     fn turn_index(&self) -> i32 {
         self.turn_index
+    }
+    fn check_values(&self, check: &mut codec::RowCheck<'_>) {
+        checks::label(self, check)
     }
 }
 
@@ -336,7 +349,8 @@ mod tests {
 
     fn round_trip<T: TableRow + PartialEq + std::fmt::Debug>(rows: &[T]) {
         let decoded = decode::<T>(&T::to_batch(rows).unwrap());
-        assert!(decoded.issues.is_empty());
+        // A default turn's empty utterance is legal: a warning, the row kept.
+        assert!(decoded.issues.iter().all(|i| i.kind == "empty_utterance"));
         let back: Vec<&T> = decoded.rows.iter().map(|(_, row)| row).collect();
         assert_eq!(back, rows.iter().collect::<Vec<_>>());
         let places: Vec<usize> = decoded.rows.iter().map(|(p, _)| p.row).collect();
@@ -434,6 +448,56 @@ mod tests {
             [
                 "error[null_key]: t.parquet: row 11, column `dialogue_id`: null in a non-nullable column",
                 "error[out_of_range]: t.parquet: row 12 (dialogue d2), column `turn_index`: value 1099511627776 does not fit the column's integer type",
+            ]
+        );
+    }
+
+    #[test]
+    fn values_out_of_their_domain_are_errors_and_the_row_is_kept_for_its_key() {
+        let mut bad = turn("d1", -1);
+        bad.asr_confidence = Some(f32::NAN);
+        bad.nlu_confidence = Some(f32::INFINITY);
+        bad.user_utterance = String::new();
+        let decoded = decode::<Turn>(&Turn::to_batch(&[turn("d1", 0), bad]).unwrap());
+        assert_eq!(decoded.rows.len(), 2);
+        let issues: Vec<String> = decoded.issues.iter().map(|i| i.to_string()).collect();
+        assert_eq!(
+            issues,
+            [
+                "error[out_of_range]: t.parquet: row 11 (dialogue d1), column `turn_index`: value -1 is negative",
+                "error[out_of_range]: t.parquet: row 11 (dialogue d1), column `asr_confidence`: value NaN outside [0, 1]",
+                "error[out_of_range]: t.parquet: row 11 (dialogue d1), column `nlu_confidence`: value inf outside [0, 1]",
+                "warning[empty_utterance]: t.parquet: row 11 (dialogue d1), column `user_utterance`: empty user utterance",
+            ]
+        );
+        let mut typo = annotation();
+        typo.failure_point = Some("ASR".into());
+        typo.goal_id = Some(-2);
+        let decoded = decode::<Annotation>(&Annotation::to_batch(&[typo]).unwrap());
+        let kinds: Vec<(&str, Option<&str>)> = decoded
+            .issues
+            .iter()
+            .map(|i| (i.kind, i.column.as_deref()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("out_of_range", Some("goal_id")),
+                ("unknown_value", Some("failure_point"))
+            ]
+        );
+        let mut overconfident = label();
+        overconfident.intent_prob = Some(1.5);
+        overconfident.slots.as_mut().unwrap()[0].probability = f32::NEG_INFINITY;
+        overconfident.slots.as_mut().unwrap()[0].start = 9;
+        let decoded = decode::<Label>(&Label::to_batch(&[overconfident]).unwrap());
+        let messages: Vec<String> = decoded.issues.iter().map(|i| i.message.clone()).collect();
+        assert_eq!(
+            messages,
+            [
+                "value 1.5 outside [0, 1]",
+                "span 0 (genre): start 9, end 9: expected 0 <= start < end",
+                "value -inf outside [0, 1]",
             ]
         );
     }

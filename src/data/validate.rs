@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::checks;
 use super::dataset::{read_table, stream_rows};
 use super::issues::{DataError, Issue, RowPlace, Severity};
 use super::schema::Table;
@@ -59,9 +60,8 @@ pub fn run(config: &ValidateConfig) -> Result<ValidationReport, DataError> {
     let mut keys = KeyTracker::default();
     let summary = match config.table {
         Table::Turns => {
-            validate_rows::<Turn>(&config.path, &mut issues, &mut keys, |place, row, out| {
-                check_turn(place, row, out)
-            })?
+            // The turns' value checks run in every reader (src/data/checks.rs).
+            validate_rows::<Turn>(&config.path, &mut issues, &mut keys, |_, _, _| {})?
         }
         Table::Annotations => {
             let mut goals = GoalTracker::default();
@@ -222,101 +222,6 @@ impl IssueLog {
     }
 }
 
-fn check_probability(
-    place: &RowPlace,
-    dialogue: &str,
-    column: &str,
-    value: Option<f32>,
-    out: &mut IssueLog,
-) {
-    if let Some(v) = value
-        && !(0.0..=1.0).contains(&v)
-    {
-        out.push(place.issue(
-            Severity::Error,
-            "out_of_range",
-            Some(column),
-            Some(dialogue),
-            format!("value {v} outside [0, 1]"),
-        ));
-    }
-}
-
-fn check_non_negative(
-    place: &RowPlace,
-    dialogue: &str,
-    column: &str,
-    value: Option<i32>,
-    out: &mut IssueLog,
-) {
-    if let Some(v) = value
-        && v < 0
-    {
-        out.push(place.issue(
-            Severity::Error,
-            "out_of_range",
-            Some(column),
-            Some(dialogue),
-            format!("value {v} is negative"),
-        ));
-    }
-}
-
-fn check_turn(place: &RowPlace, row: &Turn, out: &mut IssueLog) {
-    let d = row.dialogue_id.as_str();
-    check_non_negative(place, d, "turn_index", Some(row.turn_index), out);
-    check_probability(place, d, "asr_confidence", row.asr_confidence, out);
-    check_probability(place, d, "nlu_confidence", row.nlu_confidence, out);
-    if let Some(v) = row.explicit_feedback
-        && !(-1..=1).contains(&v)
-    {
-        out.push(place.issue(
-            Severity::Error,
-            "unknown_value",
-            Some("explicit_feedback"),
-            Some(d),
-            format!("value {v}; expected -1, 0 or 1"),
-        ));
-    }
-    if row.user_utterance.trim().is_empty() {
-        out.push(place.issue(
-            Severity::Warning,
-            "empty_utterance",
-            Some("user_utterance"),
-            Some(d),
-            "empty user utterance",
-        ));
-    }
-    if let Some(embedding) = &row.audio_embedding
-        && embedding.iter().any(|v| !v.is_finite())
-    {
-        out.push(place.issue(
-            Severity::Error,
-            "out_of_range",
-            Some("audio_embedding"),
-            Some(d),
-            "non-finite value (NaN or infinity)",
-        ));
-    }
-}
-
-fn check_failure_point(place: &RowPlace, dialogue: &str, value: Option<&str>, out: &mut IssueLog) {
-    if let Some(value) = value
-        && super::tables::FailurePoint::parse(value).is_none()
-    {
-        out.push(place.issue(
-            Severity::Error,
-            "unknown_value",
-            Some("failure_point"),
-            Some(dialogue),
-            format!(
-                "unknown failure_point '{value}'; expected one of {}",
-                super::tables::FailurePoint::ALL.map(|f| f.as_str()).join(", ")
-            ),
-        ));
-    }
-}
-
 type Utterances = HashMap<(String, i32), String>;
 
 fn load_utterances(turns: &Path) -> Result<Utterances, DataError> {
@@ -346,37 +251,16 @@ fn check_span(
             format!("span {index} ({slot}): {message}"),
         ));
     };
-    if slot.is_empty() {
-        error("bad_span", "empty slot name".into());
-    }
-    if start < 0 || end <= start {
-        error(
-            "bad_span",
-            format!("start {start}, end {end}: expected 0 <= start < end"),
-        );
+    // A span that is no span was reported by the reader (src/data/checks.rs).
+    if !checks::span_is_ordered(start, end) {
         return;
     }
     let Some(utterance) = utterance else { return };
+    if let Some((kind, message)) = checks::span_misfit(utterance, start, end) {
+        error(kind, message);
+        return;
+    }
     let (start, end) = (start as usize, end as usize);
-    if end > utterance.len() {
-        error(
-            "span_outside_utterance",
-            format!(
-                "end {end} beyond the utterance's {} bytes ({utterance:?})",
-                utterance.len()
-            ),
-        );
-        return;
-    }
-    if !utterance.is_char_boundary(start) || !utterance.is_char_boundary(end) {
-        error(
-            "span_not_char_boundary",
-            format!(
-                "offsets {start}..{end} cut a UTF-8 character of {utterance:?} (offsets are UTF-8 bytes)"
-            ),
-        );
-        return;
-    }
     if let Some(text) = text
         && &utterance[start..end] != text
     {
@@ -416,9 +300,6 @@ fn check_annotation(
     out: &mut IssueLog,
 ) {
     let d = row.dialogue_id.as_str();
-    check_non_negative(place, d, "turn_index", Some(row.turn_index), out);
-    check_non_negative(place, d, "goal_id", row.goal_id, out);
-    check_failure_point(place, d, row.failure_point.as_deref(), out);
     let utterance = lookup(utterances, d, row.turn_index);
     for (i, span) in row.slots.iter().flatten().enumerate() {
         check_span(
@@ -434,21 +315,8 @@ fn check_annotation(
 
 fn check_label(place: &RowPlace, row: &Label, utterances: Option<&Utterances>, out: &mut IssueLog) {
     let d = row.dialogue_id.as_str();
-    check_non_negative(place, d, "turn_index", Some(row.turn_index), out);
-    check_non_negative(place, d, "goal_id", row.goal_id, out);
-    check_failure_point(place, d, row.failure_point.as_deref(), out);
-    for (column, value) in [
-        ("goal_boundary_prob", row.goal_boundary_prob),
-        ("goal_success_prob", row.goal_success_prob),
-        ("intent_prob", row.intent_prob),
-        ("slots_prob", row.slots_prob),
-        ("failure_point_prob", row.failure_point_prob),
-    ] {
-        check_probability(place, d, column, value, out);
-    }
     let utterance = lookup(utterances, d, row.turn_index);
     for (i, span) in row.slots.iter().flatten().enumerate() {
-        check_probability(place, d, "slots.probability", Some(span.probability), out);
         check_span(
             place,
             d,
@@ -534,12 +402,14 @@ impl KeyTracker {
                 }
             }
             if contiguous {
-                let mut indices: Vec<i32> = seen.iter().map(|s| s.turn_index).collect();
-                indices.dedup();
-                let missing: Vec<i32> = (0..indices.last().map_or(0, |l| l + 1))
-                    .filter(|i| indices.binary_search(i).is_err())
-                    .collect();
-                if !missing.is_empty() {
+                let indices: Vec<i32> = seen.iter().map(|s| s.turn_index).collect();
+                let (count, first) = turn_index_gaps(&indices);
+                if count > 0 {
+                    let missing = if count as usize == first.len() {
+                        format!("{first:?}")
+                    } else {
+                        format!("{count} indices, first {first:?}")
+                    };
                     let last = seen.last().expect("a dialogue has rows");
                     out.push(Issue {
                         severity: Severity::Error,
@@ -549,7 +419,7 @@ impl KeyTracker {
                         column: Some("turn_index".into()),
                         dialogue_id: Some(dialogue.clone()),
                         message: format!(
-                            "turn_index must run 0..n-1 without gaps; missing {missing:?}"
+                            "turn_index must run 0..n-1 without gaps; missing {missing}"
                         ),
                     });
                 }
@@ -574,6 +444,24 @@ impl KeyTracker {
             }
         }
     }
+}
+
+/// How many indices in 0..=max are missing from the sorted `indices`, and
+/// the first ten. Walks the indices rather than 0..=max: one hostile
+/// turn_index (a billion) must not make validate build a billion-entry list.
+fn turn_index_gaps(indices: &[i32]) -> (u64, Vec<i64>) {
+    const EXAMPLES: usize = 10;
+    let (mut count, mut first) = (0u64, Vec::new());
+    let mut next: i64 = 0;
+    for &index in indices {
+        let index = i64::from(index);
+        if index > next {
+            count += (index - next) as u64;
+            first.extend((next..index).take(EXAMPLES - first.len()));
+        }
+        next = next.max(index + 1);
+    }
+    (count, first)
 }
 
 /// (turn_index, goal_id, goal_success, where) of one annotated row.
@@ -638,5 +526,20 @@ impl GoalTracker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::turn_index_gaps;
+
+    #[test]
+    fn gaps_are_counted_without_listing_every_missing_index() {
+        assert_eq!(turn_index_gaps(&[0, 1, 2]), (0, vec![]));
+        assert_eq!(turn_index_gaps(&[0, 2]), (1, vec![1]));
+        assert_eq!(turn_index_gaps(&[-1, 1, 1, 3]), (2, vec![0, 2]));
+        let (count, first) = turn_index_gaps(&[0, i32::MAX]);
+        assert_eq!(count, i32::MAX as u64 - 1);
+        assert_eq!(first, (1..=10).collect::<Vec<i64>>());
     }
 }

@@ -1,9 +1,11 @@
 //! Who said what about each turn, and the gold the three annotators agree on.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 
 use serde::Serialize;
 
+use crate::data::issues::DataError;
 use crate::data::tables::{Annotation, Label, SlotSpan};
 
 /// Gold from the three annotators: all must agree (corroborated, the
@@ -37,17 +39,46 @@ pub struct TurnLabels {
 /// A system's labels: dialogue id -> turns by turn_index (None: no row).
 pub type SystemLabels = HashMap<String, Vec<Option<TurnLabels>>>;
 
-fn place(labels: &mut SystemLabels, dialogue: &str, turn: i32, value: TurnLabels) {
+/// The largest turn_index a system's labels may hold: they are a vector per
+/// dialogue indexed by turn, and one hostile row must not size it.
+pub const MAX_TURN_INDEX: i32 = 100_000;
+
+/// Puts one row's labels at its turn. A negative, huge or repeated
+/// turn_index is an error: it would overwrite another turn's labels or
+/// allocate without bound. (`read_table` already refuses negative and
+/// duplicate keys; this holds for rows from anywhere.)
+pub(super) fn place(
+    labels: &mut SystemLabels,
+    (path, dialogue, turn): (&Path, &str, i32),
+    value: TurnLabels,
+) -> Result<(), DataError> {
+    let bad = |detail: String| DataError::BadColumn {
+        path: path.to_path_buf(),
+        column: "turn_index".into(),
+        detail: format!("dialogue {dialogue}: {detail}"),
+    };
+    if !(0..=MAX_TURN_INDEX).contains(&turn) {
+        return Err(bad(format!(
+            "turn_index {turn} outside 0..={MAX_TURN_INDEX}"
+        )));
+    }
     let turns = labels.entry(dialogue.to_string()).or_default();
-    let t = turn.max(0) as usize;
+    let t = turn as usize;
     if turns.len() <= t {
         turns.resize(t + 1, None);
     }
+    if turns[t].is_some() {
+        return Err(bad(format!("two rows for turn_index {turn} of one system")));
+    }
     turns[t] = Some(value);
+    Ok(())
 }
 
-/// Splits an annotations table by annotator.
-pub fn by_annotator(rows: Vec<Annotation>) -> BTreeMap<String, SystemLabels> {
+/// Splits an annotations table (read from `path`) by annotator.
+pub fn by_annotator(
+    rows: Vec<Annotation>,
+    path: &Path,
+) -> Result<BTreeMap<String, SystemLabels>, DataError> {
     let mut out: BTreeMap<String, SystemLabels> = BTreeMap::new();
     for row in rows {
         let labels = TurnLabels {
@@ -64,16 +95,15 @@ pub fn by_annotator(rows: Vec<Annotation>) -> BTreeMap<String, SystemLabels> {
         };
         place(
             out.entry(row.annotator_id).or_default(),
-            &row.dialogue_id,
-            row.turn_index,
+            (path, &row.dialogue_id, row.turn_index),
             labels,
-        );
+        )?;
     }
-    out
+    Ok(out)
 }
 
-/// A labels table as a system.
-pub fn from_labels(rows: Vec<Label>) -> SystemLabels {
+/// A labels table (read from `path`) as a system.
+pub fn from_labels(rows: Vec<Label>, path: &Path) -> Result<SystemLabels, DataError> {
     let mut out = SystemLabels::new();
     for row in rows {
         let labels = TurnLabels {
@@ -100,9 +130,9 @@ pub fn from_labels(rows: Vec<Label>) -> SystemLabels {
             failure_point_prob: row.failure_point_prob,
             context: None,
         };
-        place(&mut out, &row.dialogue_id, row.turn_index, labels);
+        place(&mut out, (path, &row.dialogue_id, row.turn_index), labels)?;
     }
-    out
+    Ok(out)
 }
 
 /// The gold of one dialogue. `None` marks an item without gold (the
@@ -327,6 +357,46 @@ mod tests {
             failure_point: Some("correct".into()),
             ..TurnLabels::default()
         })
+    }
+
+    #[test]
+    fn a_turn_index_that_would_overwrite_or_oversize_a_system_is_an_error() {
+        let row = |turn: i32| Label {
+            dialogue_id: "d1".into(),
+            turn_index: turn,
+            intent: Some(format!("turn {turn}")),
+            ..Label::default()
+        };
+        let path = Path::new("l.parquet");
+        let labels = from_labels(vec![row(1), row(0)], path).unwrap();
+        assert_eq!(
+            labels["d1"][0].as_ref().unwrap().intent.as_deref(),
+            Some("turn 0")
+        );
+        for (rows, expected) in [
+            (
+                vec![row(0), row(-1)],
+                "l.parquet: column `turn_index`: dialogue d1: turn_index -1 outside 0..=100000",
+            ),
+            (
+                vec![row(0), row(0)],
+                "l.parquet: column `turn_index`: dialogue d1: two rows for turn_index 0 of one system",
+            ),
+            (
+                vec![row(i32::MAX)],
+                "l.parquet: column `turn_index`: dialogue d1: turn_index 2147483647 outside 0..=100000",
+            ),
+        ] {
+            let error = from_labels(rows, path).expect_err("refused");
+            assert_eq!(error.to_string(), expected);
+        }
+        let annotation = Annotation {
+            dialogue_id: "d1".into(),
+            annotator_id: "a1".into(),
+            ..Annotation::default()
+        };
+        let twice = vec![annotation.clone(), annotation];
+        assert!(by_annotator(twice, path).is_err());
     }
 
     #[test]

@@ -108,8 +108,11 @@ pub struct Judgement {
 #[derive(Debug)]
 pub struct JudgedSystem {
     pub name: String,
-    /// prediction | annotator
+    /// prediction | annotator | runtime
     pub kind: &'static str,
+    /// The tasks its labels can be judged on (every task but for the
+    /// runtime baseline); the judgement holds counts for all of them.
+    pub tasks: Vec<Task>,
     pub judgement: Judgement,
 }
 

@@ -6,8 +6,9 @@
 //! 1. read the annotations (by annotator) and the predictions;
 //! 2. derive the gold once per dialogue, in the fixed order every system is
 //!    judged in, with the class vocabulary and the Pk window;
-//! 3. judge every prediction and baseline annotator on that gold, with
-//!    intervals and a paired test against the baseline annotator;
+//! 3. judge every prediction, the copy-the-runtime baseline (with
+//!    `--turns`) and every baseline annotator on that gold, with intervals
+//!    and a paired test against the baseline annotator;
 //! 4. human leave-one-out: each gold annotator against the gold of the others;
 //! 5. the same systems on the turns whose meaning needs context;
 //! 6. the other report sections: confusion matrices, threshold sweeps,
@@ -18,6 +19,7 @@
 //! - `gold`: labels by system, and gold derived from annotators;
 //! - `judge`: one system against the gold, as counts per task and dialogue;
 //! - `results`: per-system, per-task results assembled from judgements;
+//! - `runtime`: the runtime's own hypotheses in the logs read as labels;
 //! - `subset`: the systems judged again on the context subset;
 //! - `report`: the whole report's types and its other sections (it
 //!   re-exports the result types at their old paths);
@@ -35,10 +37,11 @@ pub mod render;
 pub mod report;
 pub mod results;
 mod review;
+pub mod runtime;
 pub mod subset;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -48,8 +51,11 @@ use crate::data::tables::{Annotation, Label, Turn};
 use gold::{GoldDialogue, GoldPolicy, SystemLabels};
 use judge::{JudgedSystem, Judgement, Task, Vocabulary, judge};
 use report::{EvalReport, Settings};
-use results::{ANNOTATOR, Bootstrap, PREDICTION, SystemResult, mean_result, system_result};
+use results::{
+    ANNOTATOR, Bootstrap, PREDICTION, RUNTIME, SystemResult, mean_result, system_result,
+};
 use review::{ReviewItem, TurnText};
+use runtime::{RuntimeBaseline, runtime_baseline};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalConfig {
@@ -61,8 +67,11 @@ pub struct EvalConfig {
     pub baseline_annotators: Vec<String>,
     pub gold_annotators: Vec<String>,
     pub policy: GoldPolicy,
-    /// Logs, for the utterances in the review list.
+    /// Logs, for the utterances in the review list and the copy-the-runtime
+    /// baseline.
     pub turns: Option<PathBuf>,
+    /// Judge the runtime's own hypotheses in `turns` as the system `runtime`.
+    pub runtime_baseline: bool,
     pub out: PathBuf,
     pub bootstrap_resamples: usize,
     pub seed: u64,
@@ -81,6 +90,7 @@ impl EvalConfig {
             gold_annotators: GOLD_ANNOTATORS.map(String::from).to_vec(),
             policy: GoldPolicy::Unanimous,
             turns: None,
+            runtime_baseline: true,
             out,
             bootstrap_resamples: 1000,
             seed: 0,
@@ -97,13 +107,14 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
     check(config)?;
     let tables = Tables::read(config)?;
     let basis = Basis::derive(config, &tables);
+    check_overlap(config, &tables, &basis)?;
     let judged = judge_systems(config, &tables, &basis);
     let baseline = baseline_judgement(config, &judged);
     let mut systems = system_results(config, &judged, baseline, &basis);
     let left_out = leave_one_out(config, &tables, &basis);
     systems.extend(mean_result(&left_out.results.iter().collect::<Vec<_>>()));
     let context = judge_context_subset(config, &tables, &basis, &left_out);
-    let review_items = review_items(config, &tables, &basis)?;
+    let review_items = review_items(config, &tables, &basis);
     let turns_judged: u64 = basis.gold.iter().map(|(_, g)| g.turns as u64).sum();
     let report = EvalReport {
         labelgen_version: env!("CARGO_PKG_VERSION"),
@@ -119,7 +130,7 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
             config.annotator_turns_per_hour,
         ),
         annotators: annotator_quality(config, &tables, &systems, &left_out),
-        inputs: report::input_checks(&tables.preds, &basis.gold),
+        inputs: report::input_checks(&tables.checked_inputs(), &basis.gold),
         review_items: review_items.len(),
         settings: Settings {
             bootstrap_resamples: config.bootstrap_resamples,
@@ -144,10 +155,51 @@ fn check(config: &EvalConfig) -> anyhow::Result<()> {
         "--annotator-turns-per-hour must be positive, got {}",
         config.annotator_turns_per_hour
     );
+    if config.runtime_baseline && config.turns.is_some() {
+        anyhow::ensure!(
+            config.preds.iter().all(|(name, _)| name != RUNTIME),
+            "--pred name `{RUNTIME}` is the copy-the-runtime baseline's\n  hint: name the labels otherwise, or pass --no-runtime-baseline"
+        );
+    }
     if config.out.exists() && !config.overwrite {
         anyhow::bail!(
             "{} already exists\n  hint: pass --force to replace it, or choose another --out",
             config.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// A labels table that shares no dialogue with the gold judges nothing: a
+/// wrong file, not a model that scores zero. (Some dialogues outside the
+/// gold are normal, labels cover more traffic than is annotated; the report's
+/// input checks count them and the command prints the count.)
+fn check_overlap(config: &EvalConfig, tables: &Tables, basis: &Basis) -> anyhow::Result<()> {
+    if basis.dialogues.is_empty() {
+        return Ok(());
+    }
+    for ((name, labels), (_, path)) in tables.preds.iter().zip(&config.preds) {
+        if labels.keys().any(|d| basis.dialogues.contains(d)) {
+            continue;
+        }
+        let mut labelled: Vec<&String> = labels.keys().collect();
+        labelled.sort();
+        let examples = |ids: Vec<&String>| {
+            ids.iter()
+                .take(3)
+                .map(|d| d.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        anyhow::bail!(
+            "{}: labels `{name}` share no dialogue with the gold in {}: {} labelled dialogue(s) ({}), \
+             {} gold dialogue(s) ({})\n  hint: label the logs the gold annotations are for",
+            path.display(),
+            config.gold.display(),
+            labelled.len(),
+            examples(labelled.clone()),
+            basis.dialogues.len(),
+            examples(basis.dialogues.iter().copied().collect()),
         );
     }
     Ok(())
@@ -160,12 +212,16 @@ struct Tables {
     annotators: BTreeMap<String, SystemLabels>,
     /// The predictions, in `--pred` order.
     preds: Vec<(String, SystemLabels)>,
+    /// The logs (`--turns`).
+    turns: Option<Vec<Turn>>,
+    /// The runtime's hypotheses in the logs, unless `--no-runtime-baseline`.
+    runtime: Option<RuntimeBaseline>,
 }
 
 impl Tables {
     fn read(config: &EvalConfig) -> anyhow::Result<Tables> {
         let (annotations, _) = read_table::<Annotation>(&config.gold)?;
-        let annotators = gold::by_annotator(annotations);
+        let annotators = gold::by_annotator(annotations, &config.gold)?;
         for name in config
             .gold_annotators
             .iter()
@@ -181,9 +237,46 @@ impl Tables {
         let mut preds = Vec::new();
         for (name, path) in &config.preds {
             let (rows, _) = read_table::<Label>(path)?;
-            preds.push((name.clone(), gold::from_labels(rows)));
+            preds.push((name.clone(), gold::from_labels(rows, path)?));
         }
-        Ok(Tables { annotators, preds })
+        let turns = match &config.turns {
+            Some(path) => Some(read_table::<Turn>(path)?.0),
+            None => None,
+        };
+        let runtime = match (&config.turns, &turns) {
+            (Some(path), Some(rows)) if config.runtime_baseline => {
+                Some(runtime_baseline(rows, path)?)
+            }
+            _ => None,
+        };
+        Ok(Tables {
+            annotators,
+            preds,
+            turns,
+            runtime,
+        })
+    }
+
+    /// The predictions, then the runtime baseline: the systems judged
+    /// beside the annotators, with the tasks each can be judged on.
+    fn systems(&self) -> Vec<(&str, &'static str, &SystemLabels, &[Task])> {
+        let preds = self
+            .preds
+            .iter()
+            .map(|(name, labels)| (name.as_str(), PREDICTION, labels, &Task::ALL[..]));
+        let runtime = self
+            .runtime
+            .iter()
+            .map(|r| (RUNTIME, RUNTIME, &r.labels, r.tasks.as_slice()));
+        preds.chain(runtime).collect()
+    }
+
+    /// The labels whose coverage of the gold the report checks.
+    fn checked_inputs(&self) -> Vec<(&str, &SystemLabels)> {
+        self.systems()
+            .into_iter()
+            .map(|(name, _, labels, _)| (name, labels))
+            .collect()
     }
 
     /// A gold or baseline annotator's labels (`read` checked they exist).
@@ -219,7 +312,7 @@ impl<'a> Basis<'a> {
         let every_system: Vec<&SystemLabels> = tables
             .annotators
             .values()
-            .chain(tables.preds.iter().map(|(_, p)| p))
+            .chain(tables.systems().into_iter().map(|(_, _, labels, _)| labels))
             .collect();
         Basis {
             pk_window: crate::metrics::pk_window(&segmentations),
@@ -235,21 +328,25 @@ impl<'a> Basis<'a> {
     }
 }
 
-/// The predictions, then the baseline annotators, each on the same gold.
+/// The predictions, the runtime baseline, then the baseline annotators,
+/// each on the same gold.
 fn judge_systems(config: &EvalConfig, tables: &Tables, basis: &Basis) -> Vec<JudgedSystem> {
-    let preds = tables
-        .preds
-        .iter()
-        .map(|(name, labels)| (name, PREDICTION, labels));
-    let baselines = config
-        .baseline_annotators
-        .iter()
-        .map(|name| (name, ANNOTATOR, tables.annotator(name)));
-    preds
+    let baselines = config.baseline_annotators.iter().map(|name| {
+        (
+            name.as_str(),
+            ANNOTATOR,
+            tables.annotator(name),
+            &Task::ALL[..],
+        )
+    });
+    tables
+        .systems()
+        .into_iter()
         .chain(baselines)
-        .map(|(name, kind, labels)| JudgedSystem {
-            name: name.clone(),
+        .map(|(name, kind, labels, tasks)| JudgedSystem {
+            name: name.to_string(),
             kind,
+            tasks: tasks.to_vec(),
             judgement: basis.judge(labels),
         })
         .collect()
@@ -279,8 +376,10 @@ fn system_results(
     judged
         .iter()
         .map(|s| {
+            // Predictions and the runtime baseline are tested against the
+            // baseline annotator; the annotators themselves are not.
             let baseline = baseline
-                .filter(|_| s.kind == PREDICTION)
+                .filter(|_| s.kind != ANNOTATOR)
                 .map(|b| (b.name.as_str(), &b.judgement));
             let classes = &basis.vocabulary.failure_point;
             system_result(
@@ -290,7 +389,7 @@ fn system_results(
                 baseline,
                 classes,
                 bootstrap,
-                &Task::ALL,
+                &s.tasks,
             )
         })
         .collect()
@@ -354,15 +453,25 @@ fn judge_context_subset(
     basis: &Basis,
     left_out: &LeaveOneOut,
 ) -> subset::SubsetReport {
-    let preds = tables
-        .preds
-        .iter()
-        .map(|(name, labels)| (name.as_str(), PREDICTION, labels));
-    let baselines = config
-        .baseline_annotators
-        .iter()
-        .map(|name| (name.as_str(), ANNOTATOR, tables.annotator(name)));
-    let systems: Vec<(&str, &'static str, &SystemLabels)> = preds.chain(baselines).collect();
+    let baselines = config.baseline_annotators.iter().map(|name| {
+        (
+            name.as_str(),
+            ANNOTATOR,
+            tables.annotator(name),
+            &Task::ALL[..],
+        )
+    });
+    let systems: Vec<subset::SubsetInput> = tables
+        .systems()
+        .into_iter()
+        .chain(baselines)
+        .map(|(name, kind, labels, tasks)| subset::SubsetInput {
+            name,
+            kind,
+            labels,
+            tasks,
+        })
+        .collect();
     let leave_one_out: Vec<subset::LeftOut> = config
         .gold_annotators
         .iter()
@@ -404,7 +513,7 @@ fn annotator_quality(
         .iter()
         .filter(|(n, _)| named(n))
         .map(|(n, a)| (n.as_str(), a))
-        .chain(tables.preds.iter().map(|(n, p)| (n.as_str(), p)))
+        .chain(tables.checked_inputs())
         .collect();
     // A gold annotator's leave-one-out result comes before any other of its name.
     let results: Vec<&SystemResult> = left_out
@@ -416,35 +525,30 @@ fn annotator_quality(
 }
 
 /// Items to re-annotate, with the turns' text when `--turns` is given.
-fn review_items(
-    config: &EvalConfig,
-    tables: &Tables,
-    basis: &Basis,
-) -> anyhow::Result<Vec<ReviewItem>> {
-    let turn_text = config.turns.as_deref().map(read_turn_text).transpose()?;
+fn review_items(config: &EvalConfig, tables: &Tables, basis: &Basis) -> Vec<ReviewItem> {
+    let turn_text = tables.turns.as_deref().map(turn_text);
     let gold_named: Vec<(&str, &SystemLabels)> = config
         .gold_annotators
         .iter()
         .map(|n| (n.as_str(), tables.annotator(n)))
         .collect();
-    Ok(review::collect(
+    review::collect(
         &gold_named,
         &basis.gold,
         tables.preds.first().map(|(n, p)| (n.as_str(), p)),
         turn_text.as_ref(),
         config.review_confidence,
-    ))
+    )
 }
 
-fn read_turn_text(path: &Path) -> anyhow::Result<TurnText> {
-    let (rows, _) = read_table::<Turn>(path)?;
-    Ok(rows
-        .into_iter()
+fn turn_text(turns: &[Turn]) -> TurnText {
+    turns
+        .iter()
         .map(|t| {
             (
-                (t.dialogue_id, t.turn_index),
-                (t.user_utterance, t.system_response),
+                (t.dialogue_id.clone(), t.turn_index),
+                (t.user_utterance.clone(), t.system_response.clone()),
             )
         })
-        .collect::<HashMap<_, _>>())
+        .collect::<HashMap<_, _>>()
 }

@@ -4,7 +4,7 @@
 use super::gold::GoldPolicy;
 use super::judge::Task;
 use super::report::{AnnotatorQuality, EvalReport, InputCheck, SweepReport};
-use super::results::{Estimate, SystemResult, task_metrics};
+use super::results::{Estimate, RUNTIME, SystemResult, task_metrics};
 use super::subset::{CONTEXT_SUBSET, CONTEXT_TASKS, PairedComparison, SubsetReport, SubsetTask};
 
 pub(super) fn fmt(v: f64) -> String {
@@ -97,9 +97,15 @@ fn gold_section(report: &EvalReport) -> String {
     md
 }
 
+/// A cell for a task the system is not judged on.
+const NOT_JUDGED: &str = "n/a";
+
 fn headline_section(systems: &[SystemResult]) -> String {
     let names = systems.iter().map(|s| s.name.as_str());
     let mut md = String::from("\n## Headline metrics\n\n");
+    if systems.iter().any(|s| s.kind == RUNTIME) {
+        md += RUNTIME_NOTE;
+    }
     md += &header("| task | metric |", "| --- | --- |", names);
     for task in Task::ALL {
         for (metric, _) in task_metrics(task) {
@@ -107,14 +113,19 @@ fn headline_section(systems: &[SystemResult]) -> String {
                 s.tasks
                     .get(&task)
                     .and_then(|t| t.metrics.get(metric))
-                    .map(fmt_estimate)
-                    .unwrap_or_default()
+                    .map_or_else(|| NOT_JUDGED.to_string(), fmt_estimate)
             });
             md += &metric_row(task, metric, cells);
         }
     }
     md
 }
+
+/// What the runtime column is, for readers of the report.
+const RUNTIME_NOTE: &str = "`runtime` copies the assistant runtime's own hypotheses from the logs: \
+    `nlu_intent` as the intent, `correct` as every failure point (the runtime logs no failing stage), \
+    goals closed by any `dialogue_status` but `prompted` and successful when `completed`; \
+    n/a where the logs hold no such hypothesis (slots, always).\n\n";
 
 /// Each prediction against the baseline annotator; empty without one.
 fn baseline_section(systems: &[SystemResult]) -> String {
@@ -178,20 +189,29 @@ fn context_section(subset: &SubsetReport) -> String {
     for (task, t) in &tasks {
         md += &format!("| {} | {} | {} |\n", task.name(), t.items, t.without_gold);
     }
-    let Some((_, first)) = tasks.first() else {
+    // Every system judged on any of the tasks, in report order; a system
+    // not judged on a task (the runtime has no slots) gets n/a there.
+    let mut names: Vec<&str> = Vec::new();
+    for (_, t) in &tasks {
+        for s in &t.systems {
+            if !names.contains(&s.name.as_str()) {
+                names.push(&s.name);
+            }
+        }
+    }
+    if names.is_empty() {
         return md;
-    };
-    let names = first.systems.iter().map(|s| s.name.as_str());
+    }
     md += "\n";
-    md += &header("| task | metric |", "| --- | --- |", names);
+    md += &header("| task | metric |", "| --- | --- |", names.iter().copied());
     for (task, t) in &tasks {
         for (metric, _) in task_metrics(*task) {
-            let cells = t.systems.iter().map(|s| {
-                s.result
-                    .metrics
-                    .get(metric)
-                    .map(fmt_estimate)
-                    .unwrap_or_default()
+            let cells = names.iter().map(|name| {
+                t.systems
+                    .iter()
+                    .find(|s| s.name == *name)
+                    .and_then(|s| s.result.metrics.get(metric))
+                    .map_or_else(|| NOT_JUDGED.to_string(), fmt_estimate)
             });
             md += &metric_row(*task, metric, cells);
         }

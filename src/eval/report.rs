@@ -165,22 +165,29 @@ pub fn gold_summary(
 /// Failure point accuracy of every system as a share of the human
 /// leave-one-out accuracy; empty when there is no human row.
 pub fn failure_point_vs_human(systems: &[SystemResult]) -> BTreeMap<String, f64> {
-    let accuracy = |s: &SystemResult| s.tasks[&Task::FailurePoint].metrics["accuracy"].value;
-    let Some(human) = systems.iter().find(|s| s.kind == HUMAN_LEAVE_ONE_OUT) else {
+    let accuracy = |s: &SystemResult| {
+        let result = s.tasks.get(&Task::FailurePoint)?;
+        Some(result.metrics.get("accuracy")?.value)
+    };
+    let Some(human_accuracy) = systems
+        .iter()
+        .find(|s| s.kind == HUMAN_LEAVE_ONE_OUT)
+        .and_then(accuracy)
+    else {
         return BTreeMap::new();
     };
-    let human_accuracy = accuracy(human);
     systems
         .iter()
         .filter(|s| s.kind != HUMAN_LEAVE_ONE_OUT)
-        .map(|s| (s.name.clone(), accuracy(s) / human_accuracy))
+        .filter_map(|s| Some((s.name.clone(), accuracy(s)? / human_accuracy)))
         .collect()
 }
 
-/// Failure point confusion matrix of every judged system.
+/// Failure point confusion matrix of every judged system that labels failure points.
 pub fn confusion(judged: &[JudgedSystem], classes: usize) -> BTreeMap<String, Vec<Vec<u64>>> {
     judged
         .iter()
+        .filter(|s| s.tasks.contains(&Task::FailurePoint))
         .map(|s| {
             let matrix = metrics::confusion_matrix(&s.judgement.failure_pairs, classes);
             (s.name.clone(), matrix)
@@ -266,9 +273,10 @@ pub fn annotator_quality(
     quality
 }
 
-/// Whether each prediction covers the gold, with the gold's labels.
+/// Whether each prediction (and the runtime baseline) covers the gold, with
+/// the gold's labels.
 pub fn input_checks(
-    preds: &[(String, SystemLabels)],
+    preds: &[(&str, &SystemLabels)],
     gold: &[(String, GoldDialogue)],
 ) -> BTreeMap<String, InputCheck> {
     let dialogues: BTreeSet<&String> = gold.iter().map(|(d, _)| d).collect();
@@ -278,7 +286,7 @@ pub fn input_checks(
         .collect();
     preds
         .iter()
-        .map(|(name, labels)| (name.clone(), input_check(labels, &dialogues, &intents)))
+        .map(|(name, labels)| (name.to_string(), input_check(labels, &dialogues, &intents)))
         .collect()
 }
 
@@ -397,7 +405,7 @@ mod tests {
             .into_iter()
             .map(|(d, t)| (d.to_string(), vec![Some(t)]))
             .collect();
-        let checks = input_checks(&[("model".to_string(), labels)], &gold);
+        let checks = input_checks(&[("model", &labels)], &gold);
         let check = &checks["model"];
         assert_eq!(check.examples_missing, ["d2"]);
         assert_eq!(check.examples_extra, ["d9"]);
@@ -417,11 +425,13 @@ mod tests {
         let prediction = JudgedSystem {
             name: "model".into(),
             kind: PREDICTION,
+            tasks: Task::ALL.to_vec(),
             judgement,
         };
         let annotator = JudgedSystem {
             name: "single".into(),
             kind: ANNOTATOR,
+            tasks: Task::ALL.to_vec(),
             judgement: Judgement::default(),
         };
         let sweeps = threshold_sweeps(&[prediction, annotator], None, 100, 50.0);

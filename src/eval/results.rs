@@ -44,15 +44,19 @@ pub struct TaskResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct SystemResult {
     pub name: String,
-    /// prediction | annotator | human_leave_one_out
+    /// prediction | annotator | runtime | human_leave_one_out
     pub kind: &'static str,
+    /// The tasks the system is judged on (the runtime baseline has no
+    /// slots, for one): a task left out is n/a, not zero.
     pub tasks: BTreeMap<Task, TaskResult>,
 }
 
-/// System kinds: a labels table, an annotator judged like one, and the
-/// mean of the gold annotators judged against each other (also its name).
+/// System kinds: a labels table, an annotator judged like one, the
+/// runtime's own hypotheses in the logs (also its name), and the mean of
+/// the gold annotators judged against each other (also its name).
 pub const PREDICTION: &str = "prediction";
 pub const ANNOTATOR: &str = "annotator";
+pub const RUNTIME: &str = "runtime";
 pub const HUMAN_LEAVE_ONE_OUT: &str = "human_leave_one_out";
 
 pub type Stat = fn(&Counts) -> f64;

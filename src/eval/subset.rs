@@ -88,6 +88,17 @@ pub struct LeftOut<'a> {
     pub gold_of_others: &'a [(String, GoldDialogue)],
 }
 
+/// A system to judge on the subset.
+pub struct SubsetInput<'a> {
+    pub name: &'a str,
+    /// prediction | annotator | runtime
+    pub kind: &'static str,
+    pub labels: &'a SystemLabels,
+    /// The tasks its labels can be judged on; it is judged on those of
+    /// [`CONTEXT_TASKS`] only.
+    pub tasks: &'a [Task],
+}
+
 /// What the context subset is judged from.
 pub struct ContextInputs<'a> {
     /// The annotator whose rows carry the `context` column, and its rows if
@@ -95,9 +106,9 @@ pub struct ContextInputs<'a> {
     pub marked_by: &'a str,
     pub marks: Option<&'a SystemLabels>,
     pub gold: &'a [(String, GoldDialogue)],
-    /// (name, kind, labels) of the predictions and baseline annotators, in
-    /// report order.
-    pub systems: &'a [(&'a str, &'static str, &'a SystemLabels)],
+    /// The predictions, the runtime baseline and the baseline annotators,
+    /// in report order.
+    pub systems: &'a [SubsetInput<'a>],
     /// Each gold annotator with the gold of the others.
     pub leave_one_out: &'a [LeftOut<'a>],
     pub vocabulary: &'a Vocabulary,
@@ -105,8 +116,14 @@ pub struct ContextInputs<'a> {
     pub bootstrap: Bootstrap,
 }
 
-/// A system judged on the subset: (name, kind, judgement).
-type Judged<'a> = (&'a str, &'static str, Judgement);
+/// A system judged on the subset.
+struct Judged<'a> {
+    name: &'a str,
+    kind: &'static str,
+    /// The context tasks it is judged on.
+    tasks: Vec<Task>,
+    judgement: Judgement,
+}
 
 /// The systems judged on the turns whose meaning needs context, or a report
 /// that says the subset is unavailable when no row marks such a turn.
@@ -120,16 +137,16 @@ pub fn context_report(inputs: &ContextInputs) -> SubsetReport {
     let judgements: Vec<Judged> = inputs
         .systems
         .iter()
-        .map(|(name, kind, labels)| {
-            let judgement = judge(labels, &subset, inputs.vocabulary, inputs.pk_window);
-            (*name, *kind, judgement)
+        .map(|system| Judged {
+            name: system.name,
+            kind: system.kind,
+            tasks: context_tasks(system.tasks),
+            judgement: judge(system.labels, &subset, inputs.vocabulary, inputs.pk_window),
         })
         .collect();
     let mut results: Vec<SystemResult> = judgements
         .iter()
-        .map(|(name, kind, judgement)| {
-            subset_result(inputs, name, kind, judgement, inputs.bootstrap)
-        })
+        .map(|j| subset_result(inputs, j, inputs.bootstrap))
         .collect();
     results.extend(human_leave_one_out(inputs, marks));
     let task_report = |task: Task| {
@@ -179,23 +196,25 @@ impl SubsetReport {
     }
 }
 
+/// The context tasks among a system's tasks.
+fn context_tasks(tasks: &[Task]) -> Vec<Task> {
+    CONTEXT_TASKS
+        .into_iter()
+        .filter(|task| tasks.contains(task))
+        .collect()
+}
+
 /// One system's context tasks, from its judgement on the subset.
-fn subset_result(
-    inputs: &ContextInputs,
-    name: &str,
-    kind: &'static str,
-    judgement: &Judgement,
-    bootstrap: Bootstrap,
-) -> SystemResult {
+fn subset_result(inputs: &ContextInputs, judged: &Judged, bootstrap: Bootstrap) -> SystemResult {
     let class_names = &inputs.vocabulary.failure_point;
     system_result(
-        name,
-        kind,
-        judgement,
+        judged.name,
+        judged.kind,
+        &judged.judgement,
         None,
         class_names,
         bootstrap,
-        &CONTEXT_TASKS,
+        &judged.tasks,
     )
 }
 
@@ -211,13 +230,18 @@ fn human_leave_one_out(inputs: &ContextInputs, marks: &SystemLabels) -> Option<S
         .iter()
         .map(|left_out| {
             let others_subset = gold::context_subset(left_out.gold_of_others, marks);
-            let judgement = judge(
-                left_out.labels,
-                &others_subset,
-                inputs.vocabulary,
-                inputs.pk_window,
-            );
-            subset_result(inputs, left_out.name, ANNOTATOR, &judgement, no_intervals)
+            let judged = Judged {
+                name: left_out.name,
+                kind: ANNOTATOR,
+                tasks: CONTEXT_TASKS.to_vec(),
+                judgement: judge(
+                    left_out.labels,
+                    &others_subset,
+                    inputs.vocabulary,
+                    inputs.pk_window,
+                ),
+            };
+            subset_result(inputs, &judged, no_intervals)
         })
         .collect();
     mean_result(&leave_one_out.iter().collect::<Vec<_>>())
@@ -250,8 +274,9 @@ fn subset_systems(task: Task, results: &[SystemResult]) -> Vec<SubsetSystem> {
         .collect()
 }
 
-/// Each prediction against every later prediction and every annotator, on
-/// the task's headline metric; none without resamples.
+/// Each prediction against every later prediction and every other system
+/// (the runtime baseline, the annotators) judged on the task, on the task's
+/// headline metric; none without resamples.
 fn paired_comparisons(
     task: Task,
     judgements: &[Judged],
@@ -261,26 +286,29 @@ fn paired_comparisons(
         return Vec::new();
     }
     let (metric, stat) = task_metrics(task)[0];
+    let judged_on_task = |j: &&Judged| j.tasks.contains(&task);
     let mut comparisons = Vec::new();
-    for (i, (name, kind, judgement)) in judgements.iter().enumerate() {
-        if *kind != PREDICTION {
+    for (i, system) in judgements.iter().enumerate() {
+        if system.kind != PREDICTION || !judged_on_task(&system) {
             continue;
         }
         let others = judgements
             .iter()
             .enumerate()
-            .filter(|(k, (_, other_kind, _))| *k > i || *other_kind != PREDICTION);
-        for (_, (other, _, other_judgement)) in others {
+            .filter(|(k, other)| *k > i || other.kind != PREDICTION)
+            .map(|(_, other)| other)
+            .filter(judged_on_task);
+        for other in others {
             let (delta, p_value) = paired_bootstrap(
-                &judgement.per_dialogue[&task],
-                &other_judgement.per_dialogue[&task],
+                &system.judgement.per_dialogue[&task],
+                &other.judgement.per_dialogue[&task],
                 stat,
                 bootstrap.resamples,
                 bootstrap.seed,
             );
             comparisons.push(PairedComparison {
-                system: name.to_string(),
-                against: other.to_string(),
+                system: system.name.to_string(),
+                against: other.name.to_string(),
                 metric,
                 delta,
                 p_value,
@@ -293,14 +321,24 @@ fn paired_comparisons(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::results::RUNTIME;
     use crate::metrics::Counts;
 
     fn judged(name: &'static str, kind: &'static str) -> Judged<'static> {
+        judged_on(name, kind, &CONTEXT_TASKS)
+    }
+
+    fn judged_on(name: &'static str, kind: &'static str, tasks: &[Task]) -> Judged<'static> {
         let mut judgement = Judgement::default();
-        judgement
-            .per_dialogue
-            .insert(Task::Intent, vec![Counts::default()]);
-        (name, kind, judgement)
+        for task in CONTEXT_TASKS {
+            judgement.per_dialogue.insert(task, vec![Counts::default()]);
+        }
+        Judged {
+            name,
+            kind,
+            tasks: context_tasks(tasks),
+            judgement,
+        }
     }
 
     #[test]
@@ -330,5 +368,52 @@ mod tests {
             seed: 0,
         };
         assert!(paired_comparisons(Task::Intent, &judgements, none).is_empty());
+    }
+
+    #[test]
+    fn a_system_without_a_task_is_left_out_of_that_task() {
+        let runtime_tasks = [Task::Intent, Task::FailurePoint];
+        let judgements = [
+            judged("model", PREDICTION),
+            judged_on("runtime", RUNTIME, &runtime_tasks),
+            judged("single", ANNOTATOR),
+        ];
+        let bootstrap = Bootstrap {
+            resamples: 10,
+            seed: 0,
+        };
+        let pairs = |task| -> Vec<(String, String)> {
+            paired_comparisons(task, &judgements, bootstrap)
+                .into_iter()
+                .map(|c| (c.system, c.against))
+                .collect()
+        };
+        let expected = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            pairs(Task::Intent),
+            expected(&[("model", "runtime"), ("model", "single")])
+        );
+        assert_eq!(
+            pairs(Task::Slots),
+            expected(&[("model", "single")]),
+            "the runtime has no slots to compare"
+        );
+        let results: Vec<SystemResult> = judgements
+            .iter()
+            .map(|j| system_result(j.name, j.kind, &j.judgement, None, &[], bootstrap, &j.tasks))
+            .collect();
+        let names = |task| -> Vec<String> {
+            subset_systems(task, &results)
+                .into_iter()
+                .map(|s| s.name)
+                .collect()
+        };
+        assert_eq!(names(Task::Intent), ["model", "runtime", "single"]);
+        assert_eq!(names(Task::Slots), ["model", "single"]);
     }
 }

@@ -142,8 +142,9 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<LabelSets>,
     /// What a turn's vector is made of: the dialogue around it, or the
-    /// turn's text alone (the baselines). Stored as the two flags
-    /// `contextless` and `utterance_only`, as config.json always held it.
+    /// turn alone (the baselines). Stored as the flags `contextless` and
+    /// `utterance_only`, as config.json always held it, and
+    /// `runtime_features` for the baseline that keeps them.
     #[serde(flatten)]
     pub context: TurnContext,
     /// How a turn's token states become its vector.
@@ -166,12 +167,25 @@ pub enum TurnContext {
     /// The contextless baseline whose encoder reads the user utterance
     /// alone, without the system response: what an NLU model sees.
     UtteranceOnly,
+    /// The ablation that drops only the other turns: each turn alone (its
+    /// utterance and response, no dialogue Transformer) with the runtime
+    /// features the labeller gets per turn (device, runtime hypotheses and
+    /// confidences, barge-in, feedback, audio). Against the labeller it
+    /// measures what the dialogue context adds; against `TurnOnly`, what
+    /// the runtime features add.
+    TurnWithRuntime,
 }
 
 impl TurnContext {
-    /// Each turn alone, without runtime features or the dialogue Transformer.
+    /// Each turn alone, without the dialogue Transformer over the turns.
     pub fn contextless(self) -> bool {
         self != TurnContext::Dialogue
+    }
+
+    /// The turn's runtime features (categorical, numeric, audio) enter its
+    /// vector; the other baselines see text only.
+    pub fn runtime_features(self) -> bool {
+        matches!(self, TurnContext::Dialogue | TurnContext::TurnWithRuntime)
     }
 
     /// The encoder reads the user utterance without the system response.
@@ -180,24 +194,35 @@ impl TurnContext {
     }
 }
 
-/// [`TurnContext`] as config.json stores it: two flags, each left out when
-/// false, so model directories written before the enum read the same.
+/// [`TurnContext`] as config.json stores it: flags, each left out when
+/// false, so model directories written before the enum (or before
+/// `runtime_features`) read the same. `runtime_features` is written only by
+/// the contextless baseline that keeps them; the labeller keeps them too,
+/// as it always did, without the flag.
 #[derive(Serialize, Deserialize)]
 struct ContextFlags {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     contextless: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     utterance_only: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    runtime_features: bool,
 }
 
 impl TryFrom<ContextFlags> for TurnContext {
     type Error = String;
     fn try_from(flags: ContextFlags) -> Result<TurnContext, String> {
-        match (flags.contextless, flags.utterance_only) {
-            (false, false) => Ok(TurnContext::Dialogue),
-            (true, false) => Ok(TurnContext::TurnOnly),
-            (true, true) => Ok(TurnContext::UtteranceOnly),
-            (false, true) => Err("`utterance_only` is set without `contextless`".into()),
+        match (flags.contextless, flags.utterance_only, flags.runtime_features) {
+            (false, false, false) => Ok(TurnContext::Dialogue),
+            (true, false, false) => Ok(TurnContext::TurnOnly),
+            (true, true, false) => Ok(TurnContext::UtteranceOnly),
+            (true, false, true) => Ok(TurnContext::TurnWithRuntime),
+            (false, true, _) => Err("`utterance_only` is set without `contextless`".into()),
+            (false, false, true) => Err("`runtime_features` is set without `contextless`".into()),
+            (true, true, true) => Err(
+                "`runtime_features` with `utterance_only`: no labelgen model reads the utterance alone with runtime features"
+                    .into(),
+            ),
         }
     }
 }
@@ -207,6 +232,7 @@ impl From<TurnContext> for ContextFlags {
         ContextFlags {
             contextless: context.contextless(),
             utterance_only: context.utterance_only(),
+            runtime_features: context == TurnContext::TurnWithRuntime,
         }
     }
 }
@@ -407,6 +433,25 @@ mod tests {
             error.to_string().contains("without `contextless`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_baseline_with_runtime_features_adds_one_flag() {
+        let json = r#"{"contextless":true,"runtime_features":true}"#;
+        let context = TurnContext::TurnWithRuntime;
+        assert_eq!(serde_json::to_string(&context).unwrap(), json);
+        assert_eq!(serde_json::from_str::<TurnContext>(json).unwrap(), context);
+        assert!(context.contextless() && context.runtime_features() && !context.utterance_only());
+        assert!(TurnContext::Dialogue.runtime_features());
+        assert!(!TurnContext::TurnOnly.runtime_features());
+        assert!(!TurnContext::UtteranceOnly.runtime_features());
+        for bad in [
+            r#"{"runtime_features":true}"#,
+            r#"{"contextless":true,"utterance_only":true,"runtime_features":true}"#,
+        ] {
+            let error = serde_json::from_str::<TurnContext>(bad).unwrap_err();
+            assert!(error.to_string().contains("`runtime_features`"), "{error}");
+        }
     }
 
     #[test]

@@ -181,8 +181,8 @@ impl DialogueModel {
         };
         let n = pooled.dim(0)?;
         let mut parts = vec![pooled];
-        if self.config.context.contextless() {
-            // The baseline sees text only: the feature slots of the projection get zeros.
+        if !self.config.context.runtime_features() {
+            // The text-only baselines: the feature slots of the projection get zeros.
             let features = self.turn_projection.weight().dim(1)? - parts[0].dim(1)?;
             parts.push(Tensor::zeros((n, features), DType::F32, parts[0].device())?);
         } else {

@@ -176,7 +176,7 @@ fn compare(
     champion_labels: &Path,
 ) -> anyhow::Result<BTreeMap<String, TaskComparison>> {
     let (annotations, _) = read_table::<Annotation>(settings.gold)?;
-    let annotators = gold::by_annotator(annotations);
+    let annotators = gold::by_annotator(annotations, settings.gold)?;
     let mut gold_labels = Vec::new();
     for name in settings.gold_annotators {
         gold_labels.push(annotators.get(name).ok_or_else(|| {
@@ -193,8 +193,9 @@ fn compare(
         .filter_map(|(_, g)| g.segmentation.as_deref())
         .collect();
     let pk_window = metrics::pk_window(&segmentations);
-    let challenger = gold::from_labels(read_table::<Label>(challenger_labels)?.0);
-    let champion = gold::from_labels(read_table::<Label>(champion_labels)?.0);
+    let challenger =
+        gold::from_labels(read_table::<Label>(challenger_labels)?.0, challenger_labels)?;
+    let champion = gold::from_labels(read_table::<Label>(champion_labels)?.0, champion_labels)?;
     let mut systems: Vec<&SystemLabels> = gold_labels.clone();
     systems.extend([&challenger, &champion]);
     let vocabulary = Vocabulary::from_systems(&systems);

@@ -3,7 +3,7 @@
 //! each goal has one success label, and BIO tags become valid spans of the
 //! utterance.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -167,14 +167,18 @@ fn decode_spans(
         if tag == 0 {
             continue;
         }
+        // Byte-level BPE splits a multi-byte character (an emoji) over
+        // tokens, so an offset can fall inside it: widen to whole characters.
+        let start = utterance.floor_char_boundary(*start);
+        let end = utterance.ceil_char_boundary(*end);
         let kind = (tag - 1) / 2;
         let inside = tag % 2 == 0;
         match spans.last_mut() {
-            Some(last) if inside && last.0 == kind && last.2 <= *start => {
-                last.2 = *end;
+            Some(last) if inside && last.0 == kind && last.2 <= start => {
+                last.2 = end;
                 last.3.push(prob);
             }
-            _ => spans.push((kind, *start, *end, vec![prob])),
+            _ => spans.push((kind, start, end, vec![prob])),
         }
     }
     // A tag on part of a word (a BPE piece) labels the whole word, as annotators do.
@@ -254,6 +258,7 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
         run_id: &run_id,
         progress: Progress::new(total_rows as u64, "turns", config.quiet),
         current: Vec::new(),
+        current_places: HashMap::new(),
         chunk: Vec::new(),
         closed: HashSet::new(),
         withheld: BTreeMap::new(),
@@ -353,6 +358,8 @@ struct Labeller<'a> {
     progress: Progress,
     /// The turns of the dialogue being read.
     current: Vec<Turn>,
+    /// Where each turn of `current` was read, by turn_index.
+    current_places: HashMap<i32, RowPlace>,
     /// Complete dialogues waiting to be labelled together.
     chunk: Vec<Vec<Turn>>,
     /// Dialogues already complete, by hash only.
@@ -389,6 +396,9 @@ impl Labeller<'_> {
                 self.label_chunk(chunk)?;
             }
         }
+        if self.current.is_empty() {
+            self.current_places.clear();
+        }
         if self.current.is_empty() && self.closed.contains(&stable_hash(&turn.dialogue_id)) {
             anyhow::bail!(
                 "{} row {}: dialogue `{}` continues after other dialogues' turns; `label` streams the logs \
@@ -396,6 +406,19 @@ impl Labeller<'_> {
                 place.file,
                 place.row,
                 turn.dialogue_id
+            );
+        }
+        if let Some(first) = self.current_places.insert(turn.turn_index, place.clone()) {
+            // Two labels for one turn would leave the labels table with a duplicate key.
+            anyhow::bail!(
+                "{} row {}: dialogue `{}` has turn_index {} twice (first in {} row {}); \
+                 each turn must appear once (`labelgen validate LOGS --table turns` lists every duplicate)",
+                place.file,
+                place.row,
+                turn.dialogue_id,
+                turn.turn_index,
+                first.file,
+                first.row
             );
         }
         self.current.push(turn);
@@ -736,5 +759,100 @@ mod tests {
             (spans[0].start, spans[0].end, spans[0].text.as_str()),
             (13, 22, "anchurage")
         );
+    }
+
+    use proptest::prelude::*;
+
+    /// Utterances mixing ASCII words with multi-byte, combining and
+    /// right-to-left characters, and emoji.
+    fn utterance() -> impl Strategy<Value = String> {
+        let chars = vec![
+            'a', 'z', '1', ' ', '\'', 'é', '\u{301}', 'ש', 'ش', '🎷', '中',
+        ];
+        proptest::collection::vec(proptest::sample::select(chars), 1..24)
+            .prop_map(|c| c.into_iter().collect())
+    }
+
+    /// Token offsets as a tokenizer gives them (increasing, non-empty, not
+    /// necessarily on character boundaries, some tokens not of the
+    /// utterance), with a probability per tag (O, B/I of two slot types).
+    fn tokens(len: usize) -> impl Strategy<Value = (EncodedTurn, Vec<Vec<f64>>)> {
+        let cuts = proptest::collection::btree_set(0..=len, 2..(len + 2).min(12));
+        let weights = proptest::collection::vec(proptest::collection::vec(0.0f64..1.0, 5), 12);
+        let skipped = proptest::collection::vec(any::<bool>(), 12);
+        (cuts, weights, skipped).prop_map(|(cuts, weights, skipped)| {
+            let cuts: Vec<usize> = cuts.into_iter().collect();
+            let offsets: Vec<Option<(usize, usize)>> = cuts
+                .windows(2)
+                .zip(&skipped)
+                .map(|(w, &skip)| (!skip).then_some((w[0], w[1])))
+                .collect();
+            let tags = weights[..offsets.len()]
+                .iter()
+                .map(|w| {
+                    let total: f64 = w.iter().sum::<f64>() + 1e-9;
+                    w.iter().map(|v| v / total).collect()
+                })
+                .collect();
+            let encoded = EncodedTurn {
+                ids: vec![0; offsets.len()],
+                utterance_offsets: offsets,
+            };
+            (encoded, tags)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn decoded_spans_are_always_valid_spans_of_the_utterance(
+            (utterance, (encoded, tags)) in utterance()
+                .prop_flat_map(|u| { let len = u.len(); (Just(u), tokens(len)) })
+        ) {
+            let labels = LabelSets::new(vec![], vec!["a".into(), "b".into()], vec![]);
+            let (spans, whole) = decode_spans(&utterance, &encoded, &tags, &labels);
+            prop_assert!((0.0..=1.0).contains(&whole));
+            let mut previous_end = 0;
+            for span in &spans {
+                let (start, end) = (span.start as usize, span.end as usize);
+                prop_assert!(start < end && end <= utterance.len(), "{span:?}");
+                prop_assert!(start >= previous_end, "spans overlap: {spans:?}");
+                prop_assert!(utterance.is_char_boundary(start) && utterance.is_char_boundary(end));
+                prop_assert_eq!(&utterance[start..end], span.text.as_str());
+                prop_assert!(labels.slot_types.contains(&span.slot));
+                prop_assert!((0.0..=1.0).contains(&span.probability));
+                previous_end = end;
+            }
+        }
+    }
+
+    #[test]
+    fn a_token_inside_a_multibyte_character_labels_the_whole_character() {
+        let labels = LabelSets::new(vec![], vec!["genre".into()], vec![]);
+        let utterance = "play 🎷 jazz";
+        // The emoji is bytes 5..9; byte-level BPE splits it at 7.
+        let encoded = EncodedTurn {
+            ids: vec![0; 4],
+            utterance_offsets: vec![Some((0, 4)), Some((5, 7)), Some((7, 9)), Some((10, 14))],
+        };
+        let tag = |t: usize| {
+            let mut p = vec![0.0; 3];
+            p[t] = 0.9;
+            p
+        };
+        for tags in [
+            vec![tag(0), tag(0), tag(1), tag(0)],
+            vec![tag(0), tag(1), tag(0), tag(0)],
+            vec![tag(0), tag(1), tag(2), tag(2)],
+        ] {
+            let (spans, _) = decode_spans(utterance, &encoded, &tags, &labels);
+            let span = &spans[0];
+            assert!(utterance.is_char_boundary(span.start as usize));
+            assert!(utterance.is_char_boundary(span.end as usize));
+            assert_eq!(
+                &utterance[span.start as usize..span.end as usize],
+                span.text
+            );
+            assert!(span.text.starts_with('🎷'), "{:?}", span.text);
+        }
     }
 }

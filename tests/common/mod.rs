@@ -1,12 +1,14 @@
 //! Helpers shared by the end-to-end tests: run the binary, write Parquet.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{Field, Schema};
+use labelgen::data::tables::{Annotation, Label};
 use parquet::arrow::ArrowWriter;
 
 pub fn labelgen(args: &[&str]) -> Output {
@@ -55,4 +57,83 @@ pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
         ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
+}
+
+/// A turn: (dialogue_id, turn_index).
+pub type TurnKey = (String, i32);
+
+/// The unanimous gold of the gold annotators a1, a2 and a3 for one task,
+/// worked out apart from eval's code: the turns where all three gave the
+/// same label.
+pub fn unanimous_gold(
+    rows: &[Annotation],
+    field: fn(&Annotation) -> &Option<String>,
+) -> BTreeMap<TurnKey, String> {
+    let mut votes: BTreeMap<TurnKey, Vec<&Annotation>> = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|a| ["a1", "a2", "a3"].contains(&a.annotator_id.as_str()))
+    {
+        votes
+            .entry((row.dialogue_id.clone(), row.turn_index))
+            .or_default()
+            .push(row);
+    }
+    votes
+        .into_iter()
+        .filter(|(_, v)| v.len() == 3)
+        .filter_map(|(k, v)| {
+            let first = field(v[0]).clone()?;
+            v.iter()
+                .all(|a| field(a).as_ref() == Some(&first))
+                .then_some((k, first))
+        })
+        .collect()
+}
+
+/// The first column in which two label rows differ: labels, ids and slot
+/// spans exactly, probabilities by more than 1e-4.
+pub fn first_difference(a: &Label, b: &Label) -> Option<&'static str> {
+    let close = |a: Option<f32>, b: Option<f32>| match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-4,
+        (a, b) => a == b,
+    };
+    let same_spans = match (&a.slots, &b.slots) {
+        (Some(x), Some(y)) => {
+            x.len() == y.len()
+                && x.iter().zip(y).all(|(s, t)| {
+                    (&s.slot, s.start, s.end, &s.text) == (&t.slot, t.start, t.end, &t.text)
+                        && close(Some(s.probability), Some(t.probability))
+                })
+        }
+        (x, y) => x.is_none() && y.is_none(),
+    };
+    [
+        ("dialogue_id", a.dialogue_id == b.dialogue_id),
+        ("turn_index", a.turn_index == b.turn_index),
+        ("goal_id", a.goal_id == b.goal_id),
+        (
+            "goal_boundary_prob",
+            close(a.goal_boundary_prob, b.goal_boundary_prob),
+        ),
+        ("goal_success", a.goal_success == b.goal_success),
+        (
+            "goal_success_prob",
+            close(a.goal_success_prob, b.goal_success_prob),
+        ),
+        ("intent", a.intent == b.intent),
+        ("intent_prob", close(a.intent_prob, b.intent_prob)),
+        ("slots", same_spans),
+        ("slots_prob", close(a.slots_prob, b.slots_prob)),
+        ("failure_point", a.failure_point == b.failure_point),
+        (
+            "failure_point_prob",
+            close(a.failure_point_prob, b.failure_point_prob),
+        ),
+        ("model_id", a.model_id == b.model_id),
+        ("run_id", a.run_id == b.run_id),
+    ]
+    .into_iter()
+    .find(|(_, same)| !same)
+    .map(|(column, _)| column)
 }

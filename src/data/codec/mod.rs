@@ -172,8 +172,10 @@ pub fn encode<T: Columns>(rows: &[T]) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
 }
 
-/// The rows of one record batch. Rows with an invalid cell are left out and
-/// reported as issues, with their row numbers.
+/// The rows of one record batch. Rows with a cell that does not decode (a
+/// null key, an integer out of range) are left out; those with a value out
+/// of its domain (see src/data/checks.rs) are kept. Both are reported as
+/// error issues with their row numbers, which every stage stops on.
 pub fn decode<T: TableRow>(
     batch: &RecordBatch,
     file: &Arc<str>,
@@ -197,12 +199,20 @@ pub fn decode<T: TableRow>(
             issues: Vec::new(),
         };
         let row = build(&mut check);
-        let errored = check
+        let undecodable = check
             .issues
             .iter()
             .any(|issue| issue.severity == Severity::Error);
+        // A row whose cells decode is kept even when a value is out of its
+        // domain: the error issue stops every stage, and validate still
+        // sees the row's key (no spurious gap or missing turn).
+        if let Some(row) = &row
+            && !undecodable
+        {
+            row.check_values(&mut check);
+        }
         issues.append(&mut check.issues);
-        if let (Some(row), false) = (row, errored) {
+        if let (Some(row), false) = (row, undecodable) {
             rows.push((check.place, row));
         }
     }
@@ -221,6 +231,18 @@ impl RowCheck<'_> {
     pub fn error(&mut self, kind: &'static str, column: &str, message: impl Into<String>) {
         let issue = self.place.issue(
             Severity::Error,
+            kind,
+            Some(column),
+            self.dialogue_id,
+            message,
+        );
+        self.issues.push(issue);
+    }
+
+    /// Records a warning in `column` of this row: counted, the row is used.
+    pub fn warning(&mut self, kind: &'static str, column: &str, message: impl Into<String>) {
+        let issue = self.place.issue(
+            Severity::Warning,
             kind,
             Some(column),
             self.dialogue_id,

@@ -394,6 +394,8 @@ pub const INTENTS: &[IntentSpec] = &[
     IntentSpec {
         name: "Stop",
         domain: "global",
+        // How users tell the device to stop, as they say it: some of the
+        // phrasings train's stop/cancel rule lists (data::feedback), most not.
         templates: &[
             "stop",
             "cancel",
@@ -401,6 +403,24 @@ pub const INTENTS: &[IntentSpec] = &[
             "stop it",
             "shut up",
             "be quiet",
+            "forget it",
+            "okay stop",
+            "stop stop",
+            "please stop",
+            "just stop",
+            "no stop",
+            "cancel that",
+            "forget about it",
+            "that's enough",
+            "enough",
+            "i'm done",
+            "leave it",
+            "don't bother",
+            "go away",
+            "stop talking",
+            "no thanks",
+            "never mind that",
+            "quit",
         ],
         responses: &[""],
         confusable: &["CancelTimer", "TurnOffDevice"],

@@ -5,6 +5,7 @@
 mod annotators;
 pub mod catalog;
 pub mod dialogue;
+pub mod difficulty;
 mod scripts;
 mod utterance;
 
@@ -18,6 +19,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 pub use dialogue::{ContextReason, ErrorRates, SimDialogue};
+use difficulty::DialogueItems;
 
 use crate::data::annotators::{GOLD_ANNOTATORS, SINGLE_ANNOTATOR};
 use crate::data::dataset::DatasetWriter;
@@ -26,6 +28,8 @@ use crate::progress::Progress;
 
 /// Dialogues generated (in parallel) and written per chunk: bounds memory.
 const CHUNK_DIALOGUES: usize = 20_000;
+/// Mixed into the seed for the stream that plans the annotation items.
+const ITEM_STREAM_KEY: u64 = 0xD1B5_4A32_D192_ED03;
 /// 2026-11-01T00:00:00Z: simulated logs are one day of traffic from here.
 const DAY_START_US: i64 = 1_793_491_200_000_000;
 
@@ -35,9 +39,10 @@ pub struct SimulateConfig {
     pub seed: u64,
     pub out: PathBuf,
     pub rates: ErrorRates,
-    /// Per-label error rate of each gold annotator (a1, a2, a3).
+    /// Mean per-label error rate of each gold annotator (a1, a2, a3); per
+    /// item it depends on the item's difficulty (see `annotators`).
     pub annotator_error: f64,
-    /// Per-label error rate of the single-pass annotator.
+    /// Mean per-label error rate of the single-pass annotator.
     pub single_error: f64,
     /// Length of the simulated audio_embedding column; 0 leaves it out.
     pub audio_dim: usize,
@@ -79,6 +84,11 @@ pub struct SimulateSummary {
     /// Per annotator and label: the share of items that differ from the truth.
     pub annotator_error_realised: BTreeMap<String, BTreeMap<&'static str, f64>>,
     pub annotator_error_requested: BTreeMap<String, f64>,
+    /// How hard the annotation items are (see `difficulty`).
+    pub item_difficulty: ItemDifficultySummary,
+    /// Per turn-level label: the share of turns where the gold annotators do
+    /// not all agree (no unanimous gold).
+    pub gold_not_unanimous: BTreeMap<&'static str, f64>,
     pub rates: ErrorRates,
     pub seed: u64,
     pub turns_path: String,
@@ -87,9 +97,28 @@ pub struct SimulateSummary {
     pub turns_per_second: f64,
 }
 
+/// The annotation items' difficulty, for the summary.
+#[derive(Debug, Serialize)]
+pub struct ItemDifficultySummary {
+    /// Mean turn difficulty (0 to 1).
+    pub mean: f64,
+    /// Share of turns at least `difficulty::AMBIGUOUS_FROM` hard.
+    pub hard_share: f64,
+    /// Per label, the items drawn genuinely ambiguous (turns; goal_boundary
+    /// counts true boundaries, goal_success goals).
+    pub ambiguous: BTreeMap<&'static str, usize>,
+}
+
+/// One simulated dialogue, its annotation items and every annotator's labels.
+pub struct Generated {
+    pub dialogue: SimDialogue,
+    pub items: difficulty::DialogueItems,
+    pub annotations: Vec<Annotation>,
+}
+
 /// Every dialogue of a simulation, generated deterministically from the seed
 /// and the dialogue's index (so the thread count never changes the output).
-pub fn generate(config: &SimulateConfig, index: usize) -> (SimDialogue, Vec<Annotation>) {
+pub fn generate(config: &SimulateConfig, index: usize) -> Generated {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     rng.set_stream(index as u64);
     let start_us = DAY_START_US + rng.random_range(0..86_400) * 1_000_000;
@@ -100,6 +129,11 @@ pub fn generate(config: &SimulateConfig, index: usize) -> (SimDialogue, Vec<Anno
         audio_dim: config.audio_dim,
     };
     let dialogue = simulator.dialogue(&dialogue_id, start_us);
+    // The items' difficulty and decoys come from their own stream, shared by
+    // every annotator.
+    let mut item_rng = ChaCha8Rng::seed_from_u64(config.seed ^ ITEM_STREAM_KEY);
+    item_rng.set_stream(index as u64);
+    let items = difficulty::plan(&dialogue, &mut item_rng);
     let mut annotations = annotators::truth_annotations(&dialogue);
     let annotators = GOLD_ANNOTATORS
         .iter()
@@ -110,9 +144,15 @@ pub fn generate(config: &SimulateConfig, index: usize) -> (SimDialogue, Vec<Anno
             config.seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(k as u64 + 1)),
         );
         rng.set_stream(index as u64);
-        annotations.extend(annotators::annotate(&dialogue, annotator, rate, &mut rng));
+        annotations.extend(annotators::annotate(
+            &dialogue, &items, annotator, rate, &mut rng,
+        ));
     }
-    (dialogue, annotations)
+    Generated {
+        dialogue,
+        items,
+        annotations,
+    }
 }
 
 pub fn run(config: &SimulateConfig) -> anyhow::Result<SimulateSummary> {
@@ -158,16 +198,17 @@ pub fn run(config: &SimulateConfig) -> anyhow::Result<SimulateSummary> {
         });
         for chunk_start in (0..config.dialogues).step_by(CHUNK_DIALOGUES) {
             let chunk_end = (chunk_start + CHUNK_DIALOGUES).min(config.dialogues);
-            let generated: Vec<(SimDialogue, Vec<Annotation>)> = (chunk_start..chunk_end)
+            let generated: Vec<Generated> = (chunk_start..chunk_end)
                 .into_par_iter()
                 .map(|i| generate(config, i))
                 .collect();
             let mut turns: Vec<Turn> = Vec::new();
             let mut annotations: Vec<Annotation> = Vec::new();
-            for (dialogue, labels) in generated {
-                tally.add(&dialogue, &labels);
-                turns.extend(dialogue.turns);
-                annotations.extend(labels);
+            for one in generated {
+                tally.add(&one.dialogue, &one.annotations);
+                tally.add_items(&one.dialogue, &one.items, &one.annotations);
+                turns.extend(one.dialogue.turns);
+                annotations.extend(one.annotations);
             }
             if sender.send((turns, annotations)).is_err() {
                 break; // the writer failed; its error is reported below
@@ -199,6 +240,11 @@ struct Tally {
     recovered: usize,
     /// annotator -> label -> (wrong, items)
     disagreement: BTreeMap<String, BTreeMap<&'static str, (usize, usize)>>,
+    difficulty_sum: f64,
+    hard_turns: usize,
+    ambiguous: BTreeMap<&'static str, usize>,
+    /// label -> turns without unanimous gold
+    not_unanimous: BTreeMap<&'static str, usize>,
 }
 
 impl Tally {
@@ -248,6 +294,39 @@ impl Tally {
         }
     }
 
+    /// Item difficulty, ambiguity, and the gold annotators' unanimity.
+    fn add_items(&mut self, dialogue: &SimDialogue, items: &DialogueItems, rows: &[Annotation]) {
+        let n = dialogue.turns.len();
+        for (t, item) in items.turns.iter().enumerate() {
+            self.difficulty_sum += item.difficulty;
+            self.hard_turns += usize::from(item.difficulty >= difficulty::AMBIGUOUS_FROM);
+            let true_boundary = t > 0 && dialogue.truth[t].goal != dialogue.truth[t - 1].goal;
+            for (label, ambiguous) in [
+                ("intent", item.ambiguous_intent),
+                ("failure_point", item.ambiguous_failure),
+                ("slots", item.ambiguous_slots),
+                ("goal_boundary", item.ambiguous_boundary && true_boundary),
+            ] {
+                *self.ambiguous.entry(label).or_default() += usize::from(ambiguous);
+            }
+        }
+        *self.ambiguous.entry("goal_success").or_default() +=
+            items.goals.iter().filter(|g| g.ambiguous).count();
+        let gold: Vec<&[Annotation]> = rows
+            .chunks(n)
+            .filter(|chunk| GOLD_ANNOTATORS.contains(&chunk[0].annotator_id.as_str()))
+            .collect();
+        for t in 0..n {
+            let split = |same: &dyn Fn(&Annotation, &Annotation) -> bool| {
+                usize::from(gold.iter().any(|g| !same(&g[t], &gold[0][t])))
+            };
+            *self.not_unanimous.entry("intent").or_default() += split(&|a, b| a.intent == b.intent);
+            *self.not_unanimous.entry("failure_point").or_default() +=
+                split(&|a, b| a.failure_point == b.failure_point);
+            *self.not_unanimous.entry("slots").or_default() += split(&|a, b| a.slots == b.slots);
+        }
+    }
+
     fn summary(
         self,
         config: &SimulateConfig,
@@ -286,6 +365,16 @@ impl Tally {
                 })
                 .collect(),
             annotator_error_requested: requested,
+            item_difficulty: ItemDifficultySummary {
+                mean: self.difficulty_sum / self.turns.max(1) as f64,
+                hard_share: share(self.hard_turns, self.turns),
+                ambiguous: self.ambiguous,
+            },
+            gold_not_unanimous: self
+                .not_unanimous
+                .into_iter()
+                .map(|(label, count)| (label, share(count, self.turns)))
+                .collect(),
             rates: config.rates,
             seed: config.seed,
             turns_path: turns.display().to_string(),

@@ -6,15 +6,17 @@
 
 pub mod weak;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::Serialize;
 
+use crate::data::checks::span_misfit;
 use crate::data::dataset::read_table;
+use crate::data::issues::DataError;
 use crate::data::tables::{Annotation, FailurePoint, SlotSpan, Turn};
 use crate::model::batch::{
     Supervision, Window, bucketed_batches, make_batch, turn_input, window_ranges,
@@ -155,8 +157,14 @@ pub struct TrainSummary {
     pub train_dialogues: usize,
     pub dev_dialogues: usize,
     pub labelled_turns: usize,
+    /// Annotated turns of the chosen annotators that the logs do not have:
+    /// nothing to train them on, so unused (and printed as a warning).
+    pub annotated_turns_not_in_logs: usize,
     pub contextless: bool,
     pub utterance_only: bool,
+    /// The turn's runtime features enter its vector (the labeller, and the
+    /// contextless baseline `--contextless turn-runtime`).
+    pub runtime_features: bool,
     pub freeze_encoder: bool,
     pub train_top_layers: usize,
     /// Decision settings fitted on dev (0.5 and 0 without --balance-decisions).
@@ -603,6 +611,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     let (_, tokenizer) = checkpoint::load(&config.init)?;
     let (turns, _) = read_table::<Turn>(&config.logs)?;
     let (annotators, labels) = chosen_labels(config)?;
+    check_spans(&turns, &labels, &config.labels)?;
     let label_sets = label_sets(&labels);
     let model_config = ModelConfig {
         labels: Some(label_sets.clone()),
@@ -711,6 +720,45 @@ fn chosen_labels(config: &TrainConfig) -> anyhow::Result<(Vec<String>, LabelsByT
     Ok((annotators, labels))
 }
 
+/// The chosen labels' slot spans must index their utterances: a span past
+/// the end or inside a character would teach the slot head the wrong
+/// tokens. (`labelgen validate LABELS --table annotations --turns LOGS`
+/// lists every such span.)
+fn check_spans(turns: &[Turn], labels: &LabelsByTurn, path: &Path) -> Result<(), DataError> {
+    let mut first = Vec::new();
+    let mut count = 0;
+    for turn in turns {
+        let Some(a) = labels.get(&(turn.dialogue_id.clone(), turn.turn_index)) else {
+            continue;
+        };
+        for (i, span) in a.slots.iter().flatten().enumerate() {
+            let Some((kind, message)) = span_misfit(&turn.user_utterance, span.start, span.end)
+            else {
+                continue;
+            };
+            count += 1;
+            if first.len() < 5 {
+                first.push(format!(
+                    "  {kind}: dialogue {}, turn_index {}, annotator {}, span {i} ({}): {message}",
+                    a.dialogue_id, a.turn_index, a.annotator_id, span.slot
+                ));
+            }
+        }
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    Err(DataError::Malformed {
+        path: path.to_path_buf(),
+        detail: format!(
+            "{count} slot span(s) do not fit their utterance in the logs, first:\n{}\n  \
+             hint: `labelgen validate {} --table annotations --turns LOGS` lists them all",
+            first.join("\n"),
+            path.display()
+        ),
+    })
+}
+
 /// The intents, slot types and failure points the heads predict.
 fn label_sets(labels: &LabelsByTurn) -> LabelSets {
     let intents: Vec<String> = labels
@@ -748,6 +796,7 @@ struct TrainData {
     train_dialogues: usize,
     dev_dialogues: usize,
     labelled_turns: usize,
+    annotated_turns_not_in_logs: usize,
     weak_labels: WeakSummary,
 }
 
@@ -830,8 +879,22 @@ fn split_windows(
         train_dialogues,
         dev_dialogues,
         labelled_turns,
+        annotated_turns_not_in_logs: not_in_logs(turns, supervisor.labels),
         weak_labels,
     })
+}
+
+/// Labels whose turn is not in the logs: counted, so that annotations for
+/// other logs (or a mistyped dialogue id) are not dropped unseen.
+fn not_in_logs(turns: &[Turn], labels: &LabelsByTurn) -> usize {
+    let in_logs: HashSet<(&str, i32)> = turns
+        .iter()
+        .map(|t| (t.dialogue_id.as_str(), t.turn_index))
+        .collect();
+    labels
+        .keys()
+        .filter(|(d, t)| !in_logs.contains(&(d.as_str(), *t)))
+        .count()
 }
 
 /// What supervises the turns: the chosen labels, their label sets and the
@@ -1158,8 +1221,10 @@ fn summary(
         train_dialogues: data.train_dialogues,
         dev_dialogues: data.dev_dialogues,
         labelled_turns: data.labelled_turns,
+        annotated_turns_not_in_logs: data.annotated_turns_not_in_logs,
         contextless: config.context.contextless(),
         utterance_only: config.context.utterance_only(),
+        runtime_features: config.context.runtime_features(),
         freeze_encoder: config.freeze_encoder,
         success_threshold: calibration.success_threshold,
         correct_shift: calibration.correct_shift,
@@ -1537,6 +1602,21 @@ fn balanced_decisions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annotations_for_turns_the_logs_lack_are_counted() {
+        let turn = |d: &str, t: i32| Turn {
+            dialogue_id: d.into(),
+            turn_index: t,
+            ..Turn::default()
+        };
+        let turns = [turn("d1", 0), turn("d1", 1)];
+        let labels: LabelsByTurn = [("d1", 1), ("d1", 2), ("d9", 0)]
+            .into_iter()
+            .map(|(d, t)| ((d.to_string(), t), Annotation::default()))
+            .collect();
+        assert_eq!(not_in_logs(&turns, &labels), 2);
+    }
 
     #[test]
     fn annotators_default_to_single_and_never_to_the_judges() {
