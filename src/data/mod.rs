@@ -4,6 +4,7 @@ pub mod annotators;
 pub mod codec;
 pub mod dataset;
 pub mod feedback;
+pub mod hive;
 pub mod issues;
 pub mod schema;
 pub mod split;

@@ -5,6 +5,7 @@
 mod annotators;
 pub mod catalog;
 pub mod dialogue;
+pub mod hive;
 mod scripts;
 mod utterance;
 
@@ -26,7 +27,7 @@ use crate::progress::Progress;
 
 /// Dialogues generated (in parallel) and written per chunk: bounds memory.
 const CHUNK_DIALOGUES: usize = 20_000;
-/// 2026-11-01T00:00:00Z: simulated logs are one day of traffic from here.
+/// 2026-11-01T00:00:00Z: simulated logs are `days` days of traffic from here.
 const DAY_START_US: i64 = 1_793_491_200_000_000;
 
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +42,12 @@ pub struct SimulateConfig {
     pub single_error: f64,
     /// Length of the simulated audio_embedding column; 0 leaves it out.
     pub audio_dim: usize,
+    /// Days of traffic the dialogues' start times spread over (1: one day,
+    /// the original output byte for byte).
+    pub days: usize,
+    /// Also write the turns as a collector delivers them, under
+    /// OUT/logs/turns/date=.../hour=.../ (see [`hive`]).
+    pub hive_logs: bool,
     pub overwrite: bool,
     pub quiet: bool,
 }
@@ -55,6 +62,8 @@ impl SimulateConfig {
             annotator_error: 0.06,
             single_error: 0.12,
             audio_dim: 8,
+            days: 1,
+            hive_logs: false,
             overwrite: false,
             quiet: true,
         }
@@ -83,6 +92,9 @@ pub struct SimulateSummary {
     pub seed: u64,
     pub turns_path: String,
     pub annotations_path: String,
+    /// The hive copy of the turns (`--hive-logs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hive_logs: Option<hive::HiveSummary>,
     pub seconds: f64,
     pub turns_per_second: f64,
 }
@@ -92,7 +104,8 @@ pub struct SimulateSummary {
 pub fn generate(config: &SimulateConfig, index: usize) -> (SimDialogue, Vec<Annotation>) {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     rng.set_stream(index as u64);
-    let start_us = DAY_START_US + rng.random_range(0..86_400) * 1_000_000;
+    let start_us =
+        DAY_START_US + rng.random_range(0..86_400 * config.days.max(1) as i64) * 1_000_000;
     let dialogue_id = format!("sim{}-{index:07}", config.seed);
     let mut simulator = dialogue::Simulator {
         rng,
@@ -136,6 +149,16 @@ pub fn run(config: &SimulateConfig) -> anyhow::Result<SimulateSummary> {
     let annotations_path = config.out.join("annotations");
     let turns_out = DatasetWriter::create(&turns_path, config.overwrite)?;
     let annotations_out = DatasetWriter::create(&annotations_path, config.overwrite)?;
+    let mut hive = config
+        .hive_logs
+        .then(|| {
+            hive::HiveWriter::create(
+                &config.out.join("logs/turns"),
+                config.seed,
+                config.overwrite,
+            )
+        })
+        .transpose()?;
     let progress = Progress::new(config.dialogues as u64, "dialogues", config.quiet);
     let mut tally = Tally::default();
     // Parquet encoding runs on its own thread, overlapping the next chunk's
@@ -169,6 +192,9 @@ pub fn run(config: &SimulateConfig) -> anyhow::Result<SimulateSummary> {
                 turns.extend(dialogue.turns);
                 annotations.extend(labels);
             }
+            if let Some(hive) = hive.as_mut() {
+                hive.write_chunk(&turns, chunk_start / CHUNK_DIALOGUES)?;
+            }
             if sender.send((turns, annotations)).is_err() {
                 break; // the writer failed; its error is reported below
             }
@@ -180,8 +206,11 @@ pub fn run(config: &SimulateConfig) -> anyhow::Result<SimulateSummary> {
             .map_err(|_| anyhow::anyhow!("the Parquet writer thread panicked"))?
     })?;
     progress.finish();
+    let hive_logs = hive.map(hive::HiveWriter::finish).transpose()?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok(tally.summary(config, seconds, turns_path, annotations_path))
+    let mut summary = tally.summary(config, seconds, turns_path, annotations_path);
+    summary.hive_logs = hive_logs;
+    Ok(summary)
 }
 
 /// Running counts for the summary.
@@ -290,6 +319,7 @@ impl Tally {
             seed: config.seed,
             turns_path: turns.display().to_string(),
             annotations_path: annotations.display().to_string(),
+            hive_logs: None,
             seconds,
             turns_per_second: share(self.turns, 1) / seconds.max(1e-9),
         }
