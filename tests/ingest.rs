@@ -303,7 +303,17 @@ fn missing_optional_columns_are_null_filled_and_extra_ones_ignored() {
         &[row("a", 1, 601)],
         Shape::default(),
     );
-    let summary = ingest(&["--logs", s(&logs), "--out", s(&out)]);
+    // Turn 0 has no timestamp, so its activity is its partition's end, the
+    // window's end: open under any timeout but 0.
+    let args = [
+        "--logs",
+        s(&logs),
+        "--out",
+        s(&out),
+        "--idle-timeout-minutes",
+        "0",
+    ];
+    let summary = ingest(&args);
     assert_eq!(summary["null_filled_columns"]["device_state"], 1);
     assert_eq!(summary["null_filled_columns"]["timestamp"], 1);
     assert_eq!(summary["ignored_columns"]["ingest_host"], 1);
@@ -517,7 +527,8 @@ fn tiny_model(dir: &Path) -> std::path::PathBuf {
         "8",
         "--quiet",
     ];
-    let mut pretrain = vec!["pretrain", "--data", s(&p("synth")), "--out", s(&p("pre"))];
+    let (synth, pre) = (p("synth"), p("pre"));
+    let mut pretrain = vec!["pretrain", "--data", s(&synth), "--out", s(&pre)];
     pretrain.extend(tiny);
     run_ok(&pretrain);
     run_ok(&[

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
+use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::*;
 
 use crate::data::split::{STABLE_HASH_START, stable_hash_bytes};

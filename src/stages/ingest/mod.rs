@@ -128,10 +128,10 @@ pub fn run(config: &IngestConfig) -> anyhow::Result<IngestSummary> {
     progress.message("ordering dialogues".into());
     let columns = read::output_columns(inspection.audio);
     let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-    let open_after = OpenAfter(
-        layout::window_end_us(&partitions).unwrap_or(0)
-            - i64::from(config.idle_timeout_minutes) * 60_000_000,
-    );
+    // Without a window end (an unpartitioned root) nothing is open.
+    let idle_us = i64::from(config.idle_timeout_minutes) * 60_000_000;
+    let open_after =
+        OpenAfter(layout::window_end_us(&partitions).map_or(i64::MAX, |end| end - idle_us));
     for (bucket, file) in spilled {
         let rows = read::scan(&file, false)?;
         let resolved = resolve::resolve(rows, &names, open_after)?;

@@ -7,11 +7,13 @@
 //! projected onto the schema's columns (extra columns are never read,
 //! missing nullable ones are null-filled), cast to one type per column, and
 //! tagged with where each row came from: its file, its row in the file, and
-//! the end of its hive partition (parsed by polars from the path).
+//! the end of its hive partition (from the date=/hour= folder names).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use arrow::array::RecordBatchReader;
+use polars::io::HiveOptions;
 use polars::prelude::*;
 
 use super::layout::Partition;
@@ -89,14 +91,19 @@ pub fn inspect(partitions: &[Partition]) -> Result<Inspection, DataError> {
 }
 
 fn inspect_file(path: &Path) -> Result<FileShape, DataError> {
-    let (_, rows) = open_part(path)?;
-    let columns = scan(path, false)
-        .and_then(|mut lf| lf.collect_schema())
-        .map_err(|e| DataError::Unreadable {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
-    let columns = columns.as_ref().clone();
+    let (reader, rows) = open_part(path)?;
+    let unreadable = |detail: String| DataError::Unreadable {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut columns = Schema::default();
+    for field in reader.schema().fields() {
+        let polars = arrow_field(field).map_err(|e| unreadable(e.to_string()))?;
+        columns.insert(
+            field.name().as_str().into(),
+            DataType::from_arrow_field(&polars),
+        );
+    }
     for spec in &turns_schema().columns {
         match columns.get(&spec.name) {
             Some(found) if !accepts(spec.column_type, found) => {
@@ -223,24 +230,86 @@ fn convert(spec: &ColumnSchema, found: Option<&DataType>) -> Expr {
 }
 
 /// One file projected onto the staging columns, with its provenance.
-fn read_file(shape: &FileShape, partition: &Partition, audio: bool) -> PolarsResult<LazyFrame> {
+fn read_file(shape: &FileShape, partition: &Partition, audio: bool) -> anyhow::Result<LazyFrame> {
     let mut exprs: Vec<Expr> = output_columns(audio)
         .into_iter()
         .map(|spec| convert(spec, shape.columns.get(&spec.name)))
         .collect();
-    // The hive columns polars parsed from the path give the partition's end.
-    let days = || col("date").cast(DataType::Int64);
-    let end_hour = match partition.span.map(|s| s.hours) {
-        None => lit(NULL).cast(DataType::Int64),
-        Some(1) => days() * lit(24i64) + col("hour").cast(DataType::Int64) + lit(1i64),
-        Some(_) => (days() + lit(1i64)) * lit(24i64),
-    };
+    let end = partition
+        .end_us()
+        .map_or(lit(NULL).cast(DataType::Int64), lit);
     exprs.push(lit(shape.path.display().to_string()).alias(FILE));
     exprs.push(col(ROW).cast(DataType::Int64).alias(ROW));
-    exprs.push((end_hour * lit(HOUR_US)).alias(PARTITION_END));
-    Ok(scan(&shape.path, true)?
+    exprs.push(end.alias(PARTITION_END));
+    Ok(load(&shape.path)?
+        .lazy()
         .with_row_index(ROW, None)
         .select(exprs))
+}
+
+/// A file's known columns as a polars frame. The `parquet` crate reads
+/// it (polars 0.46's reader rejects the IEEE-754 column order current
+/// writers put on float columns) and the arrays cross to polars through
+/// the Arrow C data interface, without copying.
+fn load(path: &Path) -> anyhow::Result<DataFrame> {
+    let (reader, _) = open_part(path)?;
+    let schema = reader.schema();
+    let wanted: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| turns_schema().column(schema.field(i).name()).is_some())
+        .collect();
+    let mut columns: Vec<Vec<polars_arrow::array::ArrayRef>> = vec![Vec::new(); wanted.len()];
+    for batch in reader {
+        let batch = batch.map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        for (slot, &i) in wanted.iter().enumerate() {
+            columns[slot].push(to_polars(batch.column(i).as_ref())?);
+        }
+    }
+    let series = wanted
+        .iter()
+        .zip(columns)
+        .map(|(&i, chunks)| {
+            let name = PlSmallStr::from(schema.field(i).name().as_str());
+            if chunks.is_empty() {
+                let dtype = DataType::from_arrow_field(&arrow_field(schema.field(i))?);
+                Ok(Series::new_empty(name, &dtype).into_column())
+            } else {
+                Ok(Series::from_arrow_chunks(name, chunks)?.into_column())
+            }
+        })
+        .collect::<anyhow::Result<Vec<Column>>>()?;
+    Ok(DataFrame::new(series)?)
+}
+
+/// One arrow-rs array as a polars-arrow array (the same memory).
+fn to_polars(array: &dyn arrow::array::Array) -> anyhow::Result<polars_arrow::array::ArrayRef> {
+    let (ffi_array, ffi_schema) = arrow::ffi::to_ffi(&array.to_data())?;
+    // SAFETY: both structs are the Arrow C data interface's, with the same
+    // layout; polars takes ownership of the array (and releases it), so the
+    // arrow-rs side is forgotten, not dropped; the schema is only borrowed.
+    unsafe {
+        let schema = &*(&ffi_schema as *const arrow::ffi::FFI_ArrowSchema
+            as *const polars_arrow::ffi::ArrowSchema);
+        let field = polars_arrow::ffi::import_field_from_c(schema)?;
+        let owned = std::ptr::read(
+            &ffi_array as *const arrow::ffi::FFI_ArrowArray as *const polars_arrow::ffi::ArrowArray,
+        );
+        std::mem::forget(ffi_array);
+        Ok(polars_arrow::ffi::import_array_from_c(
+            owned,
+            field.dtype().clone(),
+        )?)
+    }
+}
+
+/// The polars-arrow field of an arrow-rs field, through the C interface.
+fn arrow_field(field: &arrow::datatypes::Field) -> anyhow::Result<polars_arrow::datatypes::Field> {
+    let ffi = arrow::ffi::FFI_ArrowSchema::try_from(field)?;
+    // SAFETY: the same C struct layout; borrowed only while `ffi` lives.
+    unsafe {
+        let schema =
+            &*(&ffi as *const arrow::ffi::FFI_ArrowSchema as *const polars_arrow::ffi::ArrowSchema);
+        Ok(polars_arrow::ffi::import_field_from_c(schema)?)
+    }
 }
 
 /// A partition's rows, in the staging columns; row errors stop the run.
@@ -252,7 +321,7 @@ pub fn read_partition(
     let frames = files
         .iter()
         .map(|shape| read_file(shape, partition, audio))
-        .collect::<PolarsResult<Vec<_>>>()?;
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let frame = if frames.is_empty() {
         DataFrame::empty()
     } else {
