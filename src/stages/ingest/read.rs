@@ -26,7 +26,6 @@ pub const FILE: &str = "__file";
 pub const ROW: &str = "__row";
 pub const PARTITION_END: &str = "__partition_end_us";
 
-const HOUR_US: i64 = 3_600_000_000;
 /// Invalid rows shown in an error; the count covers them all.
 const SHOWN_ISSUES: usize = 5;
 
