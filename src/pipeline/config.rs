@@ -65,6 +65,11 @@ pub struct SimulateSection {
     pub annotator_error: Option<f64>,
     pub single_error: Option<f64>,
     pub audio_dim: Option<usize>,
+    /// Days of traffic the training dialogues start over (default 1).
+    pub days: Option<usize>,
+    /// Also write the training turns as a collector delivers them, for
+    /// `[ingest]`: WORK_DIR/simulate/train/logs/turns/date=.../hour=.../.
+    pub hive_logs: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -72,8 +77,12 @@ pub struct SimulateSection {
 pub struct IngestSection {
     /// Root of logs/turns/date=YYYY-MM-DD/hour=HH/part-*.parquet.
     pub logs: PathBuf,
-    /// Partitions older than this many days are not rescanned.
+    /// Partitions older than this many days are not rescanned: the newest
+    /// N dates present are read (default: all).
     pub window_days: Option<u32>,
+    /// A dialogue whose last turn is this close to the window's end is
+    /// still open: carried to the next run, not labelled (default 30).
+    pub idle_timeout_minutes: Option<u32>,
 }
 
 /// Existing datasets for a pipeline that does not simulate.

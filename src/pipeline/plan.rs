@@ -285,13 +285,28 @@ fn validate(file: &PipelineFile, layout: &Layout, ingest_available: bool) -> Vec
         "[simulate] and [data] both give the datasets; keep one".into(),
     );
     if let Some(ingest) = &file.ingest {
+        // Simulated hive logs are made by the simulate step, before ingest.
+        let simulated = file.simulate.is_some()
+            && absolute(&ingest.logs).starts_with(absolute(&layout.output(StepName::Simulate)));
         need(
-            ingest.logs.is_dir(),
+            simulated || ingest.logs.is_dir(),
             format!("[ingest] logs {}: no such directory", ingest.logs.display()),
         );
         need(
             ingest_available,
             "[ingest]: the ingest stage is not available in this build".into(),
+        );
+        // The logs are the step's fingerprinted input: an output inside them
+        // would change them on every run (and be read back as logs).
+        let output = layout.output(StepName::Ingest);
+        let (logs, out) = (absolute(&ingest.logs), absolute(&output));
+        need(
+            !logs.starts_with(&out) && !out.starts_with(&logs),
+            format!(
+                "[ingest] logs {} and the step's output {} overlap: keep [pipeline] work_dir outside the logs",
+                ingest.logs.display(),
+                output.display()
+            ),
         );
     }
     if let Some(logs) = file.label.as_ref().and_then(|l| l.logs.as_ref()) {
@@ -318,6 +333,10 @@ fn validate(file: &PipelineFile, layout: &Layout, ingest_available: bool) -> Vec
     validate_models(file, layout, &mut problems);
     validate_needs(file, layout, &mut problems);
     problems
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn validate_models(file: &PipelineFile, layout: &Layout, problems: &mut Vec<String>) {

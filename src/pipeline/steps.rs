@@ -19,6 +19,7 @@ use super::report::{self, ReportInputs, ReportSettings};
 use super::review::{self, SampleSettings};
 use crate::eval::{self, EvalConfig, gold::GoldPolicy, judge::Task};
 use crate::model::checkpoint;
+use crate::stages::ingest::{self, IngestConfig};
 use crate::stages::label::{self, LabelConfig};
 use crate::stages::pretrain::{self, PretrainConfig};
 use crate::stages::simulate::{self, SimulateConfig};
@@ -49,9 +50,44 @@ impl IngestStage for IngestNotBuilt {
     }
 }
 
+/// The ingest stage over `stages::ingest` (polars): OUT/turns holds the
+/// complete dialogues `label` reads; OUT/open the dialogues still active at
+/// the window's end, which the next run's window reads again.
+pub struct PolarsIngest;
+
+impl IngestStage for PolarsIngest {
+    fn available(&self) -> bool {
+        true
+    }
+    fn run(&self, section: &IngestSection, out: &Path, quiet: bool) -> anyhow::Result<Counts> {
+        let mut config = IngestConfig::new(section.logs.clone(), out.to_path_buf());
+        config.selection.last_days = section.window_days;
+        config.idle_timeout_minutes = section
+            .idle_timeout_minutes
+            .unwrap_or(config.idle_timeout_minutes);
+        config.quiet = quiet;
+        let summary = ingest::run(&config)?;
+        Ok(counts(&[
+            ("partitions", json!(summary.partitions)),
+            ("rows_in", json!(summary.rows_in)),
+            ("exact_duplicates", json!(summary.exact_duplicates)),
+            (
+                "conflicting_duplicates",
+                json!(summary.conflicting_duplicates),
+            ),
+            ("dialogues", json!(summary.dialogues)),
+            ("turns", json!(summary.turns)),
+            ("open_dialogues_carried", json!(summary.open_dialogues)),
+            ("open_turns_carried", json!(summary.open_turns)),
+            ("skipped_dialogues", json!(summary.skipped_dialogues)),
+            ("window_end", json!(summary.window_end)),
+        ]))
+    }
+}
+
 /// The ingest stage this build has.
 pub fn default_ingest() -> Box<dyn IngestStage> {
-    Box::new(IngestNotBuilt)
+    Box::new(PolarsIngest)
 }
 
 pub struct StepContext<'a> {
@@ -151,6 +187,10 @@ fn simulate_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
         }
         if let Some(v) = section.audio_dim {
             config.audio_dim = v;
+        }
+        if name == "train" {
+            config.days = section.days.unwrap_or(config.days);
+            config.hive_logs = section.hive_logs.unwrap_or(false);
         }
         let summary = simulate::run(&config)?;
         totals.insert(format!("{name}_dialogues"), json!(summary.dialogues));
