@@ -325,3 +325,279 @@ pub fn curve_svg(title: &str, points: Vec<(f64, f64, Option<f64>)>) -> String {
     svg += "</svg>\n";
     svg
 }
+
+/// Shares of each category in two or more series (today against the
+/// trailing days) as horizontal bars, one row per category, so long intent
+/// names stay readable. Shares are in [0, 1]; the axis ends at the largest.
+pub fn share_bars_svg(title: &str, categories: &[String], series: &[(&str, Vec<f64>)]) -> String {
+    let (left, right, top) = (170.0, 70.0, 70.0);
+    let bar = 12.0;
+    let row = bar * series.len().max(1) as f64 + 8.0;
+    let height = top + row * categories.len().max(1) as f64 + 50.0;
+    let plot_w = WIDTH - left - right;
+    let largest = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(0.01f64, f64::max);
+    // Round ticks: every 5, 10 or 25 points, up to the largest share.
+    let step = match largest {
+        s if s <= 0.2 => 0.05,
+        s if s <= 0.5 => 0.1,
+        _ => 0.25,
+    };
+    let ticks = (largest / step - 1e-9).ceil().max(1.0) as usize;
+    let max_share = step * ticks as f64;
+    let x = |share: f64| left + share / max_share * plot_w;
+    let mut svg = svg_head(WIDTH, height, title);
+    for i in 0..=ticks {
+        let share = step * i as f64;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{0:.1}" y1="{top}" x2="{0:.1}" y2="{1:.1}" stroke="#e5e5e5"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle">{3:.0}%</text>"##,
+            x(share),
+            height - 50.0,
+            height - 32.0,
+            share * 100.0
+        );
+    }
+    for (s, (name, _)) in series.iter().enumerate() {
+        let color = COLORS[s % COLORS.len()];
+        let lx = left + 160.0 * s as f64;
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{lx:.1}" y="42" width="14" height="10" fill="{color}"/><text x="{:.1}" y="51">{}</text>"#,
+            lx + 20.0,
+            escape(name)
+        );
+    }
+    for (c, category) in categories.iter().enumerate() {
+        let y0 = top + row * c as f64 + 4.0;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            left - 8.0,
+            y0 + row / 2.0,
+            escape(category)
+        );
+        for (s, (_, shares)) in series.iter().enumerate() {
+            let share = shares
+                .get(c)
+                .copied()
+                .filter(|v| v.is_finite())
+                .unwrap_or(0.0);
+            let y = y0 + bar * s as f64;
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{left}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="10">{:.1}%</text>"#,
+                x(share) - left,
+                bar - 2.0,
+                COLORS[s % COLORS.len()],
+                x(share) + 4.0,
+                y + bar - 3.0,
+                share * 100.0
+            );
+        }
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">share of the day's labels</text>"#,
+        left + plot_w / 2.0,
+        height - 10.0
+    );
+    svg += "</svg>\n";
+    svg
+}
+
+/// A histogram of confidences in [0, 1] (equal-width bins), with the
+/// configured threshold as a dashed line: what lies left of it is withheld.
+pub fn histogram_svg(title: &str, bins: &[u64], threshold: Option<(f64, &str)>) -> String {
+    let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+    let most = bins.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let x = |p: f64| LEFT + p * plot_w;
+    let y = |count: f64| TOP + (1.0 - count / most) * plot_h;
+    let mut svg = svg_head(WIDTH, HEIGHT, title);
+    for i in 0..=10 {
+        let p = i as f64 / 10.0;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{p:.1}</text>"#,
+            x(p),
+            TOP + plot_h + 18.0
+        );
+    }
+    for i in 0..=4 {
+        let count = most * i as f64 / 4.0;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#e5e5e5"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{4:.0}</text>"##,
+            y(count),
+            LEFT + plot_w,
+            LEFT - 8.0,
+            y(count) + 4.0,
+            count
+        );
+    }
+    let width = plot_w / bins.len().max(1) as f64;
+    for (i, &count) in bins.iter().enumerate() {
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}" stroke="white"/>"##,
+            LEFT + width * i as f64,
+            y(count as f64),
+            width,
+            TOP + plot_h - y(count as f64),
+            COLORS[0]
+        );
+    }
+    if let Some((threshold, note)) = threshold {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{0:.1}" y1="{TOP}" x2="{0:.1}" y2="{1:.1}" stroke="{2}" stroke-width="2" stroke-dasharray="6 4"/><text x="{3:.1}" y="{4:.1}" fill="{2}">{5}</text>"##,
+            x(threshold),
+            TOP + plot_h,
+            COLORS[1],
+            x(threshold) + 6.0,
+            TOP + 16.0,
+            escape(note)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#333"/><text x="{:.1}" y="{:.1}" text-anchor="middle">confidence of the emitted label</text><text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">labels</text>"##,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 15.0,
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0
+    );
+    svg += "</svg>\n";
+    svg
+}
+
+/// Metrics in [0, 1] over runs: one line per series, the x axis the runs in
+/// order, labelled with their dates; a missing value breaks no line, it is
+/// just not drawn.
+pub fn timeline_svg(title: &str, runs: &[String], series: &[(&str, Vec<Option<f64>>)]) -> String {
+    let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT - 130.0, HEIGHT - TOP - BOTTOM);
+    let x = |i: usize| {
+        if runs.len() <= 1 {
+            LEFT + plot_w / 2.0
+        } else {
+            LEFT + plot_w * i as f64 / (runs.len() - 1) as f64
+        }
+    };
+    let y = |v: f64| TOP + (1.0 - v.clamp(0.0, 1.0)) * plot_h;
+    let mut svg = svg_head(WIDTH, HEIGHT, title);
+    for i in 0..=5 {
+        let v = i as f64 / 5.0;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#e5e5e5"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{v:.1}</text>"##,
+            y(v),
+            LEFT + plot_w,
+            LEFT - 8.0,
+            y(v) + 4.0
+        );
+    }
+    // At most about eight date labels, so they do not overlap.
+    let every = runs.len().div_ceil(8).max(1);
+    for (i, run) in runs.iter().enumerate().filter(|(i, _)| i % every == 0) {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>"#,
+            x(i),
+            TOP + plot_h + 18.0,
+            escape(run)
+        );
+    }
+    for (s, (name, values)) in series.iter().enumerate() {
+        let color = COLORS[s % COLORS.len()];
+        let points: Vec<(f64, f64)> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.filter(|v| v.is_finite()).map(|v| (x(i), y(v))))
+            .collect();
+        let path: Vec<String> = points
+            .iter()
+            .map(|(px, py)| format!("{px:.1},{py:.1}"))
+            .collect();
+        if points.len() > 1 {
+            let _ = writeln!(
+                svg,
+                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2.5"/>"#,
+                path.join(" ")
+            );
+        }
+        for (px, py) in &points {
+            let _ = writeln!(
+                svg,
+                r#"<circle cx="{px:.1}" cy="{py:.1}" r="4" fill="{color}"/>"#
+            );
+        }
+        let ly = TOP + 16.0 + 18.0 * s as f64;
+        let lx = LEFT + plot_w + 14.0;
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}" font-size="12">{}</text>"#,
+            lx + 20.0,
+            lx + 25.0,
+            ly + 4.0,
+            escape(name)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#333"/><text x="{:.1}" y="{:.1}" text-anchor="middle">eval run (date, UTC)</text>"##,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 15.0
+    );
+    svg += "</svg>\n";
+    svg
+}
+
+/// The opening of a plot: the root element, a white background, the title.
+fn svg_head(width: f64, height: f64, title: &str) -> String {
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="13">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{}" y="28" text-anchor="middle" font-size="16" font-weight="bold">{}</text>
+"#,
+        width / 2.0,
+        escape(title)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_plots_render_and_name_what_they_show() {
+        let bars = share_bars_svg(
+            "intent <drift>",
+            &["PlayMusic".into(), "GetWeather".into()],
+            &[
+                ("today", vec![0.75, 0.25]),
+                ("trailing 7 days", vec![0.5, 0.5]),
+            ],
+        );
+        assert!(bars.contains("intent &lt;drift&gt;") && bars.contains("75.0%"));
+        let histogram = histogram_svg("intent confidence", &[0, 1, 5, 2], Some((0.5, "min 0.50")));
+        assert!(histogram.contains("stroke-dasharray") && histogram.contains("min 0.50"));
+        let timeline = timeline_svg(
+            "eval",
+            &["2026-12-01".into(), "2026-12-02".into()],
+            &[("intent", vec![Some(0.8), None])],
+        );
+        assert_eq!(
+            timeline.matches("<circle").count(),
+            1,
+            "a missing value is not drawn"
+        );
+        for svg in [bars, histogram, timeline] {
+            let png = png(&svg).unwrap();
+            assert_eq!(&png[1..4], b"PNG");
+            assert!(png.len() > 2000, "an empty picture");
+        }
+    }
+}

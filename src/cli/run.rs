@@ -56,6 +56,13 @@ impl RunArgs {
         if let Some(eval) = eval.filter(|_| !dry_run && summary.status != RunStatus::Failed) {
             eprintln!("report: {}/report/report.md", eval.output);
         }
+        let nightly = summary.steps.iter().find(|s| s.name == StepName::Report);
+        if let Some(nightly) = nightly.filter(|_| !dry_run && summary.status != RunStatus::Failed) {
+            eprintln!(
+                "nightly report: {0}/report.md, {0}/report.html",
+                nightly.output
+            );
+        }
         print_stdout(&format!("{}\n", summary.json_line()))?;
         Ok(ExitCode::from(summary.exit_code()))
     }

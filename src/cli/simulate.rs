@@ -45,6 +45,13 @@ pub struct SimulateArgs {
     /// Length of the simulated audio_embedding column (0 leaves the column out)
     #[arg(long, default_value_t = 8)]
     audio_dim: usize,
+    /// Days of traffic the dialogues start over (from 2026-11-01)
+    #[arg(long, default_value_t = 1)]
+    days: usize,
+    /// Also write the turns as a log collector delivers them: OUT/logs/turns/date=YYYY-MM-DD/hour=HH/*.parquet,
+    /// rows shuffled, some delivered twice, a late file per partition (input for `labelgen ingest`)
+    #[arg(long)]
+    hive_logs: bool,
     /// Replace existing datasets under --out
     #[arg(long)]
     force: bool,
@@ -70,6 +77,8 @@ impl SimulateArgs {
             annotator_error: self.annotator_error,
             single_error: self.single_error,
             audio_dim: self.audio_dim,
+            days: self.days,
+            hive_logs: self.hive_logs,
             overwrite: self.force,
             quiet: self.common.quiet,
             ..SimulateConfig::new(self.dialogues, self.seed, self.out)

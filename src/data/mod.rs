@@ -5,6 +5,7 @@ pub mod checks;
 pub mod codec;
 pub mod dataset;
 pub mod feedback;
+pub mod hive;
 pub mod issues;
 pub mod schema;
 pub mod split;

@@ -32,6 +32,9 @@ pub struct PipelineFile {
     /// The day's review sample from the labels; needs `[label]`.
     pub review: Option<ReviewSection>,
     pub eval: Option<EvalSection>,
+    /// The nightly report (drift, confidence, coverage, eval over time);
+    /// needs `[label]` or `[eval]`.
+    pub report: Option<ReportSection>,
     /// Task -> lowest acceptable headline metric of the champion on the
     /// held-out gold (e.g. `intent = 0.8` is intent accuracy).
     #[serde(default)]
@@ -62,6 +65,11 @@ pub struct SimulateSection {
     pub annotator_error: Option<f64>,
     pub single_error: Option<f64>,
     pub audio_dim: Option<usize>,
+    /// Days of traffic the training dialogues start over (default 1).
+    pub days: Option<usize>,
+    /// Also write the training turns as a collector delivers them, for
+    /// `[ingest]`: WORK_DIR/simulate/train/logs/turns/date=.../hour=.../.
+    pub hive_logs: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -69,8 +77,12 @@ pub struct SimulateSection {
 pub struct IngestSection {
     /// Root of logs/turns/date=YYYY-MM-DD/hour=HH/part-*.parquet.
     pub logs: PathBuf,
-    /// Partitions older than this many days are not rescanned.
+    /// Partitions older than this many days are not rescanned: the newest
+    /// N dates present are read (default: all).
     pub window_days: Option<u32>,
+    /// A dialogue whose last turn is this close to the window's end is
+    /// still open: carried to the next run, not labelled (default 30).
+    pub idle_timeout_minutes: Option<u32>,
 }
 
 /// Existing datasets for a pipeline that does not simulate.
@@ -180,6 +192,16 @@ pub struct EvalSection {
     pub bootstrap: Option<usize>,
     pub seed: Option<u64>,
     pub review_confidence: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    /// Today's labels are compared with the days this far back (default 7).
+    pub trailing_days: Option<u32>,
+    /// Jensen-Shannon distance above which a task's labels are flagged as
+    /// drifted (default 0.1).
+    pub drift_threshold: Option<f64>,
 }
 
 /// The tasks a quality floor or a promotion may name, as eval names them.

@@ -9,6 +9,8 @@
 //! - [`steps`]: each step's call into its stage (the one file that builds
 //!   stage configs);
 //! - [`promote`]: champion/challenger on held-out gold;
+//! - [`report`]: the nightly report (drift, confidence, coverage, eval
+//!   over time) and the history it keeps;
 //! - [`summary`]: the one-line JSON run summary and the plan text.
 //!
 //! Every step writes into a hidden staging directory beside its output and
@@ -22,6 +24,7 @@ pub mod manifest;
 pub mod partitions;
 pub mod plan;
 pub mod promote;
+pub mod report;
 pub mod review;
 pub mod schedule;
 pub mod steps;

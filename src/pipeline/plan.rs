@@ -22,10 +22,12 @@ pub enum StepName {
     Label,
     Review,
     Eval,
+    /// The nightly report, last: it reads the labels and eval's results.
+    Report,
 }
 
 impl StepName {
-    pub const ALL: [StepName; 9] = [
+    pub const ALL: [StepName; 10] = [
         StepName::Simulate,
         StepName::Ingest,
         StepName::Synth,
@@ -35,6 +37,7 @@ impl StepName {
         StepName::Label,
         StepName::Review,
         StepName::Eval,
+        StepName::Report,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +51,7 @@ impl StepName {
             StepName::Label => "label",
             StepName::Review => "review",
             StepName::Eval => "eval",
+            StepName::Report => "report",
         }
     }
 }
@@ -105,6 +109,10 @@ impl Layout {
     }
     pub fn lock(&self) -> PathBuf {
         self.work_dir.join("pipeline.lock")
+    }
+    /// What the report keeps between runs (eval results, daily label counts).
+    pub fn history(&self) -> PathBuf {
+        self.work_dir.join("history")
     }
 
     fn new(file: &PipelineFile) -> Layout {
@@ -223,9 +231,21 @@ fn step(file: &PipelineFile, layout: &Layout, name: StepName) -> Option<Step> {
             inputs.extend(some(&[&layout.heldout_turns, &layout.heldout_gold]));
             inputs
         }),
+        StepName::Report => file.report.as_ref().map(|_| {
+            let mut inputs = Vec::new();
+            if file.label.is_some() {
+                inputs.push(layout.output(StepName::Label));
+                inputs.extend(some(&[&layout.label_turns]));
+            }
+            if file.eval.is_some() {
+                inputs.push(layout.output(StepName::Eval));
+            }
+            inputs
+        }),
     }?;
     let also_changes = match name {
         StepName::Promote => vec![layout.champion(), layout.previous()],
+        StepName::Report => vec![layout.history()],
         _ => Vec::new(),
     };
     Some(Step {
@@ -265,13 +285,28 @@ fn validate(file: &PipelineFile, layout: &Layout, ingest_available: bool) -> Vec
         "[simulate] and [data] both give the datasets; keep one".into(),
     );
     if let Some(ingest) = &file.ingest {
+        // Simulated hive logs are made by the simulate step, before ingest.
+        let simulated = file.simulate.is_some()
+            && absolute(&ingest.logs).starts_with(absolute(&layout.output(StepName::Simulate)));
         need(
-            ingest.logs.is_dir(),
+            simulated || ingest.logs.is_dir(),
             format!("[ingest] logs {}: no such directory", ingest.logs.display()),
         );
         need(
             ingest_available,
             "[ingest]: the ingest stage is not available in this build".into(),
+        );
+        // The logs are the step's fingerprinted input: an output inside them
+        // would change them on every run (and be read back as logs).
+        let output = layout.output(StepName::Ingest);
+        let (logs, out) = (absolute(&ingest.logs), absolute(&output));
+        need(
+            !logs.starts_with(&out) && !out.starts_with(&logs),
+            format!(
+                "[ingest] logs {} and the step's output {} overlap: keep [pipeline] work_dir outside the logs",
+                ingest.logs.display(),
+                output.display()
+            ),
         );
     }
     if let Some(logs) = file.label.as_ref().and_then(|l| l.logs.as_ref()) {
@@ -298,6 +333,10 @@ fn validate(file: &PipelineFile, layout: &Layout, ingest_available: bool) -> Vec
     validate_models(file, layout, &mut problems);
     validate_needs(file, layout, &mut problems);
     problems
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn validate_models(file: &PipelineFile, layout: &Layout, problems: &mut Vec<String>) {
@@ -413,6 +452,21 @@ fn validate_needs(file: &PipelineFile, layout: &Layout, problems: &mut Vec<Strin
         if !["intent", "failure_point", "goal_success"].contains(&task.as_str()) {
             problems.push(format!(
                 "[review] tasks: `{task}` cannot be sampled; tasks are intent, failure_point, goal_success"
+            ));
+        }
+    }
+    if let Some(report) = &file.report {
+        if file.label.is_none() && file.eval.is_none() {
+            problems.push(
+                "[report] reports on labels and eval results: it needs [label] or [eval]".into(),
+            );
+        }
+        if report.trailing_days == Some(0) {
+            problems.push("[report] trailing_days = 0: expected at least 1 day".into());
+        }
+        if let Some(t) = report.drift_threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+            problems.push(format!(
+                "[report] drift_threshold = {t}: expected a Jensen-Shannon distance in [0, 1]"
             ));
         }
     }

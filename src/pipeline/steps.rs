@@ -15,9 +15,11 @@ use super::manifest::StepRecord;
 use super::partitions;
 use super::plan::{Layout, StepName};
 use super::promote;
+use super::report::{self, ReportInputs, ReportSettings};
 use super::review::{self, SampleSettings};
 use crate::eval::{self, EvalConfig, gold::GoldPolicy, judge::Task};
 use crate::model::checkpoint;
+use crate::stages::ingest::{self, IngestConfig};
 use crate::stages::label::{self, LabelConfig};
 use crate::stages::pretrain::{self, PretrainConfig};
 use crate::stages::simulate::{self, SimulateConfig};
@@ -48,9 +50,44 @@ impl IngestStage for IngestNotBuilt {
     }
 }
 
+/// The ingest stage over `stages::ingest` (polars): OUT/turns holds the
+/// complete dialogues `label` reads; OUT/open the dialogues still active at
+/// the window's end, which the next run's window reads again.
+pub struct PolarsIngest;
+
+impl IngestStage for PolarsIngest {
+    fn available(&self) -> bool {
+        true
+    }
+    fn run(&self, section: &IngestSection, out: &Path, quiet: bool) -> anyhow::Result<Counts> {
+        let mut config = IngestConfig::new(section.logs.clone(), out.to_path_buf());
+        config.selection.last_days = section.window_days;
+        config.idle_timeout_minutes = section
+            .idle_timeout_minutes
+            .unwrap_or(config.idle_timeout_minutes);
+        config.quiet = quiet;
+        let summary = ingest::run(&config)?;
+        Ok(counts(&[
+            ("partitions", json!(summary.partitions)),
+            ("rows_in", json!(summary.rows_in)),
+            ("exact_duplicates", json!(summary.exact_duplicates)),
+            (
+                "conflicting_duplicates",
+                json!(summary.conflicting_duplicates),
+            ),
+            ("dialogues", json!(summary.dialogues)),
+            ("turns", json!(summary.turns)),
+            ("open_dialogues_carried", json!(summary.open_dialogues)),
+            ("open_turns_carried", json!(summary.open_turns)),
+            ("skipped_dialogues", json!(summary.skipped_dialogues)),
+            ("window_end", json!(summary.window_end)),
+        ]))
+    }
+}
+
 /// The ingest stage this build has.
 pub fn default_ingest() -> Box<dyn IngestStage> {
-    Box::new(IngestNotBuilt)
+    Box::new(PolarsIngest)
 }
 
 pub struct StepContext<'a> {
@@ -72,6 +109,11 @@ pub fn options(file: &PipelineFile, step: StepName) -> serde_json::Value {
         StepName::Label => json!(file.label),
         StepName::Review => json!(file.review),
         StepName::Eval => json!(file.eval),
+        // The label thresholds decide the coverage the report shows.
+        StepName::Report => json!({
+            "report": file.report,
+            "min_confidence": file.label.as_ref().map(|l| &l.min_confidence),
+        }),
     }
 }
 
@@ -96,6 +138,7 @@ pub fn execute(
         StepName::Label => label_step(ctx, staging, previous),
         StepName::Review => review_step(ctx, staging),
         StepName::Eval => eval_step(ctx, staging),
+        StepName::Report => report_step(ctx, staging),
     }
 }
 
@@ -144,6 +187,10 @@ fn simulate_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
         }
         if let Some(v) = section.audio_dim {
             config.audio_dim = v;
+        }
+        if name == "train" {
+            config.days = section.days.unwrap_or(config.days);
+            config.hive_logs = section.hive_logs.unwrap_or(false);
         }
         let summary = simulate::run(&config)?;
         totals.insert(format!("{name}_dialogues"), json!(summary.dialogues));
@@ -407,4 +454,52 @@ fn compare_on_gold(
     };
     let champion_labels = has_champion.then_some(champion_labels.as_path());
     promote::decide(&settings, challenger, &challenger_labels, champion_labels)
+}
+
+/// The nightly report from the labels and eval's results:
+/// OUT/report.md, report.html, report.json and the plots; the eval runs
+/// and daily label counts it remembers go to WORK_DIR/history.
+fn report_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
+    let section = ctx.file.report.clone().unwrap_or_default();
+    let settings = ReportSettings {
+        trailing_days: section.trailing_days.unwrap_or(7),
+        drift_threshold: section
+            .drift_threshold
+            .unwrap_or(report::drift::DEFAULT_THRESHOLD),
+        min_confidence: ctx
+            .file
+            .label
+            .as_ref()
+            .map(|l| l.min_confidence.clone())
+            .unwrap_or_default(),
+    };
+    let has_labels = ctx.file.label.is_some();
+    let inputs = ReportInputs {
+        labels: has_labels.then(|| ctx.layout.output(StepName::Label)),
+        turns: ctx.layout.label_turns.clone().filter(|_| has_labels),
+        eval_report: ctx.file.eval.as_ref().map(|_| {
+            ctx.layout
+                .output(StepName::Eval)
+                .join("report")
+                .join("report.json")
+        }),
+        champion: ctx.layout.champion(),
+        work_dir: ctx.layout.work_dir.clone(),
+    };
+    let nightly = report::run(&inputs, &settings, staging)?;
+    let drifted: Vec<&String> = nightly
+        .drift
+        .iter()
+        .filter(|(_, d)| d.drift.drifted)
+        .map(|(task, _)| task)
+        .collect();
+    Ok(counts(&[
+        ("today", json!(nightly.today)),
+        (
+            "trailing_days_with_labels",
+            json!(nightly.trailing_dates.len()),
+        ),
+        ("drifted_tasks", json!(drifted)),
+        ("eval_runs_in_history", json!(nightly.eval_history.len())),
+    ]))
 }

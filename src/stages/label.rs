@@ -402,7 +402,8 @@ impl Labeller<'_> {
         if self.current.is_empty() && self.closed.contains(&stable_hash(&turn.dialogue_id)) {
             anyhow::bail!(
                 "{} row {}: dialogue `{}` continues after other dialogues' turns; `label` streams the logs \
-                 and needs each dialogue's turns together (sort the logs by dialogue_id, e.g. in polars or DuckDB)",
+                 and needs each dialogue's turns together: order them first with \
+                 `labelgen ingest --logs ROOT --out DIR` (it also drops duplicates) and label DIR/turns",
                 place.file,
                 place.row,
                 turn.dialogue_id

@@ -2,6 +2,7 @@
 //! typed config (so tests and benches call them without a shell).
 
 pub mod import;
+pub mod ingest;
 pub mod label;
 pub mod pretrain;
 pub mod simulate;

@@ -157,10 +157,13 @@ impl<'a> BatchColumns<'a> {
         let Some(column) = self.column(name)? else {
             return Ok(vec![None; self.batch.num_rows()]);
         };
-        if !matches!(column.data_type(), DataType::Timestamp(_, _)) {
+        let DataType::Timestamp(_, zone) = column.data_type() else {
             return Err(self.wrong_type(name, ColumnType::Timestamp, column.data_type()));
-        }
-        let target = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        };
+        // Only the unit changes: stored values are UTC instants (naive ones
+        // are read as UTC), so the zone is kept rather than converted, which
+        // would need a time-zone database for names ("UTC" from "+00:00").
+        let target = DataType::Timestamp(TimeUnit::Microsecond, zone.clone());
         let micros = self.cast(name, column, &target)?;
         Ok(micros
             .as_primitive::<TimestampMicrosecondType>()

@@ -6,6 +6,7 @@ mod annotators;
 pub mod catalog;
 pub mod dialogue;
 pub mod difficulty;
+pub mod hive;
 mod scripts;
 mod utterance;
 
@@ -30,7 +31,7 @@ use crate::progress::Progress;
 const CHUNK_DIALOGUES: usize = 20_000;
 /// Mixed into the seed for the stream that plans the annotation items.
 const ITEM_STREAM_KEY: u64 = 0xD1B5_4A32_D192_ED03;
-/// 2026-11-01T00:00:00Z: simulated logs are one day of traffic from here.
+/// 2026-11-01T00:00:00Z: simulated logs are `days` days of traffic from here.
 const DAY_START_US: i64 = 1_793_491_200_000_000;
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +47,12 @@ pub struct SimulateConfig {
     pub single_error: f64,
     /// Length of the simulated audio_embedding column; 0 leaves it out.
     pub audio_dim: usize,
+    /// Days of traffic the dialogues' start times spread over (1: one day,
+    /// the original output byte for byte).
+    pub days: usize,
+    /// Also write the turns as a collector delivers them, under
+    /// OUT/logs/turns/date=.../hour=.../ (see [`hive`]).
+    pub hive_logs: bool,
     pub overwrite: bool,
     pub quiet: bool,
 }
@@ -60,6 +67,8 @@ impl SimulateConfig {
             annotator_error: 0.06,
             single_error: 0.12,
             audio_dim: 8,
+            days: 1,
+            hive_logs: false,
             overwrite: false,
             quiet: true,
         }
@@ -93,6 +102,9 @@ pub struct SimulateSummary {
     pub seed: u64,
     pub turns_path: String,
     pub annotations_path: String,
+    /// The hive copy of the turns (`--hive-logs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hive_logs: Option<hive::HiveSummary>,
     pub seconds: f64,
     pub turns_per_second: f64,
 }
@@ -121,7 +133,8 @@ pub struct Generated {
 pub fn generate(config: &SimulateConfig, index: usize) -> Generated {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     rng.set_stream(index as u64);
-    let start_us = DAY_START_US + rng.random_range(0..86_400) * 1_000_000;
+    let start_us =
+        DAY_START_US + rng.random_range(0..86_400 * config.days.max(1) as i64) * 1_000_000;
     let dialogue_id = format!("sim{}-{index:07}", config.seed);
     let mut simulator = dialogue::Simulator {
         rng,
@@ -176,6 +189,16 @@ pub fn run(config: &SimulateConfig) -> anyhow::Result<SimulateSummary> {
     let annotations_path = config.out.join("annotations");
     let turns_out = DatasetWriter::create(&turns_path, config.overwrite)?;
     let annotations_out = DatasetWriter::create(&annotations_path, config.overwrite)?;
+    let mut hive = config
+        .hive_logs
+        .then(|| {
+            hive::HiveWriter::create(
+                &config.out.join("logs/turns"),
+                config.seed,
+                config.overwrite,
+            )
+        })
+        .transpose()?;
     let progress = Progress::new(config.dialogues as u64, "dialogues", config.quiet);
     let mut tally = Tally::default();
     // Parquet encoding runs on its own thread, overlapping the next chunk's
@@ -210,6 +233,9 @@ pub fn run(config: &SimulateConfig) -> anyhow::Result<SimulateSummary> {
                 turns.extend(one.dialogue.turns);
                 annotations.extend(one.annotations);
             }
+            if let Some(hive) = hive.as_mut() {
+                hive.write_chunk(&turns, chunk_start / CHUNK_DIALOGUES)?;
+            }
             if sender.send((turns, annotations)).is_err() {
                 break; // the writer failed; its error is reported below
             }
@@ -221,8 +247,11 @@ pub fn run(config: &SimulateConfig) -> anyhow::Result<SimulateSummary> {
             .map_err(|_| anyhow::anyhow!("the Parquet writer thread panicked"))?
     })?;
     progress.finish();
+    let hive_logs = hive.map(hive::HiveWriter::finish).transpose()?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok(tally.summary(config, seconds, turns_path, annotations_path))
+    let mut summary = tally.summary(config, seconds, turns_path, annotations_path);
+    summary.hive_logs = hive_logs;
+    Ok(summary)
 }
 
 /// Running counts for the summary.
@@ -379,6 +408,7 @@ impl Tally {
             seed: config.seed,
             turns_path: turns.display().to_string(),
             annotations_path: annotations.display().to_string(),
+            hive_logs: None,
             seconds,
             turns_per_second: share(self.turns, 1) / seconds.max(1e-9),
         }
