@@ -660,7 +660,6 @@ fn the_shipped_pipeline_files_parse() {
     let text = std::fs::read_to_string("pipelines/nightly.toml").unwrap();
     let path = write_pipeline(tmp.path(), &text);
     let error = error_of(&path);
-    assert!(!error.contains("ingest stage is not available"), "{error}");
     assert!(error.contains("/srv/logs/turns"), "{error}");
 }
 

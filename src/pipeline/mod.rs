@@ -38,7 +38,7 @@ use config::PipelineFile;
 use lock::{Acquired, RunLock};
 use manifest::{Manifest, StepRecord, binary_version, fingerprint, first_difference};
 use plan::{Plan, Step, StepName};
-use steps::{IngestStage, StepContext};
+use steps::StepContext;
 use summary::{RunStatus, RunSummary, StepAction, StepReport};
 
 /// The demo pipeline, built into the binary so `labelgen run` has a default.
@@ -64,11 +64,6 @@ pub struct RunConfig {
 /// file, path or model); what happens once steps run (a step failing, a
 /// quality floor breached, another run holding the lock) is in the summary.
 pub fn run(config: &RunConfig) -> anyhow::Result<RunSummary> {
-    run_with(config, steps::default_ingest().as_ref())
-}
-
-/// [`run`] with a given ingest stage (the seam tests and later builds use).
-pub fn run_with(config: &RunConfig, ingest: &dyn IngestStage) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let (file, origin) = match &config.pipeline {
         Some(path) => (PipelineFile::load(path)?, path.clone()),
@@ -77,7 +72,7 @@ pub fn run_with(config: &RunConfig, ingest: &dyn IngestStage) -> anyhow::Result<
             PathBuf::from(DEMO_ORIGIN),
         ),
     };
-    let plan = Plan::build(&file, &origin, ingest.available())?;
+    let plan = Plan::build(&file, &origin)?;
     for forced in &config.force {
         anyhow::ensure!(
             plan.get(*forced).is_some(),
@@ -122,7 +117,6 @@ pub fn run_with(config: &RunConfig, ingest: &dyn IngestStage) -> anyhow::Result<
         file: &file,
         layout: &plan.layout,
         quiet: config.quiet,
-        ingest,
     };
     let mut runner = Runner {
         ctx,

@@ -163,13 +163,9 @@ pub struct Plan {
 impl Plan {
     /// The steps `file` asks for, after checking that every path and model
     /// they need exists or will be made by an earlier step.
-    pub fn build(
-        file: &PipelineFile,
-        origin: &Path,
-        ingest_available: bool,
-    ) -> anyhow::Result<Plan> {
+    pub fn build(file: &PipelineFile, origin: &Path) -> anyhow::Result<Plan> {
         let layout = Layout::new(file);
-        let problems = validate(file, &layout, ingest_available);
+        let problems = validate(file, &layout);
         if !problems.is_empty() {
             anyhow::bail!(
                 "{}: the pipeline cannot run:\n  - {}",
@@ -257,7 +253,7 @@ fn step(file: &PipelineFile, layout: &Layout, name: StepName) -> Option<Step> {
 }
 
 /// Every reason the pipeline cannot run, so one attempt shows them all.
-fn validate(file: &PipelineFile, layout: &Layout, ingest_available: bool) -> Vec<String> {
+fn validate(file: &PipelineFile, layout: &Layout) -> Vec<String> {
     let mut problems = Vec::new();
     let mut need = |ok: bool, problem: String| {
         if !ok {
@@ -291,10 +287,6 @@ fn validate(file: &PipelineFile, layout: &Layout, ingest_available: bool) -> Vec
         need(
             simulated || ingest.logs.is_dir(),
             format!("[ingest] logs {}: no such directory", ingest.logs.display()),
-        );
-        need(
-            ingest_available,
-            "[ingest]: the ingest stage is not available in this build".into(),
         );
         // The logs are the step's fingerprinted input: an output inside them
         // would change them on every run (and be read back as logs).
@@ -491,14 +483,14 @@ mod tests {
     }
 
     #[test]
-    fn the_demo_shape_plans_every_step_but_ingest() {
+    fn without_ingest_the_steps_are_planned_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "[pipeline]\nname = \"d\"\nwork_dir = \"{}\"\n[simulate]\ndialogues = 10\nheldout_dialogues = 5\n\
              [pretrain]\n[train]\n[label]\n[eval]\n",
             dir.path().join("w").display()
         );
-        let plan = Plan::build(&file(&text), Path::new("t.toml"), false).unwrap();
+        let plan = Plan::build(&file(&text), Path::new("t.toml")).unwrap();
         let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
@@ -509,10 +501,34 @@ mod tests {
     }
 
     #[test]
+    fn ingest_of_the_simulated_hive_logs_comes_after_simulate_and_label_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("w");
+        let text = format!(
+            "[pipeline]\nname = \"d\"\nwork_dir = \"{}\"\n[simulate]\ndialogues = 10\nheldout_dialogues = 5\n\
+             hive_logs = true\n[ingest]\nlogs = \"{}\"\n[pretrain]\n[train]\n[label]\n[eval]\n",
+            work.display(),
+            work.join("simulate/train/logs/turns").display()
+        );
+        let plan = Plan::build(&file(&text), Path::new("t.toml")).unwrap();
+        let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "simulate", "ingest", "synth", "pretrain", "train", "promote", "label", "eval"
+            ]
+        );
+        assert_eq!(
+            Layout::new(&file(&text)).label_turns,
+            Some(work.join("ingest").join("turns"))
+        );
+    }
+
+    #[test]
     fn every_problem_is_reported_before_work() {
         let text = "[pipeline]\nname = \"d\"\nwork_dir = \"/no/such/dir/w\"\n[train]\n[label]\n\
                     [quality_floor]\nintnet = 0.5\n";
-        let error = Plan::build(&file(text), Path::new("t.toml"), false)
+        let error = Plan::build(&file(text), Path::new("t.toml"))
             .unwrap_err()
             .to_string();
         for expected in ["/no/such/dir", "init", "train_turns", "intnet", "[eval]"] {

@@ -29,72 +29,38 @@ use crate::stages::train::{self, TrainConfig};
 /// A step's counts for the manifest and the run summary.
 pub type Counts = BTreeMap<String, serde_json::Value>;
 
-/// The seam for the ingest stage (hive-partitioned logs -> OUT/turns and
-/// OUT/open), which lives in another module that may not be in the build.
-pub trait IngestStage {
-    fn available(&self) -> bool;
-    fn run(&self, section: &IngestSection, out: &Path, quiet: bool) -> anyhow::Result<Counts>;
-}
-
-/// The ingest seam in a build without `stages::ingest`: a pipeline with
-/// `[ingest]` is refused before any work starts, and running it anyway is an
-/// error, never an empty staging dataset.
-pub struct IngestNotBuilt;
-
-impl IngestStage for IngestNotBuilt {
-    fn available(&self) -> bool {
-        false
-    }
-    fn run(&self, _: &IngestSection, _: &Path, _: bool) -> anyhow::Result<Counts> {
-        anyhow::bail!("the ingest stage is not available in this build")
-    }
-}
-
-/// The ingest stage over `stages::ingest` (polars): OUT/turns holds the
+/// The ingest step over `stages::ingest` (polars): OUT/turns holds the
 /// complete dialogues `label` reads; OUT/open the dialogues still active at
 /// the window's end, which the next run's window reads again.
-pub struct PolarsIngest;
-
-impl IngestStage for PolarsIngest {
-    fn available(&self) -> bool {
-        true
-    }
-    fn run(&self, section: &IngestSection, out: &Path, quiet: bool) -> anyhow::Result<Counts> {
-        let mut config = IngestConfig::new(section.logs.clone(), out.to_path_buf());
-        config.selection.last_days = section.window_days;
-        config.idle_timeout_minutes = section
-            .idle_timeout_minutes
-            .unwrap_or(config.idle_timeout_minutes);
-        config.quiet = quiet;
-        let summary = ingest::run(&config)?;
-        Ok(counts(&[
-            ("partitions", json!(summary.partitions)),
-            ("rows_in", json!(summary.rows_in)),
-            ("exact_duplicates", json!(summary.exact_duplicates)),
-            (
-                "conflicting_duplicates",
-                json!(summary.conflicting_duplicates),
-            ),
-            ("dialogues", json!(summary.dialogues)),
-            ("turns", json!(summary.turns)),
-            ("open_dialogues_carried", json!(summary.open_dialogues)),
-            ("open_turns_carried", json!(summary.open_turns)),
-            ("skipped_dialogues", json!(summary.skipped_dialogues)),
-            ("window_end", json!(summary.window_end)),
-        ]))
-    }
-}
-
-/// The ingest stage this build has.
-pub fn default_ingest() -> Box<dyn IngestStage> {
-    Box::new(PolarsIngest)
+fn ingest_step(section: &IngestSection, out: &Path, quiet: bool) -> anyhow::Result<Counts> {
+    let mut config = IngestConfig::new(section.logs.clone(), out.to_path_buf());
+    config.selection.last_days = section.window_days;
+    config.idle_timeout_minutes = section
+        .idle_timeout_minutes
+        .unwrap_or(config.idle_timeout_minutes);
+    config.quiet = quiet;
+    let summary = ingest::run(&config)?;
+    Ok(counts(&[
+        ("partitions", json!(summary.partitions)),
+        ("rows_in", json!(summary.rows_in)),
+        ("exact_duplicates", json!(summary.exact_duplicates)),
+        (
+            "conflicting_duplicates",
+            json!(summary.conflicting_duplicates),
+        ),
+        ("dialogues", json!(summary.dialogues)),
+        ("turns", json!(summary.turns)),
+        ("open_dialogues_carried", json!(summary.open_dialogues)),
+        ("open_turns_carried", json!(summary.open_turns)),
+        ("skipped_dialogues", json!(summary.skipped_dialogues)),
+        ("window_end", json!(summary.window_end)),
+    ]))
 }
 
 pub struct StepContext<'a> {
     pub file: &'a PipelineFile,
     pub layout: &'a Layout,
     pub quiet: bool,
-    pub ingest: &'a dyn IngestStage,
 }
 
 /// The options a step's record keeps: a change reruns the step.
@@ -129,7 +95,7 @@ pub fn execute(
         StepName::Simulate => simulate_step(ctx, staging),
         StepName::Ingest => {
             let section = ctx.file.ingest.as_ref().ok_or_else(missing_section)?;
-            ctx.ingest.run(section, staging, ctx.quiet)
+            ingest_step(section, staging, ctx.quiet)
         }
         StepName::Synth => synth_step(ctx, staging),
         StepName::Pretrain => pretrain_step(ctx, staging),
