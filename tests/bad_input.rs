@@ -106,38 +106,7 @@ fn models() -> &'static Models {
         let _ = std::fs::remove_dir_all(&dir);
         let p = |name: &str| dir.join(name);
         common::simulate(&p("sim"), 24, 5);
-        succeeds(&[
-            "synth",
-            "--logs",
-            s(&p("sim/turns")),
-            "--out",
-            s(&p("synth")),
-            "--quiet",
-        ]);
-        succeeds(&[
-            "pretrain",
-            "--data",
-            s(&p("synth")),
-            "--out",
-            s(&p("pre")),
-            "--max-steps",
-            "2",
-            "--hidden-size",
-            "16",
-            "--layers",
-            "1",
-            "--heads",
-            "2",
-            "--dialogue-layers",
-            "1",
-            "--vocab-size",
-            "300",
-            "--max-tokens",
-            "24",
-            "--batch-size",
-            "8",
-            "--quiet",
-        ]);
+        common::pretrain_tiny(&p("sim/turns"), &dir, common::Tiny::default());
         train(
             &p("pre"),
             &p("sim/turns"),

@@ -6,19 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{labelgen, stderr};
+use common::{Tiny, labelgen, pretrain_tiny, run_ok, s, stderr};
 use labelgen::data::dataset::{DatasetWriter, read_table};
 use labelgen::data::tables::{Annotation, Label, TableRow, Turn};
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn run_ok(args: &[&str]) -> serde_json::Value {
-    let out = labelgen(args);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("JSON summary")
-}
 
 fn write<T: TableRow>(path: &Path, rows: &[T]) {
     let mut writer = DatasetWriter::create(path, true).unwrap();
@@ -225,36 +215,6 @@ fn the_runtime_baseline_is_judged_beside_the_annotator() {
     );
 }
 
-/// synth + a few steps of pretraining a tiny model on LOGS into DIR/pre.
-fn pretrain_tiny(logs: &Path, dir: &Path) {
-    let synth = dir.join("synth");
-    run_ok(&["synth", "--logs", s(logs), "--out", s(&synth), "--quiet"]);
-    run_ok(&[
-        "pretrain",
-        "--data",
-        s(&synth),
-        "--out",
-        s(&dir.join("pre")),
-        "--max-steps",
-        "3",
-        "--hidden-size",
-        "16",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--dialogue-layers",
-        "1",
-        "--vocab-size",
-        "300",
-        "--max-tokens",
-        "24",
-        "--batch-size",
-        "8",
-        "--quiet",
-    ]);
-}
-
 /// Per turn: the intent, failure point and slot-set probabilities, which
 /// depend only on what the model reads of that turn when it reads turns alone.
 type TurnProbabilities = Vec<(String, i32, [Option<f32>; 3])>;
@@ -275,7 +235,14 @@ fn the_turn_runtime_ablation_reads_runtime_features_and_no_other_turn() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name);
     common::simulate(&p("sim"), 60, 1);
-    pretrain_tiny(&p("sim/turns"), tmp.path());
+    pretrain_tiny(
+        &p("sim/turns"),
+        tmp.path(),
+        Tiny {
+            max_steps: 3,
+            ..Tiny::default()
+        },
+    );
     let train = |out: &str, input: &str| {
         run_ok(&[
             "train",

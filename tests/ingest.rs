@@ -11,7 +11,7 @@ use arrow::array::{
     ArrayRef, BooleanArray, Float32Array, Int8Array, Int32Array, StringArray,
     TimestampMicrosecondArray, TimestampMillisecondArray,
 };
-use common::{labelgen, stderr, write_parquet};
+use common::{Tiny, labelgen, pretrain_tiny, run_ok, s, stderr, write_parquet};
 use labelgen::data::dataset::read_table;
 use labelgen::data::tables::{Label, Turn};
 use labelgen::stages::ingest::layout::parse_date;
@@ -39,10 +39,6 @@ fn row(dialogue: &'static str, turn: i32, minute: i64) -> Row {
         minute: Some(minute),
         user: format!("{dialogue} says {turn}"),
     }
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// How a file is written: columns left out, an extra column, the
@@ -476,12 +472,6 @@ fn sorted_ids(mut ids: Vec<String>) -> Vec<String> {
     ids
 }
 
-fn run_ok(args: &[&str]) -> serde_json::Value {
-    let out = labelgen(args);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("JSON summary")
-}
-
 /// simulate -> synth -> pretrain -> train, all tiny; returns the model.
 fn tiny_model(dir: &Path) -> std::path::PathBuf {
     let p = |name: &str| dir.join(name);
@@ -500,37 +490,7 @@ fn tiny_model(dir: &Path) -> std::path::PathBuf {
         s(&p("sim")),
         "--quiet",
     ]);
-    run_ok(&[
-        "synth",
-        "--logs",
-        s(&p("sim/turns")),
-        "--out",
-        s(&p("synth")),
-        "--quiet",
-    ]);
-    let tiny = [
-        "--max-steps",
-        "2",
-        "--hidden-size",
-        "16",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--dialogue-layers",
-        "1",
-        "--vocab-size",
-        "300",
-        "--max-tokens",
-        "24",
-        "--batch-size",
-        "8",
-        "--quiet",
-    ];
-    let (synth, pre) = (p("synth"), p("pre"));
-    let mut pretrain = vec!["pretrain", "--data", s(&synth), "--out", s(&pre)];
-    pretrain.extend(tiny);
-    run_ok(&pretrain);
+    pretrain_tiny(&p("sim/turns"), dir, Tiny::default());
     run_ok(&[
         "train",
         "--init",

@@ -7,19 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{TurnKey, labelgen, stderr, unanimous_gold};
+use common::{Tiny, TurnKey, pretrain_tiny, run_ok, s, unanimous_gold};
 use labelgen::data::dataset::{DatasetWriter, read_table};
 use labelgen::data::tables::{Annotation, Label, Turn};
-
-fn run_ok(args: &[&str]) -> serde_json::Value {
-    let out = labelgen(args);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("JSON summary")
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// The most common label the single-pass annotator gave in training.
 fn majority(rows: &[Annotation], field: fn(&Annotation) -> &Option<String>) -> String {
@@ -86,38 +76,15 @@ fn learn(dir: &Path, train_seed: u64, held_out_seed: u64) -> Figures {
     let p = |name: &str| dir.join(name);
     common::simulate(&p("train"), 200, train_seed);
     common::simulate(&p("held-out"), 60, held_out_seed);
-    run_ok(&[
-        "synth",
-        "--logs",
-        s(&p("train/turns")),
-        "--out",
-        s(&p("synth")),
-        "--quiet",
-    ]);
-    run_ok(&[
-        "pretrain",
-        "--data",
-        s(&p("synth")),
-        "--out",
-        s(&p("pre")),
-        "--max-steps",
-        "20",
-        "--hidden-size",
-        "32",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--dialogue-layers",
-        "1",
-        "--vocab-size",
-        "300",
-        "--max-tokens",
-        "24",
-        "--batch-size",
-        "8",
-        "--quiet",
-    ]);
+    pretrain_tiny(
+        &p("train/turns"),
+        dir,
+        Tiny {
+            max_steps: 20,
+            hidden_size: 32,
+            batch_size: 8,
+        },
+    );
     run_ok(&[
         "train",
         "--init",

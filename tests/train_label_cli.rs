@@ -4,57 +4,23 @@ mod common;
 
 use std::path::Path;
 
-use common::{labelgen, stderr};
+use common::{Tiny, labelgen, pretrain_tiny, run_ok, s, stderr};
 use labelgen::data::dataset::{DatasetWriter, read_table};
 use labelgen::data::tables::{Label, Turn};
-
-fn run_ok(args: &[&str]) -> serde_json::Value {
-    let out = labelgen(args);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("JSON summary")
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// synth + a few steps of pretraining a tiny model on LOGS, into DIR/synth and DIR/pre.
-fn pretrain_tiny(logs: &Path, dir: &Path, batch_size: usize, max_steps: usize) {
-    let (synth, pre) = (dir.join("synth"), dir.join("pre"));
-    run_ok(&["synth", "--logs", s(logs), "--out", s(&synth), "--quiet"]);
-    let (batch_size, max_steps) = (batch_size.to_string(), max_steps.to_string());
-    run_ok(&[
-        "pretrain",
-        "--data",
-        s(&synth),
-        "--out",
-        s(&pre),
-        "--max-steps",
-        &max_steps,
-        "--hidden-size",
-        "16",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--dialogue-layers",
-        "1",
-        "--vocab-size",
-        "300",
-        "--max-tokens",
-        "24",
-        "--batch-size",
-        &batch_size,
-        "--quiet",
-    ]);
-}
 
 /// simulate -> synth -> pretrain -> train on a tiny model; returns the temp dir.
 fn trained() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name);
     common::simulate(&p("sim"), 60, 1);
-    pretrain_tiny(&p("sim/turns"), tmp.path(), 8, 3);
+    pretrain_tiny(
+        &p("sim/turns"),
+        tmp.path(),
+        Tiny {
+            max_steps: 3,
+            ..Tiny::default()
+        },
+    );
     let summary = run_ok(&[
         "train",
         "--init",
@@ -555,7 +521,14 @@ fn ratings_without_intents_train_and_label_intent_null() {
         s(&p("uss")),
         "--quiet",
     ]);
-    pretrain_tiny(&p("uss/turns"), tmp.path(), 4, 2);
+    pretrain_tiny(
+        &p("uss/turns"),
+        tmp.path(),
+        Tiny {
+            batch_size: 4,
+            ..Tiny::default()
+        },
+    );
     let summary = run_ok(&[
         "train",
         "--init",

@@ -5,18 +5,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{labelgen, stderr};
+use common::{Tiny, pretrain_tiny, run_ok, s};
 use labelgen::data::dataset::{DatasetWriter, read_table};
 use labelgen::data::tables::Turn;
-
-fn run_ok(args: &[&str]) {
-    let out = labelgen(args);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 fn train(logs: &Path, labels: &Path, pre: &Path, out: &Path) -> Vec<u8> {
     run_ok(&[
@@ -43,38 +34,7 @@ fn shuffled_turns_train_the_same_model() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name);
     common::simulate(&p("sim"), 30, 3);
-    run_ok(&[
-        "synth",
-        "--logs",
-        s(&p("sim/turns")),
-        "--out",
-        s(&p("synth")),
-        "--quiet",
-    ]);
-    run_ok(&[
-        "pretrain",
-        "--data",
-        s(&p("synth")),
-        "--out",
-        s(&p("pre")),
-        "--max-steps",
-        "2",
-        "--hidden-size",
-        "16",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--dialogue-layers",
-        "1",
-        "--vocab-size",
-        "300",
-        "--max-tokens",
-        "24",
-        "--batch-size",
-        "8",
-        "--quiet",
-    ]);
+    pretrain_tiny(&p("sim/turns"), tmp.path(), Tiny::default());
     // Every dialogue's turns reversed: the rows arrive last turn first.
     let (mut turns, issues) = read_table::<Turn>(&p("sim/turns")).unwrap();
     assert!(issues.is_empty());

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
@@ -40,6 +40,76 @@ pub fn simulate(dir: &Path, dialogues: usize, seed: u64) -> serde_json::Value {
     ]);
     assert!(out.status.success(), "simulate failed: {}", stderr(&out));
     serde_json::from_slice(&out.stdout).expect("simulate prints JSON")
+}
+
+/// A path as the `&str` an argument list needs (test paths are UTF-8).
+pub fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Runs a command that must succeed and returns the JSON summary it prints
+/// on stdout (also under `--quiet`).
+pub fn run_ok(args: &[&str]) -> serde_json::Value {
+    let out = labelgen(args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("a JSON summary on stdout")
+}
+
+/// The size of a pretrained test model: small enough to pretrain in a
+/// second, large enough to learn the simulator's easy cases.
+#[derive(Clone, Copy)]
+pub struct Tiny {
+    pub max_steps: usize,
+    pub hidden_size: usize,
+    pub batch_size: usize,
+}
+
+impl Default for Tiny {
+    fn default() -> Tiny {
+        Tiny {
+            max_steps: 2,
+            hidden_size: 16,
+            batch_size: 8,
+        }
+    }
+}
+
+/// `synth` LOGS into DIR/synth, then pretrains a `tiny` encoder (one layer,
+/// two heads, 300 word pieces, 24 tokens a turn) into DIR/pre; returns
+/// DIR/pre, the model `train --init` takes.
+pub fn pretrain_tiny(logs: &Path, dir: &Path, tiny: Tiny) -> PathBuf {
+    let (synth, pre) = (dir.join("synth"), dir.join("pre"));
+    run_ok(&["synth", "--logs", s(logs), "--out", s(&synth), "--quiet"]);
+    let (steps, hidden, batch) = (
+        tiny.max_steps.to_string(),
+        tiny.hidden_size.to_string(),
+        tiny.batch_size.to_string(),
+    );
+    run_ok(&[
+        "pretrain",
+        "--data",
+        s(&synth),
+        "--out",
+        s(&pre),
+        "--max-steps",
+        &steps,
+        "--hidden-size",
+        &hidden,
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--dialogue-layers",
+        "1",
+        "--vocab-size",
+        "300",
+        "--max-tokens",
+        "24",
+        "--batch-size",
+        &batch,
+        "--quiet",
+    ]);
+    pre
 }
 
 /// Writes columns as one Parquet file.
