@@ -12,7 +12,9 @@
 //! in arrival order, 2% of rows delivered twice) under a temporary
 //! directory, then runs the ingest stage in a child process (this program
 //! again, with `child LOGS OUT`), which prints its own peak RSS (VmHWM)
-//! when done. Linux only (/proc).
+//! when done. Linux only (/proc). With `RSS_TRACE=1` the child also prints
+//! its anonymous and file-backed RSS every second (to see which phase holds
+//! memory); `ingest_rss generate DIR PARTITIONS ROWS` only writes the logs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +33,12 @@ fn main() -> anyhow::Result<()> {
     if args.get(1).map(String::as_str) == Some("child") {
         return child(Path::new(&args[2]), Path::new(&args[3]));
     }
+    if args.get(1).map(String::as_str) == Some("generate") {
+        // generate DIR PARTITIONS ROWS: only the logs, kept, for profiling.
+        let written = generate(Path::new(&args[2]), args[3].parse()?, args[4].parse()?)?;
+        println!("{written} rows written to {}", args[2]);
+        return Ok(());
+    }
     let rows: usize = args.get(1).map_or(Ok(40_000), |v| v.parse())?;
     let partitions: usize = args.get(2).map_or(Ok(12), |v| v.parse())?;
     let tmp = tempfile::tempdir()?;
@@ -42,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         let exe = std::env::current_exe()?;
         let child = Command::new(exe)
             .args(["child", path_str(&logs), path_str(&out)])
+            .stderr(std::process::Stdio::inherit())
             .output()?;
         anyhow::ensure!(
             child.status.success(),
@@ -67,6 +76,20 @@ fn path_str(path: &Path) -> &str {
 fn child(logs: &Path, out: &Path) -> anyhow::Result<()> {
     let mut config = IngestConfig::new(logs.to_path_buf(), out.to_path_buf());
     config.quiet = true;
+    if std::env::var_os("RSS_TRACE").is_some() {
+        std::thread::spawn(|| {
+            let t0 = std::time::Instant::now();
+            loop {
+                let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+                let rss: Vec<&str> = s
+                    .lines()
+                    .filter(|l| l.starts_with("RssAnon:") || l.starts_with("RssFile:"))
+                    .collect();
+                eprintln!("{:.1}s {rss:?}", t0.elapsed().as_secs_f64());
+                std::thread::sleep(std::time::Duration::from_millis(1000));
+            }
+        });
+    }
     let summary = ingest::run(&config)?;
     let status = std::fs::read_to_string("/proc/self/status")?;
     let peak = status

@@ -132,8 +132,8 @@ pub fn run(config: &IngestConfig) -> anyhow::Result<IngestSummary> {
     let idle_us = i64::from(config.idle_timeout_minutes) * 60_000_000;
     let open_after =
         OpenAfter(layout::window_end_us(&partitions).map_or(i64::MAX, |end| end - idle_us));
-    for (bucket, file) in spilled {
-        let rows = read::scan(&file, false)?;
+    for (bucket, files) in spilled {
+        let rows = read::scan_files(files)?;
         let resolved = resolve::resolve(rows, &names, open_after)?;
         add_bucket(&mut summary, &staging, bucket, resolved)?;
         progress.inc(1);
@@ -189,7 +189,7 @@ fn spill(
     buckets: usize,
     progress: &Progress,
     summary: &mut IngestSummary,
-) -> anyhow::Result<Vec<(usize, PathBuf)>> {
+) -> anyhow::Result<Vec<(usize, Vec<PathBuf>)>> {
     let mut spill = buckets::Spill::new(&staging.scratch(), buckets)?;
     let mut vector_length = None;
     for (partition, files) in partitions.iter().zip(&inspection.files) {

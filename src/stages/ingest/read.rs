@@ -150,21 +150,20 @@ fn note_columns(shape: &FileShape, inspection: &mut Inspection) {
     inspection.audio |= shape.columns.get("audio_embedding").is_some();
 }
 
-/// A lazy scan of one file; with `hive`, the `key=value` directories of its
-/// path become columns (`date` as a Date, `hour` as an integer).
-pub fn scan(path: &Path, hive: bool) -> PolarsResult<LazyFrame> {
+/// Parquet files written by this run (a bucket's spill files), in order.
+pub fn scan_files(files: Vec<PathBuf>) -> PolarsResult<LazyFrame> {
     let args = ScanArgsParquet {
         hive_options: HiveOptions {
-            enabled: Some(hive),
+            enabled: Some(false),
             hive_start_idx: 0,
             schema: None,
-            try_parse_dates: true,
+            try_parse_dates: false,
         },
         glob: false,
         cache: false,
         ..ScanArgsParquet::default()
     };
-    LazyFrame::scan_parquet(path, args)
+    LazyFrame::scan_parquet_files(files.into(), args)
 }
 
 /// Whether a file's column type can be read as the schema's type.
