@@ -108,9 +108,12 @@ fn flops_per_token(shape: &Shape, seq: f64) -> f64 {
     per_layer * shape.layers as f64
 }
 
+/// Padded (ids, mask) batches, and the real and computed (padded) tokens.
+type Batches = (Vec<(Tensor, Tensor)>, usize, usize);
+
 /// The inference inputs as padded (ids, mask) batches of `BATCH` turns in
 /// input order, and the real and computed (padded) token counts.
-fn inference_batches(vocab: usize) -> anyhow::Result<(Vec<(Tensor, Tensor)>, usize, usize)> {
+fn inference_batches(vocab: usize) -> anyhow::Result<Batches> {
     let (mut batches, mut real, mut computed) = (Vec::new(), 0, 0);
     for start in (0..TURNS).step_by(BATCH) {
         let turns: Vec<usize> = (start..(start + BATCH).min(TURNS)).collect();
