@@ -4,7 +4,10 @@
 //! LayerNorm and softmax are written with tensor ops that have a backward
 //! pass: candle-nn 0.11's fused `LayerNorm::forward`, `ops::layer_norm` and
 //! `ops::softmax_last_dim` have none, and every parameter upstream of them
-//! would silently stop learning.
+//! would silently stop learning. Where no gradient can flow (no input and no
+//! weight records a graph: `label`, the encoding cache, dev evaluation over
+//! [`super::inference_view`]) the fused kernels run instead: one pass over
+//! the data on every core instead of several single-purpose passes.
 
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
@@ -22,7 +25,14 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
     Ok(Linear::new(weight, Some(bias)))
 }
 
-/// LayerNorm from tensor ops (differentiable); HF names: weight, bias.
+/// Whether a gradient can flow through an op on these tensors: one of them
+/// is a variable or was computed from one.
+pub fn needs_grad(tensors: &[&Tensor]) -> bool {
+    tensors.iter().any(|t| t.track_op())
+}
+
+/// LayerNorm from tensor ops (differentiable), fused where no gradient can
+/// flow; HF names: weight, bias.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
     weight: Tensor,
@@ -45,6 +55,14 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !needs_grad(&[x, &self.weight, &self.bias]) {
+            return candle_nn::ops::layer_norm(
+                &x.contiguous()?,
+                &self.weight,
+                &self.bias,
+                self.eps as f32,
+            );
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let centered = x.broadcast_sub(&mean)?;
         let variance = centered.sqr()?.mean_keepdim(D::Minus1)?;
@@ -99,7 +117,11 @@ impl SelfAttention {
         // (batch, heads, seq, seq)
         let scores =
             (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(mask_bias)?;
-        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let weights = if needs_grad(&[&scores]) {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?
+        };
         // (batch, heads, seq, head_dim) -> (batch, seq, hidden)
         weights
             .matmul(&v)?
@@ -200,6 +222,56 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    /// The fused kernels (no gradient possible) against the differentiable
+    /// ops on the same weights: a layer built from variables takes the
+    /// differentiable path, one built from their detached tensors the fused.
+    #[test]
+    fn the_fused_inference_path_equals_the_differentiable_one() {
+        let device = Device::Cpu;
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let trained = TransformerLayer::new(32, 4, 64, 1e-12, "gelu", vb).unwrap();
+        // Non-trivial norms: the weights start at 1 and 0.
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            if name.contains("LayerNorm") {
+                let noise = Tensor::randn(0f32, 0.5, var.shape(), &device).unwrap();
+                var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
+            }
+        }
+        let tensors = varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
+            .collect();
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+        let fused = TransformerLayer::new(32, 4, 64, 1e-12, "gelu", vb).unwrap();
+        // Offset inputs, where a one-pass variance loses the most.
+        let x = (Tensor::randn(0f32, 1.0, (3, 7, 32), &device).unwrap() + 4.0).unwrap();
+        let mask = Tensor::from_vec(
+            (0..21).map(|i| u32::from(i % 7 < 3 + i / 7)).collect(),
+            (3, 7),
+            &device,
+        )
+        .unwrap();
+        let bias = attention_bias(&mask).unwrap();
+        let plain = trained.forward(&x, &bias).unwrap();
+        assert!(plain.track_op(), "the variables' layer must keep its graph");
+        let fast = fused.forward(&x, &bias).unwrap();
+        assert!(!fast.track_op());
+        let difference = (plain - fast)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(difference < 1e-4, "largest difference {difference}");
+        assert!(difference > 0.0, "the fused kernels did not run");
+    }
 
     #[test]
     fn dropout_zeroes_a_share_and_keeps_the_mean() {

@@ -247,6 +247,24 @@ impl DialogueModel {
     }
 }
 
+/// The model over the weights of `varmap` as plain tensors: no op on it
+/// records a graph, so the fused inference kernels run (layers.rs). The
+/// tensors share the variables' storage, and training updates variables in
+/// place, so the view always holds the current weights.
+pub fn inference_view(config: &ModelConfig, varmap: &candle_nn::VarMap) -> Result<DialogueModel> {
+    let tensors = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("variable map poisoned".into()))?
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+        .collect();
+    DialogueModel::new(
+        config,
+        VarBuilder::from_tensors(tensors, DType::F32, &device()),
+    )
+}
+
 pub fn device() -> Device {
     Device::Cpu
 }

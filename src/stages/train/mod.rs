@@ -32,7 +32,7 @@ use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
 use crate::model::training::{
     self, Evaluation, Every, LoopConfig, Objective, Outcome, StepLoss, Trainee,
 };
-use crate::model::{Batch, DialogueModel, device};
+use crate::model::{Batch, DialogueModel, device, inference_view};
 use weak::{SummaryBuilder, Target, WeakRules, WeakSummary};
 
 #[derive(Debug, Clone, Serialize)]
@@ -637,8 +637,11 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     )?;
     let varmap = VarMap::new();
     let model = initial_model(config, &model_config, &varmap)?;
+    // Where no gradient is needed (the encoding cache, dev evaluation,
+    // calibration): the same weights without a graph, on the fused kernels.
+    let view = inference_view(&model_config, &varmap)?;
     let pad = special_ids(&tokenizer)?.pad;
-    let settings = loss_settings(config, &model, &data, &label_sets, pad)?;
+    let settings = loss_settings(config, &view, &data, &label_sets, pad)?;
     let optimizer = AdamW::new(
         trainable_vars(&varmap, &settings)?,
         config.learning_rate,
@@ -653,6 +656,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     };
     let mut objective = SupervisedObjective {
         model: &model,
+        view: &view,
         train: &data.train,
         dev: &data.dev,
         settings: &settings,
@@ -670,7 +674,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         &mut objective,
     )?;
     let calibration = calibrate(
-        &model,
+        &view,
         &data.dev,
         config.batch_size,
         pad,
@@ -1141,6 +1145,8 @@ impl Evaluation for DevEval {
 /// Supervised training's objective: the heads' weighted losses.
 struct SupervisedObjective<'a> {
     model: &'a DialogueModel,
+    /// `model`'s weights without a graph, for the dev evaluation.
+    view: &'a DialogueModel,
     train: &'a [Window],
     dev: &'a [Window],
     settings: &'a LossSettings,
@@ -1166,7 +1172,7 @@ impl Objective for SupervisedObjective<'_> {
 
     fn evaluate(&mut self) -> anyhow::Result<DevEval> {
         let (dev_loss, dev_accuracy) = evaluate(
-            self.model,
+            self.view,
             self.dev,
             self.batch_size,
             self.pad,
