@@ -54,15 +54,16 @@ fn every_policy_trains_and_is_recorded_and_the_policies_differ() {
         "8",
         "--quiet",
     ]);
+    let (pre, turns, annotations) = (p("pre"), p("sim/turns"), p("sim/annotations"));
     let train = |policy: Option<&str>, out: &str| {
         let mut args = vec![
             "train",
             "--init",
-            s(&p("pre")),
+            s(&pre),
             "--logs",
-            s(&p("sim/turns")),
+            s(&turns),
             "--labels",
-            s(&p("sim/annotations")),
+            s(&annotations),
             "--annotators",
             "a1,a2,a3",
             "--epochs",

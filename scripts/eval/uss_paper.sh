@@ -69,9 +69,10 @@ helper=scripts/eval/uss_paper.py
 
 step "import uss" bash -c "'$labelgen' import uss '$data/uss/SGD.txt' --out '$out/all' --force --quiet > '$out/import.json'"
 python3 "$helper" prepare "$data/uss/SGD.txt" "$out/all" "$out" "$dialogues" "$folds" "$test_folds" | tee "$out/prepare.json"
-raters="$(python3 scripts/eval/real_prep.py annotators "$out/all/annotations")"
 for ((f = 0; f < test_folds; f++)); do
     d="$out/fold-$f"
+    # The rater positions of this fold's training dialogues (a6, a7 only where 6, 7 raters rated).
+    raters="$(python3 scripts/eval/real_prep.py annotators "$d/train/annotations")"
     step "fold $f: synth + pretrain from MiniLM ($minilm_steps steps)" bash -c "'$labelgen' synth --logs '$d/train/turns' \
         --out '$d/synth' --seed 1 --force --quiet > '$d/synth.json' && '$labelgen' pretrain --init '$minilm' --data '$d/synth' \
         --out '$d/pre' --max-steps $minilm_steps --batch-size 8 --learning-rate 1e-4 --max-tokens $max_tokens --seed $f \

@@ -1972,7 +1972,7 @@ mod tests {
                 .unwrap() as u32
         };
         // first: a1's labels; its turn 1 starts a new goal (its goal 1 after 0).
-        let (first, sets) = rated_dialogue(AnnotatorPolicy::First, &[]);
+        let (first, _) = rated_dialogue(AnnotatorPolicy::First, &[]);
         assert_eq!(first.annotated, 2);
         assert_eq!(
             (first.turns[0].success, first.turns[0].failure_point),
@@ -1984,7 +1984,8 @@ mod tests {
         assert!(first.turns[2].weak_success.is_some_and(|p| p < 0.1));
         // majority: turn 0 defect (a2, a3) and success (a1, a2); turn 1's
         // boundary is a tie (a1 new goal, a2 same goal), so unlabelled.
-        let (majority, _) = rated_dialogue(AnnotatorPolicy::Majority, &[]);
+        // (`first` reads a1 alone, so its label sets lack `defect`.)
+        let (majority, sets) = rated_dialogue(AnnotatorPolicy::Majority, &[]);
         assert_eq!(
             (majority.turns[0].success, majority.turns[0].failure_point),
             (Some(true), Some(defect(&sets)))
