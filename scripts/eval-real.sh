@@ -8,7 +8,9 @@
 # OUT/timings.tsv). Sizes are environment variables (defaults fit an hour on
 # 2 cores): SGD_TRAIN, SGD_DEV (dialogues sampled by a stable hash; 0 = all),
 # MINILM_STEPS, SCRATCH_EPOCHS, TRAIN_EPOCHS, LEARNING_RATE (train), MAX_TOKENS,
-# USS_DIALOGUES (0 = all), USS_TEST_PERCENT.
+# USS_DIALOGUES (0 = all), USS_TEST_PERCENT, USS_POLICIES (the
+# `train --annotator-policy` values to train a USS model with, each judged
+# apart; default "majority soft all").
 # Data: LABELGEN_DATA names a folder (absolute, or relative to the repository
 # root) holding sgd/train/ and sgd/dev/ (the
 # Schema-Guided Dialogue release, raw JSON with schema.json per split) and
@@ -32,6 +34,7 @@ train_epochs="${TRAIN_EPOCHS:-10}"
 max_tokens="${MAX_TOKENS:-48}"
 uss_test="${USS_TEST_PERCENT:-30}"
 uss_dialogues="${USS_DIALOGUES:-0}"
+uss_policies="${USS_POLICIES:-majority soft all}"
 learning_rate="${LEARNING_RATE:-2e-3}"
 minilm="${LABELGEN_MINILM:-$HOME/.cache/labelgen/minilm}"
 mkdir -p "$out"
@@ -112,17 +115,25 @@ done
 # ---------------------------------------------------------------- USS
 u="$out/uss"
 step "import uss" lg import uss "$data/uss/SGD.txt" --out "$u/all" --force --quiet > "$u.import.json"
-# Dialogues split by a stable hash; the train part also gets a `majority`
-# annotator (strict majority of all raters per label), which train learns from.
+# Dialogues split by a stable hash. The USS models learn from every rater
+# of the train part (a1..aN) under each `train --annotator-policy` of
+# USS_POLICIES: the per-field majority, the raters' distribution (soft),
+# one row per rater weighted by its agreement (all).
 if [ "$uss_dialogues" != 0 ]; then python3 scripts/eval/real_prep.py subset "$u/all" "$u/sample" "$uss_dialogues"; else rm -rf "$u/sample"; cp -r "$u/all" "$u/sample"; fi
 python3 scripts/eval/real_prep.py split-uss "$u/sample" "$u" "$uss_test" | tee "$u/split.json"
-step "train U: MiniLM, frozen, on USS majority ratings" lg train --init "$m/minilm-pre" --logs "$u/train/turns" \
-    --labels "$u/train/annotations" --annotators majority --epochs "$train_epochs" --learning-rate "$learning_rate" --freeze-encoder --quiet \
-    --out "$m/U-uss" > "$m/U-uss.json"
-step "label USS test" lg label --model "$m/U-uss" --logs "$u/test/turns" --out "$u/labels" "${q[@]}" > "$u/label.json"
+raters="$(python3 scripts/eval/real_prep.py annotators "$u/train/annotations")"
+uss_preds=()
+for policy in $uss_policies; do
+    step "train U-$policy: MiniLM, frozen, on USS ratings of $raters ($policy)" lg train --init "$m/minilm-pre" --logs "$u/train/turns" \
+        --labels "$u/train/annotations" --annotators "$raters" --annotator-policy "$policy" --epochs "$train_epochs" \
+        --learning-rate "$learning_rate" --freeze-encoder --quiet --out "$m/U-$policy" > "$m/U-$policy.json"
+    step "label USS test with U-$policy" lg label --model "$m/U-$policy" --logs "$u/test/turns" --out "$u/labels-$policy" "${q[@]}" \
+        > "$u/label-$policy.json"
+    uss_preds+=(--pred "$policy=$u/labels-$policy")
+done
 for policy in majority unanimous; do
     step "eval USS test ($policy gold of a1,a2,a3)" lg eval --gold "$u/test/annotations" --gold-annotators a1,a2,a3 \
-        --gold-policy "$policy" --baseline-annotator none --pred "model=$u/labels" --turns "$u/test/turns" \
+        --gold-policy "$policy" --baseline-annotator none "${uss_preds[@]}" --turns "$u/test/turns" \
         --out "$out/eval-uss-$policy" --force > "$out/eval-uss-$policy.json"
 done
 

@@ -16,9 +16,11 @@ labelgen wrote them).
                              (SGD's zero-shot services); counts as JSON
   split-uss IN OUT TEST_PERCENT
                              USS dialogues split by md5(dialogue_id) % 100 <
-                             TEST_PERCENT into OUT/test and OUT/train; the train
-                             part gets a `majority` annotator: per label the
-                             strict majority of all raters (ties: null)
+                             TEST_PERCENT into OUT/test and OUT/train (the
+                             raters' rows as imported: `train
+                             --annotator-policy` combines them)
+  annotators ANN             the annotator ids of ANN, comma-separated, a1 < a2
+                             < ... < a10 (for `train --annotators`)
 """
 import hashlib
 import json
@@ -96,14 +98,6 @@ def split_services(sgd_dir, train_ann, dev_ann, out_seen, out_unseen):
                       "unseen_service_dialogues": len(ids - seen), "unseen_services": unseen_services}))
 
 
-def majority(values):
-    votes = Counter(v for v in values if v is not None)
-    if not votes:
-        return None
-    (top, n), *rest = votes.most_common() + [(None, 0)]
-    return top if n * 2 > sum(votes.values()) else None
-
-
 def split_uss(src, out, percent):
     turns, ann = read(f"{src}/turns"), read(f"{src}/annotations")
     ids = set(turns["dialogue_id"].to_pylist())
@@ -112,27 +106,19 @@ def split_uss(src, out, percent):
     write(keep(turns, test), f"{out}/test/turns")
     write(keep(ann, test), f"{out}/test/annotations")
     write(keep(turns, train), f"{out}/train/turns")
-    train_ann = keep(ann, train)
-    rows = train_ann.to_pylist()
-    by_turn = {}
-    for r in rows:
-        by_turn.setdefault((r["dialogue_id"], r["turn_index"]), []).append(r)
-    extra = []
-    for (d, t), rs in sorted(by_turn.items()):
-        extra.append({
-            "dialogue_id": d, "turn_index": t, "annotator_id": "majority",
-            "goal_id": rs[0]["goal_id"],
-            "goal_success": majority([r["goal_success"] for r in rs]),
-            "intent": None, "slots": None,
-            "failure_point": majority([r["failure_point"] for r in rs]),
-        })
-    extra = pa.Table.from_pylist(extra, schema=train_ann.schema)
-    write(pa.concat_tables([train_ann, extra]), f"{out}/train/annotations")
+    write(keep(ann, train), f"{out}/train/annotations")
     print(json.dumps({"train_dialogues": len(train), "test_dialogues": len(test),
                       "test_turns": keep(turns, test).num_rows}))
+
+
+def annotators(ann):
+    import re
+    ids = set(read(ann)["annotator_id"].to_pylist())
+    natural = lambda a: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", a)]
+    print(",".join(sorted(ids, key=natural)))
 
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     {"subset": subset, "filter-intents": filter_intents, "split-services": split_services,
-     "split-uss": split_uss}[command](*args)
+     "split-uss": split_uss, "annotators": annotators}[command](*args)

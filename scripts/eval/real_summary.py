@@ -106,18 +106,11 @@ def auc_with_interval(by_dialogue, resamples=1000, seed=7):
 
 
 def uss_ranking(out):
-    """Does the model rank USS failures above successes? Scores: P(dialogue
-    failed) and P(system turn is a defect), from the label's decision and its
-    confidence (both heads are binary on USS); gold: strict majority or
-    unanimity of a1-a3."""
-    labels = pq.read_table(f"{out}/uss/labels").to_pylist()
+    """Does each USS model (one per `train --annotator-policy`, OUT/uss/labels-POLICY)
+    rank USS failures above successes? Scores: P(dialogue failed) and P(system
+    turn is a defect), from the label's decision and its confidence (both heads
+    are binary on USS); gold: strict majority or unanimity of a1-a3."""
     gold = pq.read_table(f"{out}/uss/test/annotations").to_pylist()
-    failed, defect = {}, {}
-    for r in labels:
-        s = r["goal_success_prob"]
-        failed[r["dialogue_id"]] = 1 - s if r["goal_success"] else s
-        f = r["failure_point_prob"]
-        defect[(r["dialogue_id"], r["turn_index"])] = 1 - f if r["failure_point"] == "correct" else f
     votes_d, votes_t = defaultdict(list), defaultdict(list)
     for a in gold:
         if a["annotator_id"] not in ("a1", "a2", "a3"):
@@ -127,10 +120,22 @@ def uss_ranking(out):
         if a["failure_point"] is not None:
             votes_t[(a["dialogue_id"], a["turn_index"])].append(a["failure_point"] != "correct")
     print("\n### USS: does the model rank failures first?\n")
-    print("ROC AUC of the model's P(failed dialogue) and P(defect turn) against the gold "
-          "(0.5: no better than chance), 95% bootstrap interval over dialogues.\n")
-    print("| gold | failed dialogues | dialogue failure AUC | defect turns | turn defect AUC |")
-    print("| --- | ---: | --- | ---: | --- |")
+    print("ROC AUC of each model's P(failed dialogue) and P(defect turn) against the gold "
+          "(0.5: no better than chance), 95% bootstrap interval over dialogues. The model is "
+          "named by the `train --annotator-policy` it learnt the raters' labels with.\n")
+    print("| model | gold | failed dialogues | dialogue failure AUC | defect turns | turn defect AUC |")
+    print("| --- | --- | ---: | --- | ---: | --- |")
+    for path in sorted(glob.glob(f"{out}/uss/labels-*")):
+        uss_model_ranking(path.rsplit("labels-", 1)[1], pq.read_table(path).to_pylist(), votes_d, votes_t)
+
+
+def uss_model_ranking(model, labels, votes_d, votes_t):
+    failed, defect = {}, {}
+    for r in labels:
+        s = r["goal_success_prob"]
+        failed[r["dialogue_id"]] = 1 - s if r["goal_success"] else s
+        f = r["failure_point_prob"]
+        defect[(r["dialogue_id"], r["turn_index"])] = 1 - f if r["failure_point"] == "correct" else f
     for policy in ["majority", "unanimous"]:
         def decided(votes):
             yes = sum(votes)
@@ -146,7 +151,7 @@ def uss_ranking(out):
                 turns[k[0]].append((defect[k], decided(v)))
         n_failed = sum(y for ps in dialogues.values() for _, y in ps)
         n_defect = sum(y for ps in turns.values() for _, y in ps)
-        print(f"| {policy} | {n_failed} of {len(dialogues)} | {auc_with_interval(dialogues)} "
+        print(f"| {model} | {policy} | {n_failed} of {len(dialogues)} | {auc_with_interval(dialogues)} "
               f"| {n_defect} of {sum(map(len, turns.values()))} | {auc_with_interval(turns)} |")
 
 

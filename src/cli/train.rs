@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use labelgen::model::config::{Lookahead, TurnContext};
+use labelgen::stages::train::raters::AnnotatorPolicy;
 use labelgen::stages::train::weak::WeakRules;
 use labelgen::stages::train::{self, TrainConfig};
 
@@ -38,9 +39,13 @@ pub struct TrainArgs {
     /// Model directory to write
     #[arg(long)]
     out: PathBuf,
-    /// Annotators to learn from, first wins per turn (default: single, or the table's only annotator)
+    /// Annotators to learn from (default: single, or the table's only annotator)
     #[arg(long, value_delimiter = ',')]
     annotators: Vec<String>,
+    /// How several annotators of a turn train: the first named one's label, the per-field majority,
+    /// every rater's label as a row weighted by the rater's agreement (all), or the raters' distribution (soft)
+    #[arg(long, value_enum, default_value_t = AnnotatorPolicy::First, value_name = "POLICY")]
+    annotator_policy: AnnotatorPolicy,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, default_value_t = 8)]
@@ -130,6 +135,7 @@ impl TrainArgs {
         let weak_rules = self.feedback_rules()?;
         Ok(TrainConfig {
             annotators: self.annotators,
+            annotator_policy: self.annotator_policy,
             context: self
                 .contextless
                 .map_or(TurnContext::Dialogue, ContextlessInput::context),
@@ -218,6 +224,11 @@ mod tests {
         assert_eq!(
             config(&["--lookahead", "2"]).lookahead,
             Some(Lookahead::Turns(2))
+        );
+        assert_eq!(config(&[]).annotator_policy, AnnotatorPolicy::First);
+        assert_eq!(
+            config(&["--annotator-policy", "soft"]).annotator_policy,
+            AnnotatorPolicy::Soft
         );
         let weights = config(&["--task-weights", "slots=2,intent=0"]).task_weights;
         assert_eq!(

@@ -4,6 +4,7 @@
 //! logs' own feedback, with early stopping on a dev split and temperature
 //! scaling there for calibrated confidences.
 
+pub mod raters;
 pub mod weak;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -26,13 +27,16 @@ use crate::model::checkpoint::{self, fill_varmap, named_vars};
 use crate::model::config::{
     DialogueConfig, LabelSets, Lookahead, ModelConfig, TurnContext, shifted_argmax, softmax,
 };
-use crate::model::loss::{masked_bce, masked_cross_entropy};
+use crate::model::loss::{masked_bce, masked_cross_entropy, masked_soft_cross_entropy};
 use crate::model::optim::AdamW;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
 use crate::model::training::{
     self, Evaluation, Every, LoopConfig, Objective, Outcome, StepLoss, Trainee,
 };
 use crate::model::{Batch, DialogueModel, device, inference_view};
+use raters::{
+    AnnotatorPolicy, RaterTargets, agreement_weights, majority_supervision, rater_targets,
+};
 use weak::{SummaryBuilder, Target, WeakRules, WeakSummary};
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,9 +46,11 @@ pub struct TrainConfig {
     pub logs: PathBuf,
     pub labels: PathBuf,
     pub out: PathBuf,
-    /// Annotators whose labels train the heads (first one wins per turn).
-    /// Empty: "single" if present, else the table's only annotator.
+    /// Annotators whose labels train the heads. Empty: "single" if present,
+    /// else the table's only annotator.
     pub annotators: Vec<String>,
+    /// How the labels of several annotators of a turn become targets.
+    pub annotator_policy: AnnotatorPolicy,
     pub seed: u64,
     pub epochs: usize,
     pub max_steps: Option<usize>,
@@ -116,6 +122,7 @@ impl TrainConfig {
             labels,
             out,
             annotators: Vec::new(),
+            annotator_policy: AnnotatorPolicy::First,
             seed: 0,
             epochs: 8,
             max_steps: None,
@@ -154,6 +161,10 @@ pub struct EpochReport {
 pub struct TrainSummary {
     pub out: String,
     pub annotators: Vec<String>,
+    pub annotator_policy: AnnotatorPolicy,
+    /// `--annotator-policy all`: each annotator's weight, its agreement
+    /// with the other raters of the training dialogues (empty otherwise).
+    pub rater_weights: BTreeMap<String, f64>,
     pub train_dialogues: usize,
     pub dev_dialogues: usize,
     pub labelled_turns: usize,
@@ -219,6 +230,11 @@ fn choose_annotators(
 /// A stable dialogue -> dev/train split from the seed.
 fn is_dev(dialogue: &str, share: f64, seed: u64) -> bool {
     crate::data::split::in_share(dialogue, share, seed)
+}
+
+/// Whether a dialogue's annotations are read (`--labelled-share`).
+fn is_labelled(dialogue: &str, config: &TrainConfig) -> bool {
+    crate::data::split::in_share(dialogue, config.labelled_share, config.seed ^ 0x5eed)
 }
 
 /// The encoder layer a variable belongs to: `roberta.encoder.layer.3.…` -> 3.
@@ -304,6 +320,20 @@ struct LossSettings {
     correct: usize,
     /// Token states of every turn, when the encoder is frozen.
     cache: Option<EncodingCache>,
+    /// The raters' soft targets (`--annotator-policy soft|all`); empty otherwise.
+    rater_targets: RaterTable,
+}
+
+/// Soft targets per dialogue (its index, a window's `origin.0`), per turn
+/// of the dialogue in order; None where no rater labels the turn.
+type RaterTable = HashMap<usize, Vec<Option<RaterTargets>>>;
+
+/// The soft targets of the turn at `k` in `window`, if any.
+fn soft_targets<'a>(table: &'a RaterTable, window: &Window, k: usize) -> Option<&'a RaterTargets> {
+    table
+        .get(&window.origin.0)?
+        .get(window.origin.1 + k)?
+        .as_ref()
 }
 
 impl LossSettings {
@@ -347,6 +377,13 @@ struct Targets {
     intent: (Vec<u32>, Vec<f32>),
     failure: (Vec<u32>, Vec<f32>),
     bio: (Vec<u32>, Vec<f32>),
+    /// The raters' distributions (B * T * classes) and item weights (B * T),
+    /// with `--annotator-policy soft|all`: these train the intent and
+    /// failure-point heads in place of the hard targets above (which stay for
+    /// dev accuracy). The binary heads' soft targets go into `boundary` and
+    /// `success` directly.
+    intent_soft: Option<(Vec<f32>, Vec<f32>)>,
+    failure_soft: Option<(Vec<f32>, Vec<f32>)>,
     /// Weak labels from feedback.
     weak_boundary: (Vec<f32>, Vec<f32>),
     weak_success: (Vec<f32>, Vec<f32>),
@@ -354,16 +391,29 @@ struct Targets {
 }
 
 impl Targets {
-    /// From B windows of up to T turns, whose N turns have L tokens.
-    fn gather(windows: &[&Window], (b, t): (usize, usize), (n, l): (usize, usize)) -> Targets {
+    /// From B windows of up to T turns, whose N turns have L tokens; `soft`
+    /// holds the raters' soft targets (empty: none), for heads of
+    /// (intent, failure point) classes.
+    fn gather(
+        windows: &[&Window],
+        (b, t): (usize, usize),
+        (n, l): (usize, usize),
+        soft: &RaterTable,
+        (intents, failure_points): (usize, usize),
+    ) -> Targets {
         let per_slot = || (vec![0f32; b * t], vec![0f32; b * t]);
         let classes = || (vec![0u32; b * t], vec![0f32; b * t]);
+        let distributions = |c: usize| {
+            (!soft.is_empty() && c > 0).then(|| (vec![0f32; b * t * c], vec![0f32; b * t]))
+        };
         let mut targets = Targets {
             boundary: per_slot(),
             success: per_slot(),
             intent: classes(),
             failure: classes(),
             bio: (vec![0u32; n * l], vec![0f32; n * l]),
+            intent_soft: distributions(intents),
+            failure_soft: distributions(failure_points),
             weak_boundary: per_slot(),
             weak_success: per_slot(),
             weak_defect: per_slot(),
@@ -372,10 +422,37 @@ impl Targets {
         for (w, window) in windows.iter().enumerate() {
             for (k, s) in window.supervision.iter().enumerate() {
                 targets.add_turn(s, w * t + k, turn * l, l);
+                if let Some(rated) = soft_targets(soft, window, k) {
+                    targets.add_soft(rated, w * t + k);
+                }
                 turn += 1;
             }
         }
         targets
+    }
+
+    /// One turn's soft targets from its raters, at its turn slot: they
+    /// replace the binary heads' hard targets (the value is P(true), the
+    /// mask the item's weight) and fill the categorical distributions.
+    fn add_soft(&mut self, rated: &RaterTargets, slot: usize) {
+        for (binary, value) in [
+            (&mut self.boundary, rated.boundary),
+            (&mut self.success, rated.success),
+        ] {
+            if let Some((p, weight)) = value {
+                (binary.0[slot], binary.1[slot]) = (p, weight);
+            }
+        }
+        for (soft, value) in [
+            (&mut self.intent_soft, &rated.intent),
+            (&mut self.failure_soft, &rated.failure_point),
+        ] {
+            if let (Some((probs, mask)), Some((distribution, weight))) = (soft, value) {
+                let c = distribution.len();
+                probs[slot * c..(slot + 1) * c].copy_from_slice(distribution);
+                mask[slot] = *weight;
+            }
+        }
     }
 
     /// One turn's labels, at its turn slot and from its first token on.
@@ -458,7 +535,13 @@ fn supervised_loss(
         boundary: turn_logits.boundary,
         success: turn_logits.success,
     };
-    let targets = Targets::gather(windows, (b, t), (n, l));
+    let targets = Targets::gather(
+        windows,
+        (b, t),
+        (n, l),
+        &settings.rater_targets,
+        (intent_classes, logits.failure.dim(1)?),
+    );
     let accuracy = head_accuracy(&logits, &targets)?;
     let loss = weighted_loss(&logits, targets, settings, batch.input_ids.device())?;
     Ok((loss, accuracy))
@@ -507,6 +590,34 @@ fn head_accuracy(logits: &FlatLogits, targets: &Targets) -> anyhow::Result<HeadA
     Ok(accuracy)
 }
 
+/// A categorical head's loss: against the raters' distributions where the
+/// annotator policy gives them (`soft`: (M * C) probabilities and (M) item
+/// weights), else against the hard classes (`hard`: (M) classes and mask).
+fn classes_loss(
+    logits: &Tensor,
+    hard: (Vec<u32>, Vec<f32>),
+    soft: Option<(Vec<f32>, Vec<f32>)>,
+    weights: Option<&Tensor>,
+) -> anyhow::Result<Tensor> {
+    let (m, c) = logits.dims2()?;
+    let dev = logits.device();
+    let mask = |v: Vec<f32>| Tensor::from_vec(v, m, dev);
+    Ok(match soft {
+        Some((probs, weight)) => masked_soft_cross_entropy(
+            logits,
+            &Tensor::from_vec(probs, (m, c), dev)?,
+            &mask(weight)?,
+            weights,
+        )?,
+        None => masked_cross_entropy(
+            logits,
+            &Tensor::from_vec(hard.0, m, dev)?,
+            &mask(hard.1)?,
+            weights,
+        )?,
+    })
+}
+
 /// The task-weighted sum of the heads' losses on annotated labels, then on
 /// weak labels (with the task weight times the weak-label weight).
 fn weighted_loss(
@@ -527,10 +638,13 @@ fn weighted_loss(
         intent,
         failure,
         bio,
+        intent_soft,
+        failure_soft,
         weak_boundary,
         weak_success,
         weak_defect,
     } = targets;
+
     let annotated = [
         (
             w.goal_boundary,
@@ -543,22 +657,17 @@ fn weighted_loss(
         (
             w.intent,
             if logits.intent.dim(1)? > 0 {
-                masked_cross_entropy(
-                    &logits.intent,
-                    &flat_u(intent.0, b * t)?,
-                    &flat_f(intent.1, b * t)?,
-                    None,
-                )?
+                classes_loss(&logits.intent, intent, intent_soft, None)?
             } else {
                 Tensor::zeros((), DType::F32, dev)?
             },
         ),
         (
             w.failure_point,
-            masked_cross_entropy(
+            classes_loss(
                 &logits.failure,
-                &flat_u(failure.0, b * t)?,
-                &flat_f(failure.1, b * t)?,
+                failure,
+                failure_soft,
                 Some(&settings.failure_weights),
             )?,
         ),
@@ -613,6 +722,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     let (annotators, labels) = chosen_labels(config)?;
     check_spans(&turns, &labels, &config.labels)?;
     let label_sets = label_sets(&labels);
+    let rater_weights = training_rater_weights(config, &labels);
     let model_config = ModelConfig {
         labels: Some(label_sets.clone()),
         context: config.context,
@@ -624,7 +734,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         },
         ..base.clone()
     };
-    let data = split_windows(
+    let mut data = split_windows(
         config,
         &turns,
         &tokenizer,
@@ -633,6 +743,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
             config,
             labels: &labels,
             label_sets: &label_sets,
+            rater_weights: &rater_weights,
         },
     )?;
     let varmap = VarMap::new();
@@ -641,7 +752,11 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     // calibration): the same weights without a graph, on the fused kernels.
     let view = inference_view(&model_config, &varmap)?;
     let pad = special_ids(&tokenizer)?.pad;
-    let settings = loss_settings(config, &view, &data, &label_sets, pad)?;
+    let rater_targets = std::mem::take(&mut data.rater_targets);
+    let settings = LossSettings {
+        rater_targets,
+        ..loss_settings(config, &view, &data, &label_sets, pad)?
+    };
     let optimizer = AdamW::new(
         trainable_vars(&varmap, &settings)?,
         config.learning_rate,
@@ -682,7 +797,10 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         config.balance_decisions,
     )?;
     let final_config = calibrated_config(&model_config, &calibration);
-    let summary = summary(config, annotators, data, &settings, outcome, calibration);
+    let summary = TrainSummary {
+        rater_weights,
+        ..summary(config, annotators, data, &settings, outcome, calibration)
+    };
     let training = training_record(config, &summary);
     checkpoint::save(&config.out, &final_config, &varmap, &tokenizer, &training)?;
     training::remove_checkpoint(&checkpoint_dir)?;
@@ -690,6 +808,24 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         seconds: started.elapsed().as_secs_f64(),
         ..summary
     })
+}
+
+/// `--annotator-policy all`: each annotator's agreement with the other
+/// raters, over the labelled training dialogues (never the dev split, which
+/// judges early stopping); empty for the other policies.
+fn training_rater_weights(config: &TrainConfig, labels: &LabelsByTurn) -> BTreeMap<String, f64> {
+    if config.annotator_policy != AnnotatorPolicy::All {
+        return BTreeMap::new();
+    }
+    // Sorted: the weights are sums over turns, and a HashMap's order varies.
+    let mut turns: Vec<_> = labels
+        .iter()
+        .filter(|((dialogue, _), _)| {
+            !is_dev(dialogue, config.dev_share, config.seed) && is_labelled(dialogue, config)
+        })
+        .collect();
+    turns.sort_by(|a, b| a.0.cmp(b.0));
+    agreement_weights(turns.into_iter().map(|(_, raters)| raters.as_slice()))
 }
 
 fn validate(config: &TrainConfig) -> anyhow::Result<()> {
@@ -706,22 +842,51 @@ fn validate(config: &TrainConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Labels by (dialogue, turn index).
-type LabelsByTurn = HashMap<(String, i32), Annotation>;
+/// The raters' labels of each (dialogue, turn index), in the order the
+/// annotators are named.
+type LabelsByTurn = HashMap<(String, i32), Vec<Annotation>>;
 
-/// The annotators that train the model, and their labels: the first chosen
-/// annotator with a row for a turn gives its labels.
+/// The annotators that train the model, and their labels: with
+/// `--annotator-policy first` only the first chosen annotator with a row
+/// for a turn, otherwise every chosen annotator's row.
 fn chosen_labels(config: &TrainConfig) -> anyhow::Result<(Vec<String>, LabelsByTurn)> {
     let (annotations, _) = read_table::<Annotation>(&config.labels)?;
     let present: BTreeSet<String> = annotations.iter().map(|a| a.annotator_id.clone()).collect();
     let annotators = choose_annotators(&config.annotators, &present, &config.labels)?;
+    Ok((
+        annotators.clone(),
+        labels_by_turn(annotations, &annotators, config.annotator_policy),
+    ))
+}
+
+/// The chosen annotators' rows by turn (see [`chosen_labels`]).
+fn labels_by_turn(
+    annotations: Vec<Annotation>,
+    annotators: &[String],
+    policy: AnnotatorPolicy,
+) -> LabelsByTurn {
+    let rank: HashMap<&str, usize> = annotators
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.as_str(), i))
+        .collect();
+    let mut ranked: Vec<(usize, Annotation)> = annotations
+        .into_iter()
+        .filter_map(|a| Some((*rank.get(a.annotator_id.as_str())?, a)))
+        .collect();
+    // Stable: the table's row order within an annotator does not matter,
+    // as each annotator has one row per turn.
+    ranked.sort_by_key(|(r, _)| *r);
     let mut labels: LabelsByTurn = HashMap::new();
-    for annotator in annotators.iter().rev() {
-        for a in annotations.iter().filter(|a| &a.annotator_id == annotator) {
-            labels.insert((a.dialogue_id.clone(), a.turn_index), a.clone());
+    for (_, a) in ranked {
+        let raters = labels
+            .entry((a.dialogue_id.clone(), a.turn_index))
+            .or_default();
+        if policy != AnnotatorPolicy::First || raters.is_empty() {
+            raters.push(a);
         }
     }
-    Ok((annotators, labels))
+    labels
 }
 
 /// The chosen labels' slot spans must index their utterances: a span past
@@ -732,10 +897,13 @@ fn check_spans(turns: &[Turn], labels: &LabelsByTurn, path: &Path) -> Result<(),
     let mut first = Vec::new();
     let mut count = 0;
     for turn in turns {
-        let Some(a) = labels.get(&(turn.dialogue_id.clone(), turn.turn_index)) else {
+        let Some(raters) = labels.get(&(turn.dialogue_id.clone(), turn.turn_index)) else {
             continue;
         };
-        for (i, span) in a.slots.iter().flatten().enumerate() {
+        for (a, (i, span)) in raters
+            .iter()
+            .flat_map(|a| a.slots.iter().flatten().enumerate().map(move |s| (a, s)))
+        {
             let Some((kind, message)) = span_misfit(&turn.user_utterance, span.start, span.end)
             else {
                 continue;
@@ -765,14 +933,13 @@ fn check_spans(turns: &[Turn], labels: &LabelsByTurn, path: &Path) -> Result<(),
 
 /// The intents, slot types and failure points the heads predict.
 fn label_sets(labels: &LabelsByTurn) -> LabelSets {
-    let intents: Vec<String> = labels
-        .values()
+    let annotations = || labels.values().flatten();
+    let intents: Vec<String> = annotations()
         .filter_map(|a| a.intent.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let slot_types: Vec<String> = labels
-        .values()
+    let slot_types: Vec<String> = annotations()
         .flat_map(|a| a.slots.iter().flatten().map(|s| s.slot.clone()))
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -780,9 +947,8 @@ fn label_sets(labels: &LabelsByTurn) -> LabelSets {
     // The pipeline classes always (a head trained on simulated data keeps its
     // shape); `defect` (stage unknown, from imported satisfaction ratings)
     // only when the chosen labels use it.
-    let uses_defect = labels
-        .values()
-        .any(|a| a.failure_point.as_deref() == Some(FailurePoint::Defect.as_str()));
+    let uses_defect =
+        annotations().any(|a| a.failure_point.as_deref() == Some(FailurePoint::Defect.as_str()));
     let failure_points: Vec<String> = FailurePoint::PIPELINE
         .iter()
         .chain(uses_defect.then_some(&FailurePoint::Defect))
@@ -802,6 +968,8 @@ struct TrainData {
     labelled_turns: usize,
     annotated_turns_not_in_logs: usize,
     weak_labels: WeakSummary,
+    /// The raters' soft targets (`--annotator-policy soft|all`).
+    rater_targets: RaterTable,
 }
 
 fn split_windows(
@@ -835,12 +1003,19 @@ fn split_windows(
     let (mut train_dialogues, mut dev_dialogues, mut labelled_turns) = (0, 0, 0);
     let mut next = 0;
     let mut weak_summary = SummaryBuilder::default();
+    let mut rater_targets = RaterTable::new();
     for (d, (dialogue, dialogue_turns)) in by_dialogue.iter().enumerate() {
         let encoded = &encoded[next..next + dialogue_turns.len()];
         next += dialogue_turns.len();
-        let (supervision, labelled) =
-            supervisor.dialogue(dialogue, dialogue_turns, encoded, &mut weak_summary);
-        labelled_turns += labelled;
+        let DialogueSupervision {
+            turns: supervision,
+            soft,
+            annotated,
+        } = supervisor.dialogue(dialogue, dialogue_turns, encoded, &mut weak_summary);
+        labelled_turns += annotated;
+        if soft.iter().any(Option::is_some) {
+            rater_targets.insert(d, soft);
+        }
         let inputs: Vec<_> = dialogue_turns
             .iter()
             .zip(encoded)
@@ -885,6 +1060,7 @@ fn split_windows(
         labelled_turns,
         annotated_turns_not_in_logs: not_in_logs(turns, supervisor.labels),
         weak_labels,
+        rater_targets,
     })
 }
 
@@ -901,12 +1077,23 @@ fn not_in_logs(turns: &[Turn], labels: &LabelsByTurn) -> usize {
         .count()
 }
 
-/// What supervises the turns: the chosen labels, their label sets and the
+/// What supervises the turns: the chosen labels, their label sets, the
+/// annotator policy (with the raters' weights, for `all`) and the
 /// weak-label rules.
 struct Supervisor<'a> {
     config: &'a TrainConfig,
     labels: &'a LabelsByTurn,
     label_sets: &'a LabelSets,
+    rater_weights: &'a BTreeMap<String, f64>,
+}
+
+/// A dialogue's supervision per turn, the raters' soft targets per turn
+/// (`--annotator-policy soft|all`; otherwise all None) and the number of
+/// annotated turns.
+struct DialogueSupervision {
+    turns: Vec<Supervision>,
+    soft: Vec<Option<RaterTargets>>,
+    annotated: usize,
 }
 
 impl Supervisor<'_> {
@@ -919,45 +1106,138 @@ impl Supervisor<'_> {
         turns: &[&Turn],
         encoded: &[EncodedTurn],
         weak_summary: &mut SummaryBuilder,
-    ) -> (Vec<Supervision>, usize) {
+    ) -> DialogueSupervision {
         let config = self.config;
         let votes = weak::votes(turns, &config.weak_rules);
         // Experiments on a labelled subset: the other dialogues' annotations are not read.
-        let labelled =
-            crate::data::split::in_share(dialogue, config.labelled_share, config.seed ^ 0x5eed);
-        let label = |k: usize| {
-            labelled
-                .then(|| {
-                    self.labels
-                        .get(&(dialogue.to_string(), turns[k].turn_index))
-                })
-                .flatten()
+        let labelled = is_labelled(dialogue, config);
+        let mut out = DialogueSupervision {
+            turns: Vec::with_capacity(turns.len()),
+            soft: Vec::with_capacity(turns.len()),
+            annotated: 0,
         };
-        let mut annotated = 0;
-        let supervision = (0..turns.len())
-            .map(|k| {
-                let (annotation, previous) = (label(k), k.checked_sub(1).and_then(label));
-                weak_summary.add(&votes[k], annotation, previous);
-                let supervision = annotation.map_or_else(Supervision::default, |a| {
-                    annotated += 1;
-                    annotated_supervision(a, previous, &encoded[k], self.label_sets)
-                });
-                let rephrase = k > 0
-                    && crate::data::feedback::is_rephrase(
-                        &turns[k - 1].user_utterance,
-                        &turns[k].user_utterance,
-                    );
-                let use_weak = config.weak_rules.weight > 0.0;
-                with_weak_labels(
-                    supervision,
-                    &weak::combine(&votes[k]),
-                    use_weak,
-                    k,
-                    rephrase,
-                )
+        for k in 0..turns.len() {
+            let current = self.rated(dialogue, turns[k], labelled);
+            let previous = match k {
+                0 => &[][..],
+                _ => self.rated(dialogue, turns[k - 1], labelled),
+            };
+            let first = current.first();
+            weak_summary.add(
+                &votes[k],
+                first,
+                first.and_then(|a| self.previous(a, previous)),
+            );
+            let per_rater: Vec<Supervision> = current
+                .iter()
+                .map(|a| {
+                    let before = self.previous(a, previous);
+                    annotated_supervision(a, before, &encoded[k], self.label_sets)
+                })
+                .collect();
+            out.annotated += usize::from(!per_rater.is_empty());
+            let soft = self.soft_targets(current, &per_rater);
+            let rephrase = k > 0
+                && crate::data::feedback::is_rephrase(
+                    &turns[k - 1].user_utterance,
+                    &turns[k].user_utterance,
+                );
+            let use_weak = config.weak_rules.weight > 0.0;
+            let supervision = with_weak_labels(
+                majority_supervision(&per_rater),
+                &weak::combine(&votes[k]),
+                use_weak,
+                k,
+                rephrase,
+            );
+            out.turns
+                .push(without_weak_where_rated(supervision, soft.as_ref()));
+            out.soft.push(soft);
+        }
+        out
+    }
+
+    /// The chosen raters' annotations of a turn; none outside the labelled share.
+    fn rated(&self, dialogue: &str, turn: &Turn, labelled: bool) -> &[Annotation] {
+        if !labelled {
+            return &[];
+        }
+        self.labels
+            .get(&(dialogue.to_string(), turn.turn_index))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The annotation of the previous turn that a rater's goal boundary
+    /// compares with: the same annotator's (`first`: the previous turn's
+    /// chosen label, whoever gave it, as before the policies existed).
+    fn previous<'b>(
+        &self,
+        rater: &Annotation,
+        previous: &'b [Annotation],
+    ) -> Option<&'b Annotation> {
+        match self.config.annotator_policy {
+            AnnotatorPolicy::First => previous.first(),
+            _ => previous
+                .iter()
+                .find(|p| p.annotator_id == rater.annotator_id),
+        }
+    }
+
+    /// The raters' soft targets of a turn (`soft`: equal weights, `all`:
+    /// the annotators' agreement weights); None for the other policies or
+    /// a turn no rater labels.
+    fn soft_targets(
+        &self,
+        raters: &[Annotation],
+        per_rater: &[Supervision],
+    ) -> Option<RaterTargets> {
+        let policy = self.config.annotator_policy;
+        if !policy.is_soft() || raters.is_empty() {
+            return None;
+        }
+        let weighted: Vec<(&Supervision, f32)> = raters
+            .iter()
+            .zip(per_rater)
+            .map(|(a, s)| {
+                let weight = match policy {
+                    AnnotatorPolicy::All => self
+                        .rater_weights
+                        .get(&a.annotator_id)
+                        .copied()
+                        .unwrap_or(0.5),
+                    _ => 1.0,
+                };
+                (s, weight as f32)
             })
             .collect();
-        (supervision, annotated)
+        let sizes = (
+            self.label_sets.intents.len(),
+            self.label_sets.failure_points.len(),
+        );
+        Some(rater_targets(
+            &weighted,
+            sizes,
+            policy == AnnotatorPolicy::All,
+        ))
+    }
+}
+
+/// Where the raters give a soft target, no weak label trains that head
+/// (the hard majority may be missing on a tie, which would otherwise let
+/// a weak label in beside the raters' distribution).
+fn without_weak_where_rated(supervision: Supervision, soft: Option<&RaterTargets>) -> Supervision {
+    let Some(soft) = soft else {
+        return supervision;
+    };
+    Supervision {
+        weak_boundary: supervision
+            .weak_boundary
+            .filter(|_| soft.boundary.is_none()),
+        weak_success: supervision.weak_success.filter(|_| soft.success.is_none()),
+        weak_defect: supervision
+            .weak_defect
+            .filter(|_| soft.failure_point.is_none()),
+        ..supervision
     }
 }
 
@@ -1029,6 +1309,7 @@ fn loss_settings(
     );
     Ok(LossSettings {
         cache: encoding_cache(config, model, data, pad)?,
+        rater_targets: RaterTable::new(),
         failure_weights: Tensor::new(weights, &device())?,
         task_weights: config.task_weights.clone(),
         weak_weight: config.weak_rules.weight,
@@ -1224,6 +1505,8 @@ fn summary(
     TrainSummary {
         out: config.out.display().to_string(),
         annotators,
+        annotator_policy: config.annotator_policy,
+        rater_weights: BTreeMap::new(),
         train_dialogues: data.train_dialogues,
         dev_dialogues: data.dev_dialogues,
         labelled_turns: data.labelled_turns,
@@ -1255,6 +1538,8 @@ fn training_record(config: &TrainConfig, summary: &TrainSummary) -> serde_json::
         "stage": "train",
         "init": config.init.display().to_string(),
         "annotators": summary.annotators,
+        "annotator_policy": summary.annotator_policy,
+        "rater_weights": summary.rater_weights,
         "seed": config.seed,
         "settings": config,
         "best_epoch": summary.best_epoch,
@@ -1619,9 +1904,163 @@ mod tests {
         let turns = [turn("d1", 0), turn("d1", 1)];
         let labels: LabelsByTurn = [("d1", 1), ("d1", 2), ("d9", 0)]
             .into_iter()
-            .map(|(d, t)| ((d.to_string(), t), Annotation::default()))
+            .map(|(d, t)| ((d.to_string(), t), vec![Annotation::default()]))
             .collect();
         assert_eq!(not_in_logs(&turns, &labels), 2);
+    }
+
+    /// Three raters of a two-turn dialogue (and an unrated third turn with
+    /// negative feedback), supervised under `policy` with rater weights.
+    fn rated_dialogue(
+        policy: AnnotatorPolicy,
+        weights: &[(&str, f64)],
+    ) -> (DialogueSupervision, LabelSets) {
+        let turn = |t: i32, text: &str, feedback: Option<i8>| Turn {
+            dialogue_id: "d1".into(),
+            turn_index: t,
+            user_utterance: text.into(),
+            explicit_feedback: feedback,
+            ..Turn::default()
+        };
+        let turns = [
+            turn(0, "what is the weather", None),
+            turn(1, "play some jazz", None),
+            turn(2, "call my sister", Some(-1)),
+        ];
+        let rate = |who: &str, t: i32, goal: i32, success: bool, failure: &str| Annotation {
+            dialogue_id: "d1".into(),
+            turn_index: t,
+            annotator_id: who.into(),
+            goal_id: Some(goal),
+            goal_success: Some(success),
+            failure_point: Some(failure.into()),
+            ..Annotation::default()
+        };
+        let annotations = vec![
+            rate("a3", 0, 0, false, "defect"),
+            rate("a1", 0, 0, true, "correct"),
+            rate("a2", 0, 0, true, "defect"),
+            rate("a1", 1, 1, true, "correct"),
+            rate("a2", 1, 0, true, "correct"),
+        ];
+        let annotators: Vec<String> = ["a1", "a2", "a3"].map(String::from).to_vec();
+        let labels = labels_by_turn(annotations, &annotators, policy);
+        let sets = label_sets(&labels);
+        let config = TrainConfig {
+            annotator_policy: policy,
+            ..TrainConfig::new("pre".into(), "logs".into(), "ann".into(), "out".into())
+        };
+        let rater_weights = weights.iter().map(|(a, w)| (a.to_string(), *w)).collect();
+        let supervisor = Supervisor {
+            config: &config,
+            labels: &labels,
+            label_sets: &sets,
+            rater_weights: &rater_weights,
+        };
+        let refs: Vec<&Turn> = turns.iter().collect();
+        let encoded = vec![
+            EncodedTurn {
+                ids: vec![0, 5, 2],
+                utterance_offsets: vec![None, Some((0, 4)), None],
+            };
+            3
+        ];
+        let out = supervisor.dialogue("d1", &refs, &encoded, &mut SummaryBuilder::default());
+        (out, sets)
+    }
+
+    #[test]
+    fn annotator_policies_build_the_expected_targets() {
+        let defect = |sets: &LabelSets| {
+            sets.failure_points
+                .iter()
+                .position(|f| f == "defect")
+                .unwrap() as u32
+        };
+        // first: a1's labels; its turn 1 starts a new goal (its goal 1 after 0).
+        let (first, _) = rated_dialogue(AnnotatorPolicy::First, &[]);
+        assert_eq!(first.annotated, 2);
+        assert_eq!(
+            (first.turns[0].success, first.turns[0].failure_point),
+            (Some(true), Some(0))
+        );
+        assert_eq!(first.turns[1].boundary, Some(true));
+        assert!(first.soft.iter().all(Option::is_none));
+        // The unrated turn learns from its negative feedback.
+        assert!(first.turns[2].weak_success.is_some_and(|p| p < 0.1));
+        // majority: turn 0 defect (a2, a3) and success (a1, a2); turn 1's
+        // boundary is a tie (a1 new goal, a2 same goal), so unlabelled.
+        // (`first` reads a1 alone, so its label sets lack `defect`.)
+        let (majority, sets) = rated_dialogue(AnnotatorPolicy::Majority, &[]);
+        assert_eq!(
+            (majority.turns[0].success, majority.turns[0].failure_point),
+            (Some(true), Some(defect(&sets)))
+        );
+        assert_eq!(majority.turns[1].boundary, None);
+        assert_eq!(majority.turns[1].failure_point, Some(0));
+        assert!(majority.soft.iter().all(Option::is_none));
+        // soft: the raters' shares, one item per turn; the hard fields keep
+        // the majority (dev accuracy, calibration).
+        let (soft, _) = rated_dialogue(AnnotatorPolicy::Soft, &[]);
+        assert_eq!(soft.turns[0], majority.turns[0]);
+        let turn0 = soft.soft[0].as_ref().unwrap();
+        let (p, w) = turn0.success.unwrap();
+        assert!((p - 2.0 / 3.0).abs() < 1e-6 && w == 1.0, "{p} {w}");
+        let (distribution, w) = turn0.failure_point.clone().unwrap();
+        let mut expected = vec![0f32; sets.failure_points.len()];
+        (expected[0], expected[defect(&sets) as usize]) = (1.0 / 3.0, 2.0 / 3.0);
+        assert!(
+            distribution
+                .iter()
+                .zip(&expected)
+                .all(|(a, b)| (a - b).abs() < 1e-6)
+        );
+        assert_eq!(w, 1.0);
+        let turn1 = soft.soft[1].as_ref().unwrap();
+        assert_eq!(turn1.boundary, Some((0.5, 1.0)));
+        assert_eq!(turn1.success, Some((1.0, 1.0)));
+        assert_eq!(soft.soft[2], None);
+        // Rated heads take no weak label; the unrated turn keeps its own.
+        assert_eq!(soft.turns[1].weak_boundary, None);
+        assert!(soft.turns[2].weak_success.is_some_and(|p| p < 0.1));
+        // all: each rater a row of its weight.
+        let (all, _) = rated_dialogue(
+            AnnotatorPolicy::All,
+            &[("a1", 0.5), ("a2", 0.25), ("a3", 0.25)],
+        );
+        let turn0 = all.soft[0].as_ref().unwrap();
+        assert_eq!(turn0.success, Some((0.75, 1.0)));
+        assert_eq!(turn0.failure_point.as_ref().unwrap().0[0], 0.5);
+        let (p, w) = all.soft[1].as_ref().unwrap().boundary.unwrap();
+        assert!((p - 2.0 / 3.0).abs() < 1e-6 && w == 0.75, "{p} {w}");
+    }
+
+    #[test]
+    fn soft_targets_replace_the_hard_ones_in_the_batch_targets() {
+        let (soft, sets) = rated_dialogue(AnnotatorPolicy::Soft, &[]);
+        let window = Window {
+            turns: Vec::new(),
+            targets: Vec::new(),
+            supervision: soft.turns.clone(),
+            origin: (4, 0),
+        };
+        let table: RaterTable = [(4, soft.soft.clone())].into_iter().collect();
+        let classes = sets.failure_points.len();
+        let targets = Targets::gather(&[&window], (1, 3), (3, 3), &table, (0, classes));
+        // Turn 0: P(success) 2/3 as the target, weight 1; turn 2 unrated.
+        assert!((targets.success.0[0] - 2.0 / 3.0).abs() < 1e-6);
+        assert_eq!(targets.success.1, vec![1.0, 1.0, 0.0]);
+        assert!(
+            targets.intent_soft.is_none(),
+            "no intents: no intent targets"
+        );
+        let (probs, mask) = targets.failure_soft.unwrap();
+        assert_eq!(mask, vec![1.0, 1.0, 0.0]);
+        assert_eq!(probs[classes], 1.0, "turn 1: all raters say correct");
+        // Without soft targets (first, majority) the batch is as before.
+        let hard = Targets::gather(&[&window], (1, 3), (3, 3), &RaterTable::new(), (0, classes));
+        assert!(hard.failure_soft.is_none());
+        assert_eq!(hard.success.0, vec![1.0, 1.0, 0.0]);
     }
 
     #[test]
