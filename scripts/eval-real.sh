@@ -10,7 +10,8 @@
 # MINILM_STEPS, SCRATCH_EPOCHS, TRAIN_EPOCHS, LEARNING_RATE (train), MAX_TOKENS,
 # USS_DIALOGUES (0 = all), USS_TEST_PERCENT, USS_POLICIES (the
 # `train --annotator-policy` values to train a USS model with, each judged
-# apart; default "majority soft all").
+# apart; default "majority soft all"); REPORT_ON=validation to choose settings
+# on held-out SGD train dialogues instead of the reported dev split.
 # Data: LABELGEN_DATA names a folder (absolute, or relative to the repository
 # root) holding sgd/train/ and sgd/dev/ (the
 # Schema-Guided Dialogue release, raw JSON with schema.json per split) and
@@ -28,6 +29,21 @@ if [ ! -d "$data/sgd/train" ] || [ ! -d "$data/sgd/dev" ] || [ ! -f "$data/uss/S
 fi
 sgd_train="${SGD_TRAIN:-3000}"
 sgd_dev="${SGD_DEV:-400}"
+# REPORT_ON=dev (default) judges on SGD dev, the reported set. Choose
+# settings with REPORT_ON=validation instead: the "dev" dialogues are then
+# SGD_DEV train dialogues the training sample does not hold (the next ones
+# by the same stable hash), so dev stays unused by any choice.
+report_on="${REPORT_ON:-dev}"
+case "$report_on" in
+    dev) dev_full=dev-full; dev_skip=0; dev_split=dev ;;
+    validation)
+        if [ "$sgd_train" = 0 ] || [ "$sgd_dev" = 0 ]; then
+            echo "eval-real: REPORT_ON=validation needs SGD_TRAIN and SGD_DEV above 0 (validation = the next SGD_DEV train dialogues by hash)" >&2
+            exit 2
+        fi
+        dev_full=train-full; dev_skip="$sgd_train"; dev_split=train ;;
+    *) echo "eval-real: REPORT_ON must be dev or validation, not $report_on" >&2; exit 2 ;;
+esac
 minilm_steps="${MINILM_STEPS:-10}"
 scratch_epochs="${SCRATCH_EPOCHS:-1}"
 train_epochs="${TRAIN_EPOCHS:-10}"
@@ -68,10 +84,10 @@ q=(--force --quiet)
 s="$out/sgd"
 step "import sgd train+dev" bash -c "'$labelgen' import sgd '$data/sgd/train' --out '$s/train-full' --force --quiet > '$s.import-train.json' \
     && '$labelgen' import sgd '$data/sgd/dev' --out '$s/dev-full' --force --quiet > '$s.import-dev.json'"
-sample() { # sample FULL OUT N: N dialogues by a stable hash, or all of them
-    if [ "$3" = 0 ]; then rm -rf "$2"; cp -r "$1" "$2"; else python3 scripts/eval/real_prep.py subset "$1" "$2" "$3"; fi
+sample() { # sample FULL OUT N [SKIP]: N dialogues by a stable hash (after the first SKIP), or all of them
+    if [ "$3" = 0 ]; then rm -rf "$2"; cp -r "$1" "$2"; else python3 scripts/eval/real_prep.py subset "$1" "$2" "$3" "${4:-0}"; fi
 }
-step "sample SGD ($sgd_train train, $sgd_dev dev dialogues)" bash -c "$(declare -f sample); sample '$s/train-full' '$s/train' $sgd_train && sample '$s/dev-full' '$s/dev' $sgd_dev"
+step "sample SGD ($sgd_train train, $sgd_dev $report_on dialogues)" bash -c "$(declare -f sample); sample '$s/train-full' '$s/train' $sgd_train && sample '$s/$dev_full' '$s/dev' $sgd_dev $dev_skip"
 # Intents are judged only where the gold intent occurs in the training split:
 # a filtered copy of the dev annotations (intent null elsewhere, so eval
 # counts those turns as without gold).
@@ -104,7 +120,7 @@ step "eval SGD dev" lg eval --gold "$s/dev/annotations-seen-intents" --gold-anno
 # sample and for those with a service training never saw (SGD's zero-shot
 # services: their intents and slots have names the model has not learnt).
 python3 scripts/eval/real_prep.py split-services "$data/sgd" "$s/train/annotations" "$s/dev/annotations-seen-intents" \
-    "$s/dev/annotations-seen-services" "$s/dev/annotations-unseen-services" | tee "$s/service-split.json"
+    "$s/dev/annotations-seen-services" "$s/dev/annotations-unseen-services" "$dev_split" | tee "$s/service-split.json"
 for part in seen unseen; do
     step "eval SGD dev, $part services" lg eval --gold "$s/dev/annotations-$part-services" --gold-annotators sgd \
         --baseline-annotator none --pred "minilm=$s/labels-A-minilm" --pred "contextless=$s/labels-B-contextless" \

@@ -2,14 +2,17 @@
 """Data preparation for scripts/eval-real.sh (pyarrow only; types are kept as
 labelgen wrote them).
 
-  subset IN OUT N            the N dialogues of IN/{turns,annotations} with the
-                             lowest md5(dialogue_id) (a stable sample), to OUT
+  subset IN OUT N [SKIP]     the N dialogues of IN/{turns,annotations} with the
+                             lowest md5(dialogue_id) (a stable sample), to OUT;
+                             SKIP passes over the first SKIP of that order (a
+                             validation part disjoint from `subset IN X SKIP`)
   filter-intents TRAIN_ANN DEV_ANN OUT_ANN
                              DEV_ANN with intent set to null where the gold
                              intent never occurs in TRAIN_ANN (eval then counts
                              those turns as without gold); counts as JSON
-  split-services SGD_DIR TRAIN_ANN DEV_ANN OUT_SEEN OUT_UNSEEN
-                             DEV_ANN split by dialogue: OUT_SEEN holds the
+  split-services SGD_DIR TRAIN_ANN DEV_ANN OUT_SEEN OUT_UNSEEN [DEV_SPLIT]
+                             DEV_ANN (dialogues of SGD's DEV_SPLIT, default dev)
+                             split by dialogue: OUT_SEEN holds the
                              dialogues whose services (from SGD_DIR/{train,dev}
                              JSON; the imported tables carry none) all occur in
                              TRAIN_ANN's dialogues, OUT_UNSEEN the others
@@ -50,9 +53,12 @@ def keep(table, ids):
     return table.filter(pc.is_in(table["dialogue_id"], value_set=pa.array(sorted(ids))))
 
 
-def subset(src, out, n):
+def subset(src, out, n, skip=0):
     turns, ann = read(f"{src}/turns"), read(f"{src}/annotations")
-    ids = sorted(set(turns["dialogue_id"].to_pylist()), key=h)[: int(n)]
+    ordered = sorted(set(turns["dialogue_id"].to_pylist()), key=h)
+    ids = ordered[int(skip): int(skip) + int(n)]
+    if len(ids) < int(n):
+        sys.exit(f"subset: {src} has {len(ordered)} dialogues; {n} after the first {skip} asked for")
     write(keep(turns, ids), f"{out}/turns")
     write(keep(ann, ids), f"{out}/annotations")
     print(json.dumps({"subset": out, "dialogues": len(ids), "turns": keep(turns, ids).num_rows}))
@@ -84,9 +90,9 @@ def sgd_services(split_dir):
     return services
 
 
-def split_services(sgd_dir, train_ann, dev_ann, out_seen, out_unseen):
+def split_services(sgd_dir, train_ann, dev_ann, out_seen, out_unseen, dev_split="dev"):
     train_services = sgd_services(f"{sgd_dir}/train")
-    dev_services = sgd_services(f"{sgd_dir}/dev")
+    dev_services = sgd_services(f"{sgd_dir}/{dev_split}")
     known = {s for d in set(read(train_ann)["dialogue_id"].to_pylist()) for s in train_services[d]}
     dev = read(dev_ann)
     ids = set(dev["dialogue_id"].to_pylist())
