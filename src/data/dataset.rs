@@ -348,7 +348,10 @@ impl DatasetWriter {
             self.parts += 1;
         }
         let (writer, _, rows) = self.current.as_mut().expect("opened above");
-        writer.write(batch)?;
+        // A full disk or a file size limit shows here: name the file.
+        writer
+            .write(batch)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.temp.display()))?;
         *rows += batch.num_rows();
         self.rows += batch.num_rows();
         Ok(())
@@ -356,7 +359,9 @@ impl DatasetWriter {
 
     fn close_part(&mut self) -> anyhow::Result<()> {
         if let Some((writer, _, _)) = self.current.take() {
-            writer.close()?;
+            writer
+                .close()
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.temp.display()))?;
         }
         Ok(())
     }
@@ -382,7 +387,8 @@ impl DatasetWriter {
         self.close_part()?;
         if self.target.exists() {
             let old = self.temp.with_extension("old");
-            std::fs::rename(&self.target, &old)?;
+            std::fs::rename(&self.target, &old)
+                .map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", self.target.display()))?;
             std::fs::remove_dir_all(&old)?;
         }
         std::fs::rename(&self.temp, &self.target).map_err(|e| {

@@ -9,7 +9,7 @@ use candle_nn::{VarBuilder, VarMap};
 use tokenizers::Tokenizer;
 
 use super::DialogueModel;
-use super::config::{ARCHITECTURE, EncoderConfig, ModelConfig};
+use super::config::{ARCHITECTURE, EncoderConfig, ModelConfig, check_config, check_encoder_sizes};
 use crate::data::dataset::write_file_atomic;
 
 pub const CONFIG: &str = "config.json";
@@ -24,12 +24,71 @@ fn require(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
         "{}: model directory lacks {name}\n  hint: a model directory holds config.json, model.safetensors and tokenizer.json",
         dir.display()
     );
+    check_inside(dir, &path)?;
     Ok(path)
+}
+
+/// A model directory may come from an untrusted source: a file in it that
+/// is a symbolic link to somewhere outside it (`config.json ->
+/// /etc/passwd`) is refused rather than read.
+fn check_inside(dir: &Path, path: &Path) -> anyhow::Result<()> {
+    let root = dir
+        .canonicalize()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let target = path
+        .canonicalize()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    anyhow::ensure!(
+        target.starts_with(&root),
+        "{}: links to {}, outside the model directory; a model directory's files must lie inside it",
+        path.display(),
+        target.display()
+    );
+    Ok(())
+}
+
+/// config.json and tokenizer.json are read whole; a hostile directory's
+/// 100 GB "config.json" gets an error, not an attempt to hold it in memory.
+const MAX_JSON_BYTES: u64 = 256 << 20;
+
+fn check_json_size(path: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        .len();
+    anyhow::ensure!(
+        bytes <= MAX_JSON_BYTES,
+        "{}: {bytes} bytes; a model directory's JSON files are at most {MAX_JSON_BYTES} bytes",
+        path.display()
+    );
+    Ok(())
+}
+
+fn read_json_text(path: &Path) -> anyhow::Result<String> {
+    check_json_size(path)?;
+    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The tokenizer must not produce ids the embedding table lacks: a
+/// tokenizer.json with more word pieces than config.json's vocab_size
+/// would index past the table at labelling time.
+fn check_tokenizer_fits(
+    tokenizer: &Tokenizer,
+    path: &Path,
+    config: &EncoderConfig,
+) -> anyhow::Result<()> {
+    let pieces = tokenizer.get_vocab_size(true);
+    anyhow::ensure!(
+        pieces <= config.vocab_size,
+        "{}: the tokenizer has {pieces} word pieces, more than config.json's vocab_size {}",
+        path.display(),
+        config.vocab_size
+    );
+    Ok(())
 }
 
 pub fn read_config(dir: &Path) -> anyhow::Result<ModelConfig> {
     let path = require(dir, CONFIG)?;
-    let text = std::fs::read_to_string(&path)?;
+    let text = read_json_text(&path)?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?;
     let architecture = value
@@ -46,6 +105,7 @@ pub fn read_config(dir: &Path) -> anyhow::Result<ModelConfig> {
     config
         .encoder
         .validate()
+        .and_then(|()| check_config(&config))
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(config)
 }
@@ -54,7 +114,10 @@ pub fn read_config(dir: &Path) -> anyhow::Result<ModelConfig> {
 pub fn load(dir: &Path) -> anyhow::Result<(DialogueModel, Tokenizer)> {
     let config = read_config(dir)?;
     let weights = require(dir, WEIGHTS)?;
-    let tokenizer = super::tokenizer::load(&require(dir, TOKENIZER)?)?;
+    let tokenizer_path = require(dir, TOKENIZER)?;
+    check_json_size(&tokenizer_path)?;
+    let tokenizer = super::tokenizer::load(&tokenizer_path)?;
+    check_tokenizer_fits(&tokenizer, &tokenizer_path, &config.encoder)?;
     let tensors = candle_core::safetensors::load(&weights, &super::device()).map_err(|e| {
         anyhow::anyhow!(
             "{}: not a readable safetensors file: {e}",
@@ -148,14 +211,18 @@ pub fn hf_candidates(name: &str) -> Vec<String> {
 /// A Hugging Face RoBERTa/BERT checkpoint's encoder config and tokenizer.
 pub fn read_hf(dir: &Path) -> anyhow::Result<(EncoderConfig, Tokenizer, PathBuf)> {
     let config_path = require(dir, CONFIG)?;
-    let text = std::fs::read_to_string(&config_path)?;
+    let text = read_json_text(&config_path)?;
     let config: EncoderConfig = serde_json::from_str(&text).map_err(|e| {
         anyhow::anyhow!("{}: not a RoBERTa/BERT config: {e}", config_path.display())
     })?;
     config
         .validate()
+        .and_then(|()| check_encoder_sizes(&config))
         .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
-    let tokenizer = super::tokenizer::load(&require(dir, TOKENIZER)?)?;
+    let tokenizer_path = require(dir, TOKENIZER)?;
+    check_json_size(&tokenizer_path)?;
+    let tokenizer = super::tokenizer::load(&tokenizer_path)?;
+    check_tokenizer_fits(&tokenizer, &tokenizer_path, &config)?;
     Ok((config, tokenizer, require(dir, WEIGHTS)?))
 }
 

@@ -405,6 +405,114 @@ fn log_odds(p: f64) -> f64 {
 
 pub const ARCHITECTURE: &str = "labelgen-dialogue";
 
+/// The largest sizes a config.json may ask for. A model directory may come
+/// from anywhere, and the sizes decide how much memory building the model
+/// allocates: a hostile or corrupt file must get an error naming the field,
+/// not a terabyte allocation or a division by zero. The limits are far above
+/// any RoBERTa/BERT checkpoint (XLM-R large: 250k word pieces, 1024 wide,
+/// 24 layers).
+const MAX_VOCAB: usize = 1 << 20;
+const MAX_WIDTH: usize = 1 << 14;
+const MAX_LAYERS: usize = 128;
+const MAX_POSITIONS: usize = 1 << 16;
+const MAX_TURNS: usize = 1 << 16;
+const MAX_CATEGORY_VALUES: usize = 1 << 20;
+/// 4 G parameters: 16 GB of f32 weights.
+const MAX_PARAMETERS: u128 = 1 << 32;
+
+fn in_range(field: &str, value: usize, max: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=max).contains(&value),
+        "{field} is {value}; it must be between 1 and {max}"
+    );
+    Ok(())
+}
+
+/// Checks the encoder's sizes before anything is allocated from them.
+pub fn check_encoder_sizes(e: &EncoderConfig) -> anyhow::Result<()> {
+    in_range("vocab_size", e.vocab_size, MAX_VOCAB)?;
+    in_range("hidden_size", e.hidden_size, MAX_WIDTH)?;
+    in_range("num_hidden_layers", e.num_hidden_layers, MAX_LAYERS)?;
+    in_range("num_attention_heads", e.num_attention_heads, e.hidden_size)?;
+    in_range("intermediate_size", e.intermediate_size, 4 * MAX_WIDTH)?;
+    in_range(
+        "max_position_embeddings",
+        e.max_position_embeddings,
+        MAX_POSITIONS,
+    )?;
+    in_range("type_vocab_size", e.type_vocab_size, 1024)?;
+    anyhow::ensure!(
+        (e.pad_token_id as usize) < e.vocab_size,
+        "pad_token_id {} is not below vocab_size {}",
+        e.pad_token_id,
+        e.vocab_size
+    );
+    anyhow::ensure!(
+        e.layer_norm_eps.is_finite() && e.layer_norm_eps > 0.0,
+        "layer_norm_eps is {}; it must be a positive number",
+        e.layer_norm_eps
+    );
+    let (h, i) = (e.hidden_size as u128, e.intermediate_size as u128);
+    let embeddings = (e.vocab_size + e.max_position_embeddings + e.type_vocab_size) as u128 * h;
+    let layer = 4 * h * h + 2 * h * i;
+    let parameters = embeddings + e.num_hidden_layers as u128 * layer;
+    anyhow::ensure!(
+        parameters <= MAX_PARAMETERS,
+        "the encoder would have {parameters} parameters (vocab_size, hidden_size, num_hidden_layers, intermediate_size); at most {MAX_PARAMETERS} are loaded"
+    );
+    Ok(())
+}
+
+/// Checks a labelgen config.json's sizes (encoder, dialogue Transformer,
+/// features, tokens per turn) before the model is built from them; the
+/// error names the field.
+pub fn check_config(config: &ModelConfig) -> anyhow::Result<()> {
+    check_encoder_sizes(&config.encoder).map_err(|e| anyhow::anyhow!("encoder.{e}"))?;
+    let d = &config.dialogue;
+    in_range("dialogue.hidden_size", d.hidden_size, MAX_WIDTH)?;
+    anyhow::ensure!(
+        d.num_layers <= MAX_LAYERS,
+        "dialogue.num_layers is {}; at most {MAX_LAYERS}",
+        d.num_layers
+    );
+    in_range("dialogue.num_heads", d.num_heads, d.hidden_size)?;
+    anyhow::ensure!(
+        d.hidden_size.is_multiple_of(d.num_heads),
+        "dialogue.hidden_size {} is not a multiple of dialogue.num_heads {}",
+        d.hidden_size,
+        d.num_heads
+    );
+    in_range(
+        "dialogue.intermediate_size",
+        d.intermediate_size,
+        4 * MAX_WIDTH,
+    )?;
+    in_range("dialogue.max_turns", d.max_turns, MAX_TURNS)?;
+    let f = &config.features;
+    in_range("features.embedding_size", f.embedding_size, MAX_WIDTH)?;
+    anyhow::ensure!(
+        f.audio_dim <= MAX_WIDTH,
+        "features.audio_dim is {}; at most {MAX_WIDTH}",
+        f.audio_dim
+    );
+    for (column, values) in &f.categorical {
+        anyhow::ensure!(
+            values.len() <= MAX_CATEGORY_VALUES,
+            "features.categorical.{column} has {} values; at most {MAX_CATEGORY_VALUES}",
+            values.len()
+        );
+    }
+    let positions = config.max_tokens + config.encoder.position_offset();
+    anyhow::ensure!(
+        config.max_tokens >= 1 && positions <= config.encoder.max_position_embeddings,
+        "max_tokens is {}; it must be at least 1 and, with the encoder's position offset {}, fit in encoder.max_position_embeddings {}",
+        config.max_tokens,
+        config.encoder.position_offset(),
+        config.encoder.max_position_embeddings
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,5 +589,27 @@ mod tests {
         labels.correct_shift = -1.0;
         assert_eq!(labels.failure_point_decision(&[0.6, 0.4]), 1);
         assert_eq!(labels.failure_point_decision(&[0.95, 0.05]), 0);
+    }
+
+    #[test]
+    fn sizes_that_would_allocate_terabytes_are_refused_naming_the_field() {
+        let good = EncoderConfig::small(300, 16, 1, 2, 24);
+        check_encoder_sizes(&good).unwrap();
+        let mut wide = good.clone();
+        wide.hidden_size = 1 << 40;
+        let e = check_encoder_sizes(&wide).unwrap_err().to_string();
+        assert!(e.starts_with("hidden_size is 1099511627776"), "{e}");
+        let mut no_heads = good.clone();
+        no_heads.num_attention_heads = 0;
+        let e = check_encoder_sizes(&no_heads).unwrap_err().to_string();
+        assert!(e.starts_with("num_attention_heads is 0"), "{e}");
+        let mut big = good.clone();
+        (big.vocab_size, big.hidden_size, big.num_hidden_layers) = (MAX_VOCAB, MAX_WIDTH, 100);
+        big.intermediate_size = 4 * MAX_WIDTH;
+        let e = check_encoder_sizes(&big).unwrap_err().to_string();
+        assert!(e.contains("parameters"), "{e}");
+        let mut pad = good;
+        pad.pad_token_id = 300;
+        assert!(check_encoder_sizes(&pad).is_err());
     }
 }
