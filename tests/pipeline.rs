@@ -134,6 +134,27 @@ fn bad_pipeline_files_are_clear_errors_before_any_work() {
             vec!["pipeline.toml", "max_step"],
         ),
         (format!("{head}[trian]\n"), vec!["trian"]),
+        // Wrong value types and malformed TOML: the file, the key and the line.
+        (
+            format!("{head}[simulate]\ndialogues = \"five\"\nheldout_dialogues = 5\n"),
+            vec!["pipeline.toml", "dialogues", "line 5"],
+        ),
+        (
+            format!("{head}[simulate]\ndialogues = -5\nheldout_dialogues = 5\n"),
+            vec!["pipeline.toml", "dialogues"],
+        ),
+        (
+            format!("{head}[train]\nlearning_rate = [1, 2]\n"),
+            vec!["pipeline.toml", "learning_rate"],
+        ),
+        (
+            format!("{head}[train\nepochs = 3\n"),
+            vec!["pipeline.toml", "line 4"],
+        ),
+        (
+            format!("{head}[pipeline]\nname = \"again\"\n"),
+            vec!["pipeline.toml", "pipeline"],
+        ),
         (
             "[pipeline]\nname = \"t\"\nwork_dir = \"/no/such/parent/work\"\n".to_string(),
             vec!["/no/such/parent"],
