@@ -3,57 +3,14 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{labelgen, stderr};
-
-fn run_ok(args: &[&str]) -> serde_json::Value {
-    let out = labelgen(args);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("JSON summary")
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use common::{Tiny, labelgen, pretrain_tiny, run_ok, s, stderr};
 
 #[test]
 fn every_policy_trains_and_is_recorded_and_the_policies_differ() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name);
     common::simulate(&p("sim"), 40, 5);
-    run_ok(&[
-        "synth",
-        "--logs",
-        s(&p("sim/turns")),
-        "--out",
-        s(&p("synth")),
-        "--quiet",
-    ]);
-    run_ok(&[
-        "pretrain",
-        "--data",
-        s(&p("synth")),
-        "--out",
-        s(&p("pre")),
-        "--max-steps",
-        "2",
-        "--hidden-size",
-        "16",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--dialogue-layers",
-        "1",
-        "--vocab-size",
-        "300",
-        "--max-tokens",
-        "24",
-        "--batch-size",
-        "8",
-        "--quiet",
-    ]);
+    pretrain_tiny(&p("sim/turns"), tmp.path(), Tiny::default());
     let (pre, turns, annotations) = (p("pre"), p("sim/turns"), p("sim/annotations"));
     let train = |policy: Option<&str>, out: &str| {
         let mut args = vec![

@@ -285,32 +285,39 @@ pub struct DatasetWriter {
     finished: bool,
 }
 
+/// An empty hidden sibling of `target` (`.NAME.tmp-PID`) to write an output
+/// into before it is renamed into place, so no partial output is ever
+/// visible at `target`. An existing `target` is an error unless `overwrite`
+/// (so a typo cannot destroy data); a leftover sibling of this process id
+/// is cleared.
+pub fn begin_staging(target: &Path, overwrite: bool) -> anyhow::Result<PathBuf> {
+    if target.exists() && !overwrite {
+        anyhow::bail!(
+            "{} already exists\n  hint: pass --force to replace it, or choose another --out",
+            target.display()
+        );
+    }
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let temp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    if temp.exists() {
+        std::fs::remove_dir_all(&temp)?;
+    }
+    std::fs::create_dir_all(&temp)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", temp.display()))?;
+    Ok(temp)
+}
+
 impl DatasetWriter {
     /// `overwrite` replaces an existing dataset at `target`; otherwise an
     /// existing one is an error, so a typo cannot destroy data.
     pub fn create(target: &Path, overwrite: bool) -> anyhow::Result<DatasetWriter> {
-        if target.exists() && !overwrite {
-            anyhow::bail!(
-                "{} already exists\n  hint: pass --force to replace it, or choose another --out",
-                target.display()
-            );
-        }
-        let parent = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
-        let name = target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("dataset");
-        let temp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-        if temp.exists() {
-            std::fs::remove_dir_all(&temp)?;
-        }
-        std::fs::create_dir_all(&temp)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", temp.display()))?;
+        let temp = begin_staging(target, overwrite)?;
         Ok(DatasetWriter {
             target: target.to_path_buf(),
             temp,

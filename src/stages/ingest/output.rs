@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use super::read::staging_type;
+use crate::data::dataset::begin_staging;
 use crate::data::schema::ColumnSchema;
 
 pub const TURNS: &str = "turns";
@@ -29,21 +30,7 @@ pub struct Staging {
 impl Staging {
     /// `overwrite` replaces an existing OUT; otherwise one is an error.
     pub fn create(target: &Path, overwrite: bool) -> anyhow::Result<Staging> {
-        if target.exists() && !overwrite {
-            anyhow::bail!(
-                "{} already exists\n  hint: pass --force to replace it, or choose another --out",
-                target.display()
-            );
-        }
-        let parent = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-        let temp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-        if temp.exists() {
-            std::fs::remove_dir_all(&temp)?;
-        }
+        let temp = begin_staging(target, overwrite)?;
         for dir in [TURNS, OPEN, SKIPPED, SCRATCH] {
             let dir = temp.join(dir);
             std::fs::create_dir_all(&dir)
