@@ -11,7 +11,12 @@
 # USS_DIALOGUES (0 = all), USS_TEST_PERCENT, USS_POLICIES (the
 # `train --annotator-policy` values to train a USS model with, each judged
 # apart; default "majority soft all"); REPORT_ON=validation to choose settings
-# on held-out SGD train dialogues instead of the reported dev split.
+# on held-out SGD train dialogues instead of the reported dev split;
+# PARTS="sgd uss" (default both; the USS models start from the MiniLM
+# pretrained on SGD text, so that part always runs); USS_BALANCE=1 (default)
+# fits the USS models' decisions on their dev split for macro-F1
+# (`train --balance-decisions`: a failed dialogue or a defect turn is rare,
+# and accuracy alone would never predict one), 0 for plain argmax.
 # Data: LABELGEN_DATA names a folder (absolute, or relative to the repository
 # root) holding sgd/train/ and sgd/dev/ (the
 # Schema-Guided Dialogue release, raw JSON with schema.json per split) and
@@ -51,6 +56,9 @@ max_tokens="${MAX_TOKENS:-48}"
 uss_test="${USS_TEST_PERCENT:-30}"
 uss_dialogues="${USS_DIALOGUES:-0}"
 uss_policies="${USS_POLICIES:-majority soft all}"
+parts=" ${PARTS:-sgd uss} "
+uss_balance=()
+if [ "${USS_BALANCE:-1}" = 1 ]; then uss_balance=(--balance-decisions); fi
 learning_rate="${LEARNING_RATE:-2e-3}"
 minilm="${LABELGEN_MINILM:-$HOME/.cache/labelgen/minilm}"
 mkdir -p "$out"
@@ -103,55 +111,59 @@ mkdir -p "$m"
 # all turns, later goals' turns leaked into a turn's intent (BENCHMARKS.md).
 step "pretrain from MiniLM ($minilm_steps steps)" lg pretrain --init "$minilm" --data "$s/train-synth" --out "$m/minilm-pre" \
     --max-steps "$minilm_steps" --batch-size 8 --learning-rate 1e-4 --max-tokens "$max_tokens" --lookahead 1 --quiet > "$m/minilm-pre.json"
-common=(--logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$train_epochs" --learning-rate "$learning_rate" --freeze-encoder --quiet)
-step "train A: MiniLM, frozen, with context" lg train --init "$m/minilm-pre" "${common[@]}" --out "$m/A-minilm" > "$m/A-minilm.json"
-step "train B: MiniLM, frozen, contextless" lg train --init "$m/minilm-pre" "${common[@]}" --contextless utterance --out "$m/B-contextless" > "$m/B-contextless.json"
-step "pretrain C from scratch ($scratch_epochs epochs)" lg pretrain --data "$s/train-synth" --out "$m/scratch-pre" \
-    --epochs "$scratch_epochs" --max-tokens "$max_tokens" --lookahead 1 --quiet > "$m/scratch-pre.json"
-step "train C: scratch encoder, frozen, with context" lg train --init "$m/scratch-pre" "${common[@]}" --out "$m/C-scratch" > "$m/C-scratch.json"
-for model in A-minilm B-contextless C-scratch; do
-    step "label SGD dev with $model" lg label --model "$m/$model" --logs "$s/dev/turns" --out "$s/labels-$model" "${q[@]}" > "$s/label-$model.json"
-done
-step "peer: TF-IDF + logistic regression" python3 scripts/eval/peer_intent.py "$s/train" "$s/dev/turns" "$s/labels-peer"
-step "eval SGD dev" lg eval --gold "$s/dev/annotations-seen-intents" --gold-annotators sgd --baseline-annotator none \
-    --pred "minilm=$s/labels-A-minilm" --pred "contextless=$s/labels-B-contextless" --pred "scratch=$s/labels-C-scratch" \
-    --pred "peer=$s/labels-peer" --turns "$s/dev/turns" --out "$out/eval-sgd" --force > "$out/eval-sgd.json"
-# The same, apart for dev dialogues whose services all occur in the training
-# sample and for those with a service training never saw (SGD's zero-shot
-# services: their intents and slots have names the model has not learnt).
-python3 scripts/eval/real_prep.py split-services "$data/sgd" "$s/train/annotations" "$s/dev/annotations-seen-intents" \
-    "$s/dev/annotations-seen-services" "$s/dev/annotations-unseen-services" "$dev_split" | tee "$s/service-split.json"
-for part in seen unseen; do
-    step "eval SGD dev, $part services" lg eval --gold "$s/dev/annotations-$part-services" --gold-annotators sgd \
-        --baseline-annotator none --pred "minilm=$s/labels-A-minilm" --pred "contextless=$s/labels-B-contextless" \
-        --pred "scratch=$s/labels-C-scratch" --pred "peer=$s/labels-peer" --turns "$s/dev/turns" \
-        --out "$out/eval-sgd-$part-services" --force > "$out/eval-sgd-$part-services.json"
-done
+if [[ "$parts" == *" sgd "* ]]; then
+    common=(--logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$train_epochs" --learning-rate "$learning_rate" --freeze-encoder --quiet)
+    step "train A: MiniLM, frozen, with context" lg train --init "$m/minilm-pre" "${common[@]}" --out "$m/A-minilm" > "$m/A-minilm.json"
+    step "train B: MiniLM, frozen, contextless" lg train --init "$m/minilm-pre" "${common[@]}" --contextless utterance --out "$m/B-contextless" > "$m/B-contextless.json"
+    step "pretrain C from scratch ($scratch_epochs epochs)" lg pretrain --data "$s/train-synth" --out "$m/scratch-pre" \
+        --epochs "$scratch_epochs" --max-tokens "$max_tokens" --lookahead 1 --quiet > "$m/scratch-pre.json"
+    step "train C: scratch encoder, frozen, with context" lg train --init "$m/scratch-pre" "${common[@]}" --out "$m/C-scratch" > "$m/C-scratch.json"
+    for model in A-minilm B-contextless C-scratch; do
+        step "label SGD dev with $model" lg label --model "$m/$model" --logs "$s/dev/turns" --out "$s/labels-$model" "${q[@]}" > "$s/label-$model.json"
+    done
+    step "peer: TF-IDF + logistic regression" python3 scripts/eval/peer_intent.py "$s/train" "$s/dev/turns" "$s/labels-peer"
+    step "eval SGD dev" lg eval --gold "$s/dev/annotations-seen-intents" --gold-annotators sgd --baseline-annotator none \
+        --pred "minilm=$s/labels-A-minilm" --pred "contextless=$s/labels-B-contextless" --pred "scratch=$s/labels-C-scratch" \
+        --pred "peer=$s/labels-peer" --turns "$s/dev/turns" --out "$out/eval-sgd" --force > "$out/eval-sgd.json"
+    # The same, apart for dev dialogues whose services all occur in the training
+    # sample and for those with a service training never saw (SGD's zero-shot
+    # services: their intents and slots have names the model has not learnt).
+    python3 scripts/eval/real_prep.py split-services "$data/sgd" "$s/train/annotations" "$s/dev/annotations-seen-intents" \
+        "$s/dev/annotations-seen-services" "$s/dev/annotations-unseen-services" "$dev_split" | tee "$s/service-split.json"
+    for part in seen unseen; do
+        step "eval SGD dev, $part services" lg eval --gold "$s/dev/annotations-$part-services" --gold-annotators sgd \
+            --baseline-annotator none --pred "minilm=$s/labels-A-minilm" --pred "contextless=$s/labels-B-contextless" \
+            --pred "scratch=$s/labels-C-scratch" --pred "peer=$s/labels-peer" --turns "$s/dev/turns" \
+            --out "$out/eval-sgd-$part-services" --force > "$out/eval-sgd-$part-services.json"
+    done
+fi
 
 # ---------------------------------------------------------------- USS
-u="$out/uss"
-step "import uss" lg import uss "$data/uss/SGD.txt" --out "$u/all" --force --quiet > "$u.import.json"
-# Dialogues split by a stable hash. The USS models learn from every rater
-# of the train part (a1..aN) under each `train --annotator-policy` of
-# USS_POLICIES: the per-field majority, the raters' distribution (soft),
-# one row per rater weighted by its agreement (all).
-if [ "$uss_dialogues" != 0 ]; then python3 scripts/eval/real_prep.py subset "$u/all" "$u/sample" "$uss_dialogues"; else rm -rf "$u/sample"; cp -r "$u/all" "$u/sample"; fi
-python3 scripts/eval/real_prep.py split-uss "$u/sample" "$u" "$uss_test" | tee "$u/split.json"
-raters="$(python3 scripts/eval/real_prep.py annotators "$u/train/annotations")"
-uss_preds=()
-for policy in $uss_policies; do
-    step "train U-$policy: MiniLM, frozen, on USS ratings of $raters ($policy)" lg train --init "$m/minilm-pre" --logs "$u/train/turns" \
-        --labels "$u/train/annotations" --annotators "$raters" --annotator-policy "$policy" --epochs "$train_epochs" \
-        --learning-rate "$learning_rate" --freeze-encoder --quiet --out "$m/U-$policy" > "$m/U-$policy.json"
-    step "label USS test with U-$policy" lg label --model "$m/U-$policy" --logs "$u/test/turns" --out "$u/labels-$policy" "${q[@]}" \
-        > "$u/label-$policy.json"
-    uss_preds+=(--pred "$policy=$u/labels-$policy")
-done
-for policy in majority unanimous; do
-    step "eval USS test ($policy gold of a1,a2,a3)" lg eval --gold "$u/test/annotations" --gold-annotators a1,a2,a3 \
-        --gold-policy "$policy" --baseline-annotator none "${uss_preds[@]}" --turns "$u/test/turns" \
-        --out "$out/eval-uss-$policy" --force > "$out/eval-uss-$policy.json"
-done
+if [[ "$parts" == *" uss "* ]]; then
+    u="$out/uss"
+    step "import uss" lg import uss "$data/uss/SGD.txt" --out "$u/all" --force --quiet > "$u.import.json"
+    # Dialogues split by a stable hash. The USS models learn from every rater
+    # of the train part (a1..aN) under each `train --annotator-policy` of
+    # USS_POLICIES: the per-field majority, the raters' distribution (soft),
+    # one row per rater weighted by its agreement (all).
+    if [ "$uss_dialogues" != 0 ]; then python3 scripts/eval/real_prep.py subset "$u/all" "$u/sample" "$uss_dialogues"; else rm -rf "$u/sample"; cp -r "$u/all" "$u/sample"; fi
+    python3 scripts/eval/real_prep.py split-uss "$u/sample" "$u" "$uss_test" | tee "$u/split.json"
+    raters="$(python3 scripts/eval/real_prep.py annotators "$u/train/annotations")"
+    uss_preds=()
+    for policy in $uss_policies; do
+        step "train U-$policy: MiniLM, frozen, on USS ratings of $raters ($policy)" lg train --init "$m/minilm-pre" --logs "$u/train/turns" \
+            --labels "$u/train/annotations" --annotators "$raters" --annotator-policy "$policy" --epochs "$train_epochs" \
+            --learning-rate "$learning_rate" --freeze-encoder "${uss_balance[@]}" --quiet --out "$m/U-$policy" > "$m/U-$policy.json"
+        step "label USS test with U-$policy" lg label --model "$m/U-$policy" --logs "$u/test/turns" --out "$u/labels-$policy" "${q[@]}" \
+            > "$u/label-$policy.json"
+        uss_preds+=(--pred "$policy=$u/labels-$policy")
+    done
+    for policy in majority unanimous; do
+        step "eval USS test ($policy gold of a1,a2,a3)" lg eval --gold "$u/test/annotations" --gold-annotators a1,a2,a3 \
+            --gold-policy "$policy" --baseline-annotator none "${uss_preds[@]}" --turns "$u/test/turns" \
+            --out "$out/eval-uss-$policy" --force > "$out/eval-uss-$policy.json"
+    done
+fi
 
 echo "== total: $((SECONDS - t_start)) s"
 printf 'total\t%s\n' "$((SECONDS - t_start))" >> "$timings"

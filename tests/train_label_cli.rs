@@ -558,3 +558,63 @@ fn ratings_without_intents_train_and_label_intent_null() {
         assert!(l.goal_success.is_some());
     }
 }
+
+#[test]
+fn the_fast_path_labels_as_the_plain_path() {
+    // Label's encoding cache, the fused kernels and length groups only save
+    // time: with LABELGEN_PLAIN_PATH=1 (none of them) the labels are the
+    // same, the probabilities equal within float rounding.
+    let tmp = trained();
+    let p = |name: &str| tmp.path().join(name);
+    let fast = label_rows(&p("labeler"), &p("sim/turns"), &p("fast"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_labelgen"))
+        .args([
+            "label",
+            "--model",
+            s(&p("labeler")),
+            "--logs",
+            s(&p("sim/turns")),
+        ])
+        .args(["--out", s(&p("plain")), "--quiet"])
+        .env("LABELGEN_PLAIN_PATH", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary["distinct_turns_encoded"], 0,
+        "the plain path has no cache"
+    );
+    let plain = read_table::<Label>(&p("plain")).unwrap().0;
+    assert_eq!(fast.len(), plain.len());
+    assert!(fast.len() > 100, "{} turns", fast.len());
+    let close = |a: Option<f32>, b: Option<f32>| match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-4,
+        (a, b) => a == b,
+    };
+    for (f, p) in fast.iter().zip(&plain) {
+        let key = (&f.dialogue_id, f.turn_index);
+        assert_eq!(key, (&p.dialogue_id, p.turn_index));
+        assert_eq!(
+            (&f.goal_id, &f.goal_success, &f.intent, &f.failure_point),
+            (&p.goal_id, &p.goal_success, &p.intent, &p.failure_point),
+            "{key:?}"
+        );
+        let spans = |l: &Label| {
+            let spans = l.slots.iter().flatten();
+            spans
+                .map(|s| (s.slot.clone(), s.start, s.end))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(spans(f), spans(p), "{key:?}");
+        for (a, b) in [
+            (f.goal_boundary_prob, p.goal_boundary_prob),
+            (f.goal_success_prob, p.goal_success_prob),
+            (f.intent_prob, p.intent_prob),
+            (f.slots_prob, p.slots_prob),
+            (f.failure_point_prob, p.failure_point_prob),
+        ] {
+            assert!(close(a, b), "{key:?}: {a:?} vs {b:?}");
+        }
+    }
+}

@@ -84,6 +84,12 @@ enum Command {
 }
 
 impl Cli {
+    /// Whether the command trains a model (pretrain, train): a step
+    /// allocates and frees tensors of megabytes, over and over.
+    pub fn trains(&self) -> bool {
+        matches!(self.command, Command::Pretrain(_) | Command::Train(_))
+    }
+
     /// Runs the chosen command; its exit code when it succeeds (validate
     /// exits 1 on invalid data).
     pub fn run(self) -> anyhow::Result<ExitCode> {

@@ -5,6 +5,7 @@
 //! turns of the batch are encoded together as (N, L) token ids.
 
 pub mod batch;
+pub mod buckets;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
@@ -150,8 +151,11 @@ impl DialogueModel {
 
     /// Token states of every real turn: (N, L, H).
     pub fn encode_tokens(&self, batch: &Batch) -> Result<Tensor> {
-        self.roberta
-            .forward(&batch.input_ids, &batch.attention_mask)
+        self.roberta.forward_lower_grouped(
+            &batch.input_ids,
+            &batch.attention_mask,
+            self.roberta.num_layers(),
+        )
     }
 
     /// Turn vectors in dialogue context: (B, T, D), from token states (N, L, H).
@@ -263,6 +267,14 @@ pub fn inference_view(config: &ModelConfig, varmap: &candle_nn::VarMap) -> Resul
         config,
         VarBuilder::from_tensors(tensors, DType::F32, &device()),
     )
+}
+
+/// `LABELGEN_PLAIN_PATH=1` turns off what only saves time (length groups,
+/// the fused inference kernels, label's encoding cache): the plain path that
+/// tests and benchmarks compare the fast one with.
+pub fn plain_path() -> bool {
+    static PLAIN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PLAIN.get_or_init(|| std::env::var_os("LABELGEN_PLAIN_PATH").is_some_and(|v| v == "1"))
 }
 
 pub fn device() -> Device {

@@ -4,8 +4,10 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
+use super::buckets::{GROUP_COST_TOKENS, LengthGroups};
 use super::config::EncoderConfig;
 use super::layers::{LayerNorm, TransformerLayer, activation, attention_bias, linear};
+use super::plain_path;
 
 #[derive(Debug, Clone)]
 pub struct Embeddings {
@@ -159,6 +161,45 @@ impl Roberta {
         )
     }
 
+    /// `forward_lower`, run per group of turns of similar length (buckets.rs):
+    /// the same states, without computing the batch's padding.
+    pub fn forward_lower_grouped(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        layers: usize,
+    ) -> Result<Tensor> {
+        let groups = LengthGroups::from_mask(attention_mask, GROUP_COST_TOKENS)?;
+        if groups.len() <= 1 || plain_path() {
+            return self.forward_lower(input_ids, attention_mask, layers);
+        }
+        groups.map(input_ids.dim(1)?, |rows, width| {
+            // Contiguous: a strided input would send every Linear down
+            // candle's broadcast matmul, several times slower.
+            let pick = |t: &Tensor| t.index_select(rows, 0)?.narrow(1, 0, width)?.contiguous();
+            self.forward_lower(&pick(input_ids)?, &pick(attention_mask)?, layers)
+        })
+    }
+
+    /// `forward_upper`, run per group of turns of similar length.
+    pub fn forward_upper_grouped(
+        &self,
+        states: &Tensor,
+        attention_mask: &Tensor,
+        from: usize,
+    ) -> Result<Tensor> {
+        let groups = LengthGroups::from_mask(attention_mask, GROUP_COST_TOKENS)?;
+        if groups.len() <= 1 || plain_path() || from >= self.num_layers() {
+            return self.forward_upper(states, attention_mask, from);
+        }
+        groups.map(states.dim(1)?, |rows, width| {
+            // Contiguous: a strided input would send every Linear down
+            // candle's broadcast matmul, several times slower.
+            let pick = |t: &Tensor| t.index_select(rows, 0)?.narrow(1, 0, width)?.contiguous();
+            self.forward_upper(&pick(states)?, &pick(attention_mask)?, from)
+        })
+    }
+
     pub fn num_layers(&self) -> usize {
         self.encoder.num_layers()
     }
@@ -192,5 +233,79 @@ impl LmHead {
             .layer_norm
             .forward(&activation(&self.dense.forward(states)?, "gelu")?)?;
         x.matmul(&word_embeddings.t()?)?.broadcast_add(&self.bias)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    /// (rows, width) ids and mask for turns of the given lengths.
+    fn padded(lengths: &[usize], width: usize) -> Result<(Tensor, Tensor)> {
+        let ids: Vec<u32> = lengths
+            .iter()
+            .enumerate()
+            .flat_map(|(r, &n)| {
+                (0..width).map(move |t| {
+                    if t < n {
+                        3 + ((r * 7 + t) % 40) as u32
+                    } else {
+                        1
+                    }
+                })
+            })
+            .collect();
+        let mask: Vec<u32> = lengths
+            .iter()
+            .flat_map(|&n| (0..width).map(move |t| u32::from(t < n)))
+            .collect();
+        let shape = (lengths.len(), width);
+        Ok((
+            Tensor::from_vec(ids, shape, &Device::Cpu)?,
+            Tensor::from_vec(mask, shape, &Device::Cpu)?,
+        ))
+    }
+
+    #[test]
+    fn length_groups_change_neither_states_nor_gradients() -> Result<()> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let roberta = Roberta::new(&EncoderConfig::small(50, 16, 2, 2, 40), vb)?;
+        // 300 turns of 1 to 40 tokens: several groups.
+        let lengths: Vec<usize> = (0..300).map(|r| 1 + (r * 13) % 40).collect();
+        let (ids, mask) = padded(&lengths, 40)?;
+        let token_mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let projection = Tensor::arange(0f32, (300 * 40 * 16) as f32, &Device::Cpu)?
+            .affine(0.37, 0.0)?
+            .sin()?
+            .reshape((300, 40, 16))?;
+        let results = [false, true].map(|grouped| -> Result<(Tensor, Vec<Tensor>)> {
+            let states = match grouped {
+                true => roberta.forward_lower_grouped(&ids, &mask, 2)?,
+                false => roberta.forward_lower(&ids, &mask, 2)?,
+            };
+            // Only real tokens count: the plain path's padding states are
+            // computed, the grouped path's are zeros.
+            let states = states.broadcast_mul(&token_mask)?;
+            // A fixed projection of every state, so every weight matters.
+            let grads = (&states * &projection)?.sum_all()?.backward()?;
+            let vars = varmap.all_vars();
+            let grads = vars.iter().map(|v| grads.get(v).unwrap().clone()).collect();
+            Ok((states, grads))
+        });
+        let [(plain, plain_grads), (grouped, grouped_grads)] = results.map(|r| r.unwrap());
+        assert!(LengthGroups::from_mask(&mask, GROUP_COST_TOKENS)?.len() > 2);
+        let largest = |a: &Tensor, b: &Tensor| -> Result<f32> {
+            (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+        };
+        assert!(largest(&plain, &grouped)? < 1e-5);
+        for (a, b) in plain_grads.iter().zip(&grouped_grads) {
+            // Equal up to the order of float sums (relative 1e-6 seen).
+            let scale = a.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            assert!(largest(a, b)? <= 1e-4 * scale + 1e-6, "a gradient differs");
+        }
+        Ok(())
     }
 }

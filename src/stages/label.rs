@@ -22,7 +22,7 @@ use crate::model::cache::EncodingCache;
 use crate::model::checkpoint;
 use crate::model::config::{LabelSets, softmax};
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
-use crate::model::{DialogueModel, device};
+use crate::model::{DialogueModel, device, plain_path};
 use crate::progress::Progress;
 
 #[derive(Debug, Clone, Serialize)]
@@ -489,22 +489,30 @@ impl Labeller<'_> {
     ) -> anyhow::Result<Vec<Vec<TurnPrediction>>> {
         let (model, labels) = (self.model, self.labels);
         let temperature = |head: &str| labels.temperatures.get(head).copied().unwrap_or(1.0);
-        let cache = EncodingCache::build(
-            model,
-            windows.iter(),
-            self.pad,
-            self.config.batch_size * 4,
-            model.roberta.num_layers(),
-            DType::F32,
-            true,
-        )?;
-        self.distinct_turns += cache.len();
+        // Each distinct turn encoded once (off on the plain path, which
+        // encodes every window's turns batch by batch).
+        let cache = match plain_path() {
+            true => None,
+            false => Some(EncodingCache::build(
+                model,
+                windows.iter(),
+                self.pad,
+                self.config.batch_size * 4,
+                model.roberta.num_layers(),
+                DType::F32,
+                true,
+            )?),
+        };
+        self.distinct_turns += cache.as_ref().map_or(0, EncodingCache::len);
         let mut predictions: Vec<Vec<Option<(usize, TurnPrediction)>>> =
             chunk.iter().map(|d| vec![None; d.len()]).collect();
         for indices in bucketed_batches(windows, self.config.batch_size) {
             let chosen: Vec<&Window> = indices.iter().map(|&i| &windows[i]).collect();
             let (batch, _) = make_batch(&chosen, self.pad, &device())?;
-            let token_states = cache.token_states(&chosen)?;
+            let token_states = match &cache {
+                Some(cache) => cache.token_states(&chosen)?,
+                None => model.encode_tokens(&batch)?,
+            };
             let per_turn = predict(model, &batch, &token_states, labels, &temperature)?;
             let t = batch.turn_mask.dim(1)?;
             for (w, window) in chosen.iter().enumerate() {

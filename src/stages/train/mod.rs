@@ -22,6 +22,7 @@ use crate::data::tables::{Annotation, FailurePoint, SlotSpan, Turn};
 use crate::model::batch::{
     Supervision, Window, bucketed_batches, make_batch, turn_input, window_ranges,
 };
+use crate::model::buckets::TokenCounts;
 use crate::model::cache::EncodingCache;
 use crate::model::checkpoint::{self, fill_varmap, named_vars};
 use crate::model::config::{
@@ -33,7 +34,7 @@ use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
 use crate::model::training::{
     self, Evaluation, Every, LoopConfig, Objective, Outcome, StepLoss, Trainee,
 };
-use crate::model::{Batch, DialogueModel, device, inference_view};
+use crate::model::{Batch, DialogueModel, device, inference_view, plain_path};
 use raters::{
     AnnotatorPolicy, RaterTargets, agreement_weights, majority_supervision, rater_targets,
 };
@@ -181,6 +182,10 @@ pub struct TrainSummary {
     /// Decision settings fitted on dev (0.5 and 0 without --balance-decisions).
     pub success_threshold: f64,
     pub correct_shift: f64,
+    /// Token positions per epoch through the encoder layers that train
+    /// (none when the encoder is frozen): the turns' own tokens, padded to
+    /// each batch's longest turn, and what the length groups compute.
+    pub trained_encoder_tokens_per_epoch: Option<TokenCounts>,
     /// Distinct turns whose encodings were cached (--freeze-encoder), and their size.
     pub cached_turns: usize,
     pub cache_megabytes: f64,
@@ -344,12 +349,25 @@ impl LossSettings {
         windows: &[&Window],
     ) -> anyhow::Result<Tensor> {
         match &self.cache {
-            // The cached lower layers, then the trained layers above them.
-            Some(cache) => Ok(model.roberta.forward_upper(
-                &cache.token_states(windows)?,
-                &batch.attention_mask,
-                cache.layers,
-            )?),
+            // The frozen encoder: its cached states as they are (and the
+            // plain path: every turn through the layers above, ungrouped).
+            Some(cache) if cache.layers == model.roberta.num_layers() || plain_path() => {
+                Ok(model.roberta.forward_upper(
+                    &cache.token_states(windows)?,
+                    &batch.attention_mask,
+                    cache.layers,
+                )?)
+            }
+            // The cached lower layers, then the trained layers above them,
+            // once per distinct turn of the batch.
+            Some(cache) => {
+                let (states, mask, rows) = cache.distinct_token_states(windows)?;
+                let upper = model
+                    .roberta
+                    .forward_upper_grouped(&states, &mask, cache.layers)?;
+                // (D, L, H) -> (N, L, H)
+                Ok(upper.index_select(&rows, 0)?)
+            }
             None => Ok(model.encode_tokens(batch)?),
         }
     }
@@ -763,6 +781,8 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         0.01,
     )?;
     let batches = bucketed_batches(&data.train, config.batch_size);
+    let trained_encoder_tokens_per_epoch =
+        trains_encoder_layers(config).then(|| encoder_tokens(&data.train, &batches));
     let checkpoint_dir = checkpoint::resume_dir(&config.out);
     let trainee = Trainee {
         config: &model_config,
@@ -799,6 +819,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     let final_config = calibrated_config(&model_config, &calibration);
     let summary = TrainSummary {
         rater_weights,
+        trained_encoder_tokens_per_epoch,
         ..summary(config, annotators, data, &settings, outcome, calibration)
     };
     let training = training_record(config, &summary);
@@ -808,6 +829,29 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         seconds: started.elapsed().as_secs_f64(),
         ..summary
     })
+}
+
+/// Whether any encoder layer trains (not --freeze-encoder).
+fn trains_encoder_layers(config: &TrainConfig) -> bool {
+    !config.freeze_encoder || config.train_top_layers > 0
+}
+
+/// Token positions one epoch of `batches` runs through the trained encoder
+/// layers (which see each distinct turn of a batch once).
+fn encoder_tokens(windows: &[Window], batches: &[Vec<usize>]) -> TokenCounts {
+    let mut counts = TokenCounts::default();
+    for batch in batches {
+        let turns: Vec<&[u32]> = batch
+            .iter()
+            .flat_map(|&i| windows[i].turns.iter().map(|t| t.ids.as_slice()))
+            .collect();
+        let mut distinct = turns.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let lengths = |turns: &[&[u32]]| turns.iter().map(|t| t.len()).collect::<Vec<_>>();
+        counts.add_batch(&lengths(&turns), &lengths(&distinct));
+    }
+    counts
 }
 
 /// `--annotator-policy all`: each annotator's agreement with the other
@@ -1518,6 +1562,7 @@ fn summary(
         success_threshold: calibration.success_threshold,
         correct_shift: calibration.correct_shift,
         train_top_layers: config.train_top_layers,
+        trained_encoder_tokens_per_epoch: None,
         cached_turns: cache.map_or(0, EncodingCache::len),
         cache_megabytes: cache.map_or(0, |c| c.bytes) as f64 / 1e6,
         resumed_from_epoch: outcome.resumed_from.map(|step| outcome.epoch_of(step)),
