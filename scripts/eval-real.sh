@@ -16,7 +16,10 @@
 # pretrained on SGD text, so that part always runs); USS_BALANCE=1 (default)
 # fits the USS models' decisions on their dev split for macro-F1
 # (`train --balance-decisions`: a failed dialogue or a defect turn is rare,
-# and accuracy alone would never predict one), 0 for plain argmax.
+# and accuracy alone would never predict one), 0 for plain argmax;
+# USS_TOP_LAYERS="0 2" trains each USS policy's model twice, with the encoder
+# frozen (0, the default) and with its top 2 layers trained (named POLICY-top2)
+# at ENCODER_LEARNING_RATE (default 1e-4; the heads keep LEARNING_RATE).
 # Data: LABELGEN_DATA names a folder (absolute, or relative to the repository
 # root) holding sgd/train/ and sgd/dev/ (the
 # Schema-Guided Dialogue release, raw JSON with schema.json per split) and
@@ -56,6 +59,8 @@ max_tokens="${MAX_TOKENS:-48}"
 uss_test="${USS_TEST_PERCENT:-30}"
 uss_dialogues="${USS_DIALOGUES:-0}"
 uss_policies="${USS_POLICIES:-majority soft all}"
+uss_top_layers="${USS_TOP_LAYERS:-0}"
+encoder_learning_rate="${ENCODER_LEARNING_RATE:-1e-4}"
 parts=" ${PARTS:-sgd uss} "
 uss_balance=()
 if [ "${USS_BALANCE:-1}" = 1 ]; then uss_balance=(--balance-decisions); fi
@@ -150,13 +155,20 @@ if [[ "$parts" == *" uss "* ]]; then
     python3 scripts/eval/real_prep.py split-uss "$u/sample" "$u" "$uss_test" | tee "$u/split.json"
     raters="$(python3 scripts/eval/real_prep.py annotators "$u/train/annotations")"
     uss_preds=()
-    for policy in $uss_policies; do
-        step "train U-$policy: MiniLM, frozen, on USS ratings of $raters ($policy)" lg train --init "$m/minilm-pre" --logs "$u/train/turns" \
-            --labels "$u/train/annotations" --annotators "$raters" --annotator-policy "$policy" --epochs "$train_epochs" \
-            --learning-rate "$learning_rate" --freeze-encoder "${uss_balance[@]}" --quiet --out "$m/U-$policy" > "$m/U-$policy.json"
-        step "label USS test with U-$policy" lg label --model "$m/U-$policy" --logs "$u/test/turns" --out "$u/labels-$policy" "${q[@]}" \
-            > "$u/label-$policy.json"
-        uss_preds+=(--pred "$policy=$u/labels-$policy")
+    for top in $uss_top_layers; do
+        for policy in $uss_policies; do
+            name="$policy" encoder=(--freeze-encoder) how="frozen"
+            if [ "$top" != 0 ]; then
+                name="$policy-top$top" how="top $top layers trained"
+                encoder=(--train-top-layers "$top" --encoder-learning-rate "$encoder_learning_rate")
+            fi
+            step "train U-$name: MiniLM, $how, on USS ratings of $raters ($policy)" lg train --init "$m/minilm-pre" --logs "$u/train/turns" \
+                --labels "$u/train/annotations" --annotators "$raters" --annotator-policy "$policy" --epochs "$train_epochs" \
+                --learning-rate "$learning_rate" "${encoder[@]}" "${uss_balance[@]}" --quiet --out "$m/U-$name" > "$m/U-$name.json"
+            step "label USS test with U-$name" lg label --model "$m/U-$name" --logs "$u/test/turns" --out "$u/labels-$name" "${q[@]}" \
+                > "$u/label-$name.json"
+            uss_preds+=(--pred "$name=$u/labels-$name")
+        done
     done
     for policy in majority unanimous; do
         step "eval USS test ($policy gold of a1,a2,a3)" lg eval --gold "$u/test/annotations" --gold-annotators a1,a2,a3 \

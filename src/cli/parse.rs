@@ -17,6 +17,14 @@ pub fn parse_dropout(value: &str) -> Result<f32, String> {
 }
 
 /// `--lookahead TURNS`: a number of turns, or `all`.
+/// A learning rate: a finite number above 0.
+pub fn parse_learning_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("expected a number above 0, got `{value}`")),
+    }
+}
+
 pub fn parse_lookahead(value: &str) -> Result<Lookahead, String> {
     if value == "all" {
         return Ok(Lookahead::All);

@@ -11,7 +11,7 @@ use labelgen::stages::train::weak::WeakRules;
 use labelgen::stages::train::{self, TrainConfig};
 
 use super::common::Common;
-use super::parse::{parse_dropout, parse_lookahead, parse_task_weights};
+use super::parse::{parse_dropout, parse_learning_rate, parse_lookahead, parse_task_weights};
 use super::summary::print_summary;
 
 /// What a contextless baseline reads of its turn.
@@ -54,8 +54,13 @@ pub struct TrainArgs {
     max_steps: Option<usize>,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = 5e-4, value_name = "LR", value_parser = parse_learning_rate)]
     learning_rate: f64,
+    /// Learning rate of the encoder layers that train (--train-top-layers, or
+    /// all without --freeze-encoder); default: --learning-rate. A pretrained
+    /// encoder (MiniLM) keeps what it knows with a smaller one, e.g. 1e-4
+    #[arg(long, value_name = "LR", value_parser = parse_learning_rate)]
+    encoder_learning_rate: Option<f64>,
     /// Share of dialogues held out for early stopping and calibration
     #[arg(long, default_value_t = 0.1)]
     dev_share: f64,
@@ -155,6 +160,7 @@ impl TrainArgs {
             max_steps: self.max_steps,
             batch_size: self.batch_size,
             learning_rate: self.learning_rate,
+            encoder_learning_rate: self.encoder_learning_rate,
             dev_share: self.dev_share,
             quiet: self.common.quiet,
             ..TrainConfig::new(self.init, self.logs, self.labels, self.out)

@@ -15,6 +15,8 @@ pub struct AdamW {
     v: Vec<Tensor>,
     pub step: usize,
     pub learning_rate: f64,
+    /// Per variable, a factor on `learning_rate` (1 unless `scale_rates`).
+    rate_scales: Vec<f64>,
     beta1: f64,
     beta2: f64,
     eps: f64,
@@ -38,6 +40,7 @@ impl AdamW {
             .map(|(_, v)| zeros(v))
             .collect::<Result<Vec<_>>>()?;
         Ok(AdamW {
+            rate_scales: vec![1.0; vars.len()],
             vars,
             m,
             v,
@@ -48,6 +51,12 @@ impl AdamW {
             eps: 1e-8,
             weight_decay,
         })
+    }
+
+    /// Each variable's learning rate becomes `learning_rate * scale(name)`
+    /// (e.g. a pretrained encoder's layers slower than new heads).
+    pub fn scale_rates(&mut self, scale: impl Fn(&str) -> f64) {
+        self.rate_scales = self.vars.iter().map(|(name, _)| scale(name)).collect();
     }
 
     pub fn vars(&self) -> &[(String, Var)] {
@@ -87,8 +96,8 @@ impl AdamW {
             } else {
                 self.weight_decay
             };
-            let new = ((var.as_tensor() * (1.0 - self.learning_rate * decay))?
-                - (update * self.learning_rate)?)?;
+            let rate = self.learning_rate * self.rate_scales[i];
+            let new = ((var.as_tensor() * (1.0 - rate * decay))? - (update * rate)?)?;
             var.set(&new)?;
         }
         Ok(())
@@ -117,6 +126,43 @@ impl AdamW {
             self.v[i] = get(format!("v.{name}"))?;
         }
         self.step = step;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, backprop::GradStore};
+
+    #[test]
+    fn scaled_rates_move_each_variable_by_its_own_rate() -> Result<()> {
+        let var = |name: &str| -> Result<(String, Var)> {
+            Ok((name.to_string(), Var::new(&[1f32, 1.0], &Device::Cpu)?))
+        };
+        let vars = vec![
+            var("heads.intent.bias")?,
+            var("roberta.encoder.layer.5.bias")?,
+        ];
+        let loss = vars
+            .iter()
+            .map(|(_, v)| v.as_tensor().sum_all())
+            .collect::<Result<Vec<_>>>()?;
+        let grads: GradStore = (&loss[0] + &loss[1])?.backward()?;
+        let mut optimizer = AdamW::new(vars.clone(), 0.1, 0.0)?;
+        optimizer.scale_rates(|name| {
+            if name.starts_with("roberta.") {
+                0.01
+            } else {
+                1.0
+            }
+        });
+        optimizer.step(&grads, 1.0)?;
+        // Adam's first step moves each weight by its rate (gradient sign).
+        let moved =
+            |i: usize| -> Result<f32> { Ok(1.0 - vars[i].1.as_tensor().to_vec1::<f32>()?[0]) };
+        assert!((moved(0)? - 0.1).abs() < 1e-5);
+        assert!((moved(1)? - 0.001).abs() < 1e-6);
         Ok(())
     }
 }

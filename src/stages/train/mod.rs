@@ -57,6 +57,9 @@ pub struct TrainConfig {
     pub max_steps: Option<usize>,
     pub batch_size: usize,
     pub learning_rate: f64,
+    /// The encoder's learning rate where its layers train (None: the same
+    /// as `learning_rate`); pretrained layers usually want a smaller one.
+    pub encoder_learning_rate: Option<f64>,
     /// Share of dialogues held out for early stopping and calibration.
     pub dev_share: f64,
     /// Epochs without a better dev loss before stopping.
@@ -129,6 +132,7 @@ impl TrainConfig {
             max_steps: None,
             batch_size: 32,
             learning_rate: 5e-4,
+            encoder_learning_rate: None,
             dev_share: 0.1,
             patience: 2,
             labelled_share: 1.0,
@@ -775,11 +779,18 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         rater_targets,
         ..loss_settings(config, &view, &data, &label_sets, pad)?
     };
-    let optimizer = AdamW::new(
+    let mut optimizer = AdamW::new(
         trainable_vars(&varmap, &settings)?,
         config.learning_rate,
         0.01,
     )?;
+    if let Some(encoder_rate) = config.encoder_learning_rate {
+        let encoder_scale = encoder_rate / config.learning_rate;
+        optimizer.scale_rates(|name| match name.starts_with("roberta.") {
+            true => encoder_scale,
+            false => 1.0,
+        });
+    }
     let batches = bucketed_batches(&data.train, config.batch_size);
     let trained_encoder_tokens_per_epoch =
         trains_encoder_layers(config).then(|| encoder_tokens(&data.train, &batches));
