@@ -1,9 +1,11 @@
 //! Faults with real process kills and real OS errors (issue 17): `kill -9`
 //! of synth, ingest, label and train while they write, a read-only or
 //! impossible output directory, a full disk (a file-size limit on the
-//! child). Every command writes its output into a hidden sibling
-//! (`.OUT.tmp-PID`) renamed into place at the end, so a killed run leaves
-//! nothing at OUT, and the rerun gives the same bytes as a run never killed.
+//! child), a log file rewritten or replaced while ingest or synth reads it
+//! (the child frozen with SIGSTOP mid-run). Every command writes its
+//! output into a hidden sibling (`.OUT.tmp-PID`) renamed into place at the
+//! end, so a killed run leaves nothing at OUT, and the rerun gives the same
+//! bytes as a run never killed.
 
 mod common;
 
@@ -333,4 +335,114 @@ fn an_unwritable_output_directory_gives_an_error_naming_the_path() {
         assert!(!out.exists());
     }
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Sends `signal` (STOP, CONT) to a child with util-linux `kill`.
+fn signal(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal}");
+}
+
+/// Starts `args` (which write `out`), freezes it (SIGSTOP) as soon as its
+/// staging sibling exists, so mid-run, applies `change` to one of its
+/// input files, and lets it go on (SIGCONT). Returns its output, or None
+/// when it finished before the freeze (the caller says so).
+fn change_input_mid_run(args: &[&str], out: &Path, change: impl Fn()) -> Option<Output> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_labelgen"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        if !staging_of(out).is_empty() {
+            signal(&child, "STOP");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    change();
+    signal(&child, "CONT");
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn a_log_file_changed_while_ingest_or_synth_reads_it_fails_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name);
+    run_ok(&[
+        "simulate",
+        "--dialogues",
+        "300",
+        "--seed",
+        "4",
+        "--days",
+        "2",
+        "--hive-logs",
+        "--out",
+        s(&p("sim")),
+        "--quiet",
+    ]);
+    let hive = p("sim/logs/turns");
+    let mut parts = Vec::new();
+    let mut stack = vec![hive.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                parts.push(path);
+            }
+        }
+    }
+    parts.sort();
+    assert!(parts.len() >= 2, "{parts:?}");
+    let (first, last) = (parts[0].clone(), parts[parts.len() - 1].clone());
+    let flat = p("sim/turns/part-00000.parquet");
+    let (first_bytes, last_bytes, flat_bytes) = (
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&last).unwrap(),
+        std::fs::read(&flat).unwrap(),
+    );
+    // Rewritten in place (ingest has read its footer, not yet its rows),
+    // and replaced by rename (synth may have read it already): each gives
+    // an output that matches no state of the logs.
+    let rewrite_last: Box<dyn Fn()> = Box::new(|| std::fs::write(&last, &first_bytes).unwrap());
+    let replace_flat: Box<dyn Fn()> = Box::new(|| {
+        let new = flat.with_extension("new");
+        std::fs::write(&new, &first_bytes).unwrap();
+        std::fs::rename(&new, &flat).unwrap();
+    });
+    let cases = [
+        ("ingest", hive.clone(), &last, &last_bytes, rewrite_last),
+        ("synth", p("sim/turns"), &flat, &flat_bytes, replace_flat),
+    ];
+    for (command, logs, changed_file, original, change) in cases {
+        let out = p(&format!("{command}-out"));
+        let args = [command, "--logs", s(&logs), "--out", s(&out), "--quiet"];
+        let Some(changed) = change_input_mid_run(&args, &out, &change) else {
+            println!("SKIPPED {command}: it finished before it could be frozen");
+            continue;
+        };
+        let err = stderr(&changed);
+        assert_eq!(changed.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains(s(changed_file)) && err.contains("changed while this command read it"),
+            "{command}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "{command}: an output at {}", out.display());
+        assert!(staging_of(&out).is_empty(), "{command}: staging left");
+        println!("{command}: {}", err.trim());
+        // The log file back as it was: the same command succeeds.
+        std::fs::write(changed_file, original).unwrap();
+        run_ok(&args);
+    }
 }

@@ -18,6 +18,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::inputs::InputSnapshot;
 use super::issues::{DataError, Issue, RowPlace, Severity};
 use super::tables::{Decoded, TableRow};
 
@@ -282,6 +283,8 @@ pub struct DatasetWriter {
     current: Option<(ArrowWriter<File>, SchemaRef, usize)>,
     parts: usize,
     rows: usize,
+    /// The inputs checked before the output moves into place.
+    inputs: InputSnapshot,
     finished: bool,
 }
 
@@ -324,8 +327,16 @@ impl DatasetWriter {
             current: None,
             parts: 0,
             rows: 0,
+            inputs: InputSnapshot::default(),
             finished: false,
         })
+    }
+
+    /// Checks `inputs` again just before the output moves into place: a
+    /// file changed meanwhile fails `finish`, naming it, and nothing is
+    /// left at the target ([`InputSnapshot`]).
+    pub fn guard_inputs(&mut self, inputs: InputSnapshot) {
+        self.inputs.add(inputs);
     }
 
     pub fn write_rows<T: TableRow>(&mut self, rows: &[T]) -> anyhow::Result<()> {
@@ -392,6 +403,7 @@ impl DatasetWriter {
             self.target.display()
         );
         self.close_part()?;
+        self.inputs.check_unchanged()?;
         if self.target.exists() {
             let old = self.temp.with_extension("old");
             std::fs::rename(&self.target, &old)

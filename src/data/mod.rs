@@ -6,6 +6,7 @@ pub mod codec;
 pub mod dataset;
 pub mod feedback;
 pub mod hive;
+pub mod inputs;
 pub mod issues;
 pub mod schema;
 pub mod split;
