@@ -3,10 +3,10 @@
 //! impossible output directory, a full disk (a file-size limit on the
 //! child), a log file rewritten or replaced while ingest or synth reads it
 //! (the child frozen with SIGSTOP mid-run), and `labelgen run` killed in
-//! one step after another. Every command writes its
-//! output into a hidden sibling (`.OUT.tmp-PID`) renamed into place at the
-//! end, so a killed run leaves nothing at OUT, and the rerun gives the same
-//! bytes as a run never killed.
+//! one step after another. Every command writes its output into a hidden
+//! sibling (`.OUT.tmp-PID`) renamed into place at the end, so a killed run
+//! leaves nothing at OUT, and the rerun gives the same bytes as a run never
+//! killed.
 
 mod common;
 
