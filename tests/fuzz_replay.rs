@@ -251,6 +251,11 @@ fn mutated_parquet_tables_never_panic() {
 }
 
 #[test]
+fn mutated_ingested_log_files_never_panic() {
+    mutation_pass(Target::IngestPart, 150);
+}
+
+#[test]
 fn mutated_model_configs_never_panic() {
     mutation_pass(Target::ModelConfig, 200);
 }

@@ -20,6 +20,7 @@ use labelgen::model::checkpoint;
 use labelgen::pipeline::config::PipelineFile;
 use labelgen::pipeline::plan::Plan;
 use labelgen::stages::import::{sgd, uss};
+use labelgen::stages::ingest;
 
 /// A small Hugging Face RoBERTa checkpoint (tests/fixtures/tiny-roberta):
 /// the rest of the model directory around a fuzzed config.json or
@@ -34,6 +35,9 @@ const SGD_SCHEMA: &[u8] = include_bytes!("../fixtures/sgd/schema.json");
 pub enum Target {
     /// A part file read as the turns, annotations and labels tables.
     ParquetTable,
+    /// A log part file in an hourly partition, ingested (the parquet
+    /// crate's reader handed to polars).
+    IngestPart,
     /// A model directory's config.json, read as labelgen's model config
     /// (and the model loaded when it passes) and as a Hugging Face config.
     ModelConfig,
@@ -48,8 +52,9 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 6] = [
+    pub const ALL: [Target; 7] = [
         Target::ParquetTable,
+        Target::IngestPart,
         Target::ModelConfig,
         Target::Tokenizer,
         Target::PipelineToml,
@@ -61,6 +66,7 @@ impl Target {
     pub fn name(self) -> &'static str {
         match self {
             Target::ParquetTable => "parquet_table",
+            Target::IngestPart => "ingest_part",
             Target::ModelConfig => "model_config",
             Target::Tokenizer => "tokenizer",
             Target::PipelineToml => "pipeline_toml",
@@ -96,6 +102,7 @@ pub fn check(target: Target, bytes: &[u8]) -> Outcome {
 pub fn feed(target: Target, bytes: &[u8], dir: &Path) -> Outcome {
     let result = match target {
         Target::ParquetTable => parquet_table(bytes, dir),
+        Target::IngestPart => ingest_part(bytes, dir),
         Target::ModelConfig => model_config(bytes, dir),
         Target::Tokenizer => tokenizer(bytes, dir),
         Target::PipelineToml => pipeline_toml(bytes, dir),
@@ -120,6 +127,16 @@ fn parquet_table(bytes: &[u8], dir: &Path) -> anyhow::Result<()> {
     let labels = read_table::<Label>(&part).map(drop);
     // A file is one table at most: refused by all three is the refusal.
     turns.or(annotations).or(labels).map_err(Into::into)
+}
+
+/// One hour of hive-partitioned logs holding the part file.
+fn ingest_part(bytes: &[u8], dir: &Path) -> anyhow::Result<()> {
+    let hour = dir.join("logs/date=2026-11-01/hour=00");
+    std::fs::create_dir_all(&hour)?;
+    write(hour.join("part-00000.parquet"), bytes);
+    let mut config = ingest::IngestConfig::new(dir.join("logs"), dir.join("out"));
+    config.quiet = true;
+    ingest::run(&config).map(drop)
 }
 
 /// config.json as labelgen's own model config (loading the model when the
