@@ -279,3 +279,34 @@ fn mutated_sgd_dialogues_never_panic() {
 fn mutated_uss_text_never_panics() {
     mutation_pass(Target::UssText, 300);
 }
+
+/// The kept Parquet crashers through the binary too: `labelgen validate`
+/// ends in an error naming the file (exit 1 or 2), never a panic report
+/// (exit 101) or a signal.
+#[test]
+fn the_binary_reports_the_kept_parquet_crashers_as_errors() {
+    let mut tried = 0;
+    for (path, _) in corpus(Target::ParquetTable) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("crash-") {
+            continue;
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_labelgen"))
+            .args(["validate", path.to_str().unwrap(), "--table", "turns"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            matches!(out.status.code(), Some(1 | 2)),
+            "{name}: {:?} {stderr}",
+            out.status
+        );
+        assert!(
+            // A panic report reads "thread 'main' panicked at FILE:LINE".
+            stderr.contains(&name) && !stderr.contains("panicked at"),
+            "{stderr}"
+        );
+        tried += 1;
+    }
+    assert!(tried > 0, "no kept Parquet crasher");
+}

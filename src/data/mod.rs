@@ -8,6 +8,7 @@ pub mod feedback;
 pub mod hive;
 pub mod inputs;
 pub mod issues;
+pub mod panics;
 pub mod schema;
 pub mod split;
 pub mod synth_rows;

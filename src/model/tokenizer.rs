@@ -11,6 +11,8 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder, TruncationParams, TruncationStrategy};
 
+use crate::data::panics::contained;
+
 /// RoBERTa's special tokens, in RoBERTa's id order: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4.
 pub const SPECIAL_TOKENS: [&str; 5] = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"];
 
@@ -70,8 +72,8 @@ pub fn load(path: &Path) -> anyhow::Result<Tokenizer> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| unusable(e.to_string()))?;
     serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| unusable(e.to_string()))?;
-    std::panic::catch_unwind(|| text.parse::<Tokenizer>())
-        .map_err(|_| unusable("the tokenizers library panicked while parsing it".into()))?
+    contained(|| text.parse::<Tokenizer>())
+        .map_err(|panic| unusable(format!("the tokenizers crate panicked: {panic}")))?
         .map_err(|e| unusable(e.to_string()))
 }
 
