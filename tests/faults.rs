@@ -1,9 +1,12 @@
 //! Faults with real process kills and real OS errors (issue 17): `kill -9`
 //! of synth, ingest, label and train while they write, a read-only or
 //! impossible output directory, a full disk (a file-size limit on the
-//! child). Every command writes its output into a hidden sibling
-//! (`.OUT.tmp-PID`) renamed into place at the end, so a killed run leaves
-//! nothing at OUT, and the rerun gives the same bytes as a run never killed.
+//! child), a log file rewritten or replaced while ingest or synth reads it
+//! (the child frozen with SIGSTOP mid-run), and `labelgen run` killed in
+//! one step after another. Every command writes its output into a hidden
+//! sibling (`.OUT.tmp-PID`) renamed into place at the end, so a killed run
+//! leaves nothing at OUT, and the rerun gives the same bytes as a run never
+//! killed.
 
 mod common;
 
@@ -47,7 +50,7 @@ fn staging_of(out: &Path) -> Vec<PathBuf> {
 /// Starts labelgen with `args` and sends it SIGKILL as soon as `ready`
 /// holds (polled every millisecond). Returns whether the kill landed while
 /// it ran; false when it finished first (the caller says so).
-fn kill_when(args: &[&str], ready: impl Fn() -> bool) -> bool {
+fn kill_when(args: &[&str], mut ready: impl FnMut() -> bool) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_labelgen"))
         .args(args)
         .stdout(Stdio::null())
@@ -333,4 +336,282 @@ fn an_unwritable_output_directory_gives_an_error_naming_the_path() {
         assert!(!out.exists());
     }
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Sends `signal` (STOP, CONT) to a child with util-linux `kill`.
+fn signal(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal}");
+}
+
+/// Starts `args` (which write `out`), freezes it (SIGSTOP) as soon as its
+/// staging sibling exists, so mid-run, applies `change` to one of its
+/// input files, and lets it go on (SIGCONT). Returns its output, or None
+/// when it finished before the freeze (the caller says so).
+fn change_input_mid_run(args: &[&str], out: &Path, change: impl Fn()) -> Option<Output> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_labelgen"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        if !staging_of(out).is_empty() {
+            signal(&child, "STOP");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    change();
+    signal(&child, "CONT");
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn a_log_file_changed_while_ingest_or_synth_reads_it_fails_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name);
+    run_ok(&[
+        "simulate",
+        "--dialogues",
+        "300",
+        "--seed",
+        "4",
+        "--days",
+        "2",
+        "--hive-logs",
+        "--out",
+        s(&p("sim")),
+        "--quiet",
+    ]);
+    let hive = p("sim/logs/turns");
+    let mut parts = Vec::new();
+    let mut stack = vec![hive.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                parts.push(path);
+            }
+        }
+    }
+    parts.sort();
+    assert!(parts.len() >= 2, "{parts:?}");
+    let (first, last) = (parts[0].clone(), parts[parts.len() - 1].clone());
+    let flat = p("sim/turns/part-00000.parquet");
+    let (first_bytes, last_bytes, flat_bytes) = (
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&last).unwrap(),
+        std::fs::read(&flat).unwrap(),
+    );
+    // Rewritten in place (ingest has read its footer, not yet its rows),
+    // and replaced by rename (synth may have read it already): each gives
+    // an output that matches no state of the logs.
+    let rewrite_last: Box<dyn Fn()> = Box::new(|| std::fs::write(&last, &first_bytes).unwrap());
+    let replace_flat: Box<dyn Fn()> = Box::new(|| {
+        let new = flat.with_extension("new");
+        std::fs::write(&new, &first_bytes).unwrap();
+        std::fs::rename(&new, &flat).unwrap();
+    });
+    let cases = [
+        ("ingest", hive.clone(), &last, &last_bytes, rewrite_last),
+        ("synth", p("sim/turns"), &flat, &flat_bytes, replace_flat),
+    ];
+    for (command, logs, changed_file, original, change) in cases {
+        let out = p(&format!("{command}-out"));
+        let args = [command, "--logs", s(&logs), "--out", s(&out), "--quiet"];
+        let Some(changed) = change_input_mid_run(&args, &out, &change) else {
+            println!("SKIPPED {command}: it finished before it could be frozen");
+            continue;
+        };
+        let err = stderr(&changed);
+        assert_eq!(changed.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains(s(changed_file)) && err.contains("changed while this command read it"),
+            "{command}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "{command}: an output at {}", out.display());
+        assert!(staging_of(&out).is_empty(), "{command}: staging left");
+        println!("{command}: {}", err.trim());
+        // The log file back as it was: the same command succeeds.
+        std::fs::write(changed_file, original).unwrap();
+        run_ok(&args);
+    }
+}
+
+/// A pipeline small enough to run end to end in seconds: every step but
+/// ingest (which tests/ingest.rs and the kill above cover).
+fn tiny_pipeline(work: &Path) -> String {
+    format!(
+        r#"
+[pipeline]
+name = "tiny"
+work_dir = "{}"
+[simulate]
+dialogues = 60
+heldout_dialogues = 30
+[pretrain]
+max_steps = 3
+batch_size = 8
+hidden_size = 16
+layers = 1
+heads = 2
+dialogue_layers = 1
+vocab_size = 300
+max_tokens = 24
+[train]
+epochs = 2
+batch_size = 8
+[promote]
+bootstrap = 50
+[label]
+[review]
+lowest = 5
+random = 5
+[eval]
+bootstrap = 20
+[report]
+"#,
+        work.display()
+    )
+}
+
+/// What a pipeline's steps wrote under `work`: every file but hidden ones
+/// (staging) and the run's own bookkeeping (the lock, the manifest, the
+/// log and the report history record times and pids). JSON fields that
+/// record when, not what, are left out: a model's epoch timings
+/// (`seconds`), and the nightly report's eval-history stamps, taken from
+/// the eval report's modification time (`unix`, `date`, `eval_id`), and
+/// `eval_recorded`, which is false when a run killed after recording the
+/// eval in history/ is finished by the next one (that run recorded it).
+fn step_outputs(work: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn drop_keys(value: &mut serde_json::Value, keys: &[&str]) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.retain(|key, _| !keys.contains(&key.as_str()));
+                map.values_mut().for_each(|v| drop_keys(v, keys));
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| drop_keys(v, keys)),
+            _ => {}
+        }
+    }
+    files_of(work)
+        .into_iter()
+        .filter(|(name, _)| {
+            !name.split('/').any(|part| part.starts_with('.'))
+                && !["pipeline.lock", "manifest.json"].contains(&name.as_str())
+                && !name.starts_with("history/")
+                && !name.ends_with(".log")
+        })
+        .map(|(name, bytes)| {
+            let keys: &[&str] = if name.ends_with("training.json") {
+                &["seconds"]
+            } else if name == "report/report.json" {
+                &["unix", "date", "eval_id", "eval_recorded"]
+            } else {
+                return (name, bytes);
+            };
+            let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            drop_keys(&mut value, keys);
+            (name, value.to_string().into_bytes())
+        })
+        .collect()
+}
+
+/// Hidden step staging directories (`.NAME.staging`) under `work` that
+/// already hold a file: a step is mid-write there.
+fn busy_stagings(work: &Path) -> Vec<String> {
+    let mut busy = Vec::new();
+    let mut dirs = vec![work.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".staging") {
+                if std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some()) {
+                    busy.push(name);
+                }
+            } else if path.is_dir() && !name.starts_with('.') {
+                dirs.push(path);
+            }
+        }
+    }
+    busy
+}
+
+#[test]
+fn kill_minus_nine_of_run_in_each_step_leaves_only_complete_outputs_and_the_rerun_matches() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Both runs use one work dir path (the clean one is moved aside), so
+    // outputs that record paths compare too.
+    let work = tmp.path().join("work");
+    let toml = tmp.path().join("tiny.toml");
+    std::fs::write(&toml, tiny_pipeline(&work)).unwrap();
+    let args = ["run", s(&toml), "--quiet"];
+    run_ok(&args);
+    let clean = step_outputs(&work);
+    std::fs::rename(&work, tmp.path().join("clean")).unwrap();
+
+    // Each run is killed in the first step it is writing that no earlier
+    // run was killed in, so the kills walk through the steps; the run that
+    // finishes unkilled ends the loop. Steps that take milliseconds (label,
+    // review) finish before a kill lands; simulate, pretrain, train,
+    // promote, eval and report are caught (3 or more asked, 5 to 7 seen).
+    let mut killed_in: Vec<String> = Vec::new();
+    for _ in 0..20 {
+        let mut caught = None;
+        let landed = kill_when(&args, || {
+            let fresh = busy_stagings(&work)
+                .into_iter()
+                .find(|name| !killed_in.contains(name));
+            let found = fresh.is_some();
+            caught = fresh;
+            found
+        });
+        if !landed {
+            break;
+        }
+        let step = caught.expect("killed on a fresh staging directory");
+        // Whatever a step moved into place is complete: the bytes of the
+        // uninterrupted run.
+        for (name, bytes) in step_outputs(&work) {
+            assert!(
+                clean.get(&name) == Some(&bytes),
+                "killed in {step}: {name} differs from the uninterrupted run's"
+            );
+        }
+        println!("labelgen run killed in {step}");
+        killed_in.push(step);
+    }
+    assert!(
+        killed_in.len() >= 3,
+        "kills landed in only {killed_in:?}; the steps ran too fast to catch"
+    );
+    // The run after the last kill finished; one more finds nothing to do.
+    run_ok(&args);
+    let finished = step_outputs(&work);
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&finished), names(&clean));
+    for (name, bytes) in &clean {
+        assert!(
+            finished.get(name) == Some(bytes),
+            "{name} differs after kills in {killed_in:?}"
+        );
+    }
+    println!(
+        "{} kills ({killed_in:?}); {} output files equal the uninterrupted run's",
+        killed_in.len(),
+        clean.len()
+    );
 }

@@ -188,6 +188,36 @@ fn cases() -> Vec<(&'static str, Mutation, Vec<&'static str>)> {
             vec!["tokenizer.json"],
         ),
         (
+            // tokenizers 0.22 panicked on this (found by tests/fuzz).
+            "tokenizer cut short inside its decoder",
+            Box::new(|d, _| {
+                let path = d.join("tokenizer.json");
+                let text = std::fs::read_to_string(&path).unwrap();
+                let cut = text.find("\"decoder\"").unwrap() + "\"decoder\":".len();
+                std::fs::write(&path, &text[..cut]).unwrap();
+            }),
+            vec!["tokenizer.json", "EOF"],
+        ),
+        (
+            // As many word pieces as vocab_size, but ids far past the
+            // table: the count check alone let labelling fail in candle.
+            "tokenizer ids past vocab_size",
+            Box::new(|d, _| {
+                let path = d.join("tokenizer.json");
+                let mut tokenizer: Value =
+                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                for id in tokenizer["model"]["vocab"]
+                    .as_object_mut()
+                    .unwrap()
+                    .values_mut()
+                {
+                    *id = json!(id.as_u64().unwrap() + 4_000_000_000);
+                }
+                std::fs::write(path, serde_json::to_vec(&tokenizer).unwrap()).unwrap();
+            }),
+            vec!["tokenizer.json", "has id 4000000", "vocab_size"],
+        ),
+        (
             "config linked out of the directory",
             link_out("config.json"),
             vec!["config.json", "outside the model directory"],

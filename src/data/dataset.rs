@@ -18,7 +18,9 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::inputs::InputSnapshot;
 use super::issues::{DataError, Issue, RowPlace, Severity};
+use super::panics::contained;
 use super::tables::{Decoded, TableRow};
 
 /// Rows per record batch when reading: bounds memory per batch.
@@ -77,7 +79,7 @@ fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Opens one part file for streaming, telling an empty, foreign or truncated
 /// file apart so the message says what happened.
-pub fn open_part(path: &Path) -> Result<(ParquetRecordBatchReader, usize), DataError> {
+pub fn open_part(path: &Path) -> Result<(PartReader, usize), DataError> {
     let unreadable = |e: std::io::Error| DataError::Unreadable {
         path: path.to_path_buf(),
         detail: e.to_string(),
@@ -107,20 +109,70 @@ pub fn open_part(path: &Path) -> Result<(ParquetRecordBatchReader, usize), DataE
         });
     }
     file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| DataError::Truncated {
-            path: path.to_path_buf(),
-            detail: format!("footer unreadable: {e}"),
-        })?;
+    let truncated = |detail: String| DataError::Truncated {
+        path: path.to_path_buf(),
+        detail: format!("footer unreadable: {detail}"),
+    };
+    let builder = contained(|| ParquetRecordBatchReaderBuilder::try_new(file))
+        .map_err(|panic| truncated(format!("the parquet crate panicked: {panic}")))?
+        .map_err(|e| truncated(e.to_string()))?;
     let rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
-    let reader = builder
-        .with_batch_size(READ_BATCH_ROWS)
-        .build()
-        .map_err(|e| DataError::Unreadable {
+    let reader = contained(|| builder.with_batch_size(READ_BATCH_ROWS).build())
+        .map_err(|panic| format!("the parquet crate panicked: {panic}"))
+        .and_then(|built| built.map_err(|e| e.to_string()))
+        .map_err(|detail| DataError::Unreadable {
             path: path.to_path_buf(),
-            detail: e.to_string(),
+            detail,
         })?;
+    let reader = PartReader {
+        inner: Some(reader),
+        path: path.to_path_buf(),
+        rows_read: 0,
+    };
     Ok((reader, rows))
+}
+
+/// A part file's record batches. The parquet crate panics on some corrupt
+/// pages instead of returning an error (found by fuzzing:
+/// tests/fuzz/corpus/parquet_table/crash-*), so each batch is read under
+/// [`contained`]: a panic, like an error, ends the file with an
+/// `Unreadable` error naming it and the row reached.
+pub struct PartReader {
+    /// None once an error ended the file.
+    inner: Option<ParquetRecordBatchReader>,
+    path: PathBuf,
+    rows_read: usize,
+}
+
+impl PartReader {
+    pub fn schema(&self) -> SchemaRef {
+        self.inner
+            .as_ref()
+            .map(|r| r.schema())
+            .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()))
+    }
+}
+
+impl Iterator for PartReader {
+    type Item = Result<RecordBatch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let reader = self.inner.as_mut()?;
+        let detail = match contained(|| reader.next()) {
+            Ok(None) => return None,
+            Ok(Some(Ok(batch))) => {
+                self.rows_read += batch.num_rows();
+                return Some(Ok(batch));
+            }
+            Ok(Some(Err(e))) => e.to_string(),
+            Err(panic) => format!("corrupt data (the parquet crate panicked: {panic})"),
+        };
+        self.inner = None;
+        Some(Err(DataError::Unreadable {
+            path: self.path.clone(),
+            detail: format!("at row {}: {detail}", self.rows_read),
+        }))
+    }
 }
 
 /// Streams a dataset as typed rows, one record batch at a time. `visit`
@@ -160,10 +212,7 @@ pub fn stream_rows<T: TableRow, E: From<DataError>>(
         }
         let mut first_row = 0;
         for batch in reader {
-            let batch = batch.map_err(|e| DataError::Unreadable {
-                path: part.clone(),
-                detail: format!("at row {first_row}: {e}"),
-            })?;
+            let batch = batch?;
             let decoded = T::from_batch(&batch, &file, first_row)?;
             first_row += batch.num_rows();
             summary.rows += batch.num_rows();
@@ -282,6 +331,8 @@ pub struct DatasetWriter {
     current: Option<(ArrowWriter<File>, SchemaRef, usize)>,
     parts: usize,
     rows: usize,
+    /// The inputs checked before the output moves into place.
+    inputs: InputSnapshot,
     finished: bool,
 }
 
@@ -324,8 +375,16 @@ impl DatasetWriter {
             current: None,
             parts: 0,
             rows: 0,
+            inputs: InputSnapshot::default(),
             finished: false,
         })
+    }
+
+    /// Checks `inputs` again just before the output moves into place: a
+    /// file changed meanwhile fails `finish`, naming it, and nothing is
+    /// left at the target ([`InputSnapshot`]).
+    pub fn guard_inputs(&mut self, inputs: InputSnapshot) {
+        self.inputs.add(inputs);
     }
 
     pub fn write_rows<T: TableRow>(&mut self, rows: &[T]) -> anyhow::Result<()> {
@@ -392,6 +451,7 @@ impl DatasetWriter {
             self.target.display()
         );
         self.close_part()?;
+        self.inputs.check_unchanged()?;
         if self.target.exists() {
             let old = self.temp.with_extension("old");
             std::fs::rename(&self.target, &old)

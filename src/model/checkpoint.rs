@@ -83,6 +83,21 @@ fn check_tokenizer_fits(
         path.display(),
         config.vocab_size
     );
+    // Counting is not enough: the ids are the file's to choose, and one
+    // past the table fails only at labelling time, in candle, naming no
+    // file.
+    let highest = tokenizer
+        .get_vocab(true)
+        .into_iter()
+        .max_by_key(|(_, id)| *id);
+    if let Some((piece, id)) = highest {
+        anyhow::ensure!(
+            (id as usize) < config.vocab_size,
+            "{}: word piece {piece:?} has id {id}, outside config.json's vocab_size {}",
+            path.display(),
+            config.vocab_size
+        );
+    }
     Ok(())
 }
 

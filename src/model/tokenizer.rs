@@ -11,6 +11,8 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder, TruncationParams, TruncationStrategy};
 
+use crate::data::panics::contained;
+
 /// RoBERTa's special tokens, in RoBERTa's id order: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4.
 pub const SPECIAL_TOKENS: [&str; 5] = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"];
 
@@ -58,9 +60,21 @@ pub fn train_bpe<'a>(
         .map_err(|e| anyhow::anyhow!("reloading the tokenizer: {e}"))
 }
 
+/// Reads a tokenizer.json, which may come from an untrusted model
+/// directory. tokenizers 0.22 panics on some malformed files (an `expect`
+/// in its decoder and normalizer deserializers, e.g. on a file cut short
+/// inside "decoder", found by fuzzing: tests/fuzz), so the JSON syntax is
+/// checked first, for serde_json's line and column, and any other panic of
+/// the parser is contained and reported as this file's error.
 pub fn load(path: &Path) -> anyhow::Result<Tokenizer> {
-    Tokenizer::from_file(path)
-        .map_err(|e| anyhow::anyhow!("{}: not a usable tokenizer.json: {e}", path.display()))
+    let unusable = |detail: String| {
+        anyhow::anyhow!("{}: not a usable tokenizer.json: {detail}", path.display())
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| unusable(e.to_string()))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| unusable(e.to_string()))?;
+    contained(|| text.parse::<Tokenizer>())
+        .map_err(|panic| unusable(format!("the tokenizers crate panicked: {panic}")))?
+        .map_err(|e| unusable(e.to_string()))
 }
 
 /// Turns (utterance, response) pairs into ids, truncated to `max_tokens`.

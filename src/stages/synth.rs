@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::data::dataset::{DatasetWriter, invalid_rows, part_files, stream_rows};
+use crate::data::inputs::InputSnapshot;
 use crate::data::issues::{DataError, RowPlace, Severity};
 // Re-exported for code that still imports it from here; it lives in data.
 pub use crate::data::synth_rows::SynthTurn;
@@ -115,6 +116,8 @@ pub fn run(config: &SynthConfig) -> anyhow::Result<SynthSummary> {
     let started = Instant::now();
     let parts = part_files(&config.logs)?;
     let mut writer = DatasetWriter::create(&config.out, config.overwrite)?;
+    // A log file rewritten or deleted while synth reads it fails the run.
+    writer.guard_inputs(InputSnapshot::of_files(parts.iter().cloned())?);
     let progress = Progress::new(parts.len() as u64, "partitions", config.quiet);
     let mut summary = SynthSummary {
         partitions: parts.len(),
@@ -493,5 +496,117 @@ mod tests {
         run(&again).unwrap();
         let (rows2, _) = crate::data::dataset::read_table::<SynthTurn>(&again.out).unwrap();
         assert_eq!(rows, rows2);
+    }
+
+    /// Dialogues from a few short texts and two domains, so swaps often
+    /// meet equal texts (which must not count as swaps).
+    fn dialogues() -> impl proptest::strategy::Strategy<Value = Vec<Vec<Turn>>> {
+        use proptest::prelude::*;
+        let text = proptest::sample::select(vec!["a", "b", "c", "d"]);
+        let turn = (text.clone(), text, proptest::sample::select(vec!["x", "y"]));
+        proptest::collection::vec(proptest::collection::vec(turn, 1..6), 1..6).prop_map(|ds| {
+            ds.into_iter()
+                .enumerate()
+                .map(|(d, turns)| {
+                    turns
+                        .into_iter()
+                        .enumerate()
+                        .map(|(t, (user, system, domain))| Turn {
+                            dialogue_id: format!("d{d}"),
+                            turn_index: t as i32,
+                            user_utterance: user.to_string(),
+                            system_response: system.to_string(),
+                            domain: Some(domain.to_string()),
+                            ..Turn::default()
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    /// Where each row of a copy came from in the original: its own
+    /// position, or its neighbour's for the two turns of an order swap.
+    fn source_positions(rows: &[&SynthTurn]) -> Vec<usize> {
+        let mut from: Vec<usize> = (0..rows.len()).collect();
+        if let Some(i) = rows.iter().position(|r| r.out_of_order) {
+            from.swap(i, i + 1);
+        }
+        from
+    }
+
+    proptest::proptest! {
+        /// synth's labels say exactly what it did: `swapped` holds when the
+        /// pair differs from the original's, the corruption names the side
+        /// that changed (a same-domain swap came from that domain), order
+        /// swaps trade two neighbours, originals are untouched, and the
+        /// summary counts what the rows say.
+        #[test]
+        fn labels_match_what_was_swapped(
+            dialogues in dialogues(),
+            seed in proptest::prelude::any::<u64>(),
+            copies in 1usize..3,
+            rates in (0.0f64..=1.0, 0.0f64..=1.0, 0.0f64..=1.0, 0.0f64..=1.0),
+        ) {
+            use proptest::prop_assert_eq as eq;
+            use proptest::prop_assert as check;
+            let mut config = SynthConfig::new(PathBuf::new(), PathBuf::new());
+            (config.seed, config.copies) = (seed, copies);
+            (config.response_swap_rate, config.hard_negative_share) = (rates.0, rates.1);
+            (config.user_swap_rate, config.order_swap_rate) = (rates.2, rates.3);
+            let mut summary = SynthSummary {
+                partitions: 1, dialogues_in: 0, turns_in: 0, dialogues_out: 0, turns_out: 0,
+                swapped_turns: 0, out_of_order_turns: 0, corruptions: BTreeMap::new(),
+                swaps_without_candidate: 0, out: String::new(), seconds: 0.0,
+            };
+            let rows = synthesize(&dialogues, &config, 0, &mut summary);
+            let turns: usize = dialogues.iter().map(Vec::len).sum();
+            let copies_made = if turns < 2 { 0 } else { copies };
+            eq!(rows.len(), turns * (1 + copies_made));
+            eq!(summary.swapped_turns, rows.iter().filter(|r| r.swapped).count());
+            eq!(summary.out_of_order_turns, rows.iter().filter(|r| r.out_of_order).count());
+            let by_id: HashMap<&str, &Vec<Turn>> =
+                dialogues.iter().map(|d| (d[0].dialogue_id.as_str(), d)).collect();
+            let mut copies_of: BTreeMap<&str, Vec<&SynthTurn>> = BTreeMap::new();
+            for row in &rows {
+                copies_of.entry(row.turn.dialogue_id.as_str()).or_default().push(row);
+            }
+            for (id, copy) in copies_of {
+                let original = by_id[copy[0].source_dialogue_id.as_str()];
+                eq!(copy.len(), original.len());
+                let ordered = copy.iter().filter(|r| r.out_of_order).count();
+                check!(ordered == 0 || ordered == 2, "{id}: {ordered} turns out of order");
+                for (position, (row, from)) in copy.iter().zip(source_positions(&copy)).enumerate() {
+                    eq!(row.turn.turn_index, position as i32);
+                    let before = &original[from];
+                    let user_changed = row.turn.user_utterance != before.user_utterance;
+                    let system_changed = row.turn.system_response != before.system_response;
+                    check!(!(user_changed && system_changed), "{id}: both sides swapped");
+                    eq!(row.swapped, user_changed || system_changed, "{}", id);
+                    match row.corruption.as_deref() {
+                        None => check!(row.copy == 0 || (!row.swapped && !row.out_of_order)),
+                        Some("order_swap") => check!(row.out_of_order && !row.swapped),
+                        Some("user_swap") => check!(user_changed),
+                        Some("response_swap_random") => check!(system_changed),
+                        Some("response_swap_same_domain") => {
+                            check!(system_changed);
+                            let donor_domains: Vec<&Option<String>> = dialogues
+                                .iter()
+                                .filter(|d| d[0].dialogue_id != row.source_dialogue_id)
+                                .flatten()
+                                .filter(|t| t.system_response == row.turn.system_response)
+                                .map(|t| &t.domain)
+                                .collect();
+                            check!(donor_domains.contains(&&before.domain), "{id}: {donor_domains:?}");
+                        }
+                        Some(other) => check!(false, "unknown corruption {other}"),
+                    }
+                    if row.copy == 0 {
+                        eq!(&row.turn, before);
+                        check!(row.corruption.is_none() && !row.out_of_order);
+                    }
+                }
+            }
+        }
     }
 }

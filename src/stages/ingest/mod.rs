@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::data::inputs::InputSnapshot;
 use crate::data::issues::DataError;
 use crate::progress::Progress;
 use layout::{Partition, Selection};
@@ -110,6 +111,10 @@ pub fn run(config: &IngestConfig) -> anyhow::Result<IngestSummary> {
     let started = Instant::now();
     check_paths(&config.logs, &config.out)?;
     let partitions = layout::select(layout::discover(&config.logs)?, &config.selection);
+    // Taken before the footers are read: a log file rewritten or deleted
+    // from here on fails the run, naming it, before the output moves into
+    // place (otherwise it shows as rows that disagree with the footers).
+    let inputs = InputSnapshot::of_files(partitions.iter().flat_map(|p| p.files.iter().cloned()))?;
     let inspection = read::inspect(&partitions)?;
     let mut summary = new_summary(config, &partitions, &inspection);
     let staging = output::Staging::create(&config.out, config.overwrite)?;
@@ -138,6 +143,7 @@ pub fn run(config: &IngestConfig) -> anyhow::Result<IngestSummary> {
         add_bucket(&mut summary, &staging, bucket, resolved)?;
         progress.inc(1);
     }
+    inputs.check_unchanged()?;
     check_accounting(&summary, inspection.rows())?;
     staging.finish(&columns)?;
     progress.finish();

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use arrow::array::RecordBatchReader;
 use polars::io::HiveOptions;
 use polars::prelude::*;
 
@@ -257,7 +256,7 @@ fn load(path: &Path) -> anyhow::Result<DataFrame> {
         .collect();
     let mut columns: Vec<Vec<polars_arrow::array::ArrayRef>> = vec![Vec::new(); wanted.len()];
     for batch in reader {
-        let batch = batch.map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        let batch = batch?;
         for (slot, &i) in wanted.iter().enumerate() {
             columns[slot].push(to_polars(batch.column(i).as_ref())?);
         }
