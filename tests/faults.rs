@@ -448,6 +448,46 @@ fn a_log_file_changed_while_ingest_or_synth_reads_it_fails_naming_it() {
     }
 }
 
+#[test]
+fn a_log_file_changed_while_label_reads_it_fails_naming_it() {
+    let tmp = workspace(true);
+    let p = |name: &str| tmp.path().join(name);
+    let (flat, out) = (p("sim/turns/part-00000.parquet"), p("labels"));
+    let original = std::fs::read(&flat).unwrap();
+    let append = || {
+        let mut bytes = original.clone();
+        bytes.extend_from_slice(b"appended while label reads");
+        std::fs::write(&flat, bytes).unwrap();
+    };
+    let (model, logs) = (p("labeler"), p("sim/turns"));
+    let args = [
+        "label",
+        "--model",
+        s(&model),
+        "--logs",
+        s(&logs),
+        "--out",
+        s(&out),
+        "--quiet",
+    ];
+    let Some(changed) = change_input_mid_run(&args, &out, append) else {
+        println!("SKIPPED label: it finished before it could be frozen");
+        return;
+    };
+    let err = stderr(&changed);
+    assert_eq!(changed.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(s(&flat)) && err.contains("changed while this command read it"),
+        "{err}"
+    );
+    assert!(
+        !out.exists() && staging_of(&out).is_empty(),
+        "no output, no staging"
+    );
+    std::fs::write(&flat, &original).unwrap();
+    run_ok(&args);
+}
+
 /// A pipeline small enough to run end to end in seconds: every step but
 /// ingest (which tests/ingest.rs and the kill above cover).
 fn tiny_pipeline(work: &Path) -> String {

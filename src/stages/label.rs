@@ -14,6 +14,7 @@ use tokenizers::Tokenizer;
 
 use crate::data::dataset::{DatasetWriter, invalid_rows, open_part, part_files, stream_rows};
 use crate::data::feedback::is_rephrase;
+use crate::data::inputs::InputSnapshot;
 use crate::data::issues::{Issue, RowPlace, Severity};
 use crate::data::split::{in_shard, stable_hash};
 use crate::data::tables::{Label, LabelledSlotSpan, Turn};
@@ -242,13 +243,18 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
         .run_id
         .clone()
         .unwrap_or_else(|| format!("{model_id}:{}", config.logs.display()));
+    // Stamped before reading: a part file rewritten or removed while label
+    // reads it fails the run before any output is moved into place.
+    let inputs = InputSnapshot::of_dataset(&config.logs)?;
     // The row count from the files' footers sizes the progress bar.
     let mut total_rows = 0;
     for part in part_files(&config.logs)? {
         total_rows += open_part(&part)?.1;
     }
+    let mut writer = DatasetWriter::create(&config.out, config.overwrite)?;
+    writer.guard_inputs(inputs);
     let mut labeller = Labeller {
-        writer: DatasetWriter::create(&config.out, config.overwrite)?,
+        writer,
         pad: special_ids(&tokenizer)?.pad,
         model: &model,
         tokenizer: &tokenizer,
