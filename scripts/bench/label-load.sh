@@ -4,7 +4,9 @@
 # rows out (counted by `labelgen validate`, must be equal), the seconds and
 # the peak RSS (GNU time's %M). Sizes above 200,000 turns need --large:
 # they take minutes and gigabytes of simulated logs.
-# Usage: scripts/bench/label-load.sh [--threads T] [--large] [TURNS...]   (default: 10000 100000)
+# Usage: scripts/bench/label-load.sh [--threads T] [--large] [--model DIR] [TURNS...]   (default: 10000 100000)
+# --model: a trained model directory to label with instead of the tiny one
+# (e.g. the default-size labeller scripts/demo.sh trains).
 # Measured 2026-12-03 on the 2-core dev machine, 1 thread, with another
 # build running: 10,169 turns in = 10,169 rows out, 3.7 s, peak RSS 139 MiB;
 # 99,933 in = 99,933 out, 36.5 s, peak RSS 162 MiB (10x the turns, +17%).
@@ -12,11 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 threads=1
 large=0
+model=""
 sizes=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads="$2"; shift 2 ;;
     --large) large=1; shift ;;
+    --model) model="$2"; shift 2 ;;
     *) sizes+=("$1"); shift ;;
   esac
 done
@@ -35,20 +39,24 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 echo "machine: $(nproc) cores; label --threads $threads"
 
-# The model: tests/common's tiny encoder (pretrain_tiny), trained 2 epochs.
-"$labelgen" simulate --dialogues 200 --seed 4 --out "$tmp/train" --quiet > /dev/null
-"$labelgen" synth --logs "$tmp/train/turns" --out "$tmp/synth" --quiet > /dev/null
-"$labelgen" pretrain --data "$tmp/synth" --out "$tmp/pre" --max-steps 2 --hidden-size 16 \
-  --layers 1 --heads 2 --dialogue-layers 1 --vocab-size 300 --max-tokens 24 --batch-size 8 \
-  --quiet > /dev/null
-"$labelgen" train --init "$tmp/pre" --logs "$tmp/train/turns" --labels "$tmp/train/annotations" \
-  --out "$tmp/model" --epochs 2 --batch-size 8 --seed 2 --quiet > /dev/null
+if [ -z "$model" ]; then
+  # The model: tests/common's tiny encoder (pretrain_tiny), trained 2 epochs.
+  model="$tmp/model"
+  "$labelgen" simulate --dialogues 200 --seed 4 --out "$tmp/train" --quiet > /dev/null
+  "$labelgen" synth --logs "$tmp/train/turns" --out "$tmp/synth" --quiet > /dev/null
+  "$labelgen" pretrain --data "$tmp/synth" --out "$tmp/pre" --max-steps 2 --hidden-size 16 \
+    --layers 1 --heads 2 --dialogue-layers 1 --vocab-size 300 --max-tokens 24 --batch-size 8 \
+    --quiet > /dev/null
+  "$labelgen" train --init "$tmp/pre" --logs "$tmp/train/turns" --labels "$tmp/train/annotations" \
+    --out "$model" --epochs 2 --batch-size 8 --seed 2 --quiet > /dev/null
+fi
+echo "model: $model"
 
 for n in "${sizes[@]}"; do
   # The simulator averages about 2.8 turns a dialogue.
   dialogues=$(( (n * 10 + 27) / 28 ))
   "$labelgen" simulate --dialogues "$dialogues" --seed 7 --out "$tmp/logs-$n" --quiet > "$tmp/sim.json"
-  /usr/bin/time -f "%M %e" -o "$tmp/time" "$labelgen" label --model "$tmp/model" \
+  /usr/bin/time -f "%M %e" -o "$tmp/time" "$labelgen" label --model "$model" \
     --logs "$tmp/logs-$n/turns" --out "$tmp/labels-$n" --threads "$threads" --quiet > "$tmp/label.json"
   "$labelgen" validate "$tmp/labels-$n" --table labels --json > "$tmp/valid.json"
   python3 - "$tmp/sim.json" "$tmp/label.json" "$tmp/valid.json" "$tmp/time" <<'PY'
