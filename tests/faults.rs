@@ -102,24 +102,31 @@ fn killed_then_rerun_matches(args: &[&str], out: &Path, clean: &Path) {
     );
 }
 
-/// Simulated logs (flat and hive-partitioned), a tiny pretrained encoder
-/// and a trained labeller in a temporary directory.
-fn workspace(trained: bool) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    let p = |name: &str| tmp.path().join(name);
+/// `dialogues` simulated dialogues over two days into `out`, flat and as
+/// hive-partitioned collector logs (out/logs/turns).
+fn simulate_hive(out: &Path, dialogues: usize) {
+    let dialogues = dialogues.to_string();
     run_ok(&[
         "simulate",
         "--dialogues",
-        "60",
+        &dialogues,
         "--seed",
         "4",
         "--days",
         "2",
         "--hive-logs",
         "--out",
-        s(&p("sim")),
+        s(out),
         "--quiet",
     ]);
+}
+
+/// Simulated logs (flat and hive-partitioned), a tiny pretrained encoder
+/// and a trained labeller in a temporary directory.
+fn workspace(trained: bool) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name);
+    simulate_hive(&p("sim"), 60);
     let pre = pretrain_tiny(&p("sim/turns"), tmp.path(), Tiny::default());
     if trained {
         run_ok(&train_args(&pre, &p("sim"), &p("labeler")));
@@ -377,19 +384,7 @@ fn change_input_mid_run(args: &[&str], out: &Path, change: impl Fn()) -> Option<
 fn a_log_file_changed_while_ingest_or_synth_reads_it_fails_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name);
-    run_ok(&[
-        "simulate",
-        "--dialogues",
-        "300",
-        "--seed",
-        "4",
-        "--days",
-        "2",
-        "--hive-logs",
-        "--out",
-        s(&p("sim")),
-        "--quiet",
-    ]);
+    simulate_hive(&p("sim"), 300);
     let hive = p("sim/logs/turns");
     let mut parts = Vec::new();
     let mut stack = vec![hive.clone()];

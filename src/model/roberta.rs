@@ -169,15 +169,8 @@ impl Roberta {
         attention_mask: &Tensor,
         layers: usize,
     ) -> Result<Tensor> {
-        let groups = LengthGroups::from_mask(attention_mask, GROUP_COST_TOKENS)?;
-        if groups.len() <= 1 || plain_path() {
-            return self.forward_lower(input_ids, attention_mask, layers);
-        }
-        groups.map(input_ids.dim(1)?, |rows, width| {
-            // Contiguous: a strided input would send every Linear down
-            // candle's broadcast matmul, several times slower.
-            let pick = |t: &Tensor| t.index_select(rows, 0)?.narrow(1, 0, width)?.contiguous();
-            self.forward_lower(&pick(input_ids)?, &pick(attention_mask)?, layers)
+        by_length(input_ids, attention_mask, |ids, mask| {
+            self.forward_lower(ids, mask, layers)
         })
     }
 
@@ -188,21 +181,37 @@ impl Roberta {
         attention_mask: &Tensor,
         from: usize,
     ) -> Result<Tensor> {
-        let groups = LengthGroups::from_mask(attention_mask, GROUP_COST_TOKENS)?;
-        if groups.len() <= 1 || plain_path() || from >= self.num_layers() {
+        if from >= self.num_layers() {
             return self.forward_upper(states, attention_mask, from);
         }
-        groups.map(states.dim(1)?, |rows, width| {
-            // Contiguous: a strided input would send every Linear down
-            // candle's broadcast matmul, several times slower.
-            let pick = |t: &Tensor| t.index_select(rows, 0)?.narrow(1, 0, width)?.contiguous();
-            self.forward_upper(&pick(states)?, &pick(attention_mask)?, from)
+        by_length(states, attention_mask, |states, mask| {
+            self.forward_upper(states, mask, from)
         })
     }
 
     pub fn num_layers(&self) -> usize {
         self.encoder.num_layers()
     }
+}
+
+/// `encode(input, mask)` per length group of the (N, L, ..) input's turns,
+/// put back in batch order; in one call where there is one group (or on the
+/// plain path).
+fn by_length(
+    input: &Tensor,
+    attention_mask: &Tensor,
+    encode: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let groups = LengthGroups::from_mask(attention_mask, GROUP_COST_TOKENS)?;
+    if groups.len() <= 1 || plain_path() {
+        return encode(input, attention_mask);
+    }
+    groups.map(input.dim(1)?, |rows, width| {
+        // Contiguous: a strided input would send every Linear down
+        // candle's broadcast matmul, several times slower.
+        let pick = |t: &Tensor| t.index_select(rows, 0)?.narrow(1, 0, width)?.contiguous();
+        encode(&pick(input)?, &pick(attention_mask)?)
+    })
 }
 
 /// RoBERTa's masked-token head (HF: lm_head.dense, lm_head.layer_norm,
