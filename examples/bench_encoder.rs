@@ -7,7 +7,7 @@
 //! (scripts/bench/peer_torch.py, the same inputs by the same formulas) and
 //! prints the ratios.
 //!
-//!     cargo run --release --example bench_encoder -- [--quick] [--json FILE]
+//!     cargo run --release --example bench_encoder -- [--quick] [--json FILE] [--shape NAME]
 //!
 //! Threads: candle's matmuls and labelgen's rayon work share one pool, sized
 //! by RAYON_NUM_THREADS (default: the physical cores).
@@ -145,7 +145,13 @@ struct Measured {
     flops_per_token: f64,
 }
 
-fn bench_shape(shape: &Shape, peak: f64, budget: f64) -> anyhow::Result<Measured> {
+/// `infer_only`: skip the training step (for a profiler).
+fn bench_shape(
+    shape: &Shape,
+    peak: f64,
+    budget: f64,
+    infer_only: bool,
+) -> anyhow::Result<Measured> {
     let config = EncoderConfig::small(shape.vocab, shape.hidden, shape.layers, shape.heads, 62);
     let varmap = VarMap::new();
     let trained = Roberta::new(
@@ -186,7 +192,8 @@ fn bench_shape(shape: &Shape, peak: f64, budget: f64) -> anyhow::Result<Measured
         .map(|(name, var)| (name.clone(), var.clone()))
         .collect();
     let mut optimizer = AdamW::new(vars, 1e-4, 0.01)?;
-    let step_seconds = timed(budget, || {
+    let step_budget = if infer_only { 0.0 } else { budget };
+    let step_seconds = timed(step_budget, || {
         let loss = trained.forward(&ids, &mask)?.sqr()?.mean_all()?;
         optimizer.step(&loss.backward()?, 1.0)?;
         Ok(())
@@ -210,6 +217,11 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1));
+    // --shape NAME: only that config (for a profiler).
+    let only = args
+        .iter()
+        .position(|a| a == "--shape")
+        .and_then(|i| args.get(i + 1));
     let budget = if quick { 1.0 } else { 4.0 };
     let threads = candle_core::utils::get_num_threads();
     let peak = matmul_gflops(budget)?;
@@ -219,8 +231,13 @@ fn main() -> anyhow::Result<()> {
         "config", "turns/s", "infer peak", "tokens/s", "train peak", "MFLOP/token"
     );
     let mut configs = serde_json::Map::new();
-    for shape in &SHAPES {
-        let m = bench_shape(shape, peak, budget)?;
+    for shape in SHAPES.iter().filter(|s| only.is_none_or(|o| o == s.name)) {
+        let m = bench_shape(
+            shape,
+            peak,
+            budget,
+            args.iter().any(|a| a == "--infer-only"),
+        )?;
         println!(
             "{:<14} {:>10.1} {:>11.0}% {:>10.1} {:>11.0}% {:>12.2}",
             shape.name,

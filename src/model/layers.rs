@@ -78,6 +78,7 @@ pub fn activation(x: &Tensor, act: &str) -> Result<Tensor> {
     match act {
         "relu" => x.relu(),
         "gelu_new" => x.gelu(),
+        _ if !needs_grad(&[x]) => super::gelu::gelu_erf(x),
         _ => x.gelu_erf(),
     }
 }

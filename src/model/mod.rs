@@ -9,6 +9,7 @@ pub mod buckets;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
+pub mod gelu;
 pub mod heads;
 pub mod layers;
 pub mod loss;
@@ -199,13 +200,10 @@ impl DialogueModel {
             }
         }
         // (N, joined) -> (N, D)
+        let projected = self.turn_projection.forward(&Tensor::cat(&parts, 1)?)?;
         let turn = drop(
-            self.turn_norm.forward(
-                &self
-                    .turn_projection
-                    .forward(&Tensor::cat(&parts, 1)?)?
-                    .gelu_erf()?,
-            )?,
+            self.turn_norm
+                .forward(&layers::activation(&projected, "gelu")?)?,
         )?;
         let hidden = turn.dim(1)?;
         // Padding slots point at an appended zero row: (N + 1, D) -> (B, T, D)
