@@ -1,8 +1,9 @@
 //! Faults with real process kills and real OS errors (issue 17): `kill -9`
 //! of synth, ingest, label and train while they write, a read-only or
 //! impossible output directory, a full disk (a file-size limit on the
-//! child), a log file rewritten or replaced while ingest or synth reads it
-//! (the child frozen with SIGSTOP mid-run), and `labelgen run` killed in
+//! child), an input rewritten or replaced while ingest, synth, label,
+//! train, pretrain or eval reads it (the child frozen with SIGSTOP
+//! mid-run), and `labelgen run` killed in
 //! one step after another. Every command writes its output into a hidden
 //! sibling (`.OUT.tmp-PID`) renamed into place at the end, so a killed run
 //! leaves nothing at OUT, and the rerun gives the same bytes as a run never
@@ -354,11 +355,15 @@ fn signal(child: &std::process::Child, signal: &str) {
     assert!(status.success(), "kill -{signal}");
 }
 
-/// Starts `args` (which write `out`), freezes it (SIGSTOP) as soon as its
-/// staging sibling exists, so mid-run, applies `change` to one of its
-/// input files, and lets it go on (SIGCONT). Returns its output, or None
-/// when it finished before the freeze (the caller says so).
-fn change_input_mid_run(args: &[&str], out: &Path, change: impl Fn()) -> Option<Output> {
+/// Starts `args`, freezes it (SIGSTOP) as soon as `mid_run` holds (its
+/// staging sibling exists, a checkpoint is written), applies `change` to
+/// one of its input files, and lets it go on (SIGCONT). Returns its
+/// output, or None when it finished before the freeze (the caller says so).
+fn change_input_when(
+    args: &[&str],
+    mid_run: impl Fn() -> bool,
+    change: impl Fn(),
+) -> Option<Output> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_labelgen"))
         .args(args)
         .stdout(Stdio::piped())
@@ -369,7 +374,7 @@ fn change_input_mid_run(args: &[&str], out: &Path, change: impl Fn()) -> Option<
         if child.try_wait().unwrap().is_some() {
             return None;
         }
-        if !staging_of(out).is_empty() {
+        if mid_run() {
             signal(&child, "STOP");
             break;
         }
@@ -378,6 +383,30 @@ fn change_input_mid_run(args: &[&str], out: &Path, change: impl Fn()) -> Option<
     change();
     signal(&child, "CONT");
     Some(child.wait_with_output().unwrap())
+}
+
+/// [`change_input_when`] the staging sibling of `out` exists.
+fn change_input_mid_run(args: &[&str], out: &Path, change: impl Fn()) -> Option<Output> {
+    change_input_when(args, || !staging_of(out).is_empty(), change)
+}
+
+/// The run failed with exit status 2 naming `changed` as changed under it,
+/// and left nothing at `out`, staging included.
+fn assert_refused_naming(command: &str, run: &Output, changed: &Path, out: &Path) {
+    let err = stderr(run);
+    assert_eq!(run.status.code(), Some(2), "{command}: {err}");
+    assert!(
+        err.contains(s(changed)) && err.contains("changed while this command read it"),
+        "{command}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{command}: {err}");
+    assert!(!out.exists(), "{command}: an output at {}", out.display());
+    assert!(
+        staging_of(out).is_empty(),
+        "{command}: staging left: {:?}",
+        staging_of(out)
+    );
+    println!("{command}: {}", err.trim());
 }
 
 #[test]
@@ -427,16 +456,7 @@ fn a_log_file_changed_while_ingest_or_synth_reads_it_fails_naming_it() {
             println!("SKIPPED {command}: it finished before it could be frozen");
             continue;
         };
-        let err = stderr(&changed);
-        assert_eq!(changed.status.code(), Some(2), "{command}: {err}");
-        assert!(
-            err.contains(s(changed_file)) && err.contains("changed while this command read it"),
-            "{command}: {err}"
-        );
-        assert!(!err.contains("panicked"), "{err}");
-        assert!(!out.exists(), "{command}: an output at {}", out.display());
-        assert!(staging_of(&out).is_empty(), "{command}: staging left");
-        println!("{command}: {}", err.trim());
+        assert_refused_naming(command, &changed, changed_file, &out);
         // The log file back as it was: the same command succeeds.
         std::fs::write(changed_file, original).unwrap();
         run_ok(&args);
@@ -469,16 +489,7 @@ fn a_log_file_changed_while_label_reads_it_fails_naming_it() {
         println!("SKIPPED label: it finished before it could be frozen");
         return;
     };
-    let err = stderr(&changed);
-    assert_eq!(changed.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains(s(&flat)) && err.contains("changed while this command read it"),
-        "{err}"
-    );
-    assert!(
-        !out.exists() && staging_of(&out).is_empty(),
-        "no output, no staging"
-    );
+    assert_refused_naming("label", &changed, &flat, &out);
     std::fs::write(&flat, &original).unwrap();
     run_ok(&args);
 }
@@ -649,4 +660,129 @@ fn kill_minus_nine_of_run_in_each_step_leaves_only_complete_outputs_and_the_reru
         killed_in.len(),
         clean.len()
     );
+}
+
+/// The single part file of a dataset directory `dir`.
+fn only_part(dir: &Path) -> PathBuf {
+    let parts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    parts[0].clone()
+}
+
+/// Replaces `path` by a copy of itself moved over it (same bytes, a new
+/// inode), as a tool that rewrites a model directory would.
+fn replace_by_copy(path: &Path) {
+    let copy = path.with_extension("copy");
+    std::fs::copy(path, &copy).unwrap();
+    std::fs::rename(&copy, path).unwrap();
+}
+
+#[test]
+fn an_input_changed_while_train_reads_it_fails_naming_it() {
+    let tmp = workspace(false);
+    let p = |name: &str| tmp.path().join(name);
+    let (pre, sim, out) = (p("pre"), p("sim"), p("labeler"));
+    let annotations = only_part(&p("sim/annotations"));
+    let original = std::fs::read(&annotations).unwrap();
+    let weights = pre.join("model.safetensors");
+    // Rewritten annotations (train has read them), and the --init model's
+    // weights replaced (train has loaded them): either way the model would
+    // match no state of its inputs.
+    let append: Box<dyn Fn()> = Box::new(|| {
+        let mut bytes = original.clone();
+        bytes.extend_from_slice(b"appended while train reads");
+        std::fs::write(&annotations, bytes).unwrap();
+    });
+    let replace: Box<dyn Fn()> = Box::new(|| replace_by_copy(&weights));
+    let args = train_args(&pre, &sim, &out);
+    // Mid-run: the first epoch's checkpoint is written.
+    let checkpoint = p("labeler.checkpoint");
+    let mid_run = || checkpoint.join("training.json").is_file();
+    for (changed, change) in [(&annotations, append), (&weights, replace)] {
+        let Some(run) = change_input_when(&args, mid_run, change) else {
+            println!("SKIPPED train: it finished before it could be frozen");
+            continue;
+        };
+        assert_refused_naming("train", &run, changed, &out);
+        std::fs::write(&annotations, &original).unwrap();
+        // The failed run leaves its last epoch's checkpoint (for
+        // --resume); the next case must freeze on a fresh one.
+        std::fs::remove_dir_all(&checkpoint).unwrap();
+    }
+    run_ok(&args);
+    assert!(out.join("model.safetensors").is_file());
+}
+
+#[test]
+fn a_table_changed_while_eval_reads_it_fails_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name);
+    common::simulate(&p("sim"), 200, 3);
+    let (gold, turns, out) = (p("sim/annotations"), p("sim/turns"), p("report"));
+    let logs = only_part(&turns);
+    let args = [
+        "eval",
+        "--gold",
+        s(&gold),
+        "--turns",
+        s(&turns),
+        "--bootstrap",
+        "2000",
+        "--out",
+        s(&out),
+    ];
+    // eval makes its staging directory before it reads: frozen there, the
+    // logs are replaced (the same rows in a new file) before it reads them,
+    // so only the stamp taken at the start can tell.
+    let Some(run) = change_input_mid_run(&args, &out, || replace_by_copy(&logs)) else {
+        panic!("eval finished before it could be frozen");
+    };
+    assert_refused_naming("eval", &run, &logs, &out);
+    run_ok(&args);
+    assert!(out.join("report.json").is_file());
+}
+
+#[test]
+fn a_data_file_changed_while_pretrain_reads_it_fails_naming_it() {
+    let tmp = workspace(false);
+    let p = |name: &str| tmp.path().join(name);
+    let (synth, out) = (p("synth"), p("pre2"));
+    let data = only_part(&synth);
+    let args = [
+        "pretrain",
+        "--data",
+        s(&synth),
+        "--out",
+        s(&out),
+        "--epochs",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--hidden-size",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--dialogue-layers",
+        "1",
+        "--vocab-size",
+        "300",
+        "--max-tokens",
+        "24",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ];
+    // Mid-run: the first epoch's checkpoint is written; the data is then
+    // replaced by a copy (the same rows, a new file).
+    let checkpoint = p("pre2.checkpoint");
+    let mid_run = || checkpoint.join("training.json").is_file();
+    let Some(run) = change_input_when(&args, mid_run, || replace_by_copy(&data)) else {
+        panic!("pretrain finished before it could be frozen");
+    };
+    assert_refused_naming("pretrain", &run, &data, &out);
 }

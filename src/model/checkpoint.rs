@@ -11,6 +11,7 @@ use tokenizers::Tokenizer;
 use super::DialogueModel;
 use super::config::{ARCHITECTURE, EncoderConfig, ModelConfig, check_config, check_encoder_sizes};
 use crate::data::dataset::write_file_atomic;
+use crate::data::inputs::InputSnapshot;
 
 pub const CONFIG: &str = "config.json";
 pub const WEIGHTS: &str = "model.safetensors";
@@ -241,6 +242,18 @@ pub fn read_hf(dir: &Path) -> anyhow::Result<(EncoderConfig, Tokenizer, PathBuf)
     Ok((config, tokenizer, require(dir, WEIGHTS)?))
 }
 
+/// The files of model directory `dir` that exist (config.json,
+/// tokenizer.json, model.safetensors), stamped before a job reads them so
+/// a directory replaced mid-run fails the job ([`InputSnapshot`]). A
+/// missing file is the loader's error to report, not a change.
+pub fn input_snapshot(dir: &Path) -> anyhow::Result<InputSnapshot> {
+    let files = [CONFIG, TOKENIZER, WEIGHTS]
+        .into_iter()
+        .map(|name| dir.join(name))
+        .filter(|path| path.is_file());
+    Ok(InputSnapshot::of_files(files)?)
+}
+
 /// Writes a model directory through a staging directory renamed into place.
 pub fn save(
     dir: &Path,
@@ -248,6 +261,34 @@ pub fn save(
     varmap: &VarMap,
     tokenizer: &Tokenizer,
     training: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let nothing_else = |_: &Path| Ok(());
+    save_guarded(
+        dir,
+        (config, varmap, tokenizer, training),
+        &InputSnapshot::default(),
+        nothing_else,
+    )
+}
+
+/// What a model directory holds: config.json, the weights, tokenizer.json
+/// and training.json.
+pub type ModelFiles<'a> = (
+    &'a ModelConfig,
+    &'a VarMap,
+    &'a Tokenizer,
+    &'a serde_json::Value,
+);
+
+/// [`save`] for a stage's final model: `extra` writes more files into the
+/// staging directory (a curve plot), and `inputs` (what the stage read) are
+/// checked after everything is written and before the rename, so a model
+/// trained on files that changed meanwhile is never moved into place.
+pub fn save_guarded(
+    dir: &Path,
+    (config, varmap, tokenizer, training): ModelFiles,
+    inputs: &InputSnapshot,
+    extra: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let staging = dir.with_file_name(format!(
         ".{}.tmp-{}",
@@ -257,13 +298,16 @@ pub fn save(
     if staging.exists() {
         std::fs::remove_dir_all(&staging)?;
     }
-    std::fs::create_dir_all(&staging)?;
+    std::fs::create_dir_all(&staging)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", staging.display()))?;
     let result = (|| -> anyhow::Result<()> {
         write_file_atomic(
             &staging.join(CONFIG),
             serde_json::to_string_pretty(config)?.as_bytes(),
         )?;
-        varmap.save(staging.join(WEIGHTS))?;
+        varmap
+            .save(staging.join(WEIGHTS))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", staging.display()))?;
         tokenizer
             .save(staging.join(TOKENIZER), false)
             .map_err(|e| anyhow::anyhow!("saving the tokenizer: {e}"))?;
@@ -271,6 +315,8 @@ pub fn save(
             &staging.join(TRAINING),
             serde_json::to_string_pretty(training)?.as_bytes(),
         )?;
+        extra(&staging)?;
+        inputs.check_unchanged()?;
         if dir.exists() {
             std::fs::remove_dir_all(dir)?;
         }
