@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Tiny, labelgen, pretrain_tiny, run_ok, s, stderr};
+use common::{Tiny, labelgen, pretrain_tiny, run_ok, s, stderr, stdout};
 
 /// Every file under `dir`, by relative path, with its bytes.
 fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -302,8 +302,7 @@ fn a_full_disk_gives_a_clear_error_and_no_partial_output() {
 }
 
 #[test]
-fn an_unwritable_output_directory_gives_an_error_naming_the_path() {
-    use std::os::unix::fs::PermissionsExt;
+fn an_output_under_a_file_gives_an_error_naming_the_path() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name);
     common::simulate(&p("sim"), 5, 9);
@@ -319,31 +318,149 @@ fn an_unwritable_output_directory_gives_an_error_naming_the_path() {
         "{}",
         stderr(&failed)
     );
+    assert!(!out.exists());
+}
 
-    // A read-only parent (0o555). Root writes through permissions, so there
-    // the check would prove nothing: it is skipped, saying so.
-    let locked = p("locked");
+/// The command prefix under which labelgen's writes into a 0o555 directory
+/// are refused. Root writes through permission bits (CAP_DAC_OVERRIDE), so
+/// as root labelgen runs under util-linux `setpriv` with that capability
+/// and CAP_DAC_READ_SEARCH dropped from its bounding set: still root, the
+/// owner of every test file, but held to the permission bits like any
+/// user. That needs no privilege root in a container lacks (dropping from
+/// the bounding set needs CAP_SETPCAP, in Docker's default set). Another
+/// user needs no prefix. Err(why) when the environment cannot refuse a
+/// write this way (the caller prints it and skips).
+fn held_to_permissions(locked: &Path) -> Result<Vec<&'static str>, String> {
+    let probe = locked.join("probe");
+    if std::fs::write(&probe, b"").is_err() {
+        return Ok(Vec::new());
+    }
+    std::fs::remove_file(&probe).unwrap();
+    let prefix = vec![
+        "setpriv",
+        "--bounding-set=-dac_override,-dac_read_search",
+        "--",
+    ];
+    let script = r#"touch "$1" 2>/dev/null && echo wrote || echo refused"#;
+    let tried = Command::new(prefix[0])
+        .args(&prefix[1..])
+        .args(["sh", "-c", script, "sh", s(&probe)])
+        .output()
+        .map_err(|e| format!("util-linux setpriv cannot run: {e}"))?;
+    match stdout(&tried).trim() {
+        "refused" => Ok(prefix),
+        "wrote" => {
+            std::fs::remove_file(&probe).unwrap();
+            Err("a process without CAP_DAC_OVERRIDE still writes into a 0o555 directory".into())
+        }
+        _ => Err(format!("setpriv failed: {}", stderr(&tried).trim())),
+    }
+}
+
+fn run_with_prefix(prefix: &[&str], args: &[&str]) -> Output {
+    let bin = env!("CARGO_BIN_EXE_labelgen");
+    let mut command = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(bin);
+            command
+        }
+        None => Command::new(bin),
+    };
+    command.args(args).output().unwrap()
+}
+
+#[test]
+fn a_read_only_output_directory_gives_a_clear_error_and_no_partial_output() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = workspace(true);
+    let p = |name: &str| tmp.path().join(name);
+    let (turns, model, locked) = (p("sim/turns"), p("labeler"), p("locked"));
     std::fs::create_dir(&locked).unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let probe = locked.join("probe");
-    if std::fs::write(&probe, b"").is_ok() {
-        println!(
-            "SKIPPED the 0o555 assertion: running as root, permissions do not stop writes (the file-parent case above ran)"
-        );
-        std::fs::remove_file(&probe).unwrap();
-    } else {
-        let out = locked.join("synth");
-        let failed = labelgen(&["synth", "--logs", s(&turns), "--out", s(&out), "--quiet"]);
-        assert_eq!(failed.status.code(), Some(2), "{}", stderr(&failed));
-        assert!(stderr(&failed).contains(s(&locked)), "{}", stderr(&failed));
+    let prefix = match held_to_permissions(&locked) {
+        Ok(prefix) => prefix,
+        Err(why) => {
+            println!("SKIPPED: a refused write cannot be set up here: {why}");
+            return;
+        }
+    };
+    let (labels, retrained) = (locked.join("labels"), locked.join("labeler"));
+    let label = |out: &Path, force: bool| -> Vec<String> {
+        let mut args = vec![
+            "label",
+            "--model",
+            s(&model),
+            "--logs",
+            s(&turns),
+            "--quiet",
+        ];
+        args.extend(["--out", s(out)]);
+        if force {
+            args.push("--force");
+        }
+        args.into_iter().map(String::from).collect()
+    };
+    let pre = p("pre");
+    let train = train_args(&pre, &p("sim"), &retrained);
+    let synth_out = locked.join("synth");
+    let synth = [
+        "synth",
+        "--logs",
+        s(&turns),
+        "--out",
+        s(&synth_out),
+        "--quiet",
+    ];
+    let label_args = label(&labels, false);
+    let label_args: Vec<&str> = label_args.iter().map(String::as_str).collect();
+    for (command, args, out) in [
+        ("synth", synth.to_vec(), &synth_out),
+        ("label", label_args, &labels),
+        ("train", train, &retrained),
+    ] {
+        let failed = run_with_prefix(&prefix, &args);
+        let err = stderr(&failed);
+        assert_eq!(failed.status.code(), Some(2), "{command}: {err}");
         assert!(
-            stderr(&failed).contains("ermission denied"),
-            "{}",
-            stderr(&failed)
+            err.contains(s(&locked)) && err.contains("ermission denied"),
+            "{command}: {err}"
         );
-        assert!(!out.exists());
+        assert!(!err.contains("panicked"), "{command}: {err}");
+        assert!(!out.exists(), "{command}: {} exists", out.display());
+        println!("{command}: {}", err.trim());
     }
-    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let left: Vec<_> = std::fs::read_dir(&locked).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "written into the read-only directory: {left:?}"
+    );
+
+    // --force over an existing read-only OUT: its old contents cannot be
+    // removed, yet the new output goes into place whole; the old one was
+    // never lost (it is left aside, and the command warns where).
+    let old = p("old-labels");
+    run_ok(&with_out(
+        &[
+            "label",
+            "--model",
+            s(&model),
+            "--logs",
+            s(&turns),
+            "--quiet",
+            "--out",
+        ],
+        &old,
+    ));
+    let before = files_of(&old);
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let forced = label(&old, true);
+    let forced: Vec<&str> = forced.iter().map(String::as_str).collect();
+    let replaced = run_with_prefix(&prefix, &forced);
+    let err = stderr(&replaced);
+    assert!(replaced.status.success(), "{err}");
+    assert_eq!(files_of(&old), before, "the new labels, whole");
+    assert!(err.contains("old contents are left at"), "{err}");
 }
 
 /// Sends `signal` (STOP, CONT) to a child with util-linux `kill`.

@@ -9,7 +9,7 @@ use super::render;
 use super::report::EvalReport;
 use super::results::ANNOTATOR;
 use super::review::{self, ReviewItem};
-use crate::data::dataset::{begin_staging, write_file_atomic};
+use crate::data::dataset::{begin_staging, move_into_place, write_file_atomic};
 use crate::data::inputs::InputSnapshot;
 use crate::metrics::SweepPoint;
 use crate::plot;
@@ -47,7 +47,7 @@ impl Staging {
         write_files(&self.dir, report, review_items, vocabulary)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e:#}", self.dir.display()))?;
         inputs.check_unchanged()?;
-        replace(&self.out, &self.dir)?;
+        move_into_place(&self.dir, &self.out)?;
         self.committed = true;
         Ok(())
     }
@@ -59,16 +59,6 @@ impl Drop for Staging {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-fn replace(out: &Path, staging: &Path) -> anyhow::Result<()> {
-    if out.exists() {
-        std::fs::remove_dir_all(out)
-            .map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", out.display()))?;
-    }
-    std::fs::rename(staging, out)
-        .map_err(|e| anyhow::anyhow!("cannot move {} into place: {e}", out.display()))?;
-    Ok(())
 }
 
 fn write_files(

@@ -11,7 +11,7 @@ use tokenizers::Tokenizer;
 
 use super::DialogueModel;
 use super::config::{ARCHITECTURE, EncoderConfig, ModelConfig, check_config, check_encoder_sizes};
-use crate::data::dataset::write_file_atomic;
+use crate::data::dataset::{move_into_place, write_file_atomic};
 use crate::data::inputs::InputSnapshot;
 
 pub const CONFIG: &str = "config.json";
@@ -349,6 +349,31 @@ pub fn save(
     )
 }
 
+/// An empty hidden sibling of model directory `dir` (`.NAME.tmp-PID`) to
+/// write the model into before it is renamed into place.
+fn fresh_staging(dir: &Path) -> anyhow::Result<PathBuf> {
+    let staging = dir.with_file_name(format!(
+        ".{}.tmp-{}",
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("model"),
+        std::process::id()
+    ));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    std::fs::create_dir_all(&staging)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", staging.display()))?;
+    Ok(staging)
+}
+
+/// Fails now, naming the directory, when no model can be written at `dir`
+/// (a read-only parent): a stage calls it before it trains, not hours later
+/// at the first checkpoint.
+pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    let staging = fresh_staging(dir)?;
+    std::fs::remove_dir(&staging)
+        .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", staging.display()))
+}
+
 /// What a model directory holds: config.json, the weights, tokenizer.json
 /// and training.json.
 pub type ModelFiles<'a> = (
@@ -368,16 +393,7 @@ pub fn save_guarded(
     inputs: &InputSnapshot,
     extra: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let staging = dir.with_file_name(format!(
-        ".{}.tmp-{}",
-        dir.file_name().and_then(|n| n.to_str()).unwrap_or("model"),
-        std::process::id()
-    ));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)?;
-    }
-    std::fs::create_dir_all(&staging)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", staging.display()))?;
+    let staging = fresh_staging(dir)?;
     let result = (|| -> anyhow::Result<()> {
         write_file_atomic(
             &staging.join(CONFIG),
@@ -395,11 +411,7 @@ pub fn save_guarded(
         )?;
         extra(&staging)?;
         inputs.check_unchanged()?;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)?;
-        }
-        std::fs::rename(&staging, dir)?;
-        Ok(())
+        move_into_place(&staging, dir)
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);

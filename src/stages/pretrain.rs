@@ -286,6 +286,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
     );
     let started = Instant::now();
     let inputs = pretrain_inputs(config)?;
+    checkpoint::check_writable(&config.out)?;
     let (rows, _) = read_table::<SynthTurn>(&config.data)?;
     anyhow::ensure!(
         !rows.is_empty(),

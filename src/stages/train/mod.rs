@@ -740,6 +740,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     validate(config)?;
     let started = Instant::now();
     let inputs = train_inputs(config)?;
+    checkpoint::check_writable(&config.out)?;
     let base = checkpoint::read_config(&config.init)?;
     let (_, tokenizer) = checkpoint::load(&config.init)?;
     let (turns, _) = read_table::<Turn>(&config.logs)?;
