@@ -653,9 +653,7 @@ bootstrap = 20
 /// log and the report history record times and pids). JSON fields that
 /// record when, not what, are left out: a model's epoch timings
 /// (`seconds`), and the nightly report's eval-history stamps, taken from
-/// the eval report's modification time (`unix`, `date`, `eval_id`), and
-/// `eval_recorded`, which is false when a run killed after recording the
-/// eval in history/ is finished by the next one (that run recorded it).
+/// the eval report's modification time (`unix`, `date`, `eval_id`).
 fn step_outputs(work: &Path) -> BTreeMap<String, Vec<u8>> {
     fn drop_keys(value: &mut serde_json::Value, keys: &[&str]) {
         match value {
@@ -679,7 +677,7 @@ fn step_outputs(work: &Path) -> BTreeMap<String, Vec<u8>> {
             let keys: &[&str] = if name.ends_with("training.json") {
                 &["seconds"]
             } else if name == "report/report.json" {
-                &["unix", "date", "eval_id", "eval_recorded"]
+                &["unix", "date", "eval_id"]
             } else {
                 return (name, bytes);
             };
