@@ -1,8 +1,9 @@
 //! Faults with real process kills and real OS errors (issue 17): `kill -9`
 //! of synth, ingest, label and train while they write, a read-only or
 //! impossible output directory, a full disk (a file-size limit on the
-//! child), a log file rewritten or replaced while ingest or synth reads it
-//! (the child frozen with SIGSTOP mid-run), and `labelgen run` killed in
+//! child), an input rewritten or replaced while ingest, synth, label,
+//! train, pretrain or eval reads it (the child frozen with SIGSTOP
+//! mid-run), and `labelgen run` killed in
 //! one step after another. Every command writes its output into a hidden
 //! sibling (`.OUT.tmp-PID`) renamed into place at the end, so a killed run
 //! leaves nothing at OUT, and the rerun gives the same bytes as a run never
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Tiny, labelgen, pretrain_tiny, run_ok, s, stderr};
+use common::{Tiny, labelgen, pretrain_tiny, run_ok, s, stderr, stdout};
 
 /// Every file under `dir`, by relative path, with its bytes.
 fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -301,8 +302,7 @@ fn a_full_disk_gives_a_clear_error_and_no_partial_output() {
 }
 
 #[test]
-fn an_unwritable_output_directory_gives_an_error_naming_the_path() {
-    use std::os::unix::fs::PermissionsExt;
+fn an_output_under_a_file_gives_an_error_naming_the_path() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name);
     common::simulate(&p("sim"), 5, 9);
@@ -318,31 +318,149 @@ fn an_unwritable_output_directory_gives_an_error_naming_the_path() {
         "{}",
         stderr(&failed)
     );
+    assert!(!out.exists());
+}
 
-    // A read-only parent (0o555). Root writes through permissions, so there
-    // the check would prove nothing: it is skipped, saying so.
-    let locked = p("locked");
+/// The command prefix under which labelgen's writes into a 0o555 directory
+/// are refused. Root writes through permission bits (CAP_DAC_OVERRIDE), so
+/// as root labelgen runs under util-linux `setpriv` with that capability
+/// and CAP_DAC_READ_SEARCH dropped from its bounding set: still root, the
+/// owner of every test file, but held to the permission bits like any
+/// user. That needs no privilege root in a container lacks (dropping from
+/// the bounding set needs CAP_SETPCAP, in Docker's default set). Another
+/// user needs no prefix. Err(why) when the environment cannot refuse a
+/// write this way (the caller prints it and skips).
+fn held_to_permissions(locked: &Path) -> Result<Vec<&'static str>, String> {
+    let probe = locked.join("probe");
+    if std::fs::write(&probe, b"").is_err() {
+        return Ok(Vec::new());
+    }
+    std::fs::remove_file(&probe).unwrap();
+    let prefix = vec![
+        "setpriv",
+        "--bounding-set=-dac_override,-dac_read_search",
+        "--",
+    ];
+    let script = r#"touch "$1" 2>/dev/null && echo wrote || echo refused"#;
+    let tried = Command::new(prefix[0])
+        .args(&prefix[1..])
+        .args(["sh", "-c", script, "sh", s(&probe)])
+        .output()
+        .map_err(|e| format!("util-linux setpriv cannot run: {e}"))?;
+    match stdout(&tried).trim() {
+        "refused" => Ok(prefix),
+        "wrote" => {
+            std::fs::remove_file(&probe).unwrap();
+            Err("a process without CAP_DAC_OVERRIDE still writes into a 0o555 directory".into())
+        }
+        _ => Err(format!("setpriv failed: {}", stderr(&tried).trim())),
+    }
+}
+
+fn run_with_prefix(prefix: &[&str], args: &[&str]) -> Output {
+    let bin = env!("CARGO_BIN_EXE_labelgen");
+    let mut command = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(bin);
+            command
+        }
+        None => Command::new(bin),
+    };
+    command.args(args).output().unwrap()
+}
+
+#[test]
+fn a_read_only_output_directory_gives_a_clear_error_and_no_partial_output() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = workspace(true);
+    let p = |name: &str| tmp.path().join(name);
+    let (turns, model, locked) = (p("sim/turns"), p("labeler"), p("locked"));
     std::fs::create_dir(&locked).unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let probe = locked.join("probe");
-    if std::fs::write(&probe, b"").is_ok() {
-        println!(
-            "SKIPPED the 0o555 assertion: running as root, permissions do not stop writes (the file-parent case above ran)"
-        );
-        std::fs::remove_file(&probe).unwrap();
-    } else {
-        let out = locked.join("synth");
-        let failed = labelgen(&["synth", "--logs", s(&turns), "--out", s(&out), "--quiet"]);
-        assert_eq!(failed.status.code(), Some(2), "{}", stderr(&failed));
-        assert!(stderr(&failed).contains(s(&locked)), "{}", stderr(&failed));
+    let prefix = match held_to_permissions(&locked) {
+        Ok(prefix) => prefix,
+        Err(why) => {
+            println!("SKIPPED: a refused write cannot be set up here: {why}");
+            return;
+        }
+    };
+    let (labels, retrained) = (locked.join("labels"), locked.join("labeler"));
+    let label = |out: &Path, force: bool| -> Vec<String> {
+        let mut args = vec![
+            "label",
+            "--model",
+            s(&model),
+            "--logs",
+            s(&turns),
+            "--quiet",
+        ];
+        args.extend(["--out", s(out)]);
+        if force {
+            args.push("--force");
+        }
+        args.into_iter().map(String::from).collect()
+    };
+    let pre = p("pre");
+    let train = train_args(&pre, &p("sim"), &retrained);
+    let synth_out = locked.join("synth");
+    let synth = [
+        "synth",
+        "--logs",
+        s(&turns),
+        "--out",
+        s(&synth_out),
+        "--quiet",
+    ];
+    let label_args = label(&labels, false);
+    let label_args: Vec<&str> = label_args.iter().map(String::as_str).collect();
+    for (command, args, out) in [
+        ("synth", synth.to_vec(), &synth_out),
+        ("label", label_args, &labels),
+        ("train", train, &retrained),
+    ] {
+        let failed = run_with_prefix(&prefix, &args);
+        let err = stderr(&failed);
+        assert_eq!(failed.status.code(), Some(2), "{command}: {err}");
         assert!(
-            stderr(&failed).contains("ermission denied"),
-            "{}",
-            stderr(&failed)
+            err.contains(s(&locked)) && err.contains("ermission denied"),
+            "{command}: {err}"
         );
-        assert!(!out.exists());
+        assert!(!err.contains("panicked"), "{command}: {err}");
+        assert!(!out.exists(), "{command}: {} exists", out.display());
+        println!("{command}: {}", err.trim());
     }
-    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let left: Vec<_> = std::fs::read_dir(&locked).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "written into the read-only directory: {left:?}"
+    );
+
+    // --force over an existing read-only OUT: its old contents cannot be
+    // removed, yet the new output goes into place whole; the old one was
+    // never lost (it is left aside, and the command warns where).
+    let old = p("old-labels");
+    run_ok(&with_out(
+        &[
+            "label",
+            "--model",
+            s(&model),
+            "--logs",
+            s(&turns),
+            "--quiet",
+            "--out",
+        ],
+        &old,
+    ));
+    let before = files_of(&old);
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let forced = label(&old, true);
+    let forced: Vec<&str> = forced.iter().map(String::as_str).collect();
+    let replaced = run_with_prefix(&prefix, &forced);
+    let err = stderr(&replaced);
+    assert!(replaced.status.success(), "{err}");
+    assert_eq!(files_of(&old), before, "the new labels, whole");
+    assert!(err.contains("old contents are left at"), "{err}");
 }
 
 /// Sends `signal` (STOP, CONT) to a child with util-linux `kill`.
@@ -354,11 +472,15 @@ fn signal(child: &std::process::Child, signal: &str) {
     assert!(status.success(), "kill -{signal}");
 }
 
-/// Starts `args` (which write `out`), freezes it (SIGSTOP) as soon as its
-/// staging sibling exists, so mid-run, applies `change` to one of its
-/// input files, and lets it go on (SIGCONT). Returns its output, or None
-/// when it finished before the freeze (the caller says so).
-fn change_input_mid_run(args: &[&str], out: &Path, change: impl Fn()) -> Option<Output> {
+/// Starts `args`, freezes it (SIGSTOP) as soon as `mid_run` holds (its
+/// staging sibling exists, a checkpoint is written), applies `change` to
+/// one of its input files, and lets it go on (SIGCONT). Returns its
+/// output, or None when it finished before the freeze (the caller says so).
+fn change_input_when(
+    args: &[&str],
+    mid_run: impl Fn() -> bool,
+    change: impl Fn(),
+) -> Option<Output> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_labelgen"))
         .args(args)
         .stdout(Stdio::piped())
@@ -369,7 +491,7 @@ fn change_input_mid_run(args: &[&str], out: &Path, change: impl Fn()) -> Option<
         if child.try_wait().unwrap().is_some() {
             return None;
         }
-        if !staging_of(out).is_empty() {
+        if mid_run() {
             signal(&child, "STOP");
             break;
         }
@@ -378,6 +500,30 @@ fn change_input_mid_run(args: &[&str], out: &Path, change: impl Fn()) -> Option<
     change();
     signal(&child, "CONT");
     Some(child.wait_with_output().unwrap())
+}
+
+/// [`change_input_when`] the staging sibling of `out` exists.
+fn change_input_mid_run(args: &[&str], out: &Path, change: impl Fn()) -> Option<Output> {
+    change_input_when(args, || !staging_of(out).is_empty(), change)
+}
+
+/// The run failed with exit status 2 naming `changed` as changed under it,
+/// and left nothing at `out`, staging included.
+fn assert_refused_naming(command: &str, run: &Output, changed: &Path, out: &Path) {
+    let err = stderr(run);
+    assert_eq!(run.status.code(), Some(2), "{command}: {err}");
+    assert!(
+        err.contains(s(changed)) && err.contains("changed while this command read it"),
+        "{command}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{command}: {err}");
+    assert!(!out.exists(), "{command}: an output at {}", out.display());
+    assert!(
+        staging_of(out).is_empty(),
+        "{command}: staging left: {:?}",
+        staging_of(out)
+    );
+    println!("{command}: {}", err.trim());
 }
 
 #[test]
@@ -427,16 +573,7 @@ fn a_log_file_changed_while_ingest_or_synth_reads_it_fails_naming_it() {
             println!("SKIPPED {command}: it finished before it could be frozen");
             continue;
         };
-        let err = stderr(&changed);
-        assert_eq!(changed.status.code(), Some(2), "{command}: {err}");
-        assert!(
-            err.contains(s(changed_file)) && err.contains("changed while this command read it"),
-            "{command}: {err}"
-        );
-        assert!(!err.contains("panicked"), "{err}");
-        assert!(!out.exists(), "{command}: an output at {}", out.display());
-        assert!(staging_of(&out).is_empty(), "{command}: staging left");
-        println!("{command}: {}", err.trim());
+        assert_refused_naming(command, &changed, changed_file, &out);
         // The log file back as it was: the same command succeeds.
         std::fs::write(changed_file, original).unwrap();
         run_ok(&args);
@@ -469,16 +606,7 @@ fn a_log_file_changed_while_label_reads_it_fails_naming_it() {
         println!("SKIPPED label: it finished before it could be frozen");
         return;
     };
-    let err = stderr(&changed);
-    assert_eq!(changed.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains(s(&flat)) && err.contains("changed while this command read it"),
-        "{err}"
-    );
-    assert!(
-        !out.exists() && staging_of(&out).is_empty(),
-        "no output, no staging"
-    );
+    assert_refused_naming("label", &changed, &flat, &out);
     std::fs::write(&flat, &original).unwrap();
     run_ok(&args);
 }
@@ -525,9 +653,7 @@ bootstrap = 20
 /// log and the report history record times and pids). JSON fields that
 /// record when, not what, are left out: a model's epoch timings
 /// (`seconds`), and the nightly report's eval-history stamps, taken from
-/// the eval report's modification time (`unix`, `date`, `eval_id`), and
-/// `eval_recorded`, which is false when a run killed after recording the
-/// eval in history/ is finished by the next one (that run recorded it).
+/// the eval report's modification time (`unix`, `date`, `eval_id`).
 fn step_outputs(work: &Path) -> BTreeMap<String, Vec<u8>> {
     fn drop_keys(value: &mut serde_json::Value, keys: &[&str]) {
         match value {
@@ -551,7 +677,7 @@ fn step_outputs(work: &Path) -> BTreeMap<String, Vec<u8>> {
             let keys: &[&str] = if name.ends_with("training.json") {
                 &["seconds"]
             } else if name == "report/report.json" {
-                &["unix", "date", "eval_id", "eval_recorded"]
+                &["unix", "date", "eval_id"]
             } else {
                 return (name, bytes);
             };
@@ -649,4 +775,129 @@ fn kill_minus_nine_of_run_in_each_step_leaves_only_complete_outputs_and_the_reru
         killed_in.len(),
         clean.len()
     );
+}
+
+/// The single part file of a dataset directory `dir`.
+fn only_part(dir: &Path) -> PathBuf {
+    let parts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    parts[0].clone()
+}
+
+/// Replaces `path` by a copy of itself moved over it (same bytes, a new
+/// inode), as a tool that rewrites a model directory would.
+fn replace_by_copy(path: &Path) {
+    let copy = path.with_extension("copy");
+    std::fs::copy(path, &copy).unwrap();
+    std::fs::rename(&copy, path).unwrap();
+}
+
+#[test]
+fn an_input_changed_while_train_reads_it_fails_naming_it() {
+    let tmp = workspace(false);
+    let p = |name: &str| tmp.path().join(name);
+    let (pre, sim, out) = (p("pre"), p("sim"), p("labeler"));
+    let annotations = only_part(&p("sim/annotations"));
+    let original = std::fs::read(&annotations).unwrap();
+    let weights = pre.join("model.safetensors");
+    // Rewritten annotations (train has read them), and the --init model's
+    // weights replaced (train has loaded them): either way the model would
+    // match no state of its inputs.
+    let append: Box<dyn Fn()> = Box::new(|| {
+        let mut bytes = original.clone();
+        bytes.extend_from_slice(b"appended while train reads");
+        std::fs::write(&annotations, bytes).unwrap();
+    });
+    let replace: Box<dyn Fn()> = Box::new(|| replace_by_copy(&weights));
+    let args = train_args(&pre, &sim, &out);
+    // Mid-run: the first epoch's checkpoint is written.
+    let checkpoint = p("labeler.checkpoint");
+    let mid_run = || checkpoint.join("training.json").is_file();
+    for (changed, change) in [(&annotations, append), (&weights, replace)] {
+        let Some(run) = change_input_when(&args, mid_run, change) else {
+            println!("SKIPPED train: it finished before it could be frozen");
+            continue;
+        };
+        assert_refused_naming("train", &run, changed, &out);
+        std::fs::write(&annotations, &original).unwrap();
+        // The failed run leaves its last epoch's checkpoint (for
+        // --resume); the next case must freeze on a fresh one.
+        std::fs::remove_dir_all(&checkpoint).unwrap();
+    }
+    run_ok(&args);
+    assert!(out.join("model.safetensors").is_file());
+}
+
+#[test]
+fn a_table_changed_while_eval_reads_it_fails_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name);
+    common::simulate(&p("sim"), 200, 3);
+    let (gold, turns, out) = (p("sim/annotations"), p("sim/turns"), p("report"));
+    let logs = only_part(&turns);
+    let args = [
+        "eval",
+        "--gold",
+        s(&gold),
+        "--turns",
+        s(&turns),
+        "--bootstrap",
+        "2000",
+        "--out",
+        s(&out),
+    ];
+    // eval makes its staging directory before it reads: frozen there, the
+    // logs are replaced (the same rows in a new file) before it reads them,
+    // so only the stamp taken at the start can tell.
+    let Some(run) = change_input_mid_run(&args, &out, || replace_by_copy(&logs)) else {
+        panic!("eval finished before it could be frozen");
+    };
+    assert_refused_naming("eval", &run, &logs, &out);
+    run_ok(&args);
+    assert!(out.join("report.json").is_file());
+}
+
+#[test]
+fn a_data_file_changed_while_pretrain_reads_it_fails_naming_it() {
+    let tmp = workspace(false);
+    let p = |name: &str| tmp.path().join(name);
+    let (synth, out) = (p("synth"), p("pre2"));
+    let data = only_part(&synth);
+    let args = [
+        "pretrain",
+        "--data",
+        s(&synth),
+        "--out",
+        s(&out),
+        "--epochs",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--hidden-size",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--dialogue-layers",
+        "1",
+        "--vocab-size",
+        "300",
+        "--max-tokens",
+        "24",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ];
+    // Mid-run: the first epoch's checkpoint is written; the data is then
+    // replaced by a copy (the same rows, a new file).
+    let checkpoint = p("pre2.checkpoint");
+    let mid_run = || checkpoint.join("training.json").is_file();
+    let Some(run) = change_input_when(&args, mid_run, || replace_by_copy(&data)) else {
+        panic!("pretrain finished before it could be frozen");
+    };
+    assert_refused_naming("pretrain", &run, &data, &out);
 }

@@ -19,11 +19,15 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use targets::Target;
 
+fn corpus_dir(target: Target) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz/corpus")
+        .join(target.name())
+}
+
 /// The kept inputs of `target`, by file name.
 fn corpus(target: Target) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fuzz/corpus")
-        .join(target.name());
+    let dir = corpus_dir(target);
     let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| {
@@ -263,6 +267,107 @@ fn mutated_model_configs_never_panic() {
 #[test]
 fn mutated_tokenizers_never_panic() {
     mutation_pass(Target::Tokenizer, 200);
+}
+
+#[test]
+fn mutated_model_weights_never_panic() {
+    mutation_pass(Target::ModelWeights, 300);
+}
+
+/// Each hand-made hostile weights file (tests/fuzz/hostile_weights.py) is
+/// refused for its own lie, not for another one: the refusal as labelgen's
+/// own model (the first part of the error) says what is wrong.
+#[test]
+fn each_hostile_weights_file_is_refused_for_its_lie() {
+    let expected = [
+        ("empty", "too short for its 8-byte header length"),
+        ("seven-bytes", "too short for its 8-byte header length"),
+        ("header-length-", "its header length says"),
+        ("header-not-json", "invalid JSON in header"),
+        ("header-a-list", "invalid JSON in header"),
+        ("header-not-utf8", "invalid UTF-8 in header"),
+        ("offsets-", "invalid offset for tensor"),
+        ("trailing-bytes", "file not fully covered"),
+        ("shape-overflows", "overflow computing buffer size"),
+        (
+            "shape-disagrees-with-range",
+            "invalid shape, data type, or offset",
+        ),
+        ("shape-negative", "invalid value: integer `-360`"),
+        ("dtype-unknown", "unknown variant `Q7`"),
+        ("dtype-bool", "unsupported safetensor dtype BOOL"),
+        ("dtype-", "weights must be F16, BF16, F32 or F64"),
+        ("weight-", "holds NaN or infinite values"),
+        (
+            "missing-word-embeddings",
+            "cannot find tensor roberta.embeddings.word_embeddings",
+        ),
+        (
+            "word-embeddings-transposed",
+            "shape mismatch for roberta.embeddings.word_embeddings",
+        ),
+    ];
+    let mut tried = 0;
+    for (path, bytes) in corpus(Target::ModelWeights) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(lie) = name.strip_prefix("hostile-") else {
+            continue;
+        };
+        let (_, words) = expected
+            .iter()
+            .find(|(prefix, _)| lie.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{name}: no expected refusal listed"));
+        let error = targets::check(Target::ModelWeights, &bytes).unwrap_err();
+        let own = error
+            .split("\nas a Hugging Face checkpoint")
+            .next()
+            .unwrap();
+        assert!(own.contains(words), "{name}: expected `{words}`: {own}");
+        tried += 1;
+    }
+    assert_eq!(tried, 26, "hostile weights files");
+}
+
+/// The kept seed `model_weights/ok-labelgen.safetensors` must hold the
+/// variables today's DialogueModel has for targets::LABELGEN_CONFIG, by
+/// name and shape: after a model change it would be refused, and the
+/// labelgen half of the target would see only broken inputs. With
+/// LABELGEN_WRITE_FUZZ_SEEDS=1 set, this test rewrites it first.
+#[test]
+fn the_labelgen_weights_seed_fits_the_current_model() {
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    use labelgen::model::config::ModelConfig;
+    let config: ModelConfig = serde_json::from_slice(targets::LABELGEN_CONFIG).unwrap();
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    labelgen::model::DialogueModel::new(&config, vb).unwrap();
+    labelgen::model::checkpoint::seeded_init(&varmap, 17).unwrap();
+    let seed = corpus_dir(Target::ModelWeights).join("ok-labelgen.safetensors");
+    if std::env::var_os("LABELGEN_WRITE_FUZZ_SEEDS").is_some() {
+        varmap.save(&seed).unwrap();
+    }
+    let shapes = |tensors: Vec<(String, candle_core::Tensor)>| -> Vec<(String, Vec<usize>)> {
+        let mut shapes: Vec<_> = tensors
+            .into_iter()
+            .map(|(name, t)| (name, t.dims().to_vec()))
+            .collect();
+        shapes.sort();
+        shapes
+    };
+    let wanted = shapes(labelgen::model::checkpoint::snapshot(&varmap).unwrap());
+    let kept = shapes(
+        candle_core::safetensors::load(&seed, &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .collect(),
+    );
+    assert_eq!(
+        kept,
+        wanted,
+        "{} is stale; rewrite it: LABELGEN_WRITE_FUZZ_SEEDS=1 cargo test --release --test fuzz_replay the_labelgen_weights_seed",
+        seed.display()
+    );
 }
 
 #[test]

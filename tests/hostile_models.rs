@@ -68,6 +68,17 @@ fn safetensors(header_len: u64, header: &[u8], data: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// The first 4 bytes of the weights' data (the first tensor's first
+/// value, an F32 in a model labelgen wrote) replaced by `value`.
+fn poison_first_weight(dir: &Path, value: f32) {
+    let path = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let start = 8 + header_len;
+    bytes[start..start + 4].copy_from_slice(&value.to_le_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
 type Mutation = Box<dyn Fn(&Path, &Path)>;
 
 /// (name, mutation of a copy of a good model directory, words the error must hold).
@@ -266,6 +277,27 @@ fn cases() -> Vec<(&'static str, Mutation, Vec<&'static str>)> {
                 safetensors(header.len() as u64, header, &[0; 16])
             }),
             vec!["model.safetensors", "not a readable safetensors"],
+        ),
+        (
+            "a NaN weight",
+            Box::new(|d, _| poison_first_weight(d, f32::NAN)),
+            vec!["model.safetensors", "NaN or infinite"],
+        ),
+        (
+            "an infinite weight",
+            Box::new(|d, _| poison_first_weight(d, f32::INFINITY)),
+            vec!["model.safetensors", "NaN or infinite"],
+        ),
+        (
+            "weights header length past the end by one",
+            Box::new(|d, _| {
+                let path = d.join("model.safetensors");
+                let mut bytes = std::fs::read(&path).unwrap();
+                let past = (bytes.len() - 7) as u64;
+                bytes[..8].copy_from_slice(&past.to_le_bytes());
+                std::fs::write(path, bytes).unwrap();
+            }),
+            vec!["model.safetensors", "header length says"],
         ),
         (
             "weights empty",

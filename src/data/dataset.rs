@@ -452,19 +452,7 @@ impl DatasetWriter {
         );
         self.close_part()?;
         self.inputs.check_unchanged()?;
-        if self.target.exists() {
-            let old = self.temp.with_extension("old");
-            std::fs::rename(&self.target, &old)
-                .map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", self.target.display()))?;
-            std::fs::remove_dir_all(&old)?;
-        }
-        std::fs::rename(&self.temp, &self.target).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot move {} to {}: {e}",
-                self.temp.display(),
-                self.target.display()
-            )
-        })?;
+        move_into_place(&self.temp, &self.target)?;
         self.finished = true;
         Ok(self.rows)
     }
@@ -485,6 +473,39 @@ impl Drop for DatasetWriter {
             let _ = std::fs::remove_dir_all(&self.temp);
         }
     }
+}
+
+/// Moves the finished staging directory `staging` to `target`, replacing
+/// what is there without ever leaving a mix of old and new, or nothing: the
+/// old output goes aside by a rename, the new one is renamed into place (the
+/// old one put back if that fails), and only then is the old one removed.
+/// Removing it can fail (--force over a read-only directory): the new
+/// output is in place by then, so that is a warning naming what is left.
+pub fn move_into_place(staging: &Path, target: &Path) -> anyhow::Result<()> {
+    let old = staging.with_extension("old");
+    let replacing = target.exists();
+    if replacing {
+        std::fs::rename(target, &old)
+            .map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", target.display()))?;
+    }
+    if let Err(e) = std::fs::rename(staging, target) {
+        if replacing {
+            let _ = std::fs::rename(&old, target);
+        }
+        anyhow::bail!(
+            "cannot move {} to {}: {e}",
+            staging.display(),
+            target.display()
+        );
+    }
+    if replacing && let Err(e) = std::fs::remove_dir_all(&old) {
+        eprintln!(
+            "warning: {} is replaced, but its old contents are left at {}: {e}",
+            target.display(),
+            old.display()
+        );
+    }
+    Ok(())
 }
 
 /// Writes a small file (JSON, Markdown) atomically: temporary name, then rename.
@@ -509,6 +530,25 @@ pub fn write_file_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::data::tables::{Annotation, Turn};
+
+    #[test]
+    fn move_into_place_replaces_whole_or_keeps_the_old_output() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (staging, target) = (tmp.path().join(".out.tmp-1"), tmp.path().join("out"));
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("old.txt"), b"old").unwrap();
+        // Nothing to move (the rename fails): the old output stays.
+        let err = move_into_place(&staging, &target).unwrap_err().to_string();
+        assert!(err.contains("cannot move"), "{err}");
+        assert_eq!(std::fs::read(target.join("old.txt")).unwrap(), b"old");
+        std::fs::create_dir(&staging).unwrap();
+        std::fs::write(staging.join("new.txt"), b"new").unwrap();
+        move_into_place(&staging, &target).unwrap();
+        assert!(!target.join("old.txt").exists() && !staging.exists());
+        assert_eq!(std::fs::read(target.join("new.txt")).unwrap(), b"new");
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "only out is left");
+    }
 
     fn turn(dialogue: &str, index: i32) -> Turn {
         Turn {

@@ -1,7 +1,8 @@
 //! Inputs that change under a running job (issue 17).
 //!
-//! A collector may rewrite or delete a log file while `ingest`, `synth` or
-//! `label` reads it: the output would then match no state of the input
+//! A collector may rewrite or delete a log file while `ingest`, `synth`,
+//! `label`, `train`, `pretrain` or `eval` reads it (or a model directory
+//! may be replaced while `train` initialises from it): the output would then match no state of the input
 //! (half the old rows, half the new, or a row count that disagrees with
 //! the footer read at the start). A job takes an [`InputSnapshot`] of the
 //! files it is about to read and checks it again just before moving its

@@ -47,6 +47,7 @@ use serde::Serialize;
 
 use crate::data::annotators::{GOLD_ANNOTATORS, SINGLE_ANNOTATOR, TRUTH_ANNOTATOR};
 use crate::data::dataset::read_table;
+use crate::data::inputs::InputSnapshot;
 use crate::data::tables::{Annotation, Label, Turn};
 use gold::{GoldDialogue, GoldPolicy, SystemLabels};
 use judge::{JudgedSystem, Judgement, Task, Vocabulary, judge};
@@ -105,6 +106,11 @@ impl EvalConfig {
 /// and returns the report.
 pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
     check(config)?;
+    // Stamped before reading, and the staging directory made before the
+    // work: an input changed meanwhile, or an OUT that cannot be written,
+    // fails the run naming the file, and nothing is moved into place.
+    let inputs = eval_inputs(config)?;
+    let staging = output::Staging::begin(&config.out, config.overwrite)?;
     let tables = Tables::read(config)?;
     let basis = Basis::derive(config, &tables);
     check_overlap(config, &tables, &basis)?;
@@ -140,8 +146,22 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
         },
         systems,
     };
-    output::write(&config.out, &report, &review_items, &basis.vocabulary)?;
+    staging.commit(&report, &review_items, &basis.vocabulary, &inputs)?;
     Ok(report)
+}
+
+/// What eval reads: the gold annotations, every labels table and the logs.
+fn eval_inputs(config: &EvalConfig) -> anyhow::Result<InputSnapshot> {
+    let mut inputs = InputSnapshot::of_dataset(&config.gold)?;
+    let others = config
+        .preds
+        .iter()
+        .map(|(_, path)| path)
+        .chain(&config.turns);
+    for path in others {
+        inputs.add(InputSnapshot::of_dataset(path)?);
+    }
+    Ok(inputs)
 }
 
 /// Settings that cannot work, and an OUT that would be replaced unasked.

@@ -9,41 +9,56 @@ use super::render;
 use super::report::EvalReport;
 use super::results::ANNOTATOR;
 use super::review::{self, ReviewItem};
-use crate::data::dataset::write_file_atomic;
+use crate::data::dataset::{begin_staging, move_into_place, write_file_atomic};
+use crate::data::inputs::InputSnapshot;
 use crate::metrics::SweepPoint;
 use crate::plot;
 
-/// Writes the report directory `out`, replacing any there.
-pub fn write(
-    out: &Path,
-    report: &EvalReport,
-    review_items: &[ReviewItem],
-    vocabulary: &Vocabulary,
-) -> anyhow::Result<()> {
-    let staging = staging_dir(out);
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)?;
-    }
-    let written = write_files(&staging, report, review_items, vocabulary)
-        .and_then(|()| replace(out, &staging));
-    if written.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    written
+/// The report directory being written: a hidden sibling of OUT, made when
+/// eval starts (so an OUT that cannot be written fails before the work,
+/// naming the directory) and renamed into place by [`Staging::commit`].
+/// Dropped uncommitted (an error on the way), it is removed.
+pub struct Staging {
+    out: PathBuf,
+    dir: PathBuf,
+    committed: bool,
 }
 
-/// `.OUT.tmp-PID` beside OUT: same file system, so the rename is atomic.
-fn staging_dir(out: &Path) -> PathBuf {
-    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("report");
-    out.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+impl Staging {
+    /// `overwrite`: replace an existing OUT (--force); otherwise one is an error.
+    pub fn begin(out: &Path, overwrite: bool) -> anyhow::Result<Staging> {
+        Ok(Staging {
+            out: out.to_path_buf(),
+            dir: begin_staging(out, overwrite)?,
+            committed: false,
+        })
+    }
+
+    /// Writes the report files, checks that the `inputs` eval read did not
+    /// change meanwhile, and moves the directory into place, replacing any
+    /// report there.
+    pub fn commit(
+        mut self,
+        report: &EvalReport,
+        review_items: &[ReviewItem],
+        vocabulary: &Vocabulary,
+        inputs: &InputSnapshot,
+    ) -> anyhow::Result<()> {
+        write_files(&self.dir, report, review_items, vocabulary)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e:#}", self.dir.display()))?;
+        inputs.check_unchanged()?;
+        move_into_place(&self.dir, &self.out)?;
+        self.committed = true;
+        Ok(())
+    }
 }
 
-fn replace(out: &Path, staging: &Path) -> anyhow::Result<()> {
-    if out.exists() {
-        std::fs::remove_dir_all(out)?;
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
-    std::fs::rename(staging, out)?;
-    Ok(())
 }
 
 fn write_files(

@@ -2,6 +2,7 @@
 //! training.json. Nothing is pickled: loading an untrusted directory parses
 //! JSON and safetensors, and runs no code.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Tensor};
@@ -10,7 +11,8 @@ use tokenizers::Tokenizer;
 
 use super::DialogueModel;
 use super::config::{ARCHITECTURE, EncoderConfig, ModelConfig, check_config, check_encoder_sizes};
-use crate::data::dataset::write_file_atomic;
+use crate::data::dataset::{move_into_place, write_file_atomic};
+use crate::data::inputs::InputSnapshot;
 
 pub const CONFIG: &str = "config.json";
 pub const WEIGHTS: &str = "model.safetensors";
@@ -133,12 +135,14 @@ pub fn load(dir: &Path) -> anyhow::Result<(DialogueModel, Tokenizer)> {
     check_json_size(&tokenizer_path)?;
     let tokenizer = super::tokenizer::load(&tokenizer_path)?;
     check_tokenizer_fits(&tokenizer, &tokenizer_path, &config.encoder)?;
-    let tensors = candle_core::safetensors::load(&weights, &super::device()).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: not a readable safetensors file: {e}",
-            weights.display()
-        )
-    })?;
+    let tensors = read_weights(&weights)?;
+    // labelgen writes only the model's own F32 variables: every tensor of
+    // its directory is a weight.
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        check_weight(&weights, name, &tensors[name])?;
+    }
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &super::device());
     let model = DialogueModel::new(&config, vb).map_err(|e| {
         // The error's first line names the tensor (candle may append a backtrace).
@@ -153,6 +157,83 @@ pub fn load(dir: &Path) -> anyhow::Result<(DialogueModel, Tokenizer)> {
     Ok((model, tokenizer))
 }
 
+/// Every tensor of a safetensors file. The header length is checked
+/// against the file's length first; the safetensors reader then checks
+/// every tensor's shape, type and byte range against the file before it
+/// makes any tensor, so a hostile header cannot size an allocation.
+fn read_weights(path: &Path) -> anyhow::Result<HashMap<String, Tensor>> {
+    check_header_length(path)?;
+    candle_core::safetensors::load(path, &super::device()).map_err(|e| {
+        let reason = e.to_string();
+        let reason = reason.lines().next().unwrap_or_default().to_string();
+        anyhow::anyhow!(
+            "{}: not a readable safetensors file: {reason}",
+            path.display()
+        )
+    })
+}
+
+/// A tensor a model uses as a weight must be floating point (F16, BF16,
+/// F32, F64: an integer, boolean or 4/6/8-bit tensor is no weight labelgen
+/// can use, and candle's conversion of the 4/6/8-bit types fails naming no
+/// file) and finite (one NaN or infinite weight makes every probability
+/// downstream NaN).
+fn check_weight(path: &Path, name: &str, tensor: &Tensor) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        matches!(
+            tensor.dtype(),
+            DType::F16 | DType::BF16 | DType::F32 | DType::F64
+        ),
+        "{}: tensor `{name}` is {:?}; weights must be F16, BF16, F32 or F64",
+        path.display(),
+        tensor.dtype()
+    );
+    anyhow::ensure!(
+        all_finite(tensor)?,
+        "{}: tensor `{name}` holds NaN or infinite values",
+        path.display()
+    );
+    Ok(())
+}
+
+/// The header length (the file's first 8 bytes) checked against the file's
+/// length before the file is read whole: a truncated or hostile file gets
+/// an error saying what it claims, not a read of gigabytes first.
+fn check_header_length(path: &Path) -> anyhow::Result<()> {
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        .len();
+    let mut first = [0u8; 8];
+    file.read_exact(&mut first).map_err(|_| {
+        anyhow::anyhow!(
+            "{}: not a readable safetensors file: {file_len} bytes, too short for its 8-byte header length",
+            path.display()
+        )
+    })?;
+    let header_len = u64::from_le_bytes(first);
+    anyhow::ensure!(
+        header_len <= file_len - 8,
+        "{}: not a readable safetensors file: its header length says {header_len} bytes, more than the {} after it",
+        path.display(),
+        file_len - 8
+    );
+    Ok(())
+}
+
+/// Whether every value is finite: 0 * x is 0 for finite x and NaN for NaN
+/// and the infinities, so the sum is NaN exactly when one is not finite.
+fn all_finite(tensor: &Tensor) -> anyhow::Result<bool> {
+    let sum = (tensor * 0.0)?
+        .to_dtype(DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()?;
+    Ok(!sum.is_nan())
+}
+
 /// Sets every variable of `varmap` from `weights`, by name, checking shapes.
 /// `candidates` gives the names a variable may have in the file; variables
 /// for which `required` holds must be found.
@@ -162,12 +243,7 @@ pub fn fill_varmap(
     candidates: impl Fn(&str) -> Vec<String>,
     required: impl Fn(&str) -> bool,
 ) -> anyhow::Result<usize> {
-    let tensors = candle_core::safetensors::load(weights, &super::device()).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: not a readable safetensors file: {e}",
-            weights.display()
-        )
-    })?;
+    let tensors = read_weights(weights)?;
     let vars = varmap
         .data()
         .lock()
@@ -182,6 +258,9 @@ pub fn fill_varmap(
             .find_map(|c| tensors.get(&c).map(|t| (c, t)));
         match found {
             Some((source, tensor)) => {
+                // Only the tensors used are checked: a Hugging Face file
+                // may hold integer buffers (position_ids) besides weights.
+                check_weight(weights, &source, tensor)?;
                 anyhow::ensure!(
                     tensor.dims() == var.dims(),
                     "{}: `{source}` has shape {:?}, the model needs {:?} for `{name}`",
@@ -241,6 +320,18 @@ pub fn read_hf(dir: &Path) -> anyhow::Result<(EncoderConfig, Tokenizer, PathBuf)
     Ok((config, tokenizer, require(dir, WEIGHTS)?))
 }
 
+/// The files of model directory `dir` that exist (config.json,
+/// tokenizer.json, model.safetensors), stamped before a job reads them so
+/// a directory replaced mid-run fails the job ([`InputSnapshot`]). A
+/// missing file is the loader's error to report, not a change.
+pub fn input_snapshot(dir: &Path) -> anyhow::Result<InputSnapshot> {
+    let files = [CONFIG, TOKENIZER, WEIGHTS]
+        .into_iter()
+        .map(|name| dir.join(name))
+        .filter(|path| path.is_file());
+    Ok(InputSnapshot::of_files(files)?)
+}
+
 /// Writes a model directory through a staging directory renamed into place.
 pub fn save(
     dir: &Path,
@@ -249,6 +340,18 @@ pub fn save(
     tokenizer: &Tokenizer,
     training: &serde_json::Value,
 ) -> anyhow::Result<()> {
+    let nothing_else = |_: &Path| Ok(());
+    save_guarded(
+        dir,
+        (config, varmap, tokenizer, training),
+        &InputSnapshot::default(),
+        nothing_else,
+    )
+}
+
+/// An empty hidden sibling of model directory `dir` (`.NAME.tmp-PID`) to
+/// write the model into before it is renamed into place.
+fn fresh_staging(dir: &Path) -> anyhow::Result<PathBuf> {
     let staging = dir.with_file_name(format!(
         ".{}.tmp-{}",
         dir.file_name().and_then(|n| n.to_str()).unwrap_or("model"),
@@ -257,13 +360,48 @@ pub fn save(
     if staging.exists() {
         std::fs::remove_dir_all(&staging)?;
     }
-    std::fs::create_dir_all(&staging)?;
+    std::fs::create_dir_all(&staging)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", staging.display()))?;
+    Ok(staging)
+}
+
+/// Fails now, naming the directory, when no model can be written at `dir`
+/// (a read-only parent): a stage calls it before it trains, not hours later
+/// at the first checkpoint.
+pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    let staging = fresh_staging(dir)?;
+    std::fs::remove_dir(&staging)
+        .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", staging.display()))
+}
+
+/// What a model directory holds: config.json, the weights, tokenizer.json
+/// and training.json.
+pub type ModelFiles<'a> = (
+    &'a ModelConfig,
+    &'a VarMap,
+    &'a Tokenizer,
+    &'a serde_json::Value,
+);
+
+/// [`save`] for a stage's final model: `extra` writes more files into the
+/// staging directory (a curve plot), and `inputs` (what the stage read) are
+/// checked after everything is written and before the rename, so a model
+/// trained on files that changed meanwhile is never moved into place.
+pub fn save_guarded(
+    dir: &Path,
+    (config, varmap, tokenizer, training): ModelFiles,
+    inputs: &InputSnapshot,
+    extra: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let staging = fresh_staging(dir)?;
     let result = (|| -> anyhow::Result<()> {
         write_file_atomic(
             &staging.join(CONFIG),
             serde_json::to_string_pretty(config)?.as_bytes(),
         )?;
-        varmap.save(staging.join(WEIGHTS))?;
+        varmap
+            .save(staging.join(WEIGHTS))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", staging.display()))?;
         tokenizer
             .save(staging.join(TOKENIZER), false)
             .map_err(|e| anyhow::anyhow!("saving the tokenizer: {e}"))?;
@@ -271,11 +409,9 @@ pub fn save(
             &staging.join(TRAINING),
             serde_json::to_string_pretty(training)?.as_bytes(),
         )?;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)?;
-        }
-        std::fs::rename(&staging, dir)?;
-        Ok(())
+        extra(&staging)?;
+        inputs.check_unchanged()?;
+        move_into_place(&staging, dir)
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
@@ -343,4 +479,43 @@ pub fn resume_dir(out: &Path) -> PathBuf {
         "{}.checkpoint",
         out.file_name().and_then(|n| n.to_str()).unwrap_or("model")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_finite_finds_one_nan_or_infinity() {
+        let device = candle_core::Device::Cpu;
+        for (values, finite) in [
+            (vec![0.5f32, -2.0, 6e4], true),
+            (vec![0.5, f32::NAN, 1.0], false),
+            (vec![f32::NEG_INFINITY, 0.0, 1.0], false),
+        ] {
+            let tensor = Tensor::new(values.as_slice(), &device).unwrap();
+            assert_eq!(all_finite(&tensor).unwrap(), finite, "{values:?}");
+            let half = tensor.to_dtype(DType::F16).unwrap();
+            assert_eq!(all_finite(&half).unwrap(), finite, "F16 {values:?}");
+        }
+    }
+
+    #[test]
+    fn a_header_length_past_the_end_is_refused_before_reading() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("model.safetensors");
+        let mut bytes = (u64::MAX).to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = check_header_length(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("model.safetensors") && err.contains("more than the 2 after it"),
+            "{err}"
+        );
+        std::fs::write(&path, [2, 0, 0, 0, 0, 0, 0, 0, b'{', b'}']).unwrap();
+        check_header_length(&path).unwrap();
+        std::fs::write(&path, [2, 0, 0]).unwrap();
+        let err = check_header_length(&path).unwrap_err().to_string();
+        assert!(err.contains("3 bytes, too short"), "{err}");
+    }
 }

@@ -451,6 +451,7 @@ fn report_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
         }),
         champion: ctx.layout.champion(),
         work_dir: ctx.layout.work_dir.clone(),
+        previous_report: Some(ctx.layout.output(StepName::Report).join(report::JSON)),
     };
     let nightly = report::run(&inputs, &settings, staging)?;
     let drifted: Vec<&String> = nightly

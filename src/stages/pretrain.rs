@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::data::dataset::read_table;
+use crate::data::inputs::InputSnapshot;
 use crate::data::synth_rows::SynthTurn;
 use crate::metrics::roc_auc;
 use crate::model::batch::{
@@ -284,6 +285,8 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
         "--batch-size and --epochs must be at least 1"
     );
     let started = Instant::now();
+    let inputs = pretrain_inputs(config)?;
+    checkpoint::check_writable(&config.out)?;
     let (rows, _) = read_table::<SynthTurn>(&config.data)?;
     anyhow::ensure!(
         !rows.is_empty(),
@@ -335,7 +338,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
         &mut objective,
     )?;
     let seconds = started.elapsed().as_secs_f64();
-    save_model(config, &rows, trainee, &outcome, seconds)?;
+    save_model(config, &rows, trainee, &outcome, seconds, &inputs)?;
     training::remove_checkpoint(&checkpoint_dir)?;
     Ok(summary(
         config,
@@ -344,6 +347,20 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
         objective.eval_turns,
         seconds,
     ))
+}
+
+/// What pretrain reads, stamped before it reads any of it: the data, the
+/// held-out data and the --init checkpoint. A file that changes before the
+/// model moves into place fails the run, naming it (issue 17).
+fn pretrain_inputs(config: &PretrainConfig) -> anyhow::Result<InputSnapshot> {
+    let mut inputs = InputSnapshot::of_dataset(&config.data)?;
+    if let Some(eval_data) = &config.eval_data {
+        inputs.add(InputSnapshot::of_dataset(eval_data)?);
+    }
+    if let Some(init) = &config.init {
+        inputs.add(checkpoint::input_snapshot(init)?);
+    }
+    Ok(inputs)
 }
 
 /// The architecture and tokenizer of the run that --resume continues.
@@ -571,6 +588,7 @@ fn save_model(
     model: Trainee,
     outcome: &Outcome<HeldOut>,
     seconds: f64,
+    inputs: &InputSnapshot,
 ) -> anyhow::Result<()> {
     let training = serde_json::json!({
         "stage": "pretrain",
@@ -583,19 +601,17 @@ fn save_model(
         "curve": outcome.curve,
         "seconds": seconds,
     });
-    checkpoint::save(
-        &config.out,
-        model.config,
-        model.varmap,
-        model.tokenizer,
-        &training,
-    )?;
-    training::write_curve_plot(
-        &config.out,
-        "pretraining: loss and held-out swapped-response AUC",
-        &outcome.curve,
-        |eval| eval.eval_auc,
-    )
+    let files = (model.config, model.varmap, model.tokenizer, &training);
+    // The plot goes into the staging directory with the model, so the
+    // directory appears whole or not at all.
+    checkpoint::save_guarded(&config.out, files, inputs, |staging| {
+        training::write_curve_plot(
+            staging,
+            "pretraining: loss and held-out swapped-response AUC",
+            &outcome.curve,
+            |eval| eval.eval_auc,
+        )
+    })
 }
 
 fn summary(

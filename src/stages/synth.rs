@@ -115,9 +115,12 @@ pub fn run(config: &SynthConfig) -> anyhow::Result<SynthSummary> {
     anyhow::ensure!(config.copies >= 1, "--copies must be at least 1");
     let started = Instant::now();
     let parts = part_files(&config.logs)?;
-    let mut writer = DatasetWriter::create(&config.out, config.overwrite)?;
     // A log file rewritten or deleted while synth reads it fails the run.
-    writer.guard_inputs(InputSnapshot::of_files(parts.iter().cloned())?);
+    // Stamped before the staging directory exists, so a change seen by
+    // anyone watching for it is always after the stamp.
+    let inputs = InputSnapshot::of_files(parts.iter().cloned())?;
+    let mut writer = DatasetWriter::create(&config.out, config.overwrite)?;
+    writer.guard_inputs(inputs);
     let progress = Progress::new(parts.len() as u64, "partitions", config.quiet);
     let mut summary = SynthSummary {
         partitions: parts.len(),

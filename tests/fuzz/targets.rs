@@ -14,8 +14,11 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
 use labelgen::data::dataset::read_table;
 use labelgen::data::tables::{Annotation, Label, Turn};
+use labelgen::model::DialogueModel;
 use labelgen::model::checkpoint;
 use labelgen::pipeline::config::PipelineFile;
 use labelgen::pipeline::plan::Plan;
@@ -28,6 +31,10 @@ use labelgen::stages::ingest;
 const ROBERTA_CONFIG: &[u8] = include_bytes!("../fixtures/tiny-roberta/config.json");
 const ROBERTA_TOKENIZER: &[u8] = include_bytes!("../fixtures/tiny-roberta/tokenizer.json");
 const ROBERTA_WEIGHTS: &[u8] = include_bytes!("../fixtures/tiny-roberta/model.safetensors");
+/// A labelgen model directory's config.json (tiny-roberta's encoder under a
+/// one-layer dialogue model) around fuzzed weights; its weights are the
+/// kept seed `corpus/model_weights/ok-labelgen.safetensors`.
+pub const LABELGEN_CONFIG: &[u8] = include_bytes!("labelgen-model/config.json");
 /// The SGD split's schema.json around a fuzzed dialogues file.
 const SGD_SCHEMA: &[u8] = include_bytes!("../fixtures/sgd/schema.json");
 
@@ -43,6 +50,9 @@ pub enum Target {
     ModelConfig,
     /// A Hugging Face model directory's tokenizer.json.
     Tokenizer,
+    /// A model directory's model.safetensors, loaded as labelgen's own
+    /// model and as a Hugging Face checkpoint.
+    ModelWeights,
     /// A pipeline file, parsed and planned (no step runs).
     PipelineToml,
     /// An SGD split's dialogues_001.json, imported.
@@ -52,11 +62,12 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 7] = [
+    pub const ALL: [Target; 8] = [
         Target::ParquetTable,
         Target::IngestPart,
         Target::ModelConfig,
         Target::Tokenizer,
+        Target::ModelWeights,
         Target::PipelineToml,
         Target::SgdDialogues,
         Target::UssText,
@@ -69,6 +80,7 @@ impl Target {
             Target::IngestPart => "ingest_part",
             Target::ModelConfig => "model_config",
             Target::Tokenizer => "tokenizer",
+            Target::ModelWeights => "model_weights",
             Target::PipelineToml => "pipeline_toml",
             Target::SgdDialogues => "sgd_dialogues",
             Target::UssText => "uss_text",
@@ -105,6 +117,7 @@ pub fn feed(target: Target, bytes: &[u8], dir: &Path) -> Outcome {
         Target::IngestPart => ingest_part(bytes, dir),
         Target::ModelConfig => model_config(bytes, dir),
         Target::Tokenizer => tokenizer(bytes, dir),
+        Target::ModelWeights => model_weights(bytes, dir),
         Target::PipelineToml => pipeline_toml(bytes, dir),
         Target::SgdDialogues => sgd_dialogues(bytes, dir),
         Target::UssText => uss_text(bytes, dir),
@@ -165,6 +178,53 @@ fn tokenizer(bytes: &[u8], dir: &Path) -> anyhow::Result<()> {
     write(model.join("tokenizer.json"), bytes);
     write(model.join("model.safetensors"), ROBERTA_WEIGHTS);
     checkpoint::read_hf(&model).map(drop)
+}
+
+/// model.safetensors in two model directories, each loaded the way a stage
+/// loads it: labelgen's own (LABELGEN_CONFIG) as `label` and `eval` do
+/// (`checkpoint::load`), and a Hugging Face one (tiny-roberta's config and
+/// tokenizer) as `pretrain --init` does (`read_hf`, then `fill_varmap` with
+/// `hf_candidates`, every encoder variable required). Weights are one
+/// model's or the other's: refused by both is the refusal, and it must name
+/// model.safetensors (config and tokenizer are fixed and good).
+fn model_weights(bytes: &[u8], dir: &Path) -> anyhow::Result<()> {
+    let own = dir.join("own");
+    std::fs::create_dir(&own)?;
+    write(own.join("config.json"), LABELGEN_CONFIG);
+    write(own.join("tokenizer.json"), ROBERTA_TOKENIZER);
+    write(own.join("model.safetensors"), bytes);
+    let hf = dir.join("hf");
+    std::fs::create_dir(&hf)?;
+    write(hf.join("config.json"), ROBERTA_CONFIG);
+    write(hf.join("tokenizer.json"), ROBERTA_TOKENIZER);
+    write(hf.join("model.safetensors"), bytes);
+    let (Err(own), Err(hf)) = (checkpoint::load(&own).map(drop), as_pretrain_init(&hf)) else {
+        return Ok(());
+    };
+    let (own, hf) = (format!("{own:#}"), format!("{hf:#}"));
+    for refusal in [&own, &hf] {
+        assert!(
+            refusal.contains("model.safetensors"),
+            "model_weights: the refusal does not name model.safetensors: {refusal}"
+        );
+    }
+    anyhow::bail!("{own}\nas a Hugging Face checkpoint: {hf}")
+}
+
+/// As `pretrain --init DIR` loads a checkpoint (src/stages/pretrain.rs).
+fn as_pretrain_init(dir: &Path) -> anyhow::Result<()> {
+    let (encoder, _, weights) = checkpoint::read_hf(dir)?;
+    let own: labelgen::model::config::ModelConfig = serde_json::from_slice(LABELGEN_CONFIG)?;
+    let config = labelgen::model::config::ModelConfig { encoder, ..own };
+    let varmap = VarMap::new();
+    DialogueModel::new(
+        &config,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )?;
+    checkpoint::fill_varmap(&varmap, &weights, checkpoint::hf_candidates, |name| {
+        name.starts_with("roberta.")
+    })
+    .map(drop)
 }
 
 /// Parsed and planned: the plan checks every path the file names, and

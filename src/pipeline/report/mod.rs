@@ -48,6 +48,8 @@ pub struct ReportInputs {
     pub champion: PathBuf,
     /// Holds history/ (kept between runs).
     pub work_dir: PathBuf,
+    /// The report.json of the last report step that finished, if any.
+    pub previous_report: Option<PathBuf>,
 }
 
 /// Label value -> labels.
@@ -87,7 +89,9 @@ pub struct NightlyReport {
     pub drift: BTreeMap<String, TaskDrift>,
     pub coverage: BTreeMap<String, Coverage>,
     pub eval_history: Vec<EvalEntry>,
-    /// Whether this run added an eval run to the history.
+    /// Whether this report is the first to show its eval run: the run was
+    /// added to the history now, or by a report step killed before its
+    /// report was moved into place (so no finished report shows it).
     pub eval_recorded: bool,
     /// What the reader must know (one day only, undated labels, ...).
     pub notes: Vec<String>,
@@ -130,10 +134,10 @@ pub fn run(
     }
     if let Some(eval_report) = &inputs.eval_report {
         let entry = eval_entry(eval_report, &inputs.champion)?;
-        let (entries, recorded) =
-            history::record_eval(&history::eval_file(&inputs.work_dir), entry)?;
+        let eval_id = entry.eval_id.clone();
+        let (entries, added) = history::record_eval(&history::eval_file(&inputs.work_dir), entry)?;
         report.eval_history = entries;
-        report.eval_recorded = recorded;
+        report.eval_recorded = added || !shown_before(inputs.previous_report.as_deref(), &eval_id)?;
     }
     render::write(&report, out)?;
     Ok(report)
@@ -253,6 +257,26 @@ fn notes(report: &NightlyReport, settings: &ReportSettings) -> Vec<String> {
 
 /// The champion's headline metrics from eval's report.json; the run is
 /// identified by the file's size and modification time.
+/// Whether the last finished report (`previous`, absent before the first)
+/// lists eval run `eval_id` in its history. A run killed between recording
+/// the eval and moving its report into place is finished by the next one,
+/// which finds the eval recorded but shown by no report: it is still new,
+/// and the report says so, as the uninterrupted run's would.
+fn shown_before(previous: Option<&Path>, eval_id: &str) -> anyhow::Result<bool> {
+    let Some(path) = previous.filter(|p| p.exists()) else {
+        return Ok(false);
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let report: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not a report ({e})", path.display()))?;
+    let history = report["eval_history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Ok(history.iter().any(|e| e["eval_id"] == eval_id))
+}
+
 fn eval_entry(path: &Path, champion: &Path) -> anyhow::Result<EvalEntry> {
     let bytes =
         std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
@@ -465,6 +489,27 @@ mod tests {
     }
 
     #[test]
+    fn an_eval_is_new_until_a_finished_report_shows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let previous = dir.path().join("report.json");
+        assert!(!shown_before(None, "e1").unwrap());
+        assert!(
+            !shown_before(Some(&previous), "e1").unwrap(),
+            "no report yet"
+        );
+        let report = serde_json::json!({"eval_history": [{"eval_id": "e0"}, {"eval_id": "e1"}]});
+        std::fs::write(&previous, report.to_string()).unwrap();
+        assert!(shown_before(Some(&previous), "e1").unwrap());
+        assert!(!shown_before(Some(&previous), "e2").unwrap());
+        std::fs::write(&previous, b"{\"eval_history\": [").unwrap();
+        let err = shown_before(Some(&previous), "e1").unwrap_err().to_string();
+        assert!(
+            err.contains("report.json") && err.contains("not a report"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_report_is_written_as_markdown_html_png_and_json_and_says_when_there_is_one_day() {
         let dir = tempfile::tempdir().unwrap();
         let labels = dir.path().join("labels");
@@ -481,6 +526,7 @@ mod tests {
             eval_report: None,
             champion: dir.path().join("no-champion"),
             work_dir: dir.path().join("work"),
+            previous_report: None,
         };
         let out = dir.path().join("report");
         let report = run(&inputs, &settings(), &out).unwrap();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use super::read::staging_type;
-use crate::data::dataset::begin_staging;
+use crate::data::dataset::{begin_staging, move_into_place};
 use crate::data::schema::ColumnSchema;
 
 pub const TURNS: &str = "turns";
@@ -71,18 +71,7 @@ impl Staging {
                 write_parquet(&dir.join("part-00000.parquet"), to_output(empty)?)?;
             }
         }
-        if self.target.exists() {
-            let old = self.temp.with_extension("old");
-            std::fs::rename(&self.target, &old)?;
-            std::fs::remove_dir_all(&old)?;
-        }
-        std::fs::rename(&self.temp, &self.target).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot move {} to {}: {e}",
-                self.temp.display(),
-                self.target.display()
-            )
-        })?;
+        move_into_place(&self.temp, &self.target)?;
         self.finished = true;
         Ok(())
     }

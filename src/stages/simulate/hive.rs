@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::data::dataset::move_into_place;
 use crate::data::hive::{HOUR_US, partition_dir};
 use crate::data::tables::{TableRow, Turn};
 
@@ -97,10 +98,7 @@ impl HiveWriter {
         for day in std::fs::read_dir(&self.temp)? {
             self.summary.partitions += std::fs::read_dir(day?.path())?.count();
         }
-        if self.root.exists() {
-            std::fs::remove_dir_all(&self.root)?;
-        }
-        std::fs::rename(&self.temp, &self.root)?;
+        move_into_place(&self.temp, &self.root)?;
         self.finished = true;
         self.summary.path = self.root.display().to_string();
         Ok(std::mem::take(&mut self.summary))

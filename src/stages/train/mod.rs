@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::data::checks::span_misfit;
 use crate::data::dataset::read_table;
+use crate::data::inputs::InputSnapshot;
 use crate::data::issues::DataError;
 use crate::data::tables::{Annotation, FailurePoint, SlotSpan, Turn};
 use crate::model::batch::{
@@ -738,6 +739,8 @@ fn weighted_loss(
 pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     validate(config)?;
     let started = Instant::now();
+    let inputs = train_inputs(config)?;
+    checkpoint::check_writable(&config.out)?;
     let base = checkpoint::read_config(&config.init)?;
     let (_, tokenizer) = checkpoint::load(&config.init)?;
     let (turns, _) = read_table::<Turn>(&config.logs)?;
@@ -823,12 +826,23 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         ..summary(config, annotators, data, &settings, outcome, calibration)
     };
     let training = training_record(config, &summary);
-    checkpoint::save(&config.out, &final_config, &varmap, &tokenizer, &training)?;
+    let files = (&final_config, &varmap, &tokenizer, &training);
+    checkpoint::save_guarded(&config.out, files, &inputs, |_| Ok(()))?;
     training::remove_checkpoint(&checkpoint_dir)?;
     Ok(TrainSummary {
         seconds: started.elapsed().as_secs_f64(),
         ..summary
     })
+}
+
+/// What train reads, stamped before it reads any of it: the logs, the
+/// annotations and the --init model directory. A file that changes before
+/// the model moves into place fails the run, naming it (issue 17).
+fn train_inputs(config: &TrainConfig) -> anyhow::Result<InputSnapshot> {
+    let mut inputs = InputSnapshot::of_dataset(&config.logs)?;
+    inputs.add(InputSnapshot::of_dataset(&config.labels)?);
+    inputs.add(checkpoint::input_snapshot(&config.init)?);
+    Ok(inputs)
 }
 
 /// AdamW over the trainable variables; the encoder's at
