@@ -16,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    if cli.runs_the_model() {
+    if cli.trains() {
         keep_freed_memory();
     }
     match cli.run() {
@@ -40,13 +40,13 @@ fn exit_code_for(error: &anyhow::Error) -> ExitCode {
 /// libmimalloc-sys names no constant for it, and a test checks the default).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// The model's ops free and reallocate outputs of megabytes every batch. By
+/// Training frees and reallocates op outputs of megabytes every step. By
 /// default mimalloc (v3) returns freed memory to the OS after 1 s, and a
 /// later op faults it back in as zeroed pages: a third of a training step
-/// and 12% of inference went to the kernel clearing pages (BENCHMARKS.md).
-/// Keeping freed memory for reuse costs about 20% peak memory in training,
-/// so only the commands that run the model do, and MIMALLOC_PURGE_DELAY,
-/// when set, still decides.
+/// went to the kernel clearing pages (BENCHMARKS.md). Keeping freed memory
+/// for reuse costs about 20% peak memory, so only the commands that train
+/// do (label gained 3% CPU time for 20% more memory: not kept), and
+/// MIMALLOC_PURGE_DELAY, when set, still decides.
 fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets a process-wide allocator option; mimalloc allows it

@@ -84,13 +84,13 @@ enum Command {
 }
 
 impl Cli {
-    /// Whether the command runs the model over and over (pretrain, train,
-    /// label, and run, whose steps do those in-process): each batch
-    /// allocates and frees tensors of megabytes.
-    pub fn runs_the_model(&self) -> bool {
+    /// Whether the command trains a model (pretrain, train, and run, whose
+    /// steps train in-process): each step allocates and frees tensors of
+    /// megabytes, over and over.
+    pub fn trains(&self) -> bool {
         matches!(
             self.command,
-            Command::Pretrain(_) | Command::Train(_) | Command::Label(_) | Command::Run(_)
+            Command::Pretrain(_) | Command::Train(_) | Command::Run(_)
         )
     }
 
