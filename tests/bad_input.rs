@@ -918,3 +918,130 @@ fn a_huge_turn_index_is_reported_not_allocated() {
     );
     assert!(!out.exists());
 }
+
+// ---- Warnings every reader counts ------------------------------------------
+
+/// `table` at `dir` as validate sees it: its warning count.
+fn validate_warnings(dir: &Path, table: &str) -> u64 {
+    let (report, outcome) = succeeds(&[&validate(dir, table)[..], &["--json"]].concat());
+    report["warnings"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{}", outcome.text()))
+}
+
+/// Asserts the stderr note of a table read with `count` warnings, naming
+/// the dataset and the first few problems.
+fn says_read_warnings(stderr: &str, dir: &Path, table: &str, count: u64, kinds: &[&str]) {
+    let head = format!(
+        "warning: {}: {count} non-fatal problem(s) in the {table} table, read anyway:",
+        s(dir)
+    );
+    assert!(stderr.contains(&head), "lacks {head:?}:\n{stderr}");
+    for kind in kinds {
+        assert!(
+            stderr.contains(&format!("warning[{kind}]")),
+            "lacks {kind}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn warnings_read_in_a_table_are_counted_and_said_by_train_eval_and_pretrain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name);
+    // An empty utterance and an empty extra part file in the logs; an
+    // empty extra part file beside the annotations and the labels. Every
+    // row is used; each problem is a warning, not a dropped row.
+    let mut rows = base_turns();
+    rows[1].user_utterance = String::new();
+    let (turns, gold, labels) = (p("turns"), p("annotations"), p("labels"));
+    write_rows(&turns.join("part-0.parquet"), &rows);
+    write_rows::<Turn>(&turns.join("part-1.parquet"), &[]);
+    write_rows(&gold.join("part-0.parquet"), &annotations_for(&rows));
+    write_rows::<Annotation>(&gold.join("part-1.parquet"), &[]);
+    write_rows(&labels.join("part-0.parquet"), &labels_for(&rows));
+    write_rows::<Label>(&labels.join("part-1.parquet"), &[]);
+    let turn_warnings = validate_warnings(&turns, "turns");
+    assert_eq!(turn_warnings, 2, "the empty utterance and the empty file");
+    let gold_warnings = validate_warnings(&gold, "annotations");
+    let label_warnings = validate_warnings(&labels, "labels");
+
+    let out = p("model");
+    let (summary, outcome) = succeeds(&train_args(&models().pretrained, &turns, &gold, &out));
+    assert_eq!(summary["input_warnings"], turn_warnings + gold_warnings);
+    let dialogues =
+        summary["train_dialogues"].as_u64().unwrap() + summary["dev_dialogues"].as_u64().unwrap();
+    assert_eq!(
+        dialogues, 8,
+        "every dialogue used, the one with the empty utterance too"
+    );
+    let kinds = ["empty_utterance", "empty_table"];
+    says_read_warnings(&outcome.stderr, &turns, "turns", turn_warnings, &kinds);
+    says_read_warnings(&outcome.stderr, &gold, "annotations", 1, &["empty_table"]);
+
+    let report_dir = p("report");
+    let mut args = eval_args(&gold, &labels, &report_dir);
+    args.extend(["--turns", s(&turns)]);
+    let (summary, outcome) = succeeds(&args);
+    let total = gold_warnings + label_warnings + turn_warnings;
+    assert_eq!(summary["read_warnings"], total);
+    assert_eq!(
+        summary["input_warnings"],
+        serde_json::json!([]),
+        "the coverage list"
+    );
+    says_read_warnings(
+        &outcome.stderr,
+        &labels,
+        "labels",
+        label_warnings,
+        &["empty_table"],
+    );
+    says_read_warnings(&outcome.stderr, &turns, "turns", turn_warnings, &kinds);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(report_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["read_warnings"], total);
+
+    // pretrain's data: synth keeps the empty utterance (in each variant of
+    // its dialogue); an empty part file more.
+    let synth = p("synth");
+    succeeds(&["synth", "--logs", s(&turns), "--out", s(&synth), "--quiet"]);
+    write_rows::<Turn>(&synth.join("part-zz-empty.parquet"), &[]);
+    let synth_warnings = validate_warnings(&synth, "turns");
+    assert!(synth_warnings >= 2, "{synth_warnings}");
+    let pretrained = p("pre");
+    let (summary, outcome) = succeeds(&[
+        "pretrain",
+        "--data",
+        s(&synth),
+        "--eval-data",
+        s(&synth),
+        "--out",
+        s(&pretrained),
+        "--max-steps",
+        "1",
+        "--hidden-size",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--dialogue-layers",
+        "1",
+        "--vocab-size",
+        "300",
+        "--max-tokens",
+        "24",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]);
+    assert_eq!(
+        summary["input_warnings"],
+        2 * synth_warnings,
+        "--data and --eval-data"
+    );
+    // synth copies the empty utterance into its variants: it is named first.
+    let kinds = ["empty_utterance"];
+    says_read_warnings(&outcome.stderr, &synth, "turns", synth_warnings, &kinds);
+}

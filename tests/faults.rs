@@ -822,9 +822,15 @@ fn an_input_changed_while_train_reads_it_fails_naming_it() {
             continue;
         };
         assert_refused_naming("train", &run, changed, &out);
-        std::fs::write(&annotations, &original).unwrap();
-        // The failed run leaves its last epoch's checkpoint (for
-        // --resume); the next case must freeze on a fresh one.
+        if changed == &annotations {
+            // A valid table again, with the old bytes, but not the file
+            // the checkpoint's run stamped (its modification time differs).
+            std::fs::write(&annotations, &original).unwrap();
+        }
+        // The failed run leaves its last epoch's checkpoint, trained on
+        // the inputs as they were: --resume refuses it, naming the file.
+        assert_resume_refused("train", &[&args[..], &["--resume"]].concat(), changed, &out);
+        // The next case must freeze on a fresh checkpoint.
         std::fs::remove_dir_all(&checkpoint).unwrap();
     }
     run_ok(&args);
@@ -900,4 +906,84 @@ fn a_data_file_changed_while_pretrain_reads_it_fails_naming_it() {
         panic!("pretrain finished before it could be frozen");
     };
     assert_refused_naming("pretrain", &run, &data, &out);
+    let resume = [&args[..], &["--resume"]].concat();
+    assert_resume_refused("pretrain", &resume, &data, &out);
+    // Without --resume the run starts over, its checkpoints replacing the stale one.
+    run_ok(&args);
+    assert!(out.join("model.safetensors").is_file());
+}
+
+/// `--resume` after a run that failed because an input changed: refused
+/// with exit status 2, naming the checkpoint and the file that differs,
+/// and nothing written at `out`; the checkpoint is kept for a look.
+fn assert_resume_refused(command: &str, args: &[&str], changed: &Path, out: &Path) {
+    let checkpoint = out.with_file_name(format!(
+        "{}.checkpoint",
+        out.file_name().unwrap().to_str().unwrap()
+    ));
+    assert!(checkpoint.is_dir(), "{command}: no checkpoint to resume");
+    let resumed = labelgen(args);
+    let err = stderr(&resumed);
+    assert_eq!(resumed.status.code(), Some(2), "{command} --resume: {err}");
+    assert!(
+        err.contains(&format!("--resume: the checkpoint {}", s(&checkpoint)))
+            && err.contains(&format!("({}: ", s(changed)))
+            && err.contains("run without --resume"),
+        "{command} --resume: {err}"
+    );
+    assert!(!out.exists(), "{command} --resume wrote {}", out.display());
+    println!("{command} --resume: {}", err.trim());
+}
+
+#[test]
+fn a_step_output_whose_old_contents_cannot_be_removed_is_replaced_and_recorded() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let toml = tmp.path().join("tiny.toml");
+    std::fs::write(&toml, tiny_pipeline(&work)).unwrap();
+    run_ok(&["run", s(&toml), "--quiet"]);
+    // A read-only directory in the review step's output: its file cannot
+    // be removed, so neither can the old output once the new one is in.
+    let review = work.join("review");
+    let stuck = review.join("stuck");
+    std::fs::create_dir(&stuck).unwrap();
+    std::fs::write(stuck.join("kept"), b"old").unwrap();
+    std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let prefix = match held_to_permissions(&stuck) {
+        Ok(prefix) => prefix,
+        Err(why) => {
+            println!("SKIPPED: a refused removal cannot be set up here: {why}");
+            return;
+        }
+    };
+    let rerun = run_with_prefix(&prefix, &["run", s(&toml), "--force", "review", "--quiet"]);
+    let err = stderr(&rerun);
+    assert!(rerun.status.success(), "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&rerun)).unwrap();
+    assert_eq!(summary["status"], "ok", "{summary}");
+    let step = summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|step| step["name"] == "review")
+        .unwrap();
+    assert_eq!(step["action"], "ran", "{step}");
+    assert_eq!(step["counts"]["input_warnings"], 0, "{step}");
+    // The new output is in place and recorded; the old one is left aside,
+    // whole, and the run says where.
+    assert!(review.join("review_label_studio.json").is_file() && !stuck.exists());
+    let old = work.join(".review.old");
+    assert!(old.join("stuck/kept").is_file());
+    assert!(
+        err.contains("is replaced, but its old contents are left at") && err.contains(s(&old)),
+        "{err}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest["steps"]["review"].is_object(), "{manifest}");
+    println!("{}", err.trim());
+    // So the temporary directory can be removed by a user without root.
+    let old_stuck = old.join("stuck");
+    std::fs::set_permissions(old_stuck, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

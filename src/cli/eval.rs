@@ -99,6 +99,9 @@ fn summary(report: &EvalReport, out: &Path) -> Value {
         "headline": headline(report),
         "review_items": report.review_items,
         "input_warnings": input_warnings(report),
+        // A count, as label's and train's `input_warnings` are: the name
+        // was taken here by the list of coverage warnings above.
+        "read_warnings": report.read_warnings,
     })
 }
 

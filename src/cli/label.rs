@@ -46,13 +46,8 @@ impl LabelArgs {
         self.common.apply()?;
         let config = self.into_config()?;
         let summary = label::run(&config)?;
-        if summary.input_warnings > 0 {
-            eprintln!(
-                "warning: {} non-fatal input problem(s) (e.g. empty utterances), labelled anyway; \
-                 `labelgen validate {} --table turns` lists them",
-                summary.input_warnings,
-                config.logs.display()
-            );
+        if let Some(warning) = summary.warning_text(&config.logs) {
+            eprintln!("{warning}");
         }
         print_summary(&summary)
     }

@@ -261,6 +261,48 @@ pub fn read_table<T: TableRow>(path: &Path) -> Result<(Vec<T>, Vec<Issue>), Data
     Ok((rows, warnings))
 }
 
+/// Warnings shown by name on stderr; the rest are counted ("and N more").
+const WARNINGS_SHOWN: usize = 3;
+
+/// [`read_table`] for a stage that goes on past warnings (an empty
+/// utterance, an empty part file): they are said on stderr, naming the
+/// table and the first few, and their number is returned for the stage's
+/// summary, so none passes unseen and uncounted (issue 17).
+pub fn read_table_counted<T: TableRow>(path: &Path) -> Result<(Vec<T>, usize), DataError> {
+    let (rows, warnings) = read_table::<T>(path)?;
+    if let Some(text) = read_warning_text(path, T::TABLE.name(), &warnings) {
+        eprintln!("{text}");
+    }
+    Ok((rows, warnings.len()))
+}
+
+/// The stderr note for a table read with warnings: how many, the first
+/// few, and the command that lists them all; None without warnings.
+pub fn read_warning_text(path: &Path, table: &str, warnings: &[Issue]) -> Option<String> {
+    if warnings.is_empty() {
+        return None;
+    }
+    let mut text = format!(
+        "warning: {}: {} non-fatal problem(s) in the {table} table, read anyway:",
+        path.display(),
+        warnings.len()
+    );
+    for issue in warnings.iter().take(WARNINGS_SHOWN) {
+        text.push_str(&format!("\n  {issue}"));
+    }
+    if warnings.len() > WARNINGS_SHOWN {
+        text.push_str(&format!(
+            "\n  ... and {} more",
+            warnings.len() - WARNINGS_SHOWN
+        ));
+    }
+    text.push_str(&format!(
+        "\n  `labelgen validate {} --table {table}` lists them",
+        path.display()
+    ));
+    Some(text)
+}
+
 /// A row's key: dialogue and turn, and in the annotations table the annotator.
 type RowKey = (String, i32, Option<String>);
 
@@ -591,6 +633,40 @@ mod tests {
             ) && text.contains("a.parquet row 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn warnings_are_counted_and_the_first_few_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut silent = turn("d1", 1);
+        silent.user_utterance = String::new();
+        write_part(&tmp.path().join("a.parquet"), &[turn("d1", 0), silent]);
+        write_part::<Turn>(&tmp.path().join("b.parquet"), &[]);
+        let (rows, count) = read_table_counted::<Turn>(tmp.path()).unwrap();
+        assert_eq!(
+            (rows.len(), count),
+            (2, 2),
+            "both rows kept, both warnings counted"
+        );
+        let (_, warnings) = read_table::<Turn>(tmp.path()).unwrap();
+        let text = read_warning_text(tmp.path(), "turns", &warnings).unwrap();
+        assert!(
+            text.starts_with(&format!(
+                "warning: {}: 2 non-fatal problem(s) in the turns table",
+                tmp.path().display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("[empty_utterance]") && text.contains("[empty_table]"),
+            "{text}"
+        );
+        assert!(!text.contains("more"), "{text}");
+        let many: Vec<Issue> = std::iter::repeat_n(warnings[0].clone(), 5).collect();
+        let text = read_warning_text(tmp.path(), "turns", &many).unwrap();
+        assert_eq!(text.matches("[empty_utterance]").count(), WARNINGS_SHOWN);
+        assert!(text.contains("... and 2 more"), "{text}");
+        assert!(read_warning_text(tmp.path(), "turns", &[]).is_none());
     }
 
     #[test]

@@ -17,15 +17,21 @@
 //! Parquet part files does. Files added to a dataset directory during the
 //! job are not an error: the output is that of the files listed at the
 //! start, and the next run reads the new ones.
+//!
+//! A training checkpoint keeps its run's snapshot ([`SavedSnapshot`]):
+//! `--resume` compares it with the inputs as they are now and refuses to
+//! continue weights trained on other data, naming the file that differs.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
 
 use super::dataset::part_files;
 use super::issues::DataError;
 
 /// What the file system said about one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Stamp {
     len: u64,
     modified: Option<SystemTime>,
@@ -39,6 +45,22 @@ impl Stamp {
             len: meta.len(),
             modified: meta.modified().ok(),
             inode: inode(&meta),
+        })
+    }
+
+    /// How a file stamped `self` differs now; None when it does not.
+    fn change_to(&self, now: std::io::Result<Stamp>) -> Option<String> {
+        Some(match now {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "it was deleted".to_string(),
+            Err(e) => format!("it can no longer be read ({e})"),
+            Ok(now) if now.inode != self.inode => "it was replaced by another file".to_string(),
+            Ok(now) if now.len != self.len => {
+                format!("its size went from {} to {} bytes", self.len, now.len)
+            }
+            Ok(now) if now.modified != self.modified => {
+                "it was rewritten (its modification time changed)".to_string()
+            }
+            Ok(_) => return None,
         })
     }
 }
@@ -96,19 +118,8 @@ impl InputSnapshot {
     /// rewritten since the snapshot, and how.
     pub fn check_unchanged(&self) -> Result<(), DataError> {
         for (path, before) in &self.files {
-            let change = match Stamp::of(path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "it was deleted".to_string(),
-                Err(e) => format!("it can no longer be read ({e})"),
-                Ok(now) if now.inode != before.inode => {
-                    "it was replaced by another file".to_string()
-                }
-                Ok(now) if now.len != before.len => {
-                    format!("its size went from {} to {} bytes", before.len, now.len)
-                }
-                Ok(now) if now.modified != before.modified => {
-                    "it was rewritten (its modification time changed)".to_string()
-                }
-                Ok(_) => continue,
+            let Some(change) = before.change_to(Stamp::of(path)) else {
+                continue;
             };
             return Err(DataError::Unreadable {
                 path: path.clone(),
@@ -119,6 +130,45 @@ impl InputSnapshot {
             });
         }
         Ok(())
+    }
+}
+
+/// An [`InputSnapshot`] as a checkpoint keeps it, paths as text (lossy
+/// for a name that is not UTF-8, on both sides of a comparison).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedSnapshot {
+    files: Vec<(String, Stamp)>,
+}
+
+impl InputSnapshot {
+    pub fn saved(&self) -> SavedSnapshot {
+        SavedSnapshot {
+            files: self
+                .files
+                .iter()
+                .map(|(path, stamp)| (path.to_string_lossy().into_owned(), stamp.clone()))
+                .collect(),
+        }
+    }
+
+    /// How this snapshot's files differ from an earlier run's: the first
+    /// file changed, gone or added since, named; None when they are the same.
+    pub fn differs_from(&self, earlier: &SavedSnapshot) -> Option<String> {
+        let now = self.saved();
+        for (path, before) in &earlier.files {
+            let current = now.files.iter().find(|(p, _)| p == path).map(|(_, s)| s);
+            let change = match current {
+                Some(stamp) => before.change_to(Ok(stamp.clone())),
+                None => Some("it is no longer among the inputs (deleted?)".to_string()),
+            };
+            if let Some(change) = change {
+                return Some(format!("{path}: {change}"));
+            }
+        }
+        now.files
+            .iter()
+            .find(|(path, _)| !earlier.files.iter().any(|(p, _)| p == path))
+            .map(|(path, _)| format!("{path}: it was added"))
     }
 }
 
@@ -197,5 +247,32 @@ mod tests {
         let snapshot = InputSnapshot::of_dataset(&data).unwrap();
         std::fs::write(data.join("part-2.parquet"), b"late").unwrap();
         snapshot.check_unchanged().unwrap();
+    }
+
+    #[test]
+    fn a_saved_snapshot_names_what_changed_went_or_came_since() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = dataset(tmp.path());
+        let saved = InputSnapshot::of_dataset(&data).unwrap().saved();
+        let json = serde_json::to_string(&saved).unwrap();
+        let saved: SavedSnapshot = serde_json::from_str(&json).unwrap();
+        let now = || InputSnapshot::of_dataset(&data).unwrap();
+        assert_eq!(now().differs_from(&saved), None);
+        std::fs::write(data.join("part-2.parquet"), b"late").unwrap();
+        let added = now().differs_from(&saved).unwrap();
+        assert!(added.ends_with("part-2.parquet: it was added"), "{added}");
+        std::fs::remove_file(data.join("part-2.parquet")).unwrap();
+        std::fs::write(data.join("part-1.parquet"), b"PAR1 longer version PAR1").unwrap();
+        let changed = now().differs_from(&saved).unwrap();
+        assert!(
+            changed.contains("part-1.parquet: its size went"),
+            "{changed}"
+        );
+        std::fs::remove_file(data.join("part-1.parquet")).unwrap();
+        let gone = now().differs_from(&saved).unwrap();
+        assert!(
+            gone.contains("part-1.parquet: it is no longer among"),
+            "{gone}"
+        );
     }
 }

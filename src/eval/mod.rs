@@ -46,7 +46,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::data::annotators::{GOLD_ANNOTATORS, SINGLE_ANNOTATOR, TRUTH_ANNOTATOR};
-use crate::data::dataset::read_table;
+use crate::data::dataset::read_table_counted;
 use crate::data::inputs::InputSnapshot;
 use crate::data::tables::{Annotation, Label, Turn};
 use gold::{GoldDialogue, GoldPolicy, SystemLabels};
@@ -137,6 +137,7 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<EvalReport> {
         ),
         annotators: annotator_quality(config, &tables, &systems, &left_out),
         inputs: report::input_checks(&tables.checked_inputs(), &basis.gold),
+        read_warnings: tables.read_warnings,
         review_items: review_items.len(),
         settings: Settings {
             bootstrap_resamples: config.bootstrap_resamples,
@@ -236,11 +237,13 @@ struct Tables {
     turns: Option<Vec<Turn>>,
     /// The runtime's hypotheses in the logs, unless `--no-runtime-baseline`.
     runtime: Option<RuntimeBaseline>,
+    /// Non-fatal problems read in the tables (printed on stderr as read).
+    read_warnings: usize,
 }
 
 impl Tables {
     fn read(config: &EvalConfig) -> anyhow::Result<Tables> {
-        let (annotations, _) = read_table::<Annotation>(&config.gold)?;
+        let (annotations, mut read_warnings) = read_table_counted::<Annotation>(&config.gold)?;
         let annotators = gold::by_annotator(annotations, &config.gold)?;
         for name in config
             .gold_annotators
@@ -256,11 +259,16 @@ impl Tables {
         }
         let mut preds = Vec::new();
         for (name, path) in &config.preds {
-            let (rows, _) = read_table::<Label>(path)?;
+            let (rows, warnings) = read_table_counted::<Label>(path)?;
+            read_warnings += warnings;
             preds.push((name.clone(), gold::from_labels(rows, path)?));
         }
         let turns = match &config.turns {
-            Some(path) => Some(read_table::<Turn>(path)?.0),
+            Some(path) => {
+                let (rows, warnings) = read_table_counted::<Turn>(path)?;
+                read_warnings += warnings;
+                Some(rows)
+            }
             None => None,
         };
         let runtime = match (&config.turns, &turns) {
@@ -274,6 +282,7 @@ impl Tables {
             preds,
             turns,
             runtime,
+            read_warnings,
         })
     }
 

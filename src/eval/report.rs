@@ -89,6 +89,10 @@ pub struct EvalReport {
     pub threshold_sweeps: BTreeMap<String, BTreeMap<Task, SweepReport>>,
     pub annotators: BTreeMap<String, AnnotatorQuality>,
     pub inputs: BTreeMap<String, InputCheck>,
+    /// Non-fatal problems read in the gold, labels and turns tables (an
+    /// empty utterance, an empty part file): the rows are judged, the
+    /// problems printed on stderr as read and counted here.
+    pub read_warnings: usize,
     pub review_items: usize,
     pub settings: Settings,
 }

@@ -21,6 +21,7 @@ use super::checkpoint::{self, fill_varmap};
 use super::config::ModelConfig;
 use super::optim::AdamW;
 use crate::data::dataset::write_file_atomic;
+use crate::data::inputs::{InputSnapshot, SavedSnapshot};
 use crate::progress::Progress;
 
 /// Where training stands: written last into a checkpoint, so its presence
@@ -103,6 +104,9 @@ pub struct LoopConfig {
     pub patience: Option<usize>,
     /// Continue from the checkpoint in `checkpoint_dir` if there is one.
     pub resume: bool,
+    /// What the stage read, stamped at its start: each checkpoint keeps it,
+    /// and --resume refuses a checkpoint whose inputs differ ([`resumes`]).
+    pub inputs: InputSnapshot,
     /// Stop after this step as if killed, leaving the checkpoint (tests
     /// use it to check that --resume continues exactly).
     pub stop_after: Option<usize>,
@@ -217,6 +221,44 @@ pub fn step_seed(seed: u64, step: usize) -> u64 {
 /// Whether `--resume` finds a complete checkpoint to continue from.
 pub fn can_resume(resume: bool, checkpoint_dir: &Path) -> bool {
     resume && checkpoint_dir.join(STATE).is_file()
+}
+
+/// Key of a checkpoint's training.json that holds its run's inputs.
+const INPUTS_KEY: &str = "inputs";
+
+/// [`can_resume`], and an error naming the file when the checkpoint's
+/// inputs (as its run stamped them) differ from `inputs` (this run's): its
+/// weights were trained on other data, such as a run that failed because
+/// an input changed under it, and continuing them would train on a mix.
+/// A checkpoint that records no inputs (an older one) resumes as before.
+pub fn resumes(
+    resume: bool,
+    checkpoint_dir: &Path,
+    inputs: &InputSnapshot,
+) -> anyhow::Result<bool> {
+    if !can_resume(resume, checkpoint_dir) {
+        return Ok(false);
+    }
+    let path = checkpoint_dir.join(checkpoint::TRAINING);
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let Some(saved) = record.get(INPUTS_KEY) else {
+        return Ok(true);
+    };
+    let saved: SavedSnapshot = serde_json::from_value(saved.clone())
+        .map_err(|e| anyhow::anyhow!("{}: unreadable `{INPUTS_KEY}`: {e}", path.display()))?;
+    if let Some(change) = inputs.differs_from(&saved) {
+        anyhow::bail!(
+            "--resume: the checkpoint {} was trained on inputs that differ from this run's \
+             ({change}); resuming would continue its weights on other data\n  \
+             hint: run without --resume to start over (its first checkpoint replaces this one)",
+            checkpoint_dir.display()
+        );
+    }
+    Ok(true)
 }
 
 /// Removes the checkpoint once the finished model is saved.
@@ -508,6 +550,7 @@ impl<O: Objective> Run<'_, O> {
             &serde_json::json!({
                 "stage": format!("{} checkpoint", self.config.stage),
                 "step": self.state.step,
+                INPUTS_KEY: self.config.inputs.saved(),
             }),
         )?;
         save_resume_state(
@@ -569,7 +612,7 @@ fn resume<E: Evaluation>(
     optimizer: &mut AdamW,
 ) -> anyhow::Result<Option<Resumed<E>>> {
     let dir = &config.checkpoint_dir;
-    if !can_resume(config.resume, dir) {
+    if !resumes(config.resume, dir, &config.inputs)? {
         return Ok(None);
     }
     fill_varmap(

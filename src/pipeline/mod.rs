@@ -34,6 +34,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::data::dataset::move_into_place;
+
 use config::PipelineFile;
 use lock::{Acquired, RunLock};
 use manifest::{Manifest, StepRecord, binary_version, fingerprint, first_difference};
@@ -444,28 +446,23 @@ fn remove_staging(staging: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Moves a finished staging directory into place. The old output goes
-/// aside first: a crash in between leaves no output (the step reruns), never
-/// a mix of old and new.
+/// Moves a finished staging directory into place by
+/// [`move_into_place`]: the old output goes aside, the new one is renamed
+/// in (the old one put back if that fails), and the old one is removed
+/// last. Failing to remove it (a read-only directory in it) is a warning,
+/// not a failed step: the new output is in place and is recorded (the
+/// next run stops in [`remove_leftovers`], naming what is left, until it
+/// can be removed). A crash in between leaves no output (the step reruns),
+/// never a mix.
 fn commit(staging: &Path, output: &Path) -> anyhow::Result<()> {
+    // move_into_place sets the old output aside at this path (a test below
+    // holds the two names together).
     let old = set_aside(output);
     if old.exists() {
-        std::fs::remove_dir_all(&old)?;
+        std::fs::remove_dir_all(&old)
+            .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", old.display()))?;
     }
-    if output.exists() {
-        std::fs::rename(output, &old)?;
-    }
-    std::fs::rename(staging, output).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot move {} to {}: {e}",
-            staging.display(),
-            output.display()
-        )
-    })?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old)?;
-    }
-    Ok(())
+    move_into_place(staging, output)
 }
 
 /// The champion's headline metrics from the eval report, checked against
@@ -510,4 +507,26 @@ fn check_quality(file: &PipelineFile, plan: &Plan, summary: &mut RunSummary) -> 
         summary.message = summary.floor_breaches.first().cloned();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_sets_the_old_output_aside_where_leftovers_are_looked_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        let output = tmp.path().join("labels");
+        let staging = staging_dir(&output);
+        assert_eq!(staging.with_extension("old"), set_aside(&output));
+        for (dir, file) in [(&output, "old.txt"), (&staging, "new.txt")] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join(file), file).unwrap();
+        }
+        // A stale set-aside output from a killed run does not stop the commit.
+        std::fs::create_dir(set_aside(&output)).unwrap();
+        commit(&staging, &output).unwrap();
+        assert!(output.join("new.txt").is_file() && !output.join("old.txt").exists());
+        assert!(!staging.exists() && !set_aside(&output).exists());
+    }
 }

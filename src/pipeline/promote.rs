@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::plan::{Layout, StepName};
-use crate::data::dataset::{read_table, write_file_atomic};
+use crate::data::dataset::{read_table_counted, write_file_atomic};
 use crate::data::split::{STABLE_HASH_START, stable_hash_bytes};
 use crate::data::tables::{Annotation, Label};
 use crate::eval::gold::{self, GoldPolicy, SystemLabels};
@@ -40,6 +40,11 @@ pub struct Decision {
     /// Content hash of the challenger the decision is about.
     pub challenger_id: String,
     pub comparisons: BTreeMap<String, TaskComparison>,
+    /// Non-fatal problems read in the held-out logs as labelled, and in
+    /// the gold and the label tables compared (printed on stderr as read);
+    /// absent from older decisions.
+    #[serde(default)]
+    pub input_warnings: usize,
 }
 
 impl Decision {
@@ -120,6 +125,7 @@ pub fn settled(
         reason: "the challenger already is the champion".into(),
         challenger_id: id,
         comparisons: BTreeMap::new(),
+        input_warnings: 0,
     }))
 }
 
@@ -138,9 +144,10 @@ pub fn decide(
             reason: "no champion yet".into(),
             challenger_id,
             comparisons: BTreeMap::new(),
+            input_warnings: 0,
         });
     };
-    let comparisons = compare(settings, challenger_labels, champion_labels)?;
+    let (comparisons, input_warnings) = compare(settings, challenger_labels, champion_labels)?;
     let significant = |c: &&TaskComparison| c.p_value < settings.alpha;
     let better: Vec<&String> = comparisons
         .iter()
@@ -165,17 +172,19 @@ pub fn decide(
         reason,
         challenger_id,
         comparisons,
+        input_warnings,
     })
 }
 
 /// Both label sets judged on the same gold dialogues, each task's headline
-/// metric compared by eval's paired bootstrap.
+/// metric compared by eval's paired bootstrap; and the number of non-fatal
+/// problems read in the three tables.
 fn compare(
     settings: &Settings,
     challenger_labels: &Path,
     champion_labels: &Path,
-) -> anyhow::Result<BTreeMap<String, TaskComparison>> {
-    let (annotations, _) = read_table::<Annotation>(settings.gold)?;
+) -> anyhow::Result<(BTreeMap<String, TaskComparison>, usize)> {
+    let (annotations, gold_warnings) = read_table_counted::<Annotation>(settings.gold)?;
     let annotators = gold::by_annotator(annotations, settings.gold)?;
     let mut gold_labels = Vec::new();
     for name in settings.gold_annotators {
@@ -193,15 +202,16 @@ fn compare(
         .filter_map(|(_, g)| g.segmentation.as_deref())
         .collect();
     let pk_window = metrics::pk_window(&segmentations);
-    let challenger =
-        gold::from_labels(read_table::<Label>(challenger_labels)?.0, challenger_labels)?;
-    let champion = gold::from_labels(read_table::<Label>(champion_labels)?.0, champion_labels)?;
+    let (challenger, challenger_warnings) = read_table_counted::<Label>(challenger_labels)?;
+    let challenger = gold::from_labels(challenger, challenger_labels)?;
+    let (champion, champion_warnings) = read_table_counted::<Label>(champion_labels)?;
+    let champion = gold::from_labels(champion, champion_labels)?;
     let mut systems: Vec<&SystemLabels> = gold_labels.clone();
     systems.extend([&challenger, &champion]);
     let vocabulary = Vocabulary::from_systems(&systems);
     let a = judge(&challenger, &gold, &vocabulary, pk_window);
     let b = judge(&champion, &gold, &vocabulary, pk_window);
-    Ok(settings
+    let comparisons = settings
         .tasks
         .iter()
         .map(|&task| {
@@ -210,7 +220,9 @@ fn compare(
                 compare_task(settings, task, &a, &b),
             )
         })
-        .collect())
+        .collect();
+    let warnings = gold_warnings + challenger_warnings + champion_warnings;
+    Ok((comparisons, warnings))
 }
 
 fn compare_task(settings: &Settings, task: Task, a: &Judgement, b: &Judgement) -> TaskComparison {

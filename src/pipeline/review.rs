@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use crate::data::dataset::{read_table, write_file_atomic};
+use crate::data::dataset::{read_table_counted, write_file_atomic};
 use crate::data::tables::{Label, Turn};
 
 pub const SAMPLE_FILE: &str = "review_label_studio.json";
@@ -47,14 +47,23 @@ fn task_value(label: &Label, task: &str) -> Option<(String, f32)> {
     Some((value?, prob?))
 }
 
-/// Writes OUT/review_label_studio.json; returns the tasks per reason.
+/// What [`sample`] picked, and what it read past.
+pub struct Sampled {
+    /// The tasks picked, per reason.
+    pub by_reason: BTreeMap<String, usize>,
+    /// Non-fatal problems read in the labels and turns tables (printed on
+    /// stderr as read).
+    pub input_warnings: usize,
+}
+
+/// Writes OUT/review_label_studio.json.
 pub fn sample(
     labels: &Path,
     turns: &Path,
     out: &Path,
     settings: &SampleSettings,
-) -> anyhow::Result<BTreeMap<String, usize>> {
-    let (labels, _) = read_table::<Label>(labels)?;
+) -> anyhow::Result<Sampled> {
+    let (labels, label_warnings) = read_table_counted::<Label>(labels)?;
     let mut picks = Vec::new();
     for task in &settings.tasks {
         picks.extend(pick_task(&labels, task, settings));
@@ -63,7 +72,7 @@ pub fn sample(
         .iter()
         .map(|p| (p.label.dialogue_id.as_str(), p.label.turn_index))
         .collect();
-    let (turn_rows, _) = read_table::<Turn>(turns)?;
+    let (turn_rows, turn_warnings) = read_table_counted::<Turn>(turns)?;
     let text: HashMap<(&str, i32), &Turn> = turn_rows
         .iter()
         .filter(|t| wanted.contains(&(t.dialogue_id.as_str(), t.turn_index)))
@@ -95,7 +104,10 @@ pub fn sample(
         &out.join(SAMPLE_FILE),
         serde_json::to_string_pretty(&tasks)?.as_bytes(),
     )?;
-    Ok(counts)
+    Ok(Sampled {
+        by_reason: counts,
+        input_warnings: label_warnings + turn_warnings,
+    })
 }
 
 /// The `lowest` least confident labels of `task`, then `random` of the rest

@@ -20,7 +20,7 @@ use super::review::{self, SampleSettings};
 use crate::eval::{self, EvalConfig, gold::GoldPolicy, judge::Task};
 use crate::model::checkpoint;
 use crate::stages::ingest::{self, IngestConfig};
-use crate::stages::label::{self, LabelConfig};
+use crate::stages::label::{self, LabelConfig, LabelSummary};
 use crate::stages::pretrain::{self, PretrainConfig};
 use crate::stages::simulate::{self, SimulateConfig};
 use crate::stages::synth::{self, SynthConfig};
@@ -207,6 +207,7 @@ fn pretrain_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
         ("steps", json!(summary.steps)),
         ("turns", json!(summary.turns)),
         ("final_train_loss", json!(summary.final_train_loss)),
+        ("input_warnings", json!(summary.input_warnings)),
     ]))
 }
 
@@ -233,6 +234,7 @@ fn train_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
         ("train_dialogues", json!(summary.train_dialogues)),
         ("labelled_turns", json!(summary.labelled_turns)),
         ("best_epoch", json!(summary.best_epoch)),
+        ("input_warnings", json!(summary.input_warnings)),
     ]))
 }
 
@@ -251,11 +253,12 @@ fn label_step(
     let champion = ctx.layout.champion();
     let parts = partitions::partitions(logs)?;
     if parts.is_empty() {
-        let summary = label::run(&label_config(ctx, &champion, logs, staging))?;
+        let summary = label_saying_warnings(&label_config(ctx, &champion, logs, staging))?;
         return Ok(counts(&[
             ("dialogues", json!(summary.dialogues)),
             ("turns", json!(summary.turns)),
             ("model_id", json!(summary.model_id)),
+            ("input_warnings", json!(summary.input_warnings)),
         ]));
     }
     let model = promote::model_id(&champion)?;
@@ -266,7 +269,8 @@ fn label_step(
         .unwrap_or_default();
     let old_output = ctx.layout.output(StepName::Label);
     std::fs::create_dir_all(staging)?;
-    let (mut digests, mut labelled, mut reused, mut turns) = (BTreeMap::new(), 0, 0, 0);
+    let (mut digests, mut labelled, mut reused) = (BTreeMap::new(), 0, 0);
+    let (mut turns, mut warnings) = (0, 0);
     for (name, path) in &parts {
         let digest = partitions::digest(path, &context)?;
         let old = old_output.join(name);
@@ -275,7 +279,9 @@ fn label_step(
             reused += 1;
         } else {
             let out = staging.join(name);
-            turns += label::run(&label_config(ctx, &champion, path, &out))?.turns;
+            let summary = label_saying_warnings(&label_config(ctx, &champion, path, &out))?;
+            turns += summary.turns;
+            warnings += summary.input_warnings;
             labelled += 1;
         }
         digests.insert(name.clone(), digest);
@@ -284,8 +290,20 @@ fn label_step(
         ("partitions_labelled", json!(labelled)),
         ("partitions_reused", json!(reused)),
         ("turns_labelled", json!(turns)),
+        // Of the partitions labelled in this run; a reused one was counted when it was.
+        ("input_warnings", json!(warnings)),
         (PARTITION_DIGESTS, json!(digests)),
     ]))
+}
+
+/// `label::run`, saying on stderr what the `label` command says of the
+/// non-fatal input problems it labelled past (the stage only counts them).
+fn label_saying_warnings(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
+    let summary = label::run(config)?;
+    if let Some(warning) = summary.warning_text(&config.logs) {
+        eprintln!("{warning}");
+    }
+    Ok(summary)
 }
 
 fn remove_leftovers(staging: &Path) -> anyhow::Result<()> {
@@ -324,8 +342,12 @@ fn review_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
     };
     let labels = ctx.layout.output(StepName::Label);
     let turns = required(&ctx.layout.label_turns)?;
-    let by_reason = review::sample(&labels, turns, staging, &settings)?;
-    Ok(by_reason.into_iter().map(|(k, v)| (k, json!(v))).collect())
+    let sampled = review::sample(&labels, turns, staging, &settings)?;
+    let mut out: Counts = (sampled.by_reason.into_iter())
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
+    out.insert("input_warnings".into(), json!(sampled.input_warnings));
+    Ok(out)
 }
 
 /// Eval's gold settings: the pipeline's `[eval]` over eval's own defaults.
@@ -356,13 +378,17 @@ fn eval_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
     std::fs::create_dir_all(staging)?;
     let heldout = required(&ctx.layout.heldout_turns)?;
     let labels = staging.join("labels");
-    label::run(&label_config(ctx, &ctx.layout.champion(), heldout, &labels))?;
+    let labelled =
+        label_saying_warnings(&label_config(ctx, &ctx.layout.champion(), heldout, &labels))?;
     let mut config = eval_config(ctx, staging.join("report"))?;
     config.preds = vec![("champion".to_string(), labels)];
     let report = eval::run(&config)?;
     let mut out = Counts::new();
     out.insert("gold_dialogues".into(), json!(report.gold.dialogues));
     out.insert("review_items".into(), json!(report.review_items));
+    // The held-out logs as labelled, and the tables eval read.
+    let warnings = labelled.input_warnings + report.read_warnings;
+    out.insert("input_warnings".into(), json!(warnings));
     Ok(out)
 }
 
@@ -383,6 +409,7 @@ fn promote_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
     Ok(counts(&[
         ("promoted", json!(decision.promote)),
         ("reason", json!(decision.reason)),
+        ("input_warnings", json!(decision.input_warnings)),
     ]))
 }
 
@@ -394,11 +421,15 @@ fn compare_on_gold(
 ) -> anyhow::Result<promote::Decision> {
     let heldout = required(&ctx.layout.heldout_turns)?;
     let challenger_labels = staging.join("challenger_labels");
-    label::run(&label_config(ctx, challenger, heldout, &challenger_labels))?;
+    let mut label_warnings =
+        label_saying_warnings(&label_config(ctx, challenger, heldout, &challenger_labels))?
+            .input_warnings;
     let champion_labels = staging.join("champion_labels");
     let has_champion = champion.join(checkpoint::CONFIG).is_file();
     if has_champion {
-        label::run(&label_config(ctx, champion, heldout, &champion_labels))?;
+        label_warnings +=
+            label_saying_warnings(&label_config(ctx, champion, heldout, &champion_labels))?
+                .input_warnings;
     }
     let gold = eval_config(ctx, staging.join("unused"))?;
     let section = ctx.file.promote.clone().unwrap_or_default();
@@ -419,7 +450,9 @@ fn compare_on_gold(
         alpha: section.alpha.unwrap_or(0.05),
     };
     let champion_labels = has_champion.then_some(champion_labels.as_path());
-    promote::decide(&settings, challenger, &challenger_labels, champion_labels)
+    let mut decision = promote::decide(&settings, challenger, &challenger_labels, champion_labels)?;
+    decision.input_warnings += label_warnings;
+    Ok(decision)
 }
 
 /// The nightly report from the labels and eval's results:

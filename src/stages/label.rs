@@ -71,6 +71,22 @@ pub struct LabelSummary {
     pub turns_per_second: f64,
 }
 
+impl LabelSummary {
+    /// The stderr note for a run that labelled past non-fatal input
+    /// problems (label streams its input, so it counts them rather than
+    /// naming each); None without any.
+    pub fn warning_text(&self, logs: &Path) -> Option<String> {
+        (self.input_warnings > 0).then(|| {
+            format!(
+                "warning: {} non-fatal input problem(s) (e.g. empty utterances), labelled anyway; \
+                 `labelgen validate {} --table turns` lists them",
+                self.input_warnings,
+                logs.display()
+            )
+        })
+    }
+}
+
 fn sigmoid(x: f32, temperature: f64) -> f64 {
     1.0 / (1.0 + (-(x as f64) / temperature).exp())
 }

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use crate::data::dataset::read_table;
+use crate::data::dataset::read_table_counted;
 use crate::data::inputs::InputSnapshot;
 use crate::data::synth_rows::SynthTurn;
 use crate::metrics::roc_auc;
@@ -134,6 +134,10 @@ pub struct PretrainSummary {
     pub eval_loss: Option<f64>,
     pub turns: usize,
     pub windows: usize,
+    /// Non-fatal problems read in --data and --eval-data (an empty
+    /// utterance, an empty part file): the rows are used, the problems
+    /// printed on stderr and counted here.
+    pub input_warnings: usize,
     /// Training throughput: real (unpadded) tokens per second of training.
     pub tokens_per_second: f64,
     /// Inference throughput on the held-out set: turns scored per second.
@@ -287,7 +291,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
     let started = Instant::now();
     let inputs = pretrain_inputs(config)?;
     checkpoint::check_writable(&config.out)?;
-    let (rows, _) = read_table::<SynthTurn>(&config.data)?;
+    let (rows, data_warnings) = read_table_counted::<SynthTurn>(&config.data)?;
     anyhow::ensure!(
         !rows.is_empty(),
         "{}: no turns to pretrain on",
@@ -295,7 +299,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
     );
     let checkpoint_dir = checkpoint::resume_dir(&config.out);
     let (model_config, tokenizer, init_weights) =
-        if training::can_resume(config.resume, &checkpoint_dir) {
+        if training::resumes(config.resume, &checkpoint_dir, &inputs)? {
             from_checkpoint(&checkpoint_dir)?
         } else {
             fresh_model(config, &rows)?
@@ -307,7 +311,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
         model_config.max_tokens,
         model_config.dialogue.max_turns,
     )?;
-    let held_out = held_out_examples(config, &tokenizer, &model_config)?;
+    let (held_out, held_out_warnings) = held_out_examples(config, &tokenizer, &model_config)?;
     let varmap = VarMap::new();
     let model = initial_model(config, &model_config, &varmap, init_weights.as_deref())?;
     let optimizer = AdamW::new(
@@ -331,7 +335,7 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
         tokenizer: &tokenizer,
     };
     let outcome = training::run(
-        &loop_config(config, checkpoint_dir.clone()),
+        &loop_config(config, checkpoint_dir.clone(), &inputs),
         trainee,
         optimizer,
         bucketed_batches(&train.windows, config.batch_size),
@@ -340,13 +344,10 @@ pub fn run(config: &PretrainConfig) -> anyhow::Result<PretrainSummary> {
     let seconds = started.elapsed().as_secs_f64();
     save_model(config, &rows, trainee, &outcome, seconds, &inputs)?;
     training::remove_checkpoint(&checkpoint_dir)?;
-    Ok(summary(
-        config,
-        &train,
-        outcome,
-        objective.eval_turns,
-        seconds,
-    ))
+    Ok(PretrainSummary {
+        input_warnings: data_warnings + held_out_warnings,
+        ..summary(config, &train, outcome, objective.eval_turns, seconds)
+    })
 }
 
 /// What pretrain reads, stamped before it reads any of it: the data, the
@@ -458,22 +459,24 @@ fn model_config(
     }
 }
 
+/// The --eval-data examples, and the non-fatal problems read in that table.
 fn held_out_examples(
     config: &PretrainConfig,
     tokenizer: &Tokenizer,
     model_config: &ModelConfig,
-) -> anyhow::Result<Option<Examples>> {
+) -> anyhow::Result<(Option<Examples>, usize)> {
     let Some(path) = &config.eval_data else {
-        return Ok(None);
+        return Ok((None, 0));
     };
-    let (rows, _) = read_table::<SynthTurn>(path)?;
-    Ok(Some(examples(
+    let (rows, warnings) = read_table_counted::<SynthTurn>(path)?;
+    let examples = examples(
         &rows,
         tokenizer,
         &model_config.features,
         model_config.max_tokens,
         model_config.dialogue.max_turns,
-    )?))
+    )?;
+    Ok((Some(examples), warnings))
 }
 
 /// The model with weights from the seed, and --init's encoder weights over them.
@@ -494,7 +497,11 @@ fn initial_model(
     Ok(model)
 }
 
-fn loop_config(config: &PretrainConfig, checkpoint_dir: PathBuf) -> LoopConfig {
+fn loop_config(
+    config: &PretrainConfig,
+    checkpoint_dir: PathBuf,
+    inputs: &InputSnapshot,
+) -> LoopConfig {
     LoopConfig {
         stage: "pretrain",
         checkpoint_dir,
@@ -508,6 +515,7 @@ fn loop_config(config: &PretrainConfig, checkpoint_dir: PathBuf) -> LoopConfig {
         checkpoint_every: Every::Steps(config.checkpoint_every),
         patience: None,
         resume: config.resume,
+        inputs: inputs.clone(),
         stop_after: config.stop_after,
         quiet: config.quiet,
     }
@@ -631,6 +639,7 @@ fn summary(
         eval_loss: final_point.as_ref().and_then(|p| p.1.eval_loss),
         turns: train.turns,
         windows: train.windows.len(),
+        input_warnings: 0,
         tokens_per_second: outcome.tokens_per_second,
         eval_turns_per_second: (eval_turns > 0 && eval_seconds > 0.0)
             .then(|| eval_turns as f64 / eval_seconds),
@@ -679,7 +688,7 @@ mod tests {
     fn every_trainable_variable_gets_a_gradient() {
         let tmp = tempfile::tempdir().unwrap();
         let config = tiny(tmp.path());
-        let (rows, _) = read_table::<SynthTurn>(&config.data).unwrap();
+        let (rows, _) = crate::data::dataset::read_table::<SynthTurn>(&config.data).unwrap();
         let texts: Vec<&str> = rows
             .iter()
             .flat_map(|r| {
@@ -855,7 +864,9 @@ mod tests {
         }
         // Reloaded from disk, the model scores a batch exactly as before saving.
         let (model, tokenizer) = checkpoint::load(&config.out).unwrap();
-        let (rows, _) = read_table::<SynthTurn>(config.eval_data.as_ref().unwrap()).unwrap();
+        let (rows, _) =
+            crate::data::dataset::read_table::<SynthTurn>(config.eval_data.as_ref().unwrap())
+                .unwrap();
         let data = examples(&rows, &tokenizer, &model.config.features, 16, 4).unwrap();
         let (auc, loss) = evaluate(
             &model,

@@ -16,7 +16,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::Serialize;
 
 use crate::data::checks::span_misfit;
-use crate::data::dataset::read_table;
+use crate::data::dataset::read_table_counted;
 use crate::data::inputs::InputSnapshot;
 use crate::data::issues::DataError;
 use crate::data::tables::{Annotation, FailurePoint, SlotSpan, Turn};
@@ -177,6 +177,10 @@ pub struct TrainSummary {
     /// Annotated turns of the chosen annotators that the logs do not have:
     /// nothing to train them on, so unused (and printed as a warning).
     pub annotated_turns_not_in_logs: usize,
+    /// Non-fatal problems read in the logs and annotations (an empty
+    /// utterance, an empty part file): the rows are used, the problems
+    /// printed on stderr and counted here.
+    pub input_warnings: usize,
     pub contextless: bool,
     pub utterance_only: bool,
     /// The turn's runtime features enter its vector (the labeller, and the
@@ -743,8 +747,8 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     checkpoint::check_writable(&config.out)?;
     let base = checkpoint::read_config(&config.init)?;
     let (_, tokenizer) = checkpoint::load(&config.init)?;
-    let (turns, _) = read_table::<Turn>(&config.logs)?;
-    let (annotators, labels) = chosen_labels(config)?;
+    let (turns, turn_warnings) = read_table_counted::<Turn>(&config.logs)?;
+    let (annotators, labels, label_warnings) = chosen_labels(config)?;
     check_spans(&turns, &labels, &config.labels)?;
     let label_sets = label_sets(&labels);
     let rater_weights = training_rater_weights(config, &labels);
@@ -805,7 +809,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     };
     // Early stopping leaves the best dev epoch's weights in the model.
     let outcome = training::run(
-        &loop_config(config, checkpoint_dir.clone(), batches.len()),
+        &loop_config(config, checkpoint_dir.clone(), batches.len(), &inputs),
         trainee,
         optimizer,
         batches,
@@ -823,6 +827,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     let summary = TrainSummary {
         rater_weights,
         trained_encoder_tokens_per_epoch,
+        input_warnings: turn_warnings + label_warnings,
         ..summary(config, annotators, data, &settings, outcome, calibration)
     };
     let training = training_record(config, &summary);
@@ -928,14 +933,16 @@ type LabelsByTurn = HashMap<(String, i32), Vec<Annotation>>;
 
 /// The annotators that train the model, and their labels: with
 /// `--annotator-policy first` only the first chosen annotator with a row
-/// for a turn, otherwise every chosen annotator's row.
-fn chosen_labels(config: &TrainConfig) -> anyhow::Result<(Vec<String>, LabelsByTurn)> {
-    let (annotations, _) = read_table::<Annotation>(&config.labels)?;
+/// for a turn, otherwise every chosen annotator's row. Last, the number of
+/// non-fatal problems read in the annotations table.
+fn chosen_labels(config: &TrainConfig) -> anyhow::Result<(Vec<String>, LabelsByTurn, usize)> {
+    let (annotations, warnings) = read_table_counted::<Annotation>(&config.labels)?;
     let present: BTreeSet<String> = annotations.iter().map(|a| a.annotator_id.clone()).collect();
     let annotators = choose_annotators(&config.annotators, &present, &config.labels)?;
     Ok((
         annotators.clone(),
         labels_by_turn(annotations, &annotators, config.annotator_policy),
+        warnings,
     ))
 }
 
@@ -1471,6 +1478,7 @@ fn loop_config(
     config: &TrainConfig,
     checkpoint_dir: PathBuf,
     batches_per_epoch: usize,
+    inputs: &InputSnapshot,
 ) -> LoopConfig {
     LoopConfig {
         stage: "train",
@@ -1485,6 +1493,7 @@ fn loop_config(
         checkpoint_every: Every::Epoch,
         patience: Some(config.patience),
         resume: config.resume,
+        inputs: inputs.clone(),
         stop_after: config.stop_after_epochs.map(|e| e * batches_per_epoch),
         quiet: config.quiet,
     }
@@ -1591,6 +1600,7 @@ fn summary(
         dev_dialogues: data.dev_dialogues,
         labelled_turns: data.labelled_turns,
         annotated_turns_not_in_logs: data.annotated_turns_not_in_logs,
+        input_warnings: 0,
         contextless: config.context.contextless(),
         utterance_only: config.context.utterance_only(),
         runtime_features: config.context.runtime_features(),
