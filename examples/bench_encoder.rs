@@ -88,6 +88,15 @@ fn timed(budget: f64, mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Re
     Ok(times[times.len() / 2])
 }
 
+/// mimalloc's purge_delay (option 15, as in src/main.rs) in milliseconds;
+/// -1 keeps freed memory.
+fn set_purge_delay(milliseconds: std::os::raw::c_long) {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: a process-wide allocator option, read at the next purge.
+        unsafe { libmimalloc_sys::mi_option_set(15, milliseconds) };
+    }
+}
+
 fn matmul_gflops(budget: f64) -> anyhow::Result<f64> {
     let n = 1024;
     let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
@@ -193,11 +202,15 @@ fn bench_shape(
         .collect();
     let mut optimizer = AdamW::new(vars, 1e-4, 0.01)?;
     let step_budget = if infer_only { 0.0 } else { budget };
+    // As `labelgen train` runs: freed memory kept for reuse (src/main.rs),
+    // then mimalloc's default again (1 s) for the next inference.
+    set_purge_delay(-1);
     let step_seconds = timed(step_budget, || {
         let loss = trained.forward(&ids, &mask)?.sqr()?.mean_all()?;
         optimizer.step(&loss.backward()?, 1.0)?;
         Ok(())
     })?;
+    set_purge_delay(1000);
     let infer_flops = flops_per_token(shape, mean_width) * computed as f64;
     let train_flops = 3.0 * flops_per_token(shape, width as f64);
     let train_tokens_per_s = (rows * width) as f64 / step_seconds;

@@ -14,21 +14,22 @@ use rayon::prelude::*;
 /// Elements per parallel task: below this a tensor is done on one thread.
 const TASK_ELEMENTS: usize = 1 << 15;
 
+// Eigen's coefficients, written at f32 precision.
 const NUMERATOR: [f32; 7] = [
     -1.609_603_3e-2,
-    -2.954_599_8e-3,
-    -7.349_906_3e-4,
-    -5.692_506_4e-5,
+    -2.954_6e-3,
+    -7.349_906_4e-4,
+    -5.692_506_2e-5,
     -2.101_024e-6,
-    2.770_681_4e-8,
-    -2.726_142_3e-10,
+    2.770_681_5e-8,
+    -2.726_142_4e-10,
 ];
 const DENOMINATOR: [f32; 5] = [
-    -1.426_474e-2,
-    -7.373_329e-3,
+    -1.426_473_9e-2,
+    -7.373_329_3e-3,
     -1.682_827e-3,
-    -2.133_740_6e-4,
-    -1.456_607_2e-5,
+    -2.133_740_5e-4,
+    -1.456_607_15e-5,
 ];
 
 fn erf(x: f32) -> f32 {
