@@ -237,13 +237,36 @@ pub struct StreamSummary {
 /// first few located; warnings are returned, counted.
 pub fn read_table<T: TableRow>(path: &Path) -> Result<(Vec<T>, Vec<Issue>), DataError> {
     let mut rows = Vec::new();
+    let warnings = visit_table(path, |row| rows.push(row))?;
+    Ok((rows, warnings))
+}
+
+/// [`read_table_counted`] without holding the table: each row goes to
+/// `visit` as read, for a stage that keeps only a few of them. The same
+/// checks run (a bad row or a repeated key is an error, naming it, before
+/// `visit_table_counted` returns; the caller writes nothing until then).
+pub fn visit_table_counted<T: TableRow>(
+    path: &Path,
+    visit: impl FnMut(T),
+) -> Result<usize, DataError> {
+    let warnings = visit_table(path, visit)?;
+    if let Some(text) = read_warning_text(path, T::TABLE.name(), &warnings) {
+        eprintln!("{text}");
+    }
+    Ok(warnings.len())
+}
+
+fn visit_table<T: TableRow>(
+    path: &Path,
+    mut visit: impl FnMut(T),
+) -> Result<Vec<Issue>, DataError> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut keys = KeyIndex::default();
     let summary = stream_rows::<T, DataError>(path, |decoded| {
         for (place, row) in decoded.rows {
             errors.extend(keys.observe(&place, &row));
-            rows.push(row);
+            visit(row);
         }
         for issue in decoded.issues {
             if issue.severity == Severity::Error {
@@ -258,7 +281,7 @@ pub fn read_table<T: TableRow>(path: &Path) -> Result<(Vec<T>, Vec<Issue>), Data
     if !errors.is_empty() {
         return Err(invalid_rows(path, T::TABLE.name(), &errors));
     }
-    Ok((rows, warnings))
+    Ok(warnings)
 }
 
 /// Warnings shown by name on stderr; the rest are counted ("and N more").

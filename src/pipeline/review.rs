@@ -5,12 +5,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use crate::data::dataset::{read_table_counted, write_file_atomic};
+use crate::data::dataset::{visit_table_counted, write_file_atomic};
+use crate::data::split::{STABLE_HASH_START, stable_hash_bytes};
 use crate::data::tables::{Label, Turn};
 
 pub const SAMPLE_FILE: &str = "review_label_studio.json";
@@ -26,9 +24,9 @@ pub struct SampleSettings {
 }
 
 /// One chosen turn: its label and why it was chosen.
-struct Pick<'a> {
-    label: &'a Label,
-    task: &'a str,
+struct Pick {
+    label: Label,
+    task: String,
     value: String,
     probability: f32,
     reason: &'static str,
@@ -56,34 +54,38 @@ pub struct Sampled {
     pub input_warnings: usize,
 }
 
-/// Writes OUT/review_label_studio.json.
+/// Writes OUT/review_label_studio.json. Both tables are streamed: only the
+/// picked labels and their turns are held, so memory does not grow with
+/// the day's traffic.
 pub fn sample(
     labels: &Path,
     turns: &Path,
     out: &Path,
     settings: &SampleSettings,
 ) -> anyhow::Result<Sampled> {
-    let (labels, label_warnings) = read_table_counted::<Label>(labels)?;
-    let mut picks = Vec::new();
-    for task in &settings.tasks {
-        picks.extend(pick_task(&labels, task, settings));
-    }
-    let wanted: HashSet<(&str, i32)> = picks
-        .iter()
-        .map(|p| (p.label.dialogue_id.as_str(), p.label.turn_index))
+    let mut pickers: Vec<TaskPicker> = (settings.tasks.iter())
+        .map(|task| TaskPicker::new(task, settings))
         .collect();
-    let (turn_rows, turn_warnings) = read_table_counted::<Turn>(turns)?;
-    let text: HashMap<(&str, i32), &Turn> = turn_rows
-        .iter()
-        .filter(|t| wanted.contains(&(t.dialogue_id.as_str(), t.turn_index)))
-        .map(|t| ((t.dialogue_id.as_str(), t.turn_index), t))
+    let label_warnings = visit_table_counted::<Label>(labels, |label| {
+        pickers.iter_mut().for_each(|picker| picker.offer(&label));
+    })?;
+    let picks: Vec<Pick> = pickers.into_iter().flat_map(TaskPicker::finish).collect();
+    let wanted: HashSet<(String, i32)> = (picks.iter())
+        .map(|p| (p.label.dialogue_id.clone(), p.label.turn_index))
         .collect();
+    let mut text: HashMap<(String, i32), Turn> = HashMap::new();
+    let turn_warnings = visit_table_counted::<Turn>(turns, |turn| {
+        let key = (turn.dialogue_id.clone(), turn.turn_index);
+        if wanted.contains(&key) {
+            text.insert(key, turn);
+        }
+    })?;
     let mut counts = BTreeMap::new();
     let tasks: Vec<serde_json::Value> = picks
         .iter()
         .map(|pick| {
             *counts.entry(pick.reason.to_string()).or_insert(0) += 1;
-            let turn = text.get(&(pick.label.dialogue_id.as_str(), pick.label.turn_index));
+            let turn = text.get(&(pick.label.dialogue_id.clone(), pick.label.turn_index));
             json!({
                 "data": {
                     "dialogue_id": pick.label.dialogue_id, "turn_index": pick.label.turn_index,
@@ -110,36 +112,114 @@ pub fn sample(
     })
 }
 
-/// The `lowest` least confident labels of `task`, then `random` of the rest
-/// (seeded, so a rerun draws the same turns).
-fn pick_task<'a>(labels: &'a [Label], task: &'a str, settings: &SampleSettings) -> Vec<Pick<'a>> {
-    let mut candidates: Vec<(&Label, String, f32)> = labels
-        .iter()
-        .filter_map(|l| task_value(l, task).map(|(v, p)| (l, v, p)))
-        .collect();
-    candidates.sort_by(|a, b| {
-        a.2.total_cmp(&b.2)
-            .then_with(|| a.0.dialogue_id.cmp(&b.0.dialogue_id))
-            .then_with(|| a.0.turn_index.cmp(&b.0.turn_index))
-    });
-    let lowest = settings.lowest.min(candidates.len());
-    let mut rest = candidates.split_off(lowest);
-    rest.shuffle(&mut ChaCha8Rng::seed_from_u64(settings.seed));
-    rest.truncate(settings.random);
-    let pick = |reason: &'static str| {
-        move |(label, value, probability): (&'a Label, String, f32)| Pick {
-            label,
-            task,
-            value,
-            probability,
-            reason,
+/// A candidate of one task: the label, its value and confidence.
+struct Candidate {
+    label: Label,
+    value: String,
+    probability: f32,
+}
+
+impl Candidate {
+    fn order(&self) -> (i32, &str, i32) {
+        confidence_order(self.probability, &self.label)
+    }
+}
+
+/// Least confident first; ties by dialogue and turn, so the order is total.
+fn confidence_order(probability: f32, label: &Label) -> (i32, &str, i32) {
+    let bits = probability.to_bits() as i32;
+    // f32::total_cmp's key: orders every float, NaN included.
+    let key = bits ^ ((((bits >> 31) as u32) >> 1) as i32);
+    (key, &label.dialogue_id, label.turn_index)
+}
+
+/// The seeded draw of a turn: a hash of the seed, dialogue and turn, mixed
+/// (splitmix64's finaliser) so that similar ids draw unrelated numbers. The
+/// turns with the smallest draws are the random slice: the same on every
+/// rerun, whatever the order the labels are read in.
+fn draw(seed: u64, label: &Label) -> u64 {
+    let id = stable_hash_bytes(STABLE_HASH_START ^ seed, label.dialogue_id.as_bytes());
+    let mut z = stable_hash_bytes(id, &label.turn_index.to_le_bytes());
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Keeps, while the labels stream past, what one task's sample needs: the
+/// `lowest` least confident candidates, and the `lowest + random` smallest
+/// draws (the random slice is drawn from those not among the least
+/// confident, and at most `lowest` of them can be).
+struct TaskPicker {
+    task: String,
+    lowest: usize,
+    random: usize,
+    seed: u64,
+    least_confident: Vec<Candidate>,
+    drawn: Vec<(u64, Candidate)>,
+}
+
+impl TaskPicker {
+    fn new(task: &str, settings: &SampleSettings) -> TaskPicker {
+        TaskPicker {
+            task: task.to_string(),
+            lowest: settings.lowest,
+            random: settings.random,
+            seed: settings.seed,
+            least_confident: Vec::new(),
+            drawn: Vec::new(),
         }
-    };
-    candidates
-        .into_iter()
-        .map(pick("lowest_confidence"))
-        .chain(rest.into_iter().map(pick("random")))
-        .collect()
+    }
+
+    fn offer(&mut self, label: &Label) {
+        let Some((value, probability)) = task_value(label, &self.task) else {
+            return;
+        };
+        let candidate = || Candidate {
+            label: label.clone(),
+            value: value.clone(),
+            probability,
+        };
+        // Compared before the label is cloned: most labels are kept by neither.
+        let order = confidence_order(probability, label);
+        let full = self.least_confident.len() >= self.lowest;
+        if !full || (self.least_confident.last()).is_some_and(|last| order < last.order()) {
+            let at = (self.least_confident).partition_point(|k| k.order() < order);
+            self.least_confident.insert(at, candidate());
+            self.least_confident.truncate(self.lowest);
+        }
+        let draw = draw(self.seed, label);
+        let limit = self.lowest + self.random;
+        if self.drawn.len() < limit || self.drawn.last().is_some_and(|(last, _)| draw < *last) {
+            let at = self.drawn.partition_point(|(d, _)| *d < draw);
+            self.drawn.insert(at, (draw, candidate()));
+            self.drawn.truncate(limit);
+        }
+    }
+
+    fn finish(self) -> Vec<Pick> {
+        let chosen: HashSet<(String, i32)> = (self.least_confident.iter())
+            .map(|c| (c.label.dialogue_id.clone(), c.label.turn_index))
+            .collect();
+        let rest = (self.drawn.into_iter().map(|(_, c)| c))
+            .filter(|c| !chosen.contains(&(c.label.dialogue_id.clone(), c.label.turn_index)))
+            .take(self.random);
+        let task = self.task;
+        let pick = |reason: &'static str| {
+            let task = task.clone();
+            move |c: Candidate| Pick {
+                label: c.label,
+                task: task.clone(),
+                value: c.value,
+                probability: c.probability,
+                reason,
+            }
+        };
+        let lowest = self
+            .least_confident
+            .into_iter()
+            .map(pick("lowest_confidence"));
+        lowest.chain(rest.map(pick("random"))).collect()
+    }
 }
 
 #[cfg(test)]
@@ -176,7 +256,12 @@ mod tests {
             random: 4,
             seed: 7,
         };
-        let picks = pick_task(&labels, "intent", &settings);
+        let pick = |task: &str, labels: &[Label]| {
+            let mut picker = TaskPicker::new(task, &settings);
+            labels.iter().for_each(|l| picker.offer(l));
+            picker.finish()
+        };
+        let picks = pick("intent", &labels);
         let ids: Vec<&str> = picks.iter().map(|p| p.label.dialogue_id.as_str()).collect();
         assert_eq!(&ids[..3], ["d00", "d01", "d02"]);
         assert_eq!(picks.len(), 7);
@@ -185,11 +270,19 @@ mod tests {
                 .iter()
                 .all(|p| p.reason == "random" && p.probability > 0.55)
         );
-        let again: Vec<&str> = pick_task(&labels, "intent", &settings)
-            .iter()
-            .map(|p| p.label.dialogue_id.as_str())
+        // The same turns whatever order the labels are read in.
+        let mut reversed = labels.clone();
+        reversed.reverse();
+        let again: Vec<String> = pick("intent", &reversed)
+            .into_iter()
+            .map(|p| p.label.dialogue_id)
             .collect();
         assert_eq!(ids, again);
-        assert!(pick_task(&labels, "failure_point", &settings).is_empty());
+        // A few labels: all of them, none twice.
+        let few = pick("intent", &labels[..5]);
+        let mut few_ids: Vec<&str> = few.iter().map(|p| p.label.dialogue_id.as_str()).collect();
+        few_ids.sort();
+        assert_eq!(few_ids, ["d00", "d01", "d02", "d03", "d04"]);
+        assert!(pick("failure_point", &labels).is_empty());
     }
 }
