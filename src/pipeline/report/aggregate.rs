@@ -18,7 +18,7 @@ use polars::prelude::*;
 
 use super::days;
 use super::history::DayCount;
-use crate::data::dataset::{invalid_rows, read_table, stream_rows};
+use crate::data::dataset::{invalid_rows, stream_rows, visit_table_counted};
 use crate::data::issues::{DataError, Severity};
 use crate::data::tables::{Label, Turn};
 use crate::pipeline::partitions;
@@ -71,7 +71,7 @@ pub fn aggregate(
 ) -> anyhow::Result<Aggregates> {
     let parts = partitions::partitions(labels)?;
     let (frame, dated_by) = if parts.is_empty() {
-        let frame = label_frame(&read_labels(labels)?, None)?;
+        let frame = read_label_frame(labels, None)?;
         let frame = match turns {
             Some(turns) => with_dialogue_days(frame, turns)?,
             None => frame,
@@ -81,7 +81,7 @@ pub fn aggregate(
         let mut frames = Vec::new();
         for (name, path) in &parts {
             let day = partition_day(name, path)?;
-            frames.push(label_frame(&read_labels(path)?, day)?.lazy());
+            frames.push(read_label_frame(path, day)?.lazy());
         }
         let frame = concat(frames, UnionArgs::default())?.collect()?;
         (frame, "partitions")
@@ -107,8 +107,34 @@ pub fn aggregate(
     })
 }
 
-fn read_labels(path: &Path) -> anyhow::Result<Vec<Label>> {
-    Ok(read_table::<Label>(path)?.0)
+/// Labels per frame while reading: the full rows (model and run ids, slot
+/// spans) of a batch at a time, not of the whole day.
+const FRAME_ROWS: usize = 65_536;
+
+/// The labels at `path` as [`label_frame`]'s columns, built a batch at a
+/// time: a 1M-turn day's labels held whole took 918 MiB (BENCHMARKS.md).
+fn read_label_frame(path: &Path, day: Option<i32>) -> anyhow::Result<DataFrame> {
+    let mut frames = Vec::new();
+    let mut batch = Vec::with_capacity(FRAME_ROWS);
+    let mut failed = None;
+    let mut flush = |batch: &mut Vec<Label>| {
+        match label_frame(batch, day) {
+            Ok(frame) => frames.push(frame.lazy()),
+            Err(error) => failed = failed.take().or(Some(error)),
+        }
+        batch.clear();
+    };
+    visit_table_counted::<Label>(path, |label| {
+        batch.push(label);
+        if batch.len() == FRAME_ROWS {
+            flush(&mut batch);
+        }
+    })?;
+    flush(&mut batch);
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    Ok(concat(frames, UnionArgs::default())?.collect()?)
 }
 
 /// The day of `date=YYYY-MM-DD`; None for another partition key.
