@@ -1010,7 +1010,7 @@ fn warnings_read_in_a_table_are_counted_and_said_by_train_eval_and_pretrain() {
     let synth_warnings = validate_warnings(&synth, "turns");
     assert!(synth_warnings >= 2, "{synth_warnings}");
     let pretrained = p("pre");
-    let (summary, outcome) = succeeds(&[
+    let pretrain = [
         "pretrain",
         "--data",
         s(&synth),
@@ -1020,22 +1020,8 @@ fn warnings_read_in_a_table_are_counted_and_said_by_train_eval_and_pretrain() {
         s(&pretrained),
         "--max-steps",
         "1",
-        "--hidden-size",
-        "16",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--dialogue-layers",
-        "1",
-        "--vocab-size",
-        "300",
-        "--max-tokens",
-        "24",
-        "--batch-size",
-        "8",
-        "--quiet",
-    ]);
+    ];
+    let (summary, outcome) = succeeds(&[&pretrain[..], &common::TINY_ENCODER].concat());
     assert_eq!(
         summary["input_warnings"],
         2 * synth_warnings,

@@ -900,22 +900,8 @@ fn a_data_file_changed_while_pretrain_reads_it_fails_naming_it() {
         "2",
         "--checkpoint-every",
         "2",
-        "--hidden-size",
-        "16",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--dialogue-layers",
-        "1",
-        "--vocab-size",
-        "300",
-        "--max-tokens",
-        "24",
-        "--batch-size",
-        "8",
-        "--quiet",
     ];
+    let args = [&args[..], &common::TINY_ENCODER].concat();
     // Mid-run: the first epoch's checkpoint is written; the data is then
     // replaced by a copy (the same rows, a new file).
     let checkpoint = p("pre2.checkpoint");

@@ -74,6 +74,26 @@ impl Default for Tiny {
     }
 }
 
+/// pretrain's options for the smallest encoder the tests train (one layer
+/// of 16, a vocabulary of 300), quiet.
+pub const TINY_ENCODER: [&str; 15] = [
+    "--hidden-size",
+    "16",
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--dialogue-layers",
+    "1",
+    "--vocab-size",
+    "300",
+    "--max-tokens",
+    "24",
+    "--batch-size",
+    "8",
+    "--quiet",
+];
+
 /// `synth` LOGS into DIR/synth, then pretrains a `tiny` encoder (one layer,
 /// two heads, 300 word pieces, 24 tokens a turn) into DIR/pre; returns
 /// DIR/pre, the model `train --init` takes.
