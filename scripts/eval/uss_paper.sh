@@ -18,7 +18,9 @@
 # first N dialogues of the file; 0 = all 1,000), EPOCHS (train epochs, 10),
 # MINILM_STEPS (pretraining steps from MiniLM per fold, 10), POLICY
 # (`train --annotator-policy`, majority), LEARNING_RATE (2e-3), MAX_TOKENS
-# (48). A small run: DIALOGUES=300 TEST_FOLDS=2 EPOCHS=4.
+# (48), VARIANTS (the labelgen models per fold, "lookahead0 hindsight"; the
+# published comparison needs only lookahead0). A small run: DIALOGUES=300
+# TEST_FOLDS=2 EPOCHS=4.
 # Data: LABELGEN_DATA (folder with uss/SGD.txt; default ../shared/data);
 # without it the script says SKIPPED and exits 0. MiniLM from
 # LABELGEN_MINILM (default ~/.cache/labelgen/minilm, fetched if missing).
@@ -40,6 +42,10 @@ minilm_steps="${MINILM_STEPS:-10}"
 policy="${POLICY:-majority}"
 learning_rate="${LEARNING_RATE:-2e-3}"
 max_tokens="${MAX_TOKENS:-48}"
+variants="${VARIANTS:-lookahead0 hindsight}"
+for v in $variants; do
+    case "$v" in lookahead0 | hindsight) ;; *) echo "uss_paper: VARIANTS takes lookahead0 and hindsight, not $v" >&2; exit 2 ;; esac
+done
 minilm="${LABELGEN_MINILM:-$HOME/.cache/labelgen/minilm}"
 mkdir -p "$out"
 timings="$out/timings.tsv"
@@ -77,7 +83,7 @@ for ((f = 0; f < test_folds; f++)); do
         --out '$d/synth' --seed 1 --force --quiet > '$d/synth.json' && '$labelgen' pretrain --init '$minilm' --data '$d/synth' \
         --out '$d/pre' --max-steps $minilm_steps --batch-size 8 --learning-rate 1e-4 --max-tokens $max_tokens --seed $f \
         --quiet > '$d/pre.json'"
-    for variant in lookahead0 hindsight; do
+    for variant in $variants; do
         lookahead=()
         if [ "$variant" = lookahead0 ]; then lookahead=(--lookahead 0); fi
         step "fold $f: train $variant ($policy of $raters, $epochs epochs)" lg train --init "$d/pre" --logs "$d/train/turns" \
@@ -88,9 +94,11 @@ for ((f = 0; f < test_folds; f++)); do
             --force --quiet > "$d/label-$variant.json"
     done
 done
-for variant in lookahead0 hindsight; do
+names=()
+for variant in $variants; do
+    names+=("$variant-$policy")
     python3 "$helper" score "$out" "$variant-$policy" > "$out/score-$variant-$policy.json"
 done
 echo "== total: $((SECONDS - t_start)) s"
 printf 'total\t%s\n' "$((SECONDS - t_start))" >> "$timings"
-python3 "$helper" table "$out" "lookahead0-$policy" "hindsight-$policy" | tee "$out/summary.md"
+python3 "$helper" table "$out" "${names[@]}" | tee "$out/summary.md"

@@ -69,8 +69,8 @@ pub struct TrainArgs {
     /// runtime features, or the turn with its runtime features (`turn-runtime`: only the other turns dropped)
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "utterance", value_name = "INPUT")]
     contextless: Option<ContextlessInput>,
-    /// Fit the goal-success threshold and a `correct` failure-point shift on the dev split for macro-F1,
-    /// not accuracy: for rare failures (satisfaction ratings), which accuracy would never label
+    /// Fit the goal-success threshold and a `correct` failure-point shift on the dev split for the F1 of
+    /// the rare class (failed goals, failure turns), not accuracy: accuracy would never label a rare failure
     #[arg(long)]
     balance_decisions: bool,
     /// Keep the pretrained turn encoder fixed and cache its encodings (much faster on a CPU)

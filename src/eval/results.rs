@@ -230,7 +230,25 @@ pub fn mean_result(results: &[&SystemResult]) -> Option<SystemResult> {
     mean.name = HUMAN_LEAVE_ONE_OUT.into();
     mean.kind = HUMAN_LEAVE_ONE_OUT;
     for (task, result) in mean.tasks.iter_mut() {
-        result.per_class = None;
+        // Per class (failure points): each rater's precision, recall and F1
+        // averaged as the metrics are, so "defect F1" has a human figure.
+        if let Some(per_class) = result.per_class.as_mut() {
+            for (class, prf) in per_class.iter_mut() {
+                let of = |r: &&SystemResult| r.tasks[task].per_class.as_ref()?.get(class).cloned();
+                let all: Vec<Prf> = results.iter().filter_map(of).collect();
+                let raters = all.len().max(1);
+                let mean_of = |f: fn(&Prf) -> f64| all.iter().map(f).sum::<f64>() / raters as f64;
+                let count_of = |f: fn(&Prf) -> u64| all.iter().map(f).sum::<u64>() / raters as u64;
+                *prf = Prf {
+                    precision: mean_of(|p| p.precision),
+                    recall: mean_of(|p| p.recall),
+                    f1: mean_of(|p| p.f1),
+                    tp: count_of(|p| p.tp),
+                    fp: count_of(|p| p.fp),
+                    fn_: count_of(|p| p.fn_),
+                };
+            }
+        }
         result.items =
             results.iter().map(|r| r.tasks[task].items).sum::<u64>() / results.len() as u64;
         for (metric, estimate) in result.metrics.iter_mut() {
@@ -315,5 +333,43 @@ mod tests {
         assert_eq!(intent.metrics["accuracy"].value, 0.75);
         assert!(intent.metrics["accuracy"].ci95[1].is_nan());
         assert!(mean_result(&[]).is_none());
+    }
+
+    #[test]
+    fn the_human_row_averages_per_class_f1_too() {
+        // Class 1 ("defect"): rater a finds 1 of 2 with no false alarm (F1
+        // 2/3), rater b finds both with 2 false alarms (F1 2/3 too).
+        let result = |per_class: Vec<[u64; 3]>| {
+            let mut judgement = Judgement::default();
+            let counts = Counts {
+                per_class,
+                ..Counts::default()
+            };
+            judgement
+                .per_dialogue
+                .insert(Task::FailurePoint, vec![counts]);
+            let names = ["correct".to_string(), "defect".to_string()];
+            system_result(
+                "a",
+                ANNOTATOR,
+                &judgement,
+                None,
+                &names,
+                no_intervals(),
+                &[Task::FailurePoint],
+            )
+        };
+        let (a, b) = (
+            result(vec![[5, 1, 0], [1, 0, 1]]),
+            result(vec![[4, 0, 2], [2, 2, 0]]),
+        );
+        let mean = mean_result(&[&a, &b]).expect("two results");
+        let defect = &mean.tasks[&Task::FailurePoint]
+            .per_class
+            .as_ref()
+            .expect("per class")["defect"];
+        assert!((defect.f1 - 2.0 / 3.0).abs() < 1e-9, "{defect:?}");
+        assert!((defect.recall - 0.75).abs() < 1e-9, "{defect:?}");
+        assert!((defect.precision - 0.75).abs() < 1e-9, "{defect:?}");
     }
 }

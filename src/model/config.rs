@@ -288,13 +288,21 @@ pub struct LabelSets {
     #[serde(default)]
     pub intent_change_weight: f64,
     /// A goal is labelled successful when its probability passes this
-    /// (0.5, or fitted on dev for macro-F1 with `train --balance-decisions`).
+    /// (0.5, or fitted on dev for failed-goal F1 with `train --balance-decisions`).
     #[serde(default = "half")]
     pub success_threshold: f64,
     /// Added to the `correct` failure point's log-probability before the
-    /// argmax (0, or fitted on dev for macro-F1 with --balance-decisions).
+    /// argmax (0, or fitted on dev for failure F1 with --balance-decisions).
     #[serde(default)]
     pub correct_shift: f64,
+    /// The failure-point head also reads the next turn's dialogue state:
+    /// whether a response failed shows most in the user's reaction to it
+    /// ("no, the bedroom speaker"), and the dialogue Transformer alone,
+    /// with absolute turn positions, learns to look one turn ahead only
+    /// from many examples. Off for models that may not see the next turn
+    /// (`--lookahead 0`, the contextless baselines) and for older models.
+    #[serde(default)]
+    pub failure_point_reads_next_turn: bool,
 }
 
 impl LabelSets {
@@ -315,6 +323,7 @@ impl LabelSets {
             intent_change_weight: 0.0,
             success_threshold: 0.5,
             correct_shift: 0.0,
+            failure_point_reads_next_turn: false,
         }
     }
 

@@ -604,7 +604,7 @@ fn predict(
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("model has no supervised heads"))?;
     let states = model.dialogue_states(batch, token_states)?;
-    let logits = heads.turn_logits(&states)?;
+    let logits = heads.turn_logits(&states, &batch.turn_mask)?;
     let (b, t) = batch.turn_mask.dims2()?;
     let turn_states = states
         .reshape((b * t, states.dim(2)?))?

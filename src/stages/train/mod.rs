@@ -74,7 +74,7 @@ pub struct TrainConfig {
     /// The labeller (dialogue context) or a contextless baseline.
     pub context: TurnContext,
     /// Fit the goal-success threshold and the `correct` failure-point shift
-    /// on dev for macro-F1 (rare failures); otherwise 0.5 and 0.
+    /// on dev for the F1 of the rare failure class; otherwise 0.5 and 0.
     pub balance_decisions: bool,
     /// Later turns each turn may attend to in the dialogue Transformer
     /// (None: the pretrained model's setting).
@@ -548,7 +548,7 @@ fn supervised_loss(
     let (n, l) = batch.input_ids.dims2()?;
     let token_states = settings.token_states(model, batch, windows)?;
     let states = model.dialogue_states_t(batch, &token_states, dropout)?;
-    let turn_logits = heads.turn_logits(&states)?;
+    let turn_logits = heads.turn_logits(&states, &batch.turn_mask)?;
     let turn_states = states
         .reshape((b * t, states.dim(2)?))?
         .index_select(&batch.turn_slots, 0)?;
@@ -750,15 +750,19 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     let (turns, turn_warnings) = read_table_counted::<Turn>(&config.logs)?;
     let (annotators, labels, label_warnings) = chosen_labels(config)?;
     check_spans(&turns, &labels, &config.labels)?;
-    let label_sets = label_sets(&labels);
+    let lookahead = config
+        .lookahead
+        .map_or(base.dialogue.lookahead, Lookahead::limit);
+    let label_sets = LabelSets {
+        failure_point_reads_next_turn: !config.context.contextless() && lookahead != Some(0),
+        ..label_sets(&labels)
+    };
     let rater_weights = training_rater_weights(config, &labels);
     let model_config = ModelConfig {
         labels: Some(label_sets.clone()),
         context: config.context,
         dialogue: DialogueConfig {
-            lookahead: config
-                .lookahead
-                .map_or(base.dialogue.lookahead, Lookahead::limit),
+            lookahead,
             ..base.dialogue.clone()
         },
         ..base.clone()
@@ -1748,7 +1752,7 @@ impl DevItems {
             let (batch, _) = make_batch(&chosen, pad, &device())?;
             let states =
                 model.dialogue_states(&batch, &settings.token_states(model, &batch, &chosen)?)?;
-            let logits = heads.turn_logits(&states)?;
+            let logits = heads.turn_logits(&states, &batch.turn_mask)?;
             let logits = HostLogits {
                 boundary: logits.boundary.to_vec2()?,
                 success: logits.success.to_vec2()?,
@@ -1915,26 +1919,25 @@ struct Calibration {
     correct_shift: f64,
 }
 
-/// Mean F1 over the classes present in `targets`.
-fn macro_f1(predicted: &[usize], targets: &[usize]) -> f64 {
-    let classes: BTreeSet<usize> = targets.iter().copied().collect();
-    let f1 = |c: usize| {
-        let tp = predicted
-            .iter()
-            .zip(targets)
-            .filter(|(p, y)| **p == c && **y == c)
-            .count() as f64;
-        let predicted_c = predicted.iter().filter(|p| **p == c).count() as f64;
-        let actual_c = targets.iter().filter(|y| **y == c).count() as f64;
-        2.0 * tp / (predicted_c + actual_c).max(1.0)
-    };
-    classes.iter().map(|&c| f1(c)).sum::<f64>() / classes.len().max(1) as f64
+/// F1 of the positive (minority) class; 0 when there is none.
+fn minority_f1(predicted: &[bool], actual: &[bool]) -> f64 {
+    let tp = predicted
+        .iter()
+        .zip(actual)
+        .filter(|(p, a)| **p && **a)
+        .count() as f64;
+    let positives =
+        predicted.iter().filter(|p| **p).count() + actual.iter().filter(|a| **a).count();
+    2.0 * tp / (positives as f64).max(1.0)
 }
 
 /// `--balance-decisions`: the goal-success threshold and the shift of the
-/// `correct` failure-point logit with the best dev macro-F1, so that a rare
-/// failure class is labelled at all (with satisfaction ratings, 8% of
-/// turns, the most likely class is always "success"/"correct").
+/// `correct` failure-point logit with the best dev F1 of the rare class (a
+/// failed goal; any failure point but `correct`), so that a rare failure
+/// is labelled at all (with satisfaction ratings, 6% of turns, the most
+/// likely class is always "success"/"correct"). A decision that labels
+/// every dev item a failure is never taken: it is the constant answer, not
+/// the model's, and it would make every label a failure.
 fn balanced_decisions(
     items: &BTreeMap<&str, Vec<(Vec<f32>, usize)>>,
     temperatures: &BTreeMap<String, f64>,
@@ -1943,40 +1946,56 @@ fn balanced_decisions(
     let temperature = |head: &str| temperatures.get(head).copied().unwrap_or(1.0);
     // The best of a grid, starting from the default: ties (and a model that
     // does not separate the classes at all) keep it.
-    let best_of =
-        |grid: &mut dyn Iterator<Item = f64>, default: f64, score: &dyn Fn(f64) -> f64| {
-            grid.fold((score(default), default), |best, value| {
-                let s = score(value);
-                if s > best.0 + 1e-12 { (s, value) } else { best }
-            })
-            .1
+    let best_of = |grid: &mut dyn Iterator<Item = f64>,
+                   default: f64,
+                   flagged: &dyn Fn(f64) -> Vec<bool>,
+                   actual: &[bool]| {
+        let score = |value: f64| {
+            let predicted = flagged(value);
+            if predicted.iter().all(|p| *p) {
+                f64::NEG_INFINITY
+            } else {
+                minority_f1(&predicted, actual)
+            }
         };
+        grid.fold((score(default), default), |best, value| {
+            let s = score(value);
+            if s > best.0 + 1e-12 { (s, value) } else { best }
+        })
+        .1
+    };
     let success_threshold = items.get("goal_success").map_or(0.5, |its| {
         let t = temperature("goal_success");
-        let targets: Vec<usize> = its.iter().map(|(_, y)| *y).collect();
-        let score = |threshold: f64| {
-            let predicted: Vec<usize> = its
-                .iter()
-                .map(|(z, _)| usize::from(1.0 / (1.0 + (-(z[1] as f64) / t).exp()) > threshold))
-                .collect();
-            macro_f1(&predicted, &targets)
+        let failed: Vec<bool> = its.iter().map(|(_, y)| *y == 0).collect();
+        let flagged = |threshold: f64| -> Vec<bool> {
+            its.iter()
+                .map(|(z, _)| 1.0 / (1.0 + (-(z[1] as f64) / t).exp()) <= threshold)
+                .collect()
         };
-        best_of(&mut (5..=95).map(|i| i as f64 / 100.0), 0.5, &score)
+        best_of(
+            &mut (1..=99).map(|i| i as f64 / 100.0),
+            0.5,
+            &flagged,
+            &failed,
+        )
     });
     let correct_shift = items.get("failure_point").map_or(0.0, |its| {
         let t = temperature("failure_point");
-        let targets: Vec<usize> = its.iter().map(|(_, y)| *y).collect();
-        let score = |shift: f64| {
-            let predicted: Vec<usize> = its
-                .iter()
+        let failures: Vec<bool> = its.iter().map(|(_, y)| *y != correct).collect();
+        let flagged = |shift: f64| -> Vec<bool> {
+            its.iter()
                 .map(|(z, _)| {
                     let scaled: Vec<f64> = z.iter().map(|&v| v as f64 / t).collect();
-                    shifted_argmax(&scaled, Some(correct), shift)
+                    shifted_argmax(&scaled, Some(correct), shift) != correct
                 })
-                .collect();
-            macro_f1(&predicted, &targets)
+                .collect()
         };
-        best_of(&mut (1..=24).map(|i| -0.25 * i as f64), 0.0, &score)
+        best_of(
+            &mut (1..=24).map(|i| -0.25 * i as f64),
+            0.0,
+            &flagged,
+            &failures,
+        )
     });
     (success_threshold, correct_shift)
 }
@@ -2187,7 +2206,7 @@ mod tests {
     #[test]
     fn balanced_decisions_label_a_rare_failure_that_accuracy_never_would() {
         // 90 successes at logit 2, 10 failures at logit 0.5: P > 0.5 for all,
-        // so a 0.5 threshold labels every goal a success (macro-F1 0.47).
+        // so a 0.5 threshold labels every goal a success (failed-goal F1 0).
         let mut success: Vec<(Vec<f32>, usize)> = vec![(vec![0.0, 2.0], 1); 90];
         success.extend(vec![(vec![0.0, 0.5], 0); 10]);
         // Failure points (correct = 0, defect = 1): defect turns lean correct too.
@@ -2198,8 +2217,9 @@ mod tests {
         let p = |z: f64| 1.0 / (1.0 + (-z).exp());
         assert!(threshold > p(0.5) && threshold < p(2.0), "{threshold}");
         assert!(shift < -1.0 && shift > -3.0, "{shift}");
-        assert_eq!(macro_f1(&[1, 1, 0, 0], &[1, 1, 0, 0]), 1.0);
-        // A model that does not tell the classes apart keeps the defaults.
+        assert_eq!(minority_f1(&[true, false], &[true, false]), 1.0);
+        // A model that does not tell the classes apart keeps the defaults:
+        // only labelling every item a failure would raise the failure F1.
         let blind = BTreeMap::from([
             (
                 "goal_success",
@@ -2211,7 +2231,9 @@ mod tests {
             ),
         ]);
         assert_eq!(balanced_decisions(&blind, &BTreeMap::new(), 0), (0.5, 0.0));
-        assert!((macro_f1(&[1, 1, 1, 1], &[1, 1, 1, 0]) - 3.0 / 7.0).abs() < 1e-9);
+        // 1 of 3 flagged right, 1 of 2 found: F1 = 2 * 1 / (3 + 2).
+        let f1 = minority_f1(&[true, true, true, false], &[true, false, false, true]);
+        assert!((f1 - 0.4).abs() < 1e-9);
     }
 
     #[test]
