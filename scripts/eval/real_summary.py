@@ -95,20 +95,32 @@ def auc(pairs):
     return wins / (len(pos) * len(neg))
 
 
-def auc_with_interval(by_dialogue, resamples=1000, seed=7):
-    """AUC over all items, and a 95% bootstrap interval with dialogues resampled."""
+def f1(items):
+    """F1 of the positive class from (score, flagged, gold) items; None without positives."""
+    tp = sum(1 for _, f, y in items if f and y)
+    positives = sum(1 for _, f, _ in items if f) + sum(1 for *_, y in items if y)
+    return None if positives == 0 else 2 * tp / positives
+
+
+def with_interval(statistic, by_dialogue, resamples=1000, seed=7):
+    """statistic over all (score, flagged, gold) items, and a 95% bootstrap
+    interval with dialogues resampled."""
     ids = sorted(by_dialogue)
     rng = random.Random(seed)
     values = []
     for _ in range(resamples):
-        v = auc([p for d in (rng.choice(ids) for _ in ids) for p in by_dialogue[d]])
+        v = statistic([p for d in (rng.choice(ids) for _ in ids) for p in by_dialogue[d]])
         if v is not None:
             values.append(v)
     values.sort()
-    point = auc([p for d in ids for p in by_dialogue[d]])
+    point = statistic([p for d in ids for p in by_dialogue[d]])
     if point is None or not values:
         return "n/a"
     return f"{point:.3f} [{values[int(0.025 * len(values))]:.3f}, {values[int(0.975 * len(values)) - 1]:.3f}]"
+
+
+def auc_of(items):
+    return auc([(score, y) for score, _, y in items])
 
 
 def uss_ranking(out):
@@ -127,21 +139,24 @@ def uss_ranking(out):
             votes_t[(a["dialogue_id"], a["turn_index"])].append(a["failure_point"] != "correct")
     print("\n### USS: does the model rank failures first?\n")
     print("ROC AUC of each model's P(failed dialogue) and P(defect turn) against the gold "
-          "(0.5: no better than chance), 95% bootstrap interval over dialogues. The model is "
-          "named by the `train --annotator-policy` it learnt the raters' labels with.\n")
-    print("| model | gold | failed dialogues | dialogue failure AUC | defect turns | turn defect AUC |")
-    print("| --- | --- | ---: | --- | ---: | --- |")
+          "(0.5: no better than chance), and the F1 of its decisions (failed, defect), each with a "
+          "95% bootstrap interval over dialogues. The model is named by the `train "
+          "--annotator-policy` it learnt the raters' labels with.\n")
+    print("| model | gold | failed dialogues | dialogue failure AUC | dialogue failure F1 "
+          "| defect turns | turn defect AUC | turn defect F1 |")
+    print("| --- | --- | ---: | --- | --- | ---: | --- | --- |")
     for path in sorted(glob.glob(f"{out}/uss/labels-*")):
         uss_model_ranking(path.rsplit("labels-", 1)[1], pq.read_table(path).to_pylist(), votes_d, votes_t)
 
 
 def uss_model_ranking(model, labels, votes_d, votes_t):
-    failed, defect = {}, {}
+    failed, defect = {}, {}  # (score, flagged) per dialogue, per turn
     for r in labels:
         s = r["goal_success_prob"]
-        failed[r["dialogue_id"]] = 1 - s if r["goal_success"] else s
+        failed[r["dialogue_id"]] = (1 - s if r["goal_success"] else s, not r["goal_success"])
         f = r["failure_point_prob"]
-        defect[(r["dialogue_id"], r["turn_index"])] = 1 - f if r["failure_point"] == "correct" else f
+        is_defect = r["failure_point"] != "correct"
+        defect[(r["dialogue_id"], r["turn_index"])] = (f if is_defect else 1 - f, is_defect)
     for policy in ["majority", "unanimous"]:
         def decided(votes):
             yes = sum(votes)
@@ -151,14 +166,15 @@ def uss_model_ranking(model, labels, votes_d, votes_t):
         dialogues, turns = defaultdict(list), defaultdict(list)
         for d, v in votes_d.items():
             if decided(v) is not None and d in failed:
-                dialogues[d].append((failed[d], decided(v)))
+                dialogues[d].append((*failed[d], decided(v)))
         for k, v in votes_t.items():
             if decided(v) is not None and k in defect:
-                turns[k[0]].append((defect[k], decided(v)))
-        n_failed = sum(y for ps in dialogues.values() for _, y in ps)
-        n_defect = sum(y for ps in turns.values() for _, y in ps)
-        print(f"| {model} | {policy} | {n_failed} of {len(dialogues)} | {auc_with_interval(dialogues)} "
-              f"| {n_defect} of {sum(map(len, turns.values()))} | {auc_with_interval(turns)} |")
+                turns[k[0]].append((*defect[k], decided(v)))
+        n_failed = sum(y for ps in dialogues.values() for *_, y in ps)
+        n_defect = sum(y for ps in turns.values() for *_, y in ps)
+        print(f"| {model} | {policy} | {n_failed} of {len(dialogues)} | {with_interval(auc_of, dialogues)} "
+              f"| {with_interval(f1, dialogues)} | {n_defect} of {sum(map(len, turns.values()))} "
+              f"| {with_interval(auc_of, turns)} | {with_interval(f1, turns)} |")
 
 
 def sgd_errors(out, data):
