@@ -501,5 +501,6 @@ fn report_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
         ),
         ("drifted_tasks", json!(drifted)),
         ("eval_runs_in_history", json!(nightly.eval_history.len())),
+        ("input_warnings", json!(nightly.label_read_warnings)),
     ]))
 }

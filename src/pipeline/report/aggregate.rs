@@ -59,6 +59,9 @@ pub struct Aggregates {
     pub dated_by: &'static str,
     pub day_counts: Vec<DayCount>,
     pub confidence: BTreeMap<String, TaskConfidence>,
+    /// Rows read with a warning (an empty part file...), as `validate`
+    /// counts them; printed on stderr as they are read.
+    pub read_warnings: u64,
 }
 
 /// Aggregates the labels at `labels` (a dataset, or hive partitions of
@@ -70,8 +73,10 @@ pub fn aggregate(
     thresholds: &BTreeMap<String, f64>,
 ) -> anyhow::Result<Aggregates> {
     let parts = partitions::partitions(labels)?;
+    let mut read_warnings = 0;
     let (frame, dated_by) = if parts.is_empty() {
-        let frame = read_label_frame(labels, None)?;
+        let (frame, warnings) = read_label_frame(labels, None)?;
+        read_warnings += warnings;
         let frame = match turns {
             Some(turns) => with_dialogue_days(frame, turns)?,
             None => frame,
@@ -81,7 +86,9 @@ pub fn aggregate(
         let mut frames = Vec::new();
         for (name, path) in &parts {
             let day = partition_day(name, path)?;
-            frames.push(read_label_frame(path, day)?.lazy());
+            let (frame, warnings) = read_label_frame(path, day)?;
+            read_warnings += warnings;
+            frames.push(frame.lazy());
         }
         let frame = concat(frames, UnionArgs::default())?.collect()?;
         (frame, "partitions")
@@ -104,6 +111,7 @@ pub fn aggregate(
         dated_by,
         day_counts,
         confidence,
+        read_warnings,
     })
 }
 
@@ -113,7 +121,8 @@ const FRAME_ROWS: usize = 65_536;
 
 /// The labels at `path` as [`label_frame`]'s columns, built a batch at a
 /// time: a 1M-turn day's labels held whole took 918 MiB (BENCHMARKS.md).
-fn read_label_frame(path: &Path, day: Option<i32>) -> anyhow::Result<DataFrame> {
+/// Also returns the number of read warnings.
+fn read_label_frame(path: &Path, day: Option<i32>) -> anyhow::Result<(DataFrame, u64)> {
     let mut frames = Vec::new();
     let mut batch = Vec::with_capacity(FRAME_ROWS);
     let mut failed = None;
@@ -124,7 +133,7 @@ fn read_label_frame(path: &Path, day: Option<i32>) -> anyhow::Result<DataFrame> 
         }
         batch.clear();
     };
-    visit_table_counted::<Label>(path, |label| {
+    let warnings = visit_table_counted::<Label>(path, |label| {
         batch.push(label);
         if batch.len() == FRAME_ROWS {
             flush(&mut batch);
@@ -134,7 +143,10 @@ fn read_label_frame(path: &Path, day: Option<i32>) -> anyhow::Result<DataFrame> 
     if let Some(error) = failed {
         return Err(error);
     }
-    Ok(concat(frames, UnionArgs::default())?.collect()?)
+    Ok((
+        concat(frames, UnionArgs::default())?.collect()?,
+        warnings as u64,
+    ))
 }
 
 /// The day of `date=YYYY-MM-DD`; None for another partition key.

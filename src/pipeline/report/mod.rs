@@ -85,6 +85,8 @@ pub struct NightlyReport {
     pub dated_by: Option<&'static str>,
     pub labels: u64,
     pub undated_labels: u64,
+    /// Warnings while reading the labels (an empty part file...).
+    pub label_read_warnings: u64,
     pub drift_threshold: f64,
     pub drift: BTreeMap<String, TaskDrift>,
     pub coverage: BTreeMap<String, Coverage>,
@@ -115,6 +117,7 @@ pub fn run(
         dated_by: None,
         labels: 0,
         undated_labels: 0,
+        label_read_warnings: 0,
         drift_threshold: settings.drift_threshold,
         drift: BTreeMap::new(),
         coverage: BTreeMap::new(),
@@ -152,6 +155,7 @@ fn label_sections(
 ) {
     report.labels = aggregates.rows;
     report.undated_labels = aggregates.undated;
+    report.label_read_warnings = aggregates.read_warnings;
     report.dated_by = Some(aggregates.dated_by);
     let today = aggregates
         .day_counts
@@ -250,6 +254,12 @@ fn notes(report: &NightlyReport, settings: &ReportSettings) -> Vec<String> {
         notes.push(format!(
             "{} of {} labels have no day (their dialogue has no timestamp): they are in the histograms and coverage, not in the daily distributions.",
             report.undated_labels, report.labels
+        ));
+    }
+    if report.label_read_warnings > 0 {
+        notes.push(format!(
+            "{} read warning(s) on the labels (see the step's stderr, or `labelgen validate` on them).",
+            report.label_read_warnings
         ));
     }
     notes
@@ -375,6 +385,44 @@ mod tests {
             drift_threshold: drift::DEFAULT_THRESHOLD,
             min_confidence: [("intent".to_string(), 0.5)].into(),
         }
+    }
+
+    #[test]
+    fn read_warnings_on_the_labels_are_counted_in_the_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = dir.path().join("labels");
+        two_days(&labels);
+        // An empty part file beside day 2's rows: read, and warned about.
+        let empty = dir.path().join("empty");
+        write_labels(&empty, &[]);
+        let part = std::fs::read_dir(&empty)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::copy(&part, labels.join("date=2026-12-02/part-empty.parquet")).unwrap();
+        let aggregates = aggregate::aggregate(&labels, None, &settings().min_confidence).unwrap();
+        assert_eq!((aggregates.rows, aggregates.read_warnings), (8, 1));
+        let out = dir.path().join("report");
+        let inputs = ReportInputs {
+            labels: Some(labels),
+            turns: None,
+            eval_report: None,
+            champion: dir.path().join("no-champion"),
+            work_dir: dir.path().join("work"),
+            previous_report: None,
+        };
+        let report = run(&inputs, &settings(), &out).unwrap();
+        assert_eq!(report.label_read_warnings, 1);
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("1 read warning(s) on the labels")),
+            "{:?}",
+            report.notes
+        );
     }
 
     #[test]
