@@ -102,6 +102,17 @@ def f1(items):
     return None if positives == 0 else 2 * tp / positives
 
 
+def f1_with_precision_recall(by_dialogue):
+    """F1 with its interval, then precision and recall over all items."""
+    items = [p for ps in by_dialogue.values() for p in ps]
+    tp = sum(1 for _, f, y in items if f and y)
+    flagged = sum(1 for _, f, _ in items if f)
+    actual = sum(1 for *_, y in items if y)
+    precision = f"{tp / flagged:.3f}" if flagged else "n/a"
+    recall = f"{tp / actual:.3f}" if actual else "n/a"
+    return f"{with_interval(f1, by_dialogue)} (P {precision}, R {recall})"
+
+
 def with_interval(statistic, by_dialogue, resamples=1000, seed=7):
     """statistic over all (score, flagged, gold) items, and a 95% bootstrap
     interval with dialogues resampled."""
@@ -140,7 +151,7 @@ def uss_ranking(out):
     print("\n### USS: does the model rank failures first?\n")
     print("ROC AUC of each model's P(failed dialogue) and P(defect turn) against the gold "
           "(0.5: no better than chance), and the F1 of its decisions (failed, defect), each with a "
-          "95% bootstrap interval over dialogues. The model is named by the `train "
+          "95% bootstrap interval over dialogues, then the decisions' precision P and recall R. The model is named by the `train "
           "--annotator-policy` it learnt the raters' labels with.\n")
     print("| model | gold | failed dialogues | dialogue failure AUC | dialogue failure F1 "
           "| defect turns | turn defect AUC | turn defect F1 |")
@@ -173,8 +184,8 @@ def uss_model_ranking(model, labels, votes_d, votes_t):
         n_failed = sum(y for ps in dialogues.values() for *_, y in ps)
         n_defect = sum(y for ps in turns.values() for *_, y in ps)
         print(f"| {model} | {policy} | {n_failed} of {len(dialogues)} | {with_interval(auc_of, dialogues)} "
-              f"| {with_interval(f1, dialogues)} | {n_defect} of {sum(map(len, turns.values()))} "
-              f"| {with_interval(auc_of, turns)} | {with_interval(f1, turns)} |")
+              f"| {f1_with_precision_recall(dialogues)} | {n_defect} of {sum(map(len, turns.values()))} "
+              f"| {with_interval(auc_of, turns)} | {f1_with_precision_recall(turns)} |")
 
 
 def sgd_errors(out, data):
