@@ -379,6 +379,18 @@ mod tests {
         write_labels(&root.join("date=2026-12-02"), &day2);
     }
 
+    /// A report of `labels` alone: no logs, no eval, history under DIR/work.
+    fn labels_only(labels: PathBuf, dir: &Path) -> ReportInputs {
+        ReportInputs {
+            labels: Some(labels),
+            turns: None,
+            eval_report: None,
+            champion: dir.join("no-champion"),
+            work_dir: dir.join("work"),
+            previous_report: None,
+        }
+    }
+
     fn settings() -> ReportSettings {
         ReportSettings {
             trailing_days: 7,
@@ -405,14 +417,7 @@ mod tests {
         let aggregates = aggregate::aggregate(&labels, None, &settings().min_confidence).unwrap();
         assert_eq!((aggregates.rows, aggregates.read_warnings), (8, 1));
         let out = dir.path().join("report");
-        let inputs = ReportInputs {
-            labels: Some(labels),
-            turns: None,
-            eval_report: None,
-            champion: dir.path().join("no-champion"),
-            work_dir: dir.path().join("work"),
-            previous_report: None,
-        };
+        let inputs = labels_only(labels, dir.path());
         let report = run(&inputs, &settings(), &out).unwrap();
         assert_eq!(report.label_read_warnings, 1);
         assert!(
@@ -568,14 +573,7 @@ mod tests {
                 label("d", 1, None, 0.2),
             ],
         );
-        let inputs = ReportInputs {
-            labels: Some(labels),
-            turns: None,
-            eval_report: None,
-            champion: dir.path().join("no-champion"),
-            work_dir: dir.path().join("work"),
-            previous_report: None,
-        };
+        let inputs = labels_only(labels, dir.path());
         let out = dir.path().join("report");
         let report = run(&inputs, &settings(), &out).unwrap();
         assert_eq!(report.today.as_deref(), Some("2026-12-02"));
