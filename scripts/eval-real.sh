@@ -20,6 +20,9 @@
 # USS_TOP_LAYERS="0 2" trains each USS policy's model twice, with the encoder
 # frozen (0, the default) and with its top 2 layers trained (named POLICY-top2)
 # at ENCODER_LEARNING_RATE (default 1e-4; the heads keep LEARNING_RATE).
+# SGD_TOP_LAYERS="2" adds SGD model A-minilm-top2: model A with MiniLM's top 2
+# layers trained (any list of layer counts; default none), for SGD_TOP_EPOCHS
+# epochs (default TRAIN_EPOCHS), judged beside the others as minilm-top2.
 # Data: LABELGEN_DATA names a folder (absolute, or relative to the repository
 # root) holding sgd/train/ and sgd/dev/ (the
 # Schema-Guided Dialogue release, raw JSON with schema.json per split) and
@@ -55,12 +58,14 @@ esac
 minilm_steps="${MINILM_STEPS:-10}"
 scratch_epochs="${SCRATCH_EPOCHS:-1}"
 train_epochs="${TRAIN_EPOCHS:-10}"
+sgd_top_epochs="${SGD_TOP_EPOCHS:-$train_epochs}"
 max_tokens="${MAX_TOKENS:-48}"
 uss_test="${USS_TEST_PERCENT:-30}"
 uss_dialogues="${USS_DIALOGUES:-0}"
 uss_policies="${USS_POLICIES:-majority soft all}"
 uss_top_layers="${USS_TOP_LAYERS:-0}"
 encoder_learning_rate="${ENCODER_LEARNING_RATE:-1e-4}"
+sgd_top_layers="${SGD_TOP_LAYERS:-}"
 parts=" ${PARTS:-sgd uss} "
 uss_balance=()
 if [ "${USS_BALANCE:-1}" = 1 ]; then uss_balance=(--balance-decisions); fi
@@ -117,19 +122,30 @@ mkdir -p "$m"
 step "pretrain from MiniLM ($minilm_steps steps)" lg pretrain --init "$minilm" --data "$s/train-synth" --out "$m/minilm-pre" \
     --max-steps "$minilm_steps" --batch-size 8 --learning-rate 1e-4 --max-tokens "$max_tokens" --lookahead 1 --quiet > "$m/minilm-pre.json"
 if [[ "$parts" == *" sgd "* ]]; then
-    common=(--logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$train_epochs" --learning-rate "$learning_rate" --freeze-encoder --quiet)
-    step "train A: MiniLM, frozen, with context" lg train --init "$m/minilm-pre" "${common[@]}" --out "$m/A-minilm" > "$m/A-minilm.json"
-    step "train B: MiniLM, frozen, contextless" lg train --init "$m/minilm-pre" "${common[@]}" --contextless utterance --out "$m/B-contextless" > "$m/B-contextless.json"
+    common=(--logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$train_epochs" --learning-rate "$learning_rate" --quiet)
+    step "train A: MiniLM, frozen, with context" lg train --init "$m/minilm-pre" "${common[@]}" --freeze-encoder --out "$m/A-minilm" > "$m/A-minilm.json"
+    step "train B: MiniLM, frozen, contextless" lg train --init "$m/minilm-pre" "${common[@]}" --freeze-encoder --contextless utterance --out "$m/B-contextless" > "$m/B-contextless.json"
     step "pretrain C from scratch ($scratch_epochs epochs)" lg pretrain --data "$s/train-synth" --out "$m/scratch-pre" \
         --epochs "$scratch_epochs" --max-tokens "$max_tokens" --lookahead 1 --quiet > "$m/scratch-pre.json"
-    step "train C: scratch encoder, frozen, with context" lg train --init "$m/scratch-pre" "${common[@]}" --out "$m/C-scratch" > "$m/C-scratch.json"
-    for model in A-minilm B-contextless C-scratch; do
+    step "train C: scratch encoder, frozen, with context" lg train --init "$m/scratch-pre" "${common[@]}" --freeze-encoder --out "$m/C-scratch" > "$m/C-scratch.json"
+    sgd_models=(minilm=A-minilm contextless=B-contextless scratch=C-scratch)
+    for top in $sgd_top_layers; do
+        step "train A-minilm-top$top: MiniLM, top $top layers trained ($sgd_top_epochs epochs)" lg train --init "$m/minilm-pre" \
+            --logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$sgd_top_epochs" --learning-rate "$learning_rate" --quiet \
+            --train-top-layers "$top" --encoder-learning-rate "$encoder_learning_rate" \
+            --out "$m/A-minilm-top$top" > "$m/A-minilm-top$top.json"
+        sgd_models+=("minilm-top$top=A-minilm-top$top")
+    done
+    sgd_preds=()
+    for entry in "${sgd_models[@]}"; do
+        model="${entry#*=}"
         step "label SGD dev with $model" lg label --model "$m/$model" --logs "$s/dev/turns" --out "$s/labels-$model" "${q[@]}" > "$s/label-$model.json"
+        sgd_preds+=(--pred "${entry%%=*}=$s/labels-$model")
     done
     step "peer: TF-IDF + logistic regression" python3 scripts/eval/peer_intent.py "$s/train" "$s/dev/turns" "$s/labels-peer"
+    sgd_preds+=(--pred "peer=$s/labels-peer")
     step "eval SGD dev" lg eval --gold "$s/dev/annotations-seen-intents" --gold-annotators sgd --baseline-annotator none \
-        --pred "minilm=$s/labels-A-minilm" --pred "contextless=$s/labels-B-contextless" --pred "scratch=$s/labels-C-scratch" \
-        --pred "peer=$s/labels-peer" --turns "$s/dev/turns" --out "$out/eval-sgd" --force > "$out/eval-sgd.json"
+        "${sgd_preds[@]}" --turns "$s/dev/turns" --out "$out/eval-sgd" --force > "$out/eval-sgd.json"
     # The same, apart for dev dialogues whose services all occur in the training
     # sample and for those with a service training never saw (SGD's zero-shot
     # services: their intents and slots have names the model has not learnt).
@@ -137,8 +153,7 @@ if [[ "$parts" == *" sgd "* ]]; then
         "$s/dev/annotations-seen-services" "$s/dev/annotations-unseen-services" "$dev_split" | tee "$s/service-split.json"
     for part in seen unseen; do
         step "eval SGD dev, $part services" lg eval --gold "$s/dev/annotations-$part-services" --gold-annotators sgd \
-            --baseline-annotator none --pred "minilm=$s/labels-A-minilm" --pred "contextless=$s/labels-B-contextless" \
-            --pred "scratch=$s/labels-C-scratch" --pred "peer=$s/labels-peer" --turns "$s/dev/turns" \
+            --baseline-annotator none "${sgd_preds[@]}" --turns "$s/dev/turns" \
             --out "$out/eval-sgd-$part-services" --force > "$out/eval-sgd-$part-services.json"
     done
 fi

@@ -326,32 +326,57 @@ pub fn read_warning_text(path: &Path, table: &str, warnings: &[Issue]) -> Option
     Some(text)
 }
 
-/// A row's key: dialogue and turn, and in the annotations table the annotator.
-type RowKey = (String, i32, Option<String>);
-
 /// Where each key was first seen, to find rows that share one, across part
 /// files: a stage that holds a table by key would otherwise keep one of
 /// them and drop the other silently.
+///
+/// It holds one entry per row read, so it is kept small: dialogue and
+/// annotator names are stored once each and a row's key and place are four
+/// integers (32 bytes), where a key of owned strings took about 110 bytes
+/// and set the review and report steps' memory on a 1M-turn day.
 #[derive(Default)]
 pub struct KeyIndex {
-    first: HashMap<RowKey, RowPlace>,
+    dialogues: HashMap<Box<str>, usize>,
+    /// Annotator names; a key's annotator is its index + 1 (0: none).
+    annotators: HashMap<Box<str>, usize>,
+    files: Vec<Arc<str>>,
+    /// (dialogue, turn_index, annotator) -> (file, row) first seen.
+    first: HashMap<(usize, i32, u32), (usize, usize)>,
+}
+
+/// The number of `name` in `names` (its order of first sighting), added if new.
+fn intern(names: &mut HashMap<Box<str>, usize>, name: &str) -> usize {
+    match names.get(name) {
+        Some(&id) => id,
+        None => {
+            let id = names.len();
+            names.insert(name.into(), id);
+            id
+        }
+    }
 }
 
 impl KeyIndex {
     /// A `duplicate_key` error if the row's key was seen before.
     pub fn observe<T: TableRow>(&mut self, place: &RowPlace, row: &T) -> Option<Issue> {
-        let key = (
-            row.dialogue_id().to_string(),
-            row.turn_index(),
-            row.annotator_id().map(str::to_string),
-        );
-        match self.first.entry(key) {
+        let dialogue = intern(&mut self.dialogues, row.dialogue_id());
+        // A table's annotators are a handful of people or models: u32 is ample.
+        let annotator = (row.annotator_id())
+            .map(|name| intern(&mut self.annotators, name) as u32 + 1)
+            .unwrap_or(0);
+        if !(self.files.last())
+            .is_some_and(|last| Arc::ptr_eq(last, &place.file) || *last == place.file)
+        {
+            self.files.push(place.file.clone());
+        }
+        let here = (self.files.len() - 1, place.row);
+        match self.first.entry((dialogue, row.turn_index(), annotator)) {
             Entry::Vacant(entry) => {
-                entry.insert(place.clone());
+                entry.insert(here);
                 None
             }
             Entry::Occupied(entry) => {
-                let first = entry.get();
+                let (file, first_row) = *entry.get();
                 let annotator = row
                     .annotator_id()
                     .map(|a| format!(", annotator {a}"))
@@ -362,10 +387,9 @@ impl KeyIndex {
                     None,
                     Some(row.dialogue_id()),
                     format!(
-                        "duplicate key (turn_index {}{annotator}); first seen in {} row {}",
+                        "duplicate key (turn_index {}{annotator}); first seen in {} row {first_row}",
                         row.turn_index(),
-                        first.file,
-                        first.row
+                        self.files[file],
                     ),
                 ))
             }
@@ -655,6 +679,30 @@ mod tests {
                 "b.parquet: row 1 (dialogue d1): duplicate key (turn_index 1); first seen in"
             ) && text.contains("a.parquet row 1"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_names_the_file_and_row_of_its_first_sighting_files_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_part(
+            &tmp.path().join("a.parquet"),
+            &[turn("d1", 0), turn("d2", 0)],
+        );
+        write_part(&tmp.path().join("b.parquet"), &[turn("d3", 0)]);
+        write_part(
+            &tmp.path().join("c.parquet"),
+            &[turn("d1", 1), turn("d2", 0)],
+        );
+        let text = read_table::<Turn>(tmp.path()).err().unwrap().to_string();
+        assert!(
+            text.contains("c.parquet: row 1 (dialogue d2): duplicate key (turn_index 0)")
+                && text.contains("a.parquet row 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 invalid row(s)"),
+            "d1 turn 1 is new: {text}"
         );
     }
 

@@ -72,81 +72,146 @@ pub fn aggregate(
     turns: Option<&Path>,
     thresholds: &BTreeMap<String, f64>,
 ) -> anyhow::Result<Aggregates> {
+    aggregate_in_batches(labels, turns, thresholds, FRAME_ROWS)
+}
+
+/// Labels per batch: the counts are summed batch by batch, so the report's
+/// memory does not grow with the day (a 1M-turn day's labels held whole
+/// took 918 MiB, and their counted columns whole 570 MiB: BENCHMARKS.md).
+const FRAME_ROWS: usize = 65_536;
+
+pub(super) fn aggregate_in_batches(
+    labels: &Path,
+    turns: Option<&Path>,
+    thresholds: &BTreeMap<String, f64>,
+    batch_rows: usize,
+) -> anyhow::Result<Aggregates> {
     let parts = partitions::partitions(labels)?;
+    let mut totals = Totals::new(thresholds);
     let mut read_warnings = 0;
-    let (frame, dated_by) = if parts.is_empty() {
-        let (frame, warnings) = read_label_frame(labels, None)?;
-        read_warnings += warnings;
-        let frame = match turns {
-            Some(turns) => with_dialogue_days(frame, turns)?,
-            None => frame,
-        };
-        (frame, "dialogue start")
+    let dated_by = if parts.is_empty() {
+        let starts = turns.map(dialogue_starts).transpose()?;
+        read_warnings += for_each_label_frame(labels, None, batch_rows, |frame| {
+            let frame = match &starts {
+                Some(starts) => with_dialogue_days(frame, starts)?,
+                None => frame,
+            };
+            totals.add(&frame)
+        })?;
+        "dialogue start"
     } else {
-        let mut frames = Vec::new();
         for (name, path) in &parts {
             let day = partition_day(name, path)?;
-            let (frame, warnings) = read_label_frame(path, day)?;
-            read_warnings += warnings;
-            frames.push(frame.lazy());
+            read_warnings +=
+                for_each_label_frame(path, day, batch_rows, |frame| totals.add(&frame))?;
         }
-        let frame = concat(frames, UnionArgs::default())?.collect()?;
-        (frame, "partitions")
+        "partitions"
     };
-    let rows = frame.height() as u64;
-    let undated = frame.column("day")?.null_count() as u64;
-    let mut day_counts = Vec::new();
-    for task in DISTRIBUTION_TASKS {
-        day_counts.extend(counts_per_day(&frame, task)?);
-    }
-    day_counts.sort();
-    let mut confidence = BTreeMap::new();
-    for task in CONFIDENCE_TASKS {
-        let threshold = thresholds.get(task).copied();
-        confidence.insert(task.to_string(), task_confidence(&frame, task, threshold)?);
-    }
     Ok(Aggregates {
-        rows,
-        undated,
+        rows: totals.rows,
+        undated: totals.undated,
         dated_by,
-        day_counts,
-        confidence,
+        day_counts: (totals.day_counts.into_iter())
+            .map(|((date, task, value), count)| DayCount {
+                date,
+                task,
+                value,
+                count,
+            })
+            .collect(),
+        confidence: totals.confidence,
         read_warnings,
     })
 }
 
-/// Labels per frame while reading: the full rows (model and run ids, slot
-/// spans) of a batch at a time, not of the whole day.
-const FRAME_ROWS: usize = 65_536;
+/// The additive part of [`Aggregates`], summed over batches of labels.
+struct Totals<'a> {
+    thresholds: &'a BTreeMap<String, f64>,
+    rows: u64,
+    undated: u64,
+    /// (date, task, value) -> labels.
+    day_counts: BTreeMap<(String, String, String), u64>,
+    confidence: BTreeMap<String, TaskConfidence>,
+}
 
-/// The labels at `path` as [`label_frame`]'s columns, built a batch at a
-/// time: a 1M-turn day's labels held whole took 918 MiB (BENCHMARKS.md).
-/// Also returns the number of read warnings.
-fn read_label_frame(path: &Path, day: Option<i32>) -> anyhow::Result<(DataFrame, u64)> {
-    let mut frames = Vec::new();
-    let mut batch = Vec::with_capacity(FRAME_ROWS);
+impl<'a> Totals<'a> {
+    fn new(thresholds: &'a BTreeMap<String, f64>) -> Self {
+        Totals {
+            thresholds,
+            rows: 0,
+            undated: 0,
+            day_counts: BTreeMap::new(),
+            confidence: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a batch's counts (a frame of [`label_frame`]'s columns with days).
+    fn add(&mut self, frame: &DataFrame) -> anyhow::Result<()> {
+        self.rows += frame.height() as u64;
+        self.undated += frame.column("day")?.null_count() as u64;
+        for task in DISTRIBUTION_TASKS {
+            for day in counts_per_day(frame, task)? {
+                *(self.day_counts)
+                    .entry((day.date, day.task, day.value))
+                    .or_default() += day.count;
+            }
+        }
+        for task in CONFIDENCE_TASKS {
+            let threshold = self.thresholds.get(task).copied();
+            let batch = task_confidence(frame, task, threshold)?;
+            match self.confidence.get_mut(task) {
+                Some(total) => total.add(&batch),
+                None => {
+                    self.confidence.insert(task.to_string(), batch);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TaskConfidence {
+    /// Adds the counts of another batch, taken at the same thresholds.
+    fn add(&mut self, other: &TaskConfidence) {
+        self.bins
+            .iter_mut()
+            .zip(&other.bins)
+            .for_each(|(a, b)| *a += b);
+        self.scored += other.scored;
+        self.emitted += other.emitted;
+        for ((_, a), (_, b)) in self.covered_at.iter_mut().zip(&other.covered_at) {
+            *a += b;
+        }
+    }
+}
+
+/// Calls `on_frame` with the labels at `path` as [`label_frame`]'s columns,
+/// `batch_rows` labels at a time. Returns the number of read warnings.
+fn for_each_label_frame(
+    path: &Path,
+    day: Option<i32>,
+    batch_rows: usize,
+    mut on_frame: impl FnMut(DataFrame) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut batch = Vec::with_capacity(batch_rows);
     let mut failed = None;
     let mut flush = |batch: &mut Vec<Label>| {
-        match label_frame(batch, day) {
-            Ok(frame) => frames.push(frame.lazy()),
-            Err(error) => failed = failed.take().or(Some(error)),
+        if failed.is_none() && !batch.is_empty() {
+            failed = label_frame(batch, day).and_then(&mut on_frame).err();
         }
         batch.clear();
     };
     let warnings = visit_table_counted::<Label>(path, |label| {
         batch.push(label);
-        if batch.len() == FRAME_ROWS {
+        if batch.len() == batch_rows {
             flush(&mut batch);
         }
     })?;
     flush(&mut batch);
-    if let Some(error) = failed {
-        return Err(error);
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(warnings as u64),
     }
-    Ok((
-        concat(frames, UnionArgs::default())?.collect()?,
-        warnings as u64,
-    ))
 }
 
 /// The day of `date=YYYY-MM-DD`; None for another partition key.
@@ -210,8 +275,8 @@ fn label_frame(labels: &[Label], day: Option<i32>) -> anyhow::Result<DataFrame> 
     ])?)
 }
 
-/// Each dialogue's first day in `turns` joined onto the labels' `day`.
-fn with_dialogue_days(frame: DataFrame, turns: &Path) -> anyhow::Result<DataFrame> {
+/// Each dialogue's first day in `turns`: columns dialogue_id, start_day.
+fn dialogue_starts(turns: &Path) -> anyhow::Result<DataFrame> {
     let (mut ids, mut turn_days) = (Vec::new(), Vec::new());
     let mut errors = Vec::new();
     stream_rows::<Turn, DataError>(turns, |decoded| {
@@ -232,18 +297,23 @@ fn with_dialogue_days(frame: DataFrame, turns: &Path) -> anyhow::Result<DataFram
     if !errors.is_empty() {
         return Err(invalid_rows(turns, "turns", &errors).into());
     }
-    let starts = DataFrame::new(vec![
+    Ok(DataFrame::new(vec![
         Column::new("dialogue_id".into(), ids),
         Column::new("start_day".into(), turn_days),
     ])?
     .lazy()
     .group_by([col("dialogue_id")])
-    .agg([col("start_day").min()]);
+    .agg([col("start_day").min()])
+    .collect()?)
+}
+
+/// [`dialogue_starts`] joined onto the labels' `day`.
+fn with_dialogue_days(frame: DataFrame, starts: &DataFrame) -> anyhow::Result<DataFrame> {
     Ok(frame
         .lazy()
         .drop(["day"])
         .join(
-            starts,
+            starts.clone().lazy(),
             [col("dialogue_id")],
             [col("dialogue_id")],
             JoinArgs::new(JoinType::Left),

@@ -431,6 +431,26 @@ mod tests {
     }
 
     #[test]
+    fn counts_summed_batch_by_batch_equal_the_whole_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = dir.path().join("labels");
+        two_days(&labels);
+        let thresholds = settings().min_confidence;
+        let whole = aggregate::aggregate(&labels, None, &thresholds).unwrap();
+        for batch_rows in [1, 3] {
+            let batched =
+                aggregate::aggregate_in_batches(&labels, None, &thresholds, batch_rows).unwrap();
+            assert_eq!(batched, whole, "{batch_rows} labels a batch");
+        }
+        assert!(
+            whole.confidence["intent"]
+                .covered_at
+                .iter()
+                .any(|(_, n)| *n > 0)
+        );
+    }
+
+    #[test]
     fn drift_on_a_two_day_labels_table_matches_the_hand_computed_distance() {
         let dir = tempfile::tempdir().unwrap();
         let labels = dir.path().join("labels");
@@ -527,6 +547,9 @@ mod tests {
             .unwrap();
         writer.finish::<Turn>().unwrap();
         let aggregates = aggregate::aggregate(&labels, Some(&turns), &BTreeMap::new()).unwrap();
+        let one_at_a_time =
+            aggregate::aggregate_in_batches(&labels, Some(&turns), &BTreeMap::new(), 1).unwrap();
+        assert_eq!(one_at_a_time, aggregates);
         assert_eq!(aggregates.dated_by, "dialogue start");
         assert_eq!(aggregates.undated, 1);
         let dates: BTreeSet<&str> = aggregates
