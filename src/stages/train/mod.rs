@@ -1673,9 +1673,12 @@ fn evaluate(
     }
     Ok((
         loss_sum / batches.max(1) as f64,
+        // A task without dev labels (failure points on SGD) has no accuracy,
+        // rather than 0.
         counts
             .into_iter()
-            .map(|(k, (r, t))| (k.to_string(), r as f64 / t.max(1) as f64))
+            .filter(|(_, (_, total))| *total > 0)
+            .map(|(k, (r, t))| (k.to_string(), r as f64 / t as f64))
             .collect(),
     ))
 }
