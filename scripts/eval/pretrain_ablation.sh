@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The pretraining ablation on real SGD text (issue 16), after an SGD run of
+# scripts/eval-real.sh into REAL_OUT: MiniLM pretrained on the same SGD
+# train copies for STEPS (default 200) steps instead of eval-real's 10, its
+# swapped-response AUC on synth copies of the SGD dev dialogues measured
+# every EVAL_EVERY (default 50) steps, then model A trained from it exactly
+# as eval-real trains A (frozen, TRAIN_EPOCHS, default 10) and judged on SGD
+# dev beside eval-real's A (all, seen and unseen services). The 10-step
+# model's AUC is measured by a second 10-step pretraining with --eval-data.
+# Usage: LABELGEN_BIN=BIN scripts/eval/pretrain_ablation.sh REAL_OUT [OUT]
+set -euo pipefail
+real="${1:?usage: pretrain_ablation.sh REAL_OUT [OUT]}"
+out="${2:-$real/ablation}"
+lg="${LABELGEN_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/labelgen-target}/release/labelgen}"
+minilm="${LABELGEN_MINILM:-$HOME/.cache/labelgen/minilm}"
+steps="${STEPS:-200}"
+s="$real/sgd"
+mkdir -p "$out"
+"$lg" synth --logs "$s/dev/turns" --out "$out/dev-synth" --seed 2 --force --quiet > "$out/dev-synth.json"
+pre() { # pre STEPS EVAL_EVERY: eval-real's MiniLM pretraining, with held-out AUC
+    "$lg" pretrain --init "$minilm" --data "$s/train-synth" --eval-data "$out/dev-synth" --out "$out/pre$1" \
+        --max-steps "$1" --batch-size 8 --learning-rate 1e-4 --max-tokens 48 --lookahead 1 --eval-every "$2" \
+        --quiet > "$out/pre$1.json"
+}
+pre 10 10
+pre "$steps" "${EVAL_EVERY:-50}"
+"$lg" train --init "$out/pre$steps" --logs "$s/train/turns" --labels "$s/train/annotations" \
+    --epochs "${TRAIN_EPOCHS:-10}" --learning-rate 2e-3 --freeze-encoder --quiet --out "$out/A-pre$steps" > "$out/A-pre$steps.json"
+"$lg" label --model "$out/A-pre$steps" --logs "$s/dev/turns" --out "$out/labels-A-pre$steps" --force --quiet > "$out/label.json"
+for part in seen-intents seen-services unseen-services; do
+    "$lg" eval --gold "$s/dev/annotations-$part" --gold-annotators sgd --baseline-annotator none \
+        --pred "minilm-pre10=$s/labels-A-minilm" --pred "minilm-pre$steps=$out/labels-A-pre$steps" \
+        --turns "$s/dev/turns" --out "$out/eval-$part" --force > "$out/eval-$part.json"
+done
+python3 - "$out" "$steps" <<'PY'
+import json, sys
+out, steps = sys.argv[1], sys.argv[2]
+for n in ("10", steps):
+    print(f"pretrain {n} steps: held-out swap AUC {json.load(open(f'{out}/pre{n}.json'))['eval_auc']:.3f}")
+for part in ("seen-intents", "seen-services", "unseen-services"):
+    for name, h in json.load(open(f"{out}/eval-{part}.json"))["headline"].items():
+        if name.startswith("minilm"):
+            print(f"{part:16} {name:14} intent {h['intent']['accuracy']:.3f} slots {h['slots']['f1']:.3f} "
+                  f"boundary {h['goal_segmentation']['boundary_f1']:.3f}")
+PY
