@@ -1671,16 +1671,17 @@ fn evaluate(
             c.1 += total;
         }
     }
-    Ok((
-        loss_sum / batches.max(1) as f64,
-        // A task without dev labels (failure points on SGD) has no accuracy,
-        // rather than 0.
-        counts
-            .into_iter()
-            .filter(|(_, (_, total))| *total > 0)
-            .map(|(k, (r, t))| (k.to_string(), r as f64 / t as f64))
-            .collect(),
-    ))
+    Ok((loss_sum / batches.max(1) as f64, accuracies(counts)))
+}
+
+/// Accuracy per task from (right, total) counts. A task without dev labels
+/// (failure points on SGD) has no accuracy, rather than 0.
+fn accuracies(counts: BTreeMap<&'static str, (u64, u64)>) -> BTreeMap<String, f64> {
+    counts
+        .into_iter()
+        .filter(|(_, (_, total))| *total > 0)
+        .map(|(task, (right, total))| (task.to_string(), right as f64 / total as f64))
+        .collect()
 }
 
 /// Temperature per head, the one of a grid that minimises the dev
@@ -2006,6 +2007,14 @@ fn balanced_decisions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_without_dev_labels_has_no_dev_accuracy() {
+        let counts = BTreeMap::from([("intent", (3, 4)), ("failure_point", (0, 0))]);
+        let accuracy = accuracies(counts);
+        assert_eq!(accuracy.get("intent"), Some(&0.75));
+        assert!(!accuracy.contains_key("failure_point"));
+    }
 
     #[test]
     fn annotations_for_turns_the_logs_lack_are_counted() {
