@@ -7,6 +7,8 @@
 # as eval-real trains A (frozen, TRAIN_EPOCHS, default 10) and judged on SGD
 # dev beside eval-real's A (all, seen and unseen services). The 10-step
 # model's AUC is measured by a second 10-step pretraining with --eval-data.
+# MAX_TOKENS, LEARNING_RATE and TRAIN_EPOCHS mean what they mean in
+# eval-real (same defaults): pass the values that run had.
 # Usage: LABELGEN_BIN=BIN scripts/eval/pretrain_ablation.sh REAL_OUT [OUT]
 set -euo pipefail
 real="${1:?usage: pretrain_ablation.sh REAL_OUT [OUT]}"
@@ -14,18 +16,19 @@ out="${2:-$real/ablation}"
 lg="${LABELGEN_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/labelgen-target}/release/labelgen}"
 minilm="${LABELGEN_MINILM:-$HOME/.cache/labelgen/minilm}"
 steps="${STEPS:-200}"
+max_tokens="${MAX_TOKENS:-48}"
 s="$real/sgd"
 mkdir -p "$out"
 "$lg" synth --logs "$s/dev/turns" --out "$out/dev-synth" --seed 2 --force --quiet > "$out/dev-synth.json"
 pre() { # pre STEPS EVAL_EVERY: eval-real's MiniLM pretraining, with held-out AUC
     "$lg" pretrain --init "$minilm" --data "$s/train-synth" --eval-data "$out/dev-synth" --out "$out/pre$1" \
-        --max-steps "$1" --batch-size 8 --learning-rate 1e-4 --max-tokens 48 --lookahead 1 --eval-every "$2" \
+        --max-steps "$1" --batch-size 8 --learning-rate 1e-4 --max-tokens "$max_tokens" --lookahead 1 --eval-every "$2" \
         --quiet > "$out/pre$1.json"
 }
 pre 10 10
 pre "$steps" "${EVAL_EVERY:-50}"
 "$lg" train --init "$out/pre$steps" --logs "$s/train/turns" --labels "$s/train/annotations" \
-    --epochs "${TRAIN_EPOCHS:-10}" --learning-rate 2e-3 --freeze-encoder --quiet --out "$out/A-pre$steps" > "$out/A-pre$steps.json"
+    --epochs "${TRAIN_EPOCHS:-10}" --learning-rate "${LEARNING_RATE:-2e-3}" --freeze-encoder --quiet --out "$out/A-pre$steps" > "$out/A-pre$steps.json"
 "$lg" label --model "$out/A-pre$steps" --logs "$s/dev/turns" --out "$out/labels-A-pre$steps" --force --quiet > "$out/label.json"
 for part in seen-intents seen-services unseen-services; do
     "$lg" eval --gold "$s/dev/annotations-$part" --gold-annotators sgd --baseline-annotator none \
