@@ -23,6 +23,9 @@
 # SGD_TOP_LAYERS="2" adds SGD model A-minilm-top2: model A with MiniLM's top 2
 # layers trained (any list of layer counts; default none), for SGD_TOP_EPOCHS
 # epochs (default TRAIN_EPOCHS), judged beside the others as minilm-top2.
+# FULL=1 is the best-model setting (up to 2 hours on 2 cores): as the
+# defaults, plus model A with MiniLM's top 2 layers trained for 8 epochs
+# (SGD_TOP_LAYERS and SGD_TOP_EPOCHS still override it).
 # Data: LABELGEN_DATA names a folder (absolute, or relative to the repository
 # root) holding sgd/train/ and sgd/dev/ (the
 # Schema-Guided Dialogue release, raw JSON with schema.json per split) and
@@ -58,14 +61,20 @@ esac
 minilm_steps="${MINILM_STEPS:-10}"
 scratch_epochs="${SCRATCH_EPOCHS:-1}"
 train_epochs="${TRAIN_EPOCHS:-10}"
-sgd_top_epochs="${SGD_TOP_EPOCHS:-$train_epochs}"
+full_top_layers="" full_top_epochs="$train_epochs"
+case "${FULL:-0}" in
+    0) ;;
+    1) full_top_layers=2 full_top_epochs=8 ;;
+    *) echo "eval-real: FULL must be 0 or 1, not $FULL" >&2; exit 2 ;;
+esac
+sgd_top_epochs="${SGD_TOP_EPOCHS:-$full_top_epochs}"
 max_tokens="${MAX_TOKENS:-48}"
 uss_test="${USS_TEST_PERCENT:-30}"
 uss_dialogues="${USS_DIALOGUES:-0}"
 uss_policies="${USS_POLICIES:-majority soft all}"
 uss_top_layers="${USS_TOP_LAYERS:-0}"
 encoder_learning_rate="${ENCODER_LEARNING_RATE:-1e-4}"
-sgd_top_layers="${SGD_TOP_LAYERS:-}"
+sgd_top_layers="${SGD_TOP_LAYERS-$full_top_layers}"
 parts=" ${PARTS:-sgd uss} "
 uss_balance=()
 if [ "${USS_BALANCE:-1}" = 1 ]; then uss_balance=(--balance-decisions); fi
