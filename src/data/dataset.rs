@@ -4,8 +4,8 @@
 //! temporary directory that is renamed into place only when complete, so a
 //! crash never leaves a partial dataset where a reader would find it.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ use parquet::file::properties::WriterProperties;
 use super::inputs::InputSnapshot;
 use super::issues::{DataError, Issue, RowPlace, Severity};
 use super::panics::contained;
+use super::split::stable_hash;
 use super::tables::{Decoded, TableRow};
 
 /// Rows per record batch when reading: bounds memory per batch.
@@ -278,10 +279,39 @@ fn visit_table<T: TableRow>(
         Ok(())
     })?;
     warnings.extend(summary.issues);
+    if !keys.scattered.is_empty() {
+        // Their repeated keys are found by the second pass, each once.
+        errors.retain(|e| {
+            !(e.kind == "duplicate_key" && keys.is_scattered(e.dialogue_id.as_deref()))
+        });
+        errors.extend(scattered_duplicates::<T>(path, &keys.scattered)?);
+        // Part files are read in sorted order: errors in reading order.
+        errors.sort_by(|a, b| (&a.file, a.row).cmp(&(&b.file, b.row)));
+    }
     if !errors.is_empty() {
         return Err(invalid_rows(path, T::TABLE.name(), &errors));
     }
     Ok(warnings)
+}
+
+/// The second pass of [`visit_table`]'s key check: every key of the
+/// scattered dialogues (their rows not all together), indexed whole.
+fn scattered_duplicates<T: TableRow>(
+    path: &Path,
+    scattered: &HashSet<u64>,
+) -> Result<Vec<Issue>, DataError> {
+    let mut keys = RowKeys::default();
+    let mut errors = Vec::new();
+    stream_rows::<T, DataError>(path, |decoded| {
+        let rows = decoded.rows.into_iter();
+        for (place, row) in
+            rows.filter(|(_, row)| scattered.contains(&stable_hash(row.dialogue_id())))
+        {
+            errors.extend(keys.observe(&place, &row));
+        }
+        Ok(())
+    })?;
+    Ok(errors)
 }
 
 /// Warnings shown by name on stderr; the rest are counted ("and N more").
@@ -326,16 +356,58 @@ pub fn read_warning_text(path: &Path, table: &str, warnings: &[Issue]) -> Option
     Some(text)
 }
 
-/// Where each key was first seen, to find rows that share one, across part
-/// files: a stage that holds a table by key would otherwise keep one of
-/// them and drop the other silently.
+/// Finds rows that share a key, across part files: a stage that holds a
+/// table by key would otherwise keep one of them and drop the other
+/// silently.
 ///
-/// It holds one entry per row read, so it is kept small: dialogue and
-/// annotator names are stored once each and a row's key and place are four
-/// integers (32 bytes), where a key of owned strings took about 110 bytes
-/// and set the review and report steps' memory on a 1M-turn day.
+/// Tables hold each dialogue's rows together as a rule (labelgen writes
+/// them so), so the index keeps the keys of the dialogue being read and an
+/// 8-byte hash of each dialogue already read: its memory grows by 16 bytes
+/// a dialogue, not 32 a row (which set the review and report steps' memory
+/// on a 1M-turn day). A dialogue met again after others is "scattered";
+/// [`visit_table`] then reads the table a second time to index all the keys
+/// of the scattered dialogues, and only theirs.
 #[derive(Default)]
 pub struct KeyIndex {
+    /// The dialogue being read, and its keys so far.
+    open: Option<Box<str>>,
+    open_keys: RowKeys,
+    /// Hashes of the dialogues read before the open one.
+    closed: HashSet<u64>,
+    /// Hashes of the dialogues met again after others.
+    pub scattered: HashSet<u64>,
+}
+
+impl KeyIndex {
+    /// A `duplicate_key` error if the row repeats a key of its dialogue's
+    /// rows read just before it.
+    pub fn observe<T: TableRow>(&mut self, place: &RowPlace, row: &T) -> Option<Issue> {
+        let dialogue = row.dialogue_id();
+        if self.open.as_deref() != Some(dialogue) {
+            if let Some(previous) = self.open.take() {
+                self.closed.insert(stable_hash(&previous));
+            }
+            let hash = stable_hash(dialogue);
+            if self.closed.contains(&hash) {
+                self.scattered.insert(hash);
+            }
+            self.open = Some(dialogue.into());
+            self.open_keys.first.clear();
+            self.open_keys.dialogues.clear();
+        }
+        self.open_keys.observe(place, row)
+    }
+
+    fn is_scattered(&self, dialogue: Option<&str>) -> bool {
+        dialogue.is_some_and(|d| self.scattered.contains(&stable_hash(d)))
+    }
+}
+
+/// Where each key was first seen, one entry per row observed: dialogue and
+/// annotator names are stored once each, and a row's key and place are four
+/// integers.
+#[derive(Default)]
+struct RowKeys {
     dialogues: HashMap<Box<str>, usize>,
     /// Annotator names; a key's annotator is its index + 1 (0: none).
     annotators: HashMap<Box<str>, usize>,
@@ -356,9 +428,9 @@ fn intern(names: &mut HashMap<Box<str>, usize>, name: &str) -> usize {
     }
 }
 
-impl KeyIndex {
+impl RowKeys {
     /// A `duplicate_key` error if the row's key was seen before.
-    pub fn observe<T: TableRow>(&mut self, place: &RowPlace, row: &T) -> Option<Issue> {
+    fn observe<T: TableRow>(&mut self, place: &RowPlace, row: &T) -> Option<Issue> {
         let dialogue = intern(&mut self.dialogues, row.dialogue_id());
         // A table's annotators are a handful of people or models: u32 is ample.
         let annotator = (row.annotator_id())
@@ -707,6 +779,69 @@ mod tests {
     }
 
     #[test]
+    fn a_scattered_dialogue_is_checked_whole_and_each_duplicate_named_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        // d1 is read, then d2, then d1 again: its turn 0 repeats across the
+        // runs and its turn 1 within the second run.
+        write_part(
+            &tmp.path().join("a.parquet"),
+            &[turn("d1", 0), turn("d2", 0), turn("d1", 1), turn("d1", 1)],
+        );
+        write_part(&tmp.path().join("b.parquet"), &[turn("d1", 0)]);
+        let text = read_table::<Turn>(tmp.path()).err().unwrap().to_string();
+        assert!(text.contains("2 invalid row(s)"), "{text}");
+        assert!(
+            text.contains("a.parquet: row 3 (dialogue d1): duplicate key (turn_index 1)")
+                && text.contains("a.parquet row 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("b.parquet: row 0 (dialogue d1): duplicate key (turn_index 0)")
+                && text.contains("a.parquet row 0"),
+            "{text}"
+        );
+        assert!(
+            text.find("a.parquet: row 3") < text.find("b.parquet: row 0"),
+            "in reading order: {text}"
+        );
+        // Scattered without a repeated key: read whole, no error.
+        write_part(
+            &tmp.path().join("b.parquet"),
+            &[turn("d1", 2), turn("d2", 1)],
+        );
+        std::fs::remove_file(tmp.path().join("a.parquet")).unwrap();
+        write_part(
+            &tmp.path().join("a.parquet"),
+            &[turn("d1", 0), turn("d2", 0), turn("d1", 1)],
+        );
+        assert_eq!(read_table::<Turn>(tmp.path()).unwrap().0.len(), 5);
+    }
+
+    #[test]
+    fn dialogues_read_together_are_never_scattered() {
+        let tmp = tempfile::tempdir().unwrap();
+        // d2 runs on from the end of one part file into the next.
+        write_part(
+            &tmp.path().join("a.parquet"),
+            &[turn("d1", 0), turn("d1", 1), turn("d2", 0)],
+        );
+        write_part(
+            &tmp.path().join("b.parquet"),
+            &[turn("d2", 1), turn("d3", 0)],
+        );
+        let mut keys = KeyIndex::default();
+        stream_rows::<Turn, DataError>(tmp.path(), |decoded| {
+            for (place, row) in decoded.rows {
+                assert!(keys.observe(&place, &row).is_none());
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(keys.scattered.is_empty());
+        assert_eq!(keys.closed.len(), 2, "d1 and d2 closed, d3 open");
+    }
+
+    #[test]
     fn warnings_are_counted_and_the_first_few_named() {
         let tmp = tempfile::tempdir().unwrap();
         let mut silent = turn("d1", 1);
@@ -972,6 +1107,41 @@ mod tests {
             #[test]
             fn labels_survive_parquet(rows in labels()) {
                 survives(&rows)?;
+            }
+        }
+    }
+
+    mod duplicate_keys {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Whatever the order of the rows, the index of open dialogues
+            /// plus the second pass over scattered ones refuses exactly the
+            /// rows whose key was read before.
+            #[test]
+            fn every_repeated_key_is_found_in_any_order(
+                keys in prop::collection::vec((0u8..4, 0i32..3), 1..24),
+                split in 0usize..24,
+            ) {
+                let tmp = tempfile::tempdir().unwrap();
+                let rows: Vec<Turn> = keys.iter().map(|(d, t)| turn(&format!("d{d}"), *t)).collect();
+                let split = split.min(rows.len());
+                write_part(&tmp.path().join("a.parquet"), &rows[..split]);
+                write_part(&tmp.path().join("b.parquet"), &rows[split..]);
+                let mut seen = std::collections::HashSet::new();
+                let repeated = keys.iter().filter(|k| !seen.insert(**k)).count();
+                match read_table::<Turn>(tmp.path()) {
+                    Ok((back, _)) => prop_assert_eq!((repeated, back.len()), (0, rows.len())),
+                    Err(e) => {
+                        let text = e.to_string();
+                        let count = format!("{repeated} invalid row(s)");
+                        prop_assert!(text.contains(&count), "expected {}: {}", count, text);
+                    }
+                }
             }
         }
     }
