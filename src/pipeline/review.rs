@@ -56,8 +56,7 @@ pub struct Sampled {
 
 /// Writes OUT/review_label_studio.json. Both tables are streamed: only the
 /// picked labels and their turns are held, besides the duplicate-key
-/// check's index of row keys (32 bytes a row, the part of review's memory
-/// that still grows with the day's traffic).
+/// check's hash of each dialogue read (`KeyIndex`, 16 bytes a dialogue).
 pub fn sample(
     labels: &Path,
     turns: &Path,
