@@ -368,30 +368,34 @@ pub fn read_warning_text(path: &Path, table: &str, warnings: &[Issue]) -> Option
 /// [`visit_table`] then reads the table a second time to index all the keys
 /// of the scattered dialogues, and only theirs.
 #[derive(Default)]
-pub struct KeyIndex {
-    /// The dialogue being read, and its keys so far.
-    open: Option<Box<str>>,
+struct KeyIndex {
+    /// The dialogue being read (its name and hash), and its keys so far.
+    open: Option<(Box<str>, u64)>,
     open_keys: RowKeys,
     /// Hashes of the dialogues read before the open one.
     closed: HashSet<u64>,
     /// Hashes of the dialogues met again after others.
-    pub scattered: HashSet<u64>,
+    scattered: HashSet<u64>,
 }
 
 impl KeyIndex {
     /// A `duplicate_key` error if the row repeats a key of its dialogue's
     /// rows read just before it.
-    pub fn observe<T: TableRow>(&mut self, place: &RowPlace, row: &T) -> Option<Issue> {
+    fn observe<T: TableRow>(&mut self, place: &RowPlace, row: &T) -> Option<Issue> {
         let dialogue = row.dialogue_id();
-        if self.open.as_deref() != Some(dialogue) {
-            if let Some(previous) = self.open.take() {
-                self.closed.insert(stable_hash(&previous));
+        if self
+            .open
+            .as_ref()
+            .is_none_or(|(open, _)| **open != *dialogue)
+        {
+            if let Some((_, previous)) = self.open.take() {
+                self.closed.insert(previous);
             }
             let hash = stable_hash(dialogue);
             if self.closed.contains(&hash) {
                 self.scattered.insert(hash);
             }
-            self.open = Some(dialogue.into());
+            self.open = Some((dialogue.into(), hash));
             self.open_keys.first.clear();
             self.open_keys.dialogues.clear();
         }
