@@ -4,10 +4,10 @@
 //! the turn's dialogue state, so context can decide a slot's type).
 
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::LabelSets;
-use super::layers::{TransformerLayer, attention_bias, linear};
+use super::layers::{Linear, TransformerLayer, attention_bias, linear};
 
 /// BIO tags per token: the token states, narrowed to the dialogue width and
 /// joined with the turn's dialogue state, go through one Transformer layer

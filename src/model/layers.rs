@@ -1,16 +1,26 @@
 //! Transformer building blocks shared by the turn encoder and the dialogue
 //! encoder, named as Hugging Face's modeling_roberta.py names them.
 //!
-//! LayerNorm and softmax are written with tensor ops that have a backward
-//! pass: candle-nn 0.11's fused `LayerNorm::forward`, `ops::layer_norm` and
-//! `ops::softmax_last_dim` have none, and every parameter upstream of them
-//! would silently stop learning. Where no gradient can flow (no input and no
-//! weight records a graph: `label`, the encoding cache, dev evaluation over
-//! [`super::inference_view`]) the fused kernels run instead: one pass over
-//! the data on every core instead of several single-purpose passes.
+//! LayerNorm, GELU and softmax run labelgen's fused kernels
+//! ([`super::kernels`]), which have a backward pass. candle-nn 0.11's own
+//! fused `LayerNorm::forward`, `ops::layer_norm` and `ops::softmax_last_dim`
+//! have none, and every parameter upstream of them would silently stop
+//! learning, so they are not used. `LABELGEN_PLAIN_PATH=1` runs the chains
+//! of candle tensor ops the kernels replace, for comparison.
 
 use candle_core::{D, DType, Device, Module, Result, Tensor};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
+
+use super::kernels;
+
+/// A dense layer, y = x W^T + b over x's last dimension (HF: weight of
+/// (out, in), bias). Unlike candle-nn's `Linear`, the bias is added by a
+/// fused kernel whose backward pass is one pass over the gradient.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
 
 pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
     let weight = vb.get_with_hints(
@@ -22,18 +32,37 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
         },
     )?;
     let bias = vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?;
-    Ok(Linear::new(weight, Some(bias)))
+    Ok(Linear { weight, bias })
 }
 
-/// Whether a gradient can flow through an op on these tensors: one of them
-/// is a variable or was computed from one. `LABELGEN_PLAIN_PATH=1` answers
-/// yes throughout, so the differentiable ops run where the fused ones would.
-pub fn needs_grad(tensors: &[&Tensor]) -> bool {
-    super::plain_path() || tensors.iter().any(|t| t.track_op())
+impl Linear {
+    /// (out, in)
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
 }
 
-/// LayerNorm from tensor ops (differentiable), fused where no gradient can
-/// flow; HF names: weight, bias.
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if super::plain_path() {
+            let plain = candle_nn::Linear::new(self.weight.clone(), Some(self.bias.clone()));
+            return plain.forward(x);
+        }
+        // (..., in) -> (rows, in) -> (rows, out) -> (..., out): one matmul
+        // over every row, not a batched one.
+        let mut dims = x.dims().to_vec();
+        let inputs = dims.pop().unwrap_or(1);
+        let rows = x.elem_count() / inputs.max(1);
+        let y = x
+            .contiguous()?
+            .reshape((rows, inputs))?
+            .matmul(&self.weight.t()?)?;
+        dims.push(self.weight.dim(0)?);
+        kernels::bias::add_bias(&y, &self.bias)?.reshape(dims)
+    }
+}
+
+/// LayerNorm over the last dimension; HF names: weight, bias.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
     weight: Tensor,
@@ -56,13 +85,12 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if !needs_grad(&[x, &self.weight, &self.bias]) {
-            return candle_nn::ops::layer_norm(
-                &x.contiguous()?,
-                &self.weight,
-                &self.bias,
-                self.eps as f32,
-            );
+        let fused = match super::plain_path() {
+            true => None,
+            false => kernels::layer_norm::layer_norm(x, &self.weight, &self.bias, self.eps)?,
+        };
+        if let Some(y) = fused {
+            return Ok(y);
         }
         let mean = x.mean_keepdim(D::Minus1)?;
         let centered = x.broadcast_sub(&mean)?;
@@ -78,8 +106,8 @@ pub fn activation(x: &Tensor, act: &str) -> Result<Tensor> {
     match act {
         "relu" => x.relu(),
         "gelu_new" => x.gelu(),
-        _ if !needs_grad(&[x]) => super::gelu::gelu_erf(x),
-        _ => x.gelu_erf(),
+        _ if super::plain_path() => x.gelu_erf(),
+        _ => kernels::gelu::gelu_erf(x),
     }
 }
 
@@ -119,10 +147,10 @@ impl SelfAttention {
         // (batch, heads, seq, seq)
         let scores =
             (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(mask_bias)?;
-        let weights = if needs_grad(&[&scores]) {
+        let weights = if super::plain_path() {
             candle_nn::ops::softmax(&scores, D::Minus1)?
         } else {
-            candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?
+            kernels::softmax::softmax_last_dim(&scores)?
         };
         // (batch, heads, seq, head_dim) -> (batch, seq, hidden)
         weights
@@ -225,15 +253,14 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    /// The fused kernels (no gradient possible) against the differentiable
-    /// ops on the same weights: a layer built from variables takes the
-    /// differentiable path, one built from their detached tensors the fused.
+    /// A layer on the fused kernels against the same layer on the op
+    /// chains they replace: states, and the gradient of every weight.
     #[test]
-    fn the_fused_inference_path_equals_the_differentiable_one() {
+    fn the_fused_kernels_train_as_the_op_chains() {
         let device = Device::Cpu;
         let varmap = candle_nn::VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-        let trained = TransformerLayer::new(32, 4, 64, 1e-12, "gelu", vb).unwrap();
+        let layer = TransformerLayer::new(32, 4, 64, 1e-12, "gelu", vb).unwrap();
         // Non-trivial norms: the weights start at 1 and 0.
         for (name, var) in varmap.data().lock().unwrap().iter() {
             if name.contains("LayerNorm") {
@@ -241,15 +268,6 @@ mod tests {
                 var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
             }
         }
-        let tensors = varmap
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
-            .collect();
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-        let fused = TransformerLayer::new(32, 4, 64, 1e-12, "gelu", vb).unwrap();
         // Offset inputs, where a one-pass variance loses the most.
         let x = (Tensor::randn(0f32, 1.0, (3, 7, 32), &device).unwrap() + 4.0).unwrap();
         let mask = Tensor::from_vec(
@@ -259,20 +277,48 @@ mod tests {
         )
         .unwrap();
         let bias = attention_bias(&mask).unwrap();
-        let plain = trained.forward(&x, &bias).unwrap();
-        assert!(plain.track_op(), "the variables' layer must keep its graph");
-        let fast = fused.forward(&x, &bias).unwrap();
-        assert!(!fast.track_op());
-        let difference = (plain - fast)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(difference < 1e-4, "largest difference {difference}");
-        assert!(difference > 0.0, "the fused kernels did not run");
+        let upstream = Tensor::randn(0f32, 1.0, (3, 7, 32), &device).unwrap();
+        let run = || {
+            let states = layer.forward(&x, &bias).unwrap();
+            let loss = (&states * &upstream).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            let vars = varmap.all_vars();
+            let grads: Vec<Tensor> = vars.iter().map(|v| grads.get(v).unwrap().clone()).collect();
+            (states, grads)
+        };
+        let (fused, fused_grads) = run();
+        let (plain, plain_grads) = crate::model::on_plain_path(run);
+        let difference = |a: &Tensor, b: &Tensor| {
+            let scale = b
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                / scale.max(1e-3)
+        };
+        assert!(difference(&fused, &plain) < 1e-4, "states");
+        assert!(
+            difference(&fused, &plain) > 0.0,
+            "the fused kernels did not run"
+        );
+        assert_eq!(fused_grads.len(), 16);
+        for (f, p) in fused_grads.iter().zip(&plain_grads) {
+            assert!(
+                difference(f, p) < 1e-3,
+                "a gradient differs by {}",
+                difference(f, p)
+            );
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@ pub mod buckets;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
-pub mod gelu;
 pub mod heads;
+pub mod kernels;
 pub mod layers;
 pub mod loss;
 pub mod optim;
@@ -19,12 +19,12 @@ pub mod tokenizer;
 pub mod training;
 
 use candle_core::{D, DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, Init, Linear, VarBuilder};
+use candle_nn::{Embedding, Init, VarBuilder};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use config::{CATEGORICAL_COLUMNS, ModelConfig, NUMERIC_FEATURES, TurnPooling};
-use layers::{LayerNorm, TransformerLayer, attention_bias, linear, lookahead_bias};
+use layers::{LayerNorm, Linear, TransformerLayer, attention_bias, linear, lookahead_bias};
 use roberta::{LmHead, Roberta};
 
 /// One batch, as tensors.
@@ -271,8 +271,26 @@ pub fn inference_view(config: &ModelConfig, varmap: &candle_nn::VarMap) -> Resul
 /// the fused inference kernels, label's encoding cache): the plain path that
 /// tests and benchmarks compare the fast one with.
 pub fn plain_path() -> bool {
+    #[cfg(test)]
+    if FORCE_PLAIN_PATH.with(std::cell::Cell::get) {
+        return true;
+    }
     static PLAIN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *PLAIN.get_or_init(|| std::env::var_os("LABELGEN_PLAIN_PATH").is_some_and(|v| v == "1"))
+}
+
+#[cfg(test)]
+thread_local! {
+    static FORCE_PLAIN_PATH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` on the plain path on this thread (tests comparing the paths).
+#[cfg(test)]
+pub(crate) fn on_plain_path<R>(f: impl FnOnce() -> R) -> R {
+    FORCE_PLAIN_PATH.with(|force| force.set(true));
+    let result = f();
+    FORCE_PLAIN_PATH.with(|force| force.set(false));
+    result
 }
 
 pub fn device() -> Device {

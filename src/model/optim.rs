@@ -1,6 +1,7 @@
 //! AdamW with decoupled weight decay, written out because its moments must
 //! be saved with checkpoints (candle-nn's AdamW keeps them private), so a
-//! resumed run continues exactly where the killed one stopped.
+//! resumed run continues exactly where the killed one stopped. The update
+//! itself is one in-place pass per weight ([`super::kernels::adamw`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,11 +9,14 @@ use std::path::Path;
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
+use super::kernels;
+
 pub struct AdamW {
     /// (name, variable), sorted by name so every run updates in one order.
     vars: Vec<(String, Var)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    /// Per variable, its first and second moments, one value per element.
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
     pub step: usize,
     pub learning_rate: f64,
     /// Per variable, a factor on `learning_rate` (1 unless `scale_rates`).
@@ -30,15 +34,9 @@ impl AdamW {
         weight_decay: f64,
     ) -> Result<AdamW> {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let zeros = |v: &Var| v.as_tensor().zeros_like();
-        let m = vars
-            .iter()
-            .map(|(_, v)| zeros(v))
-            .collect::<Result<Vec<_>>>()?;
-        let v = vars
-            .iter()
-            .map(|(_, v)| zeros(v))
-            .collect::<Result<Vec<_>>>()?;
+        let zeros = |v: &Var| vec![0f32; v.elem_count()];
+        let m = vars.iter().map(|(_, v)| zeros(v)).collect();
+        let v = vars.iter().map(|(_, v)| zeros(v)).collect();
         Ok(AdamW {
             rate_scales: vec![1.0; vars.len()],
             vars,
@@ -68,7 +66,7 @@ impl AdamW {
         let mut total = 0.0;
         for (_, var) in &self.vars {
             if let Some(g) = grads.get(var) {
-                total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+                total += kernels::adamw::sum_of_squares(g)?;
             }
         }
         Ok(total.sqrt())
@@ -81,11 +79,7 @@ impl AdamW {
         let (b1, b2) = (self.beta1, self.beta2);
         let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
         for (i, (name, var)) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var) else { continue };
-            let g = (g * grad_scale)?;
-            self.m[i] = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
-            self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let update = ((&self.m[i] / c1)? / ((&self.v[i] / c2)?.sqrt()? + self.eps)?)?;
+            let Some(grad) = grads.get(var) else { continue };
             // No decay on biases and LayerNorm weights, as in BERT.
             let decay = if name.ends_with("bias")
                 || name.contains("LayerNorm")
@@ -96,9 +90,23 @@ impl AdamW {
             } else {
                 self.weight_decay
             };
-            let rate = self.learning_rate * self.rate_scales[i];
-            let new = ((var.as_tensor() * (1.0 - rate * decay))? - (update * rate)?)?;
-            var.set(&new)?;
+            let update = kernels::adamw::Update {
+                grad_scale: grad_scale as f32,
+                learning_rate: (self.learning_rate * self.rate_scales[i]) as f32,
+                weight_decay: decay as f32,
+                beta1: b1 as f32,
+                beta2: b2 as f32,
+                correction1: c1 as f32,
+                correction2: c2 as f32,
+                eps: self.eps as f32,
+            };
+            kernels::adamw::step(
+                var.as_tensor(),
+                grad,
+                &mut self.m[i],
+                &mut self.v[i],
+                update,
+            )?;
         }
         Ok(())
     }
@@ -106,21 +114,31 @@ impl AdamW {
     /// Saves the moments (m.NAME, v.NAME) as safetensors.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
-        for (i, (name, _)) in self.vars.iter().enumerate() {
-            tensors.insert(format!("m.{name}"), self.m[i].clone());
-            tensors.insert(format!("v.{name}"), self.v[i].clone());
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            let device = var.device();
+            let m = Tensor::from_slice(&self.m[i], var.shape(), device)?;
+            let v = Tensor::from_slice(&self.v[i], var.shape(), device)?;
+            tensors.insert(format!("m.{name}"), m);
+            tensors.insert(format!("v.{name}"), v);
         }
         candle_core::safetensors::save(&tensors, path)
     }
 
     pub fn load(&mut self, path: &Path, step: usize) -> anyhow::Result<()> {
         let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu)?;
-        for (i, (name, _)) in self.vars.iter().enumerate() {
-            let get = |key: String| {
-                tensors
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            let get = |key: String| -> anyhow::Result<Vec<f32>> {
+                let tensor = tensors
                     .get(&key)
-                    .cloned()
-                    .ok_or_else(|| anyhow::anyhow!("{}: no {key}", path.display()))
+                    .ok_or_else(|| anyhow::anyhow!("{}: no {key}", path.display()))?;
+                anyhow::ensure!(
+                    tensor.shape() == var.shape(),
+                    "{}: {key} has shape {:?}; the model's {name} has {:?}",
+                    path.display(),
+                    tensor.dims(),
+                    var.dims()
+                );
+                Ok(tensor.flatten_all()?.to_vec1::<f32>()?)
             };
             self.m[i] = get(format!("m.{name}"))?;
             self.v[i] = get(format!("v.{name}"))?;

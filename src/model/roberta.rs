@@ -2,11 +2,11 @@
 //! them: embeddings.*, encoder.layer.N.*, lm_head.* (RoBERTa's MLM head).
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Embedding, Init, Linear, VarBuilder};
+use candle_nn::{Embedding, Init, VarBuilder};
 
 use super::buckets::{GROUP_COST_TOKENS, LengthGroups};
 use super::config::EncoderConfig;
-use super::layers::{LayerNorm, TransformerLayer, activation, attention_bias, linear};
+use super::layers::{LayerNorm, Linear, TransformerLayer, activation, attention_bias, linear};
 use super::plain_path;
 
 #[derive(Debug, Clone)]
