@@ -85,11 +85,9 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let fused = match super::plain_path() {
-            true => None,
-            false => kernels::layer_norm::layer_norm(x, &self.weight, &self.bias, self.eps)?,
-        };
-        if let Some(y) = fused {
+        if !super::plain_path()
+            && let Some(y) = kernels::layer_norm::layer_norm(x, &self.weight, &self.bias, self.eps)?
+        {
             return Ok(y);
         }
         let mean = x.mean_keepdim(D::Minus1)?;
