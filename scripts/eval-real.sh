@@ -24,7 +24,7 @@
 # layers trained (any list of layer counts; default none), for SGD_TOP_EPOCHS
 # epochs (default TRAIN_EPOCHS), judged beside the others as minilm-top2.
 # FULL=1 is the best-model setting (up to 2 hours on 2 cores): as the
-# defaults, plus model A with MiniLM's top 2 layers trained for 8 epochs
+# defaults, plus model A with MiniLM's top 2 layers trained for 12 epochs
 # (SGD_TOP_LAYERS and SGD_TOP_EPOCHS still override it).
 # Data: LABELGEN_DATA names a folder (absolute, or relative to the repository
 # root) holding sgd/train/ and sgd/dev/ (the
@@ -64,7 +64,7 @@ train_epochs="${TRAIN_EPOCHS:-10}"
 full_top_layers="" full_top_epochs="$train_epochs"
 case "${FULL:-0}" in
     0) ;;
-    1) full_top_layers=2 full_top_epochs=8 ;;
+    1) full_top_layers=2 full_top_epochs=12 ;;
     *) echo "eval-real: FULL must be 0 or 1, not $FULL" >&2; exit 2 ;;
 esac
 sgd_top_epochs="${SGD_TOP_EPOCHS:-$full_top_epochs}"
