@@ -459,15 +459,6 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
         Some(threshold)
     );
     assert_eq!(frozen["success_threshold"], 0.5);
-    // The defect share (prior matching) is stored beside them; off without
-    // --balance-decisions.
-    let share = &balanced["failed_goal_defect_share"];
-    assert!(
-        share.is_null() || share.as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)),
-        "{balanced}"
-    );
-    assert_eq!(&config["labels"]["failed_goal_defect_share"], share);
-    assert!(frozen["failed_goal_defect_share"].is_null(), "{frozen}");
     let out = train("x", &["--train-top-layers", "2"]);
     assert!(
         stderr(&out).contains("--train-top-layers 2") && stderr(&out).contains("only 1 layers"),

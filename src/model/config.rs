@@ -295,16 +295,6 @@ pub struct LabelSets {
     /// argmax (0, or fitted on dev for failure F1 with --balance-decisions).
     #[serde(default)]
     pub correct_shift: f64,
-    /// A goal is also labelled failed when the mean P(defect) over its
-    /// turns (any failure point but `correct`) reaches this. Failed goals
-    /// can be too rare for the success head to learn (20 of 681 USS
-    /// dialogues) while the failure-point head ranks defect turns well, and
-    /// a dialogue's defect share ranks its failure. With `train
-    /// --balance-decisions`: the value that flags as many dev goals as the
-    /// training split's share of failed goals (prior matching, since a dev
-    /// part holds too few failures to fit an F1 on); None: off.
-    #[serde(default)]
-    pub failed_goal_defect_share: Option<f64>,
     /// The failure-point head also reads the next turn's dialogue state:
     /// whether a response failed shows most in the user's reaction to it
     /// ("no, the bedroom speaker"), and the dialogue Transformer alone,
@@ -333,7 +323,6 @@ impl LabelSets {
             intent_change_weight: 0.0,
             success_threshold: 0.5,
             correct_shift: 0.0,
-            failed_goal_defect_share: None,
             failure_point_reads_next_turn: false,
         }
     }
@@ -402,13 +391,6 @@ impl LabelSets {
         let log_probabilities: Vec<f64> = probabilities.iter().map(|p| p.max(1e-12).ln()).collect();
         let correct = self.failure_points.iter().position(|f| f == "correct");
         shifted_argmax(&log_probabilities, correct, self.correct_shift)
-    }
-
-    /// P(a defect): one minus the `correct` failure point's probability;
-    /// None for label sets without `correct`.
-    pub fn defect_probability(&self, probabilities: &[f64]) -> Option<f64> {
-        let correct = self.failure_points.iter().position(|f| f == "correct")?;
-        probabilities.get(correct).map(|p| 1.0 - p)
     }
 
     /// BIO tags: 0 = O, 1 + 2k = B-slot_k, 2 + 2k = I-slot_k.

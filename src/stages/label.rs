@@ -641,41 +641,6 @@ fn predict(
     Ok(out)
 }
 
-/// What a goal's turns say of its success.
-#[derive(Default)]
-struct GoalEvidence {
-    success: f64,
-    defect: f64,
-    turns: usize,
-}
-
-impl GoalEvidence {
-    fn add(&mut self, p: &TurnPrediction, labels: &LabelSets) {
-        self.success += p.success;
-        self.defect += labels.defect_probability(&p.failure_point).unwrap_or(0.0);
-        self.turns += 1;
-    }
-
-    /// (succeeded, confidence): failed when the mean P(success) is at most
-    /// the success threshold, or the mean P(defect) reaches the fitted
-    /// defect share (then the confidence is the larger of the two
-    /// failure probabilities).
-    fn decide(&self, labels: &LabelSets) -> (bool, f64) {
-        let n = self.turns.max(1) as f64;
-        let (success, defect) = (self.success / n, self.defect / n);
-        let by_defects = labels
-            .failed_goal_defect_share
-            .is_some_and(|share| defect >= share);
-        if by_defects {
-            (false, (1.0 - success).max(defect))
-        } else if success > labels.success_threshold {
-            (true, success)
-        } else {
-            (false, 1.0 - success)
-        }
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn decode_dialogue(
     dialogue: &[&Turn],
@@ -714,11 +679,12 @@ fn decode_dialogue(
         }
         goal_ids.push(goal);
     }
-    // One success label per goal, from the mean over its turns of
-    // P(success) and P(defect).
-    let mut goals: BTreeMap<i32, GoalEvidence> = BTreeMap::new();
+    // One success label per goal: the mean probability over its turns.
+    let mut success: BTreeMap<i32, (f64, usize)> = BTreeMap::new();
     for (g, p) in goal_ids.iter().zip(predictions) {
-        goals.entry(*g).or_default().add(p, labels);
+        let e = success.entry(*g).or_default();
+        e.0 += p.success;
+        e.1 += 1;
     }
     dialogue
         .iter()
@@ -727,7 +693,14 @@ fn decode_dialogue(
             let p = &predictions[t];
             let boundary_prob = if t == 0 { 1.0 } else { boundary(t, p) };
             let boundary_confidence = boundary_prob.max(1.0 - boundary_prob);
-            let (success_value, success_confidence) = goals[&goal_ids[t]].decide(labels);
+            let (sum, n) = success[&goal_ids[t]];
+            let success_prob = sum / n as f64;
+            let success_value = success_prob > labels.success_threshold;
+            let success_confidence = if success_value {
+                success_prob
+            } else {
+                1.0 - success_prob
+            };
             let (intent, intent_prob) = argmax(&p.intent);
             let failure = labels.failure_point_decision(&p.failure_point);
             let failure_prob = p.failure_point.get(failure).copied().unwrap_or(0.0);
@@ -759,37 +732,6 @@ fn decode_dialogue(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_goal_fails_on_its_success_probability_or_its_defect_share() {
-        let mut labels = LabelSets::new(vec![], vec![], vec!["correct".into(), "nlu".into()]);
-        let turn = |success, defect: f64| TurnPrediction {
-            success,
-            failure_point: vec![1.0 - defect, defect],
-            ..TurnPrediction::default()
-        };
-        let mut goal = GoalEvidence::default();
-        goal.add(&turn(0.9, 0.1), &labels);
-        goal.add(&turn(0.7, 0.5), &labels);
-        // Mean P(success) 0.8, mean P(defect) 0.3.
-        let (succeeded, confidence) = goal.decide(&labels);
-        assert!(succeeded && (confidence - 0.8).abs() < 1e-12);
-        labels.success_threshold = 0.85;
-        let (succeeded, confidence) = goal.decide(&labels);
-        assert!(!succeeded && (confidence - 0.2).abs() < 1e-12);
-        labels.success_threshold = 0.5;
-        labels.failed_goal_defect_share = Some(0.35);
-        assert!(
-            goal.decide(&labels).0,
-            "a defect share under the fitted one"
-        );
-        labels.failed_goal_defect_share = Some(0.25);
-        let (succeeded, confidence) = goal.decide(&labels);
-        assert!(!succeeded && (confidence - 0.3).abs() < 1e-12);
-        // Without a `correct` failure point there is no defect probability.
-        let none = LabelSets::new(vec![], vec![], vec!["nlu".into()]);
-        assert_eq!(none.defect_probability(&[1.0]), None);
-    }
 
     #[test]
     fn viterbi_keeps_a_span_in_one_type() {

@@ -191,9 +191,6 @@ pub struct TrainSummary {
     /// Decision settings fitted on dev (0.5 and 0 without --balance-decisions).
     pub success_threshold: f64,
     pub correct_shift: f64,
-    /// The mean P(defect) at which a goal is labelled failed (prior
-    /// matching with --balance-decisions; None: off).
-    pub failed_goal_defect_share: Option<f64>,
     /// Token positions per epoch through the encoder layers that train
     /// (none when the encoder is frozen): the turns' own tokens, padded to
     /// each batch's longest turn, and what the length groups compute.
@@ -828,9 +825,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         config.batch_size,
         pad,
         &settings,
-        config
-            .balance_decisions
-            .then(|| failed_goal_share(&data.train)),
+        config.balance_decisions,
     )?;
     let final_config = calibrated_config(&model_config, &calibration);
     let summary = TrainSummary {
@@ -1574,7 +1569,6 @@ fn calibrated_config(model_config: &ModelConfig, calibration: &Calibration) -> M
         l.intent_change_weight = calibration.intent_change_weight;
         l.success_threshold = calibration.success_threshold;
         l.correct_shift = calibration.correct_shift;
-        l.failed_goal_defect_share = calibration.failed_goal_defect_share;
     }
     final_config
 }
@@ -1617,7 +1611,6 @@ fn summary(
         freeze_encoder: config.freeze_encoder,
         success_threshold: calibration.success_threshold,
         correct_shift: calibration.correct_shift,
-        failed_goal_defect_share: calibration.failed_goal_defect_share,
         train_top_layers: config.train_top_layers,
         trained_encoder_tokens_per_epoch: None,
         cached_turns: cache.map_or(0, EncodingCache::len),
@@ -1652,7 +1645,6 @@ fn training_record(config: &TrainConfig, summary: &TrainSummary) -> serde_json::
         "intent_change_weight": summary.intent_change_weight,
         "success_threshold": summary.success_threshold,
         "correct_shift": summary.correct_shift,
-        "failed_goal_defect_share": summary.failed_goal_defect_share,
         "weak_labels": summary.weak_labels,
     })
 }
@@ -1694,16 +1686,14 @@ fn accuracies(counts: BTreeMap<&'static str, (u64, u64)>) -> BTreeMap<String, f6
 
 /// Temperature per head, the one of a grid that minimises the dev
 /// negative log-likelihood (Guo et al., 2017), and the boundary decision
-/// settings that maximise dev boundary F1. `balance`: with
-/// `--balance-decisions`, the training split's share of failed goals (None
-/// when it has no goal outcomes).
+/// settings that maximise dev boundary F1.
 fn calibrate(
     model: &DialogueModel,
     windows: &[Window],
     batch_size: usize,
     pad: u32,
     settings: &LossSettings,
-    balance: Option<Option<f64>>,
+    balance_decisions: bool,
 ) -> anyhow::Result<Calibration> {
     let dev = DevItems::collect(model, windows, batch_size, pad, settings)?;
     let temperatures = fit_temperatures(&dev.items);
@@ -1714,22 +1704,11 @@ fn calibrate(
             &dev.boundary_items(&temperatures),
             model.config.context.contextless(),
         );
-    let (success_threshold, correct_shift) = if balance.is_some() {
+    let (success_threshold, correct_shift) = if balance_decisions {
         balanced_decisions(&dev.items, &temperatures, settings.correct)
     } else {
         (0.5, 0.0)
     };
-    // Only a model that learnt failure points (USS; not SGD) has defect
-    // probabilities worth deciding on.
-    let failed_goal_defect_share = balance
-        .flatten()
-        .filter(|_| dev.items.contains_key("failure_point"))
-        .and_then(|share| {
-            fit_defect_share(
-                dev.goal_defect_shares(&temperatures, settings.correct),
-                share,
-            )
-        });
     Ok(Calibration {
         temperatures,
         boundary_threshold,
@@ -1737,50 +1716,7 @@ fn calibrate(
         intent_change_weight,
         success_threshold,
         correct_shift,
-        failed_goal_defect_share,
     })
-}
-
-/// Each goal of `window` with a success label, by its gold boundaries
-/// (turn 0 of the window starts goal 0): (goal, turn in window, labels).
-fn window_goal_turns(window: &Window) -> impl Iterator<Item = (usize, usize, &Supervision)> {
-    window
-        .supervision
-        .iter()
-        .enumerate()
-        .scan(0, |goal, (k, s)| {
-            if k > 0 && s.boundary == Some(true) {
-                *goal += 1;
-            }
-            Some((*goal, k, s))
-        })
-        .filter(|(_, _, s)| s.success.is_some())
-}
-
-/// A goal's key among all windows: (dialogue, window start, goal in window).
-type GoalKey = (usize, usize, usize);
-
-/// The share of goals with a success label that failed, over `windows`;
-/// None when no goal has one.
-fn failed_goal_share(windows: &[Window]) -> Option<f64> {
-    let mut failed: BTreeMap<GoalKey, bool> = BTreeMap::new();
-    for window in windows {
-        for (goal, _, s) in window_goal_turns(window) {
-            let key = (window.origin.0, window.origin.1, goal);
-            *failed.entry(key).or_default() |= s.success == Some(false);
-        }
-    }
-    let goals = failed.len();
-    (goals > 0).then(|| failed.values().filter(|f| **f).count() as f64 / goals as f64)
-}
-
-/// The mean-P(defect) threshold that flags `share` of the dev goals (their
-/// `scores`): midway between the last goal flagged and the first not.
-/// None when that is no goal or every goal.
-fn fit_defect_share(mut scores: Vec<f64>, share: f64) -> Option<f64> {
-    scores.sort_by(|a, b| b.total_cmp(a));
-    let flagged = (share * scores.len() as f64).round() as usize;
-    (flagged > 0 && flagged < scores.len()).then(|| (scores[flagged - 1] + scores[flagged]) / 2.0)
 }
 
 /// The heads' dev logits beside the labels, for calibration.
@@ -1792,8 +1728,6 @@ struct DevItems {
     /// previous one, and the intent logits of the previous turn and its own.
     boundary_rephrase: Vec<bool>,
     boundary_intents: Vec<Option<(Vec<f32>, Vec<f32>)>>,
-    /// The failure-point logits of each dev goal's turns, by goal.
-    goal_failure_logits: BTreeMap<GoalKey, Vec<Vec<f32>>>,
 }
 
 /// A batch's logits on the host: [window][turn] (and [class]).
@@ -1842,11 +1776,6 @@ impl DevItems {
             failure,
         } = logits;
         for (w, window) in chosen.iter().enumerate() {
-            for (goal, k, _) in window_goal_turns(window) {
-                let key = (window.origin.0, window.origin.1, goal);
-                let logits = self.goal_failure_logits.entry(key).or_default();
-                logits.push(failure[w][k].clone());
-            }
             for (k, s) in window.supervision.iter().enumerate() {
                 if let Some(v) = s.boundary {
                     self.boundary_rephrase.push(s.rephrase);
@@ -1871,19 +1800,6 @@ impl DevItems {
 
     fn push(&mut self, head: &'static str, logits: Vec<f32>, target: usize) {
         self.items.entry(head).or_default().push((logits, target));
-    }
-
-    /// Each dev goal's mean P(defect) over its turns, calibrated.
-    fn goal_defect_shares(&self, temperatures: &BTreeMap<String, f64>, correct: usize) -> Vec<f64> {
-        let t = temperatures.get("failure_point").copied().unwrap_or(1.0);
-        self.goal_failure_logits
-            .values()
-            .map(|turns| {
-                let defect =
-                    |z: &Vec<f32>| 1.0 - softmax(z, t).get(correct).copied().unwrap_or(1.0);
-                turns.iter().map(defect).sum::<f64>() / turns.len().max(1) as f64
-            })
-            .collect()
     }
 
     /// The goal-boundary items, calibrated.
@@ -2005,7 +1921,6 @@ struct Calibration {
     intent_change_weight: f64,
     success_threshold: f64,
     correct_shift: f64,
-    failed_goal_defect_share: Option<f64>,
 }
 
 /// F1 of the positive (minority) class; 0 when there is none.
@@ -2331,54 +2246,6 @@ mod tests {
         // 1 of 3 flagged right, 1 of 2 found: F1 = 2 * 1 / (3 + 2).
         let f1 = minority_f1(&[true, true, true, false], &[true, false, false, true]);
         assert!((f1 - 0.4).abs() < 1e-9);
-    }
-
-    #[test]
-    fn the_defect_share_flags_as_many_dev_goals_as_training_failed() {
-        // Two goals in the first window (a boundary at turn 2), one failed;
-        // one goal in the second, succeeded; turns without labels count for none.
-        let turn = |boundary, success| Supervision {
-            boundary,
-            success,
-            ..Supervision::default()
-        };
-        let windows = vec![
-            Window {
-                supervision: vec![
-                    turn(None, Some(true)),
-                    turn(Some(false), Some(true)),
-                    turn(Some(true), Some(false)),
-                    turn(Some(false), Some(false)),
-                ],
-                origin: (0, 0),
-                ..Window::default()
-            },
-            Window {
-                supervision: vec![turn(None, Some(true)), turn(Some(false), None)],
-                origin: (1, 0),
-                ..Window::default()
-            },
-            Window {
-                supervision: vec![turn(None, None)],
-                origin: (2, 0),
-                ..Window::default()
-            },
-        ];
-        let goals: Vec<(usize, usize)> = window_goal_turns(&windows[0])
-            .map(|(goal, k, _)| (goal, k))
-            .collect();
-        assert_eq!(goals, vec![(0, 0), (0, 1), (1, 2), (1, 3)]);
-        let share = failed_goal_share(&windows).unwrap();
-        assert!((share - 1.0 / 3.0).abs() < 1e-12, "{share}");
-        assert_eq!(failed_goal_share(&windows[2..]), None);
-        // 10 dev goals and a 20% share: the threshold lies between the 2nd
-        // and 3rd highest mean P(defect), whatever their order.
-        let scores = vec![0.1, 0.5, 0.05, 0.3, 0.2, 0.02, 0.9, 0.01, 0.03, 0.04];
-        assert_eq!(fit_defect_share(scores.clone(), 0.2), Some(0.4));
-        // A share that flags no dev goal, or every one, decides nothing.
-        assert_eq!(fit_defect_share(scores.clone(), 0.01), None);
-        assert_eq!(fit_defect_share(scores, 1.0), None);
-        assert_eq!(fit_defect_share(Vec::new(), 0.5), None);
     }
 
     #[test]
