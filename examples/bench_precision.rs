@@ -52,28 +52,23 @@ fn main() -> Result<()> {
         let exact = x.matmul(&transposed)?;
         let f32_ms = median_ms(|| x.matmul(&transposed))?;
         let name = format!("{rows} x {inputs} x {outputs}");
-        println!(
-            "{name:<25} {:<10} {f32_ms:>6.2}  {:>10.2}  {:>13}",
-            "f32", 1.0, "0"
-        );
+        let row = |path: &str, ms: f64, error: f32| {
+            println!(
+                "{name:<25} {path:<10} {ms:>6.2}  {:>10.2}  {error:>13.4}",
+                f32_ms / ms
+            )
+        };
+        row("f32", f32_ms, 0.0);
         for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0, GgmlDType::F16] {
             let quantized = QMatMul::from_qtensor(QTensor::quantize(&weight, dtype)?)?;
             let ms = median_ms(|| quantized.forward(&x))?;
             let error = largest_difference(&quantized.forward(&x)?, &exact)?;
-            let path = format!("{dtype:?}");
-            println!(
-                "{name:<25} {path:<10} {ms:>6.2}  {:>10.2}  {error:>13.4}",
-                f32_ms / ms
-            );
+            row(&format!("{dtype:?}"), ms, error);
         }
         let (x16, w16) = (x.to_dtype(DType::F16)?, transposed.to_dtype(DType::F16)?);
         let ms = median_ms(|| x16.matmul(&w16))?;
         let error = largest_difference(&x16.matmul(&w16)?.to_dtype(DType::F32)?, &exact)?;
-        println!(
-            "{name:<25} {:<10} {ms:>6.2}  {:>10.2}  {error:>13.4}",
-            "f16 gemm",
-            f32_ms / ms
-        );
+        row("f16 gemm", ms, error);
     }
     Ok(())
 }
