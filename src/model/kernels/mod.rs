@@ -14,6 +14,8 @@ pub mod adamw;
 pub mod bias;
 pub mod gelu;
 pub mod layer_norm;
+#[cfg(feature = "mkl")]
+pub mod mkl_hgemm;
 pub mod softmax;
 
 use candle_core::{CpuStorage, Layout, Result, Tensor};
