@@ -14,8 +14,6 @@ pub mod adamw;
 pub mod bias;
 pub mod gelu;
 pub mod layer_norm;
-#[cfg(feature = "mkl")]
-pub mod mkl_hgemm;
 pub mod softmax;
 
 use candle_core::{CpuStorage, Layout, Result, Tensor};
