@@ -507,6 +507,36 @@ fn change_input_mid_run(args: &[&str], out: &Path, change: impl Fn()) -> Option<
     change_input_when(args, || !staging_of(out).is_empty(), change)
 }
 
+/// [`change_input_mid_run`], tried again (the input restored by
+/// `restore`) while the run succeeds anyway: a tiny input under load can
+/// pass its final input check between the test seeing its staging and
+/// freezing it, and then it rightly succeeds on the input it read (CI saw
+/// it twice in a row). A missing check succeeds every time and fails the
+/// caller's assertions on the last try. None when the run finished before
+/// it could be frozen (said on stdout).
+fn change_input_until_caught(
+    command: &str,
+    args: &[&str],
+    out: &Path,
+    change: impl Fn(),
+    restore: impl Fn(),
+) -> Option<Output> {
+    const TRIES: usize = 5;
+    for attempt in 1..=TRIES {
+        match change_input_mid_run(args, out, &change) {
+            Some(run) if run.status.success() && attempt < TRIES => {
+                println!("{command}: checked its input before it was frozen; again");
+                std::fs::remove_dir_all(out).unwrap();
+                restore();
+            }
+            Some(run) => return Some(run),
+            None => break,
+        }
+    }
+    println!("SKIPPED {command}: it finished before it could be frozen");
+    None
+}
+
 /// The run failed with exit status 2 naming `changed` as changed under it,
 /// and left nothing at `out`, staging included.
 fn assert_refused_naming(command: &str, run: &Output, changed: &Path, out: &Path) {
@@ -569,25 +599,9 @@ fn a_log_file_changed_while_ingest_or_synth_reads_it_fails_naming_it() {
     for (command, logs, changed_file, original, change) in cases {
         let out = p(&format!("{command}-out"));
         let args = [command, "--logs", s(&logs), "--out", s(&out), "--quiet"];
-        // A tiny input under load can pass its final input check between
-        // the test seeing its staging and freezing it: then it succeeds on
-        // the input it read (CI saw it twice in a row). Try up to five
-        // times; a missing check succeeds every time and fails the test.
-        const TRIES: usize = 5;
-        let mut tries = 0;
-        let changed = loop {
-            tries += 1;
-            match change_input_mid_run(&args, &out, &change) {
-                Some(run) if run.status.success() && tries < TRIES => {
-                    println!("{command}: checked its input before it was frozen; again");
-                    std::fs::remove_dir_all(&out).unwrap();
-                    std::fs::write(changed_file, original).unwrap();
-                }
-                other => break other,
-            }
-        };
-        let Some(changed) = changed else {
-            println!("SKIPPED {command}: it finished before it could be frozen");
+        let restore = || std::fs::write(changed_file, original).unwrap();
+        let Some(changed) = change_input_until_caught(command, &args, &out, &change, restore)
+        else {
             continue;
         };
         assert_refused_naming(command, &changed, changed_file, &out);
@@ -623,8 +637,8 @@ fn a_log_file_changed_while_label_reads_it_fails_naming_it() {
         s(&out),
         "--quiet",
     ];
-    let Some(changed) = change_input_mid_run(&args, &out, replace) else {
-        println!("SKIPPED label: it finished before it could be frozen");
+    let restore = || std::fs::write(&flat, &original).unwrap();
+    let Some(changed) = change_input_until_caught("label", &args, &out, replace, restore) else {
         return;
     };
     assert_refused_naming("label", &changed, &flat, &out);
