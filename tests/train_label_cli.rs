@@ -262,13 +262,39 @@ fn max_difference(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .unwrap()
 }
 
-#[test]
-fn contextless_frozen_resumed_and_weakly_supervised_training() {
-    let tmp = trained();
-    let p = |name: &str| tmp.path().join(name);
-    let (pre, turns, annotations) = (p("pre"), p("sim/turns"), p("sim/annotations"));
-    let train = |out: &str, extra: &[&str]| {
-        let out = p(out);
+/// A pretrained tiny encoder on 60 simulated dialogues, and `train` on
+/// them with the settings every test below shares.
+struct Pretrained {
+    tmp: tempfile::TempDir,
+}
+
+impl Pretrained {
+    fn new() -> Pretrained {
+        let tmp = tempfile::tempdir().unwrap();
+        common::simulate(&tmp.path().join("sim"), 60, 1);
+        pretrain_tiny(
+            &tmp.path().join("sim/turns"),
+            tmp.path(),
+            Tiny {
+                max_steps: 3,
+                ..Tiny::default()
+            },
+        );
+        Pretrained { tmp }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// `train` into `out` (3 epochs, a quarter of the dialogues for dev) with `extra` flags.
+    fn train(&self, out: &str, extra: &[&str]) -> std::process::Output {
+        let (pre, turns, annotations, out) = (
+            self.path("pre"),
+            self.path("sim/turns"),
+            self.path("sim/annotations"),
+            self.path(out),
+        );
         let mut args = vec![
             "train",
             "--init",
@@ -287,22 +313,47 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
             "0.25",
             "--quiet",
             "--out",
+            s(&out),
         ];
-        args.push(s(&out));
         args.extend(extra);
         labelgen(&args)
-    };
-    let summary = |out: &std::process::Output| -> serde_json::Value {
-        assert!(out.status.success(), "{}", stderr(out));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    }
 
+    /// [`Pretrained::train`], which must succeed; its JSON summary.
+    fn train_ok(&self, out: &str, extra: &[&str]) -> serde_json::Value {
+        let run = self.train(out, extra);
+        assert!(run.status.success(), "{}", stderr(&run));
+        serde_json::from_slice(&run.stdout).unwrap()
+    }
+
+    /// [`Pretrained::train`], which must fail saying each of `expected`;
+    /// it leaves no model behind.
+    fn train_refused(&self, extra: &[&str], expected: &[&str]) {
+        let run = self.train("refused", extra);
+        assert!(!run.status.success());
+        let message = stderr(&run);
+        for text in expected {
+            assert!(message.contains(text), "{extra:?}: {message}");
+        }
+        assert!(!self.path("refused").exists(), "no model is left behind");
+    }
+
+    fn labels(&self, model: &str) -> Vec<Label> {
+        let out = self.path(&format!("{model}-labels"));
+        label_rows(&self.path(model), &self.path("sim/turns"), &out)
+    }
+}
+
+#[test]
+fn weak_labels_report_every_rule_and_fill_only_unannotated_turns() {
+    let pre = Pretrained::new();
     // The weak-label summary reports every rule; feedback in the simulated logs fires some.
-    let whole = summary(&train("whole", &[]));
+    let whole = pre.train_ok("whole", &[]);
     let rules = whole["weak_labels"]["rules"].as_array().unwrap();
     assert_eq!(rules.len(), 6);
     let barge_in = rules.iter().find(|r| r["rule"] == "barge_in").unwrap();
-    let (fires, annotated, accuracy) = barge_in_by_hand(&turns, &annotations);
+    let (fires, annotated, accuracy) =
+        barge_in_by_hand(&pre.path("sim/turns"), &pre.path("sim/annotations"));
     assert!(fires > 0, "{barge_in}");
     assert_eq!(barge_in["fires"].as_u64().unwrap(), fires, "{barge_in}");
     assert_eq!(
@@ -319,109 +370,93 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
         whole["weak_labels"]["votes_used"], 0,
         "every turn is annotated: weak labels only fill gaps"
     );
-    let half = summary(&train("half", &["--labelled-share", "0.5"]));
+    let half = pre.train_ok("half", &["--labelled-share", "0.5"]);
     assert!(half["labelled_turns"].as_u64() < whole["labelled_turns"].as_u64());
     assert!(
         half["weak_labels"]["votes_used"].as_u64().unwrap() > 0,
         "{}",
         half["weak_labels"]
     );
-    let off = summary(&train(
-        "off",
-        &["--labelled-share", "0.5", "--weak-weight", "0"],
-    ));
+    let off = pre.train_ok("off", &["--labelled-share", "0.5", "--weak-weight", "0"]);
     assert_eq!(
         off["weak_labels"]["votes_used"], 0,
         "weight 0 keeps votes out"
     );
+}
 
-    // Killed after epoch 1, resumed: the same weights as the uninterrupted run.
-    let out = train("resumed", &["--stop-after-epochs", "1"]);
+#[test]
+fn training_stopped_after_an_epoch_resumes_to_the_same_weights() {
+    let pre = Pretrained::new();
+    pre.train_ok("whole", &[]);
+    let out = pre.train("resumed", &["--stop-after-epochs", "1"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("--resume continues"),
         "{}",
         stderr(&out)
     );
-    assert!(p("resumed.checkpoint/state.json").is_file());
-    let resumed = summary(&train("resumed", &["--resume"]));
+    assert!(pre.path("resumed.checkpoint/state.json").is_file());
+    let resumed = pre.train_ok("resumed", &["--resume"]);
     assert_eq!(resumed["resumed_from_epoch"], 1);
     assert!(
-        !p("resumed.checkpoint").exists(),
+        !pre.path("resumed.checkpoint").exists(),
         "a finished run removes its checkpoint"
     );
-    let (a, b) = (weights(&p("whole")), weights(&p("resumed")));
+    let (a, b) = (weights(&pre.path("whole")), weights(&pre.path("resumed")));
     for (name, tensor) in &a {
         let d = max_difference(tensor, &b[name]);
         assert!(d < 1e-5, "{name} differs by {d} after --resume");
     }
+}
 
+#[test]
+fn a_frozen_encoder_or_its_top_layers_train_only_what_they_name() {
+    let pre = Pretrained::new();
+    let pretrained = weights(&pre.path("pre"));
+    let embeddings = "roberta.embeddings.word_embeddings.weight";
+    let layer = "roberta.encoder.layer.0.attention.self.query.weight";
+    // Full fine-tuning moves the encoder.
+    pre.train_ok("whole", &[]);
+    let whole = weights(&pre.path("whole"));
+    assert!(max_difference(&whole[embeddings], &pretrained[embeddings]) > 0.0);
     // A frozen encoder keeps the pretrained encoder's weights and caches its turns.
-    let frozen = summary(&train("frozen", &["--freeze-encoder"]));
+    let frozen = pre.train_ok("frozen", &["--freeze-encoder"]);
     assert!(frozen["cached_turns"].as_u64().unwrap() > 0);
-    let (pretrained, tuned) = (weights(&pre), weights(&p("frozen")));
-    let name = "roberta.embeddings.word_embeddings.weight";
-    assert_eq!(max_difference(&pretrained[name], &tuned[name]), 0.0);
-    assert!(
-        max_difference(&a[name], &pretrained[name]) > 0.0,
-        "full fine-tuning moves the encoder"
+    let tuned = weights(&pre.path("frozen"));
+    assert_eq!(
+        max_difference(&pretrained[embeddings], &tuned[embeddings]),
+        0.0
     );
-
-    // --lookahead at train overrides the pretrained model's, lands in
-    // config.json, and label rebuilds the same model.
-    summary(&train("causal", &["--freeze-encoder", "--lookahead", "0"]));
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p("causal/config.json")).unwrap()).unwrap();
-    assert_eq!(config["dialogue"]["lookahead"], 0);
-    let rows = label_rows(&p("causal"), &p("sim/turns"), &p("causal-labels"));
-    assert!(rows.iter().all(|l| l.intent.is_some()));
-
-    // --dropout changes what training learns, deterministically, and is recorded.
-    summary(&train("dropout", &["--freeze-encoder", "--dropout", "0.3"]));
-    summary(&train(
-        "dropout-again",
-        &["--freeze-encoder", "--dropout", "0.3"],
-    ));
-    let training: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p("dropout/training.json")).unwrap()).unwrap();
-    assert!((training["settings"]["dropout"].as_f64().unwrap() - 0.3).abs() < 1e-6);
-    let (dropped, again) = (weights(&p("dropout")), weights(&p("dropout-again")));
-    let head = "heads.intent.weight";
-    assert!(max_difference(&dropped[head], &tuned[head]) > 0.0);
-    for (name, tensor) in &dropped {
-        assert_eq!(
-            max_difference(tensor, &again[name]),
-            0.0,
-            "{name}: same seed, same weights"
-        );
-    }
-    let out = train("bad-dropout", &["--dropout", "1"]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("expected a probability in [0, 1), got `1`"),
-        "{}",
-        stderr(&out)
-    );
-
+    assert_eq!(max_difference(&pretrained[layer], &tuned[layer]), 0.0);
     // --train-top-layers 1 of this one-layer encoder: the layer trains on
     // cached embeddings, which stay as pretrained.
-    let top = summary(&train("top", &["--train-top-layers", "1"]));
+    let top = pre.train_ok("top", &["--train-top-layers", "1"]);
     assert_eq!(top["train_top_layers"], 1);
     assert!(top["cached_turns"].as_u64().unwrap() > 0);
-    let top_weights = weights(&p("top"));
-    assert_eq!(max_difference(&pretrained[name], &top_weights[name]), 0.0);
-    let layer = "roberta.encoder.layer.0.attention.self.query.weight";
+    let top_weights = weights(&pre.path("top"));
+    assert_eq!(
+        max_difference(&pretrained[embeddings], &top_weights[embeddings]),
+        0.0
+    );
     assert!(max_difference(&pretrained[layer], &top_weights[layer]) > 0.0);
-    assert_eq!(max_difference(&pretrained[layer], &tuned[layer]), 0.0);
-    let rows = label_rows(&p("top"), &p("sim/turns"), &p("top-labels"));
-    assert!(rows.iter().all(|l| l.intent.is_some()));
-    // A model whose weights miss a head (one trained before the slot tagger) is refused by name.
-    let stale = p("stale");
+    assert!(pre.labels("top").iter().all(|l| l.intent.is_some()));
+    pre.train_refused(
+        &["--train-top-layers", "2"],
+        &["--train-top-layers 2", "only 1 layers"],
+    );
+}
+
+#[test]
+fn a_model_whose_weights_miss_a_head_is_refused_by_name() {
+    let pre = Pretrained::new();
+    pre.train_ok("top", &["--freeze-encoder"]);
+    // As a model trained before the slot tagger existed.
+    let stale = pre.path("stale");
     std::fs::create_dir_all(&stale).unwrap();
     for file in ["config.json", "tokenizer.json"] {
-        std::fs::copy(p("top").join(file), stale.join(file)).unwrap();
+        std::fs::copy(pre.path("top").join(file), stale.join(file)).unwrap();
     }
-    let mut tensors = weights(&p("top"));
+    let mut tensors = weights(&pre.path("top"));
     tensors.retain(|name, _| !name.starts_with("heads.slots."));
     candle_core::safetensors::save(&tensors, stale.join("model.safetensors")).unwrap();
     let out = labelgen(&[
@@ -429,9 +464,9 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
         "--model",
         s(&stale),
         "--logs",
-        s(&p("sim/turns")),
+        s(&pre.path("sim/turns")),
         "--out",
-        s(&p("stale-labels")),
+        s(&pre.path("stale-labels")),
         "--quiet",
     ]);
     assert!(!out.status.success());
@@ -442,68 +477,92 @@ fn contextless_frozen_resumed_and_weakly_supervised_training() {
             && message.contains("hint: "),
         "{message}"
     );
-    assert!(!p("stale-labels").exists(), "no output is left behind");
+    assert!(
+        !pre.path("stale-labels").exists(),
+        "no output is left behind"
+    );
+}
 
-    // --balance-decisions fits (and stores) the decision settings.
-    let balanced = summary(&train(
-        "balanced",
-        &["--balance-decisions", "--freeze-encoder"],
-    ));
+#[test]
+fn lookahead_and_dropout_are_recorded_and_training_is_deterministic() {
+    let pre = Pretrained::new();
+    // --lookahead at train overrides the pretrained model's, lands in
+    // config.json, and label rebuilds the same model.
+    pre.train_ok("causal", &["--freeze-encoder", "--lookahead", "0"]);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pre.path("causal/config.json")).unwrap()).unwrap();
+    assert_eq!(config["dialogue"]["lookahead"], 0);
+    assert!(pre.labels("causal").iter().all(|l| l.intent.is_some()));
+    // --dropout changes what training learns, deterministically, and is recorded.
+    pre.train_ok("frozen", &["--freeze-encoder"]);
+    pre.train_ok("dropout", &["--freeze-encoder", "--dropout", "0.3"]);
+    pre.train_ok("dropout-again", &["--freeze-encoder", "--dropout", "0.3"]);
+    let training: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pre.path("dropout/training.json")).unwrap()).unwrap();
+    assert!((training["settings"]["dropout"].as_f64().unwrap() - 0.3).abs() < 1e-6);
+    let (plain, dropped, again) = (
+        weights(&pre.path("frozen")),
+        weights(&pre.path("dropout")),
+        weights(&pre.path("dropout-again")),
+    );
+    let head = "heads.intent.weight";
+    assert!(max_difference(&dropped[head], &plain[head]) > 0.0);
+    for (name, tensor) in &dropped {
+        assert_eq!(
+            max_difference(tensor, &again[name]),
+            0.0,
+            "{name}: same seed, same weights"
+        );
+    }
+    pre.train_refused(
+        &["--dropout", "1"],
+        &["expected a probability in [0, 1), got `1`"],
+    );
+}
+
+#[test]
+fn balanced_decisions_are_fitted_and_stored_in_the_model() {
+    let pre = Pretrained::new();
+    let plain = pre.train_ok("frozen", &["--freeze-encoder"]);
+    assert_eq!(plain["success_threshold"], 0.5);
+    let balanced = pre.train_ok("balanced", &["--balance-decisions", "--freeze-encoder"]);
     let threshold = balanced["success_threshold"].as_f64().unwrap();
     assert!((0.05..=0.95).contains(&threshold), "{balanced}");
     assert!(balanced["correct_shift"].as_f64().unwrap() <= 0.0);
     let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p("balanced/config.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(pre.path("balanced/config.json")).unwrap()).unwrap();
     assert_eq!(
         config["labels"]["success_threshold"].as_f64(),
         Some(threshold)
     );
-    assert_eq!(frozen["success_threshold"], 0.5);
-    let out = train("x", &["--train-top-layers", "2"]);
-    assert!(
-        stderr(&out).contains("--train-top-layers 2") && stderr(&out).contains("only 1 layers"),
-        "{}",
-        stderr(&out)
-    );
+}
 
-    // The contextless baseline trains and labels like the full model; by
-    // default its encoder reads the utterance alone.
-    let contextless = summary(&train("contextless", &["--contextless"]));
+#[test]
+fn the_contextless_baseline_trains_and_labels_like_the_full_model() {
+    let pre = Pretrained::new();
+    // By default its encoder reads the utterance alone.
+    let contextless = pre.train_ok("contextless", &["--contextless"]);
     assert_eq!(contextless["contextless"], true);
     assert_eq!(contextless["utterance_only"], true);
     // Each turn alone: its boundaries take no evidence from the previous turn's intent.
     assert_eq!(contextless["intent_change_weight"], 0.0);
-    let with_response = summary(&train("contextless-turn", &["--contextless", "turn"]));
+    let with_response = pre.train_ok("contextless-turn", &["--contextless", "turn"]);
     assert_eq!(with_response["utterance_only"], false);
-    let rows = label_rows(&p("contextless"), &p("sim/turns"), &p("contextless-labels"));
-    assert!(rows.iter().all(|l| l.intent.is_some()));
+    assert!(pre.labels("contextless").iter().all(|l| l.intent.is_some()));
+}
 
-    // Bad options are named.
-    let out = train("x", &["--task-weights", "slot=2"]);
-    assert!(
-        stderr(&out).contains("unknown task `slot`"),
-        "{}",
-        stderr(&out)
+#[test]
+fn bad_training_options_are_named() {
+    let pre = Pretrained::new();
+    pre.train_refused(&["--task-weights", "slot=2"], &["unknown task `slot`"]);
+    let rules = pre.path("rules.json");
+    std::fs::write(&rules, r#"{"barge_in": {"enabled": true, "target": 3}}"#).unwrap();
+    pre.train_refused(
+        &["--weak-rules", s(&rules)],
+        &["rules.json", "barge_in.target"],
     );
-    std::fs::write(
-        p("rules.json"),
-        r#"{"barge_in": {"enabled": true, "target": 3}}"#,
-    )
-    .unwrap();
-    let out = train("x", &["--weak-rules", s(&p("rules.json"))]);
-    assert!(
-        stderr(&out).contains("rules.json") && stderr(&out).contains("barge_in.target"),
-        "{}",
-        stderr(&out)
-    );
-    std::fs::write(p("rules.json"), r#"{"barge": 1}"#).unwrap();
-    let out = train("x", &["--weak-rules", s(&p("rules.json"))]);
-    assert!(
-        stderr(&out).contains("unknown field `barge`"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(!p("x").exists(), "no model is left behind by a failed run");
+    std::fs::write(&rules, r#"{"barge": 1}"#).unwrap();
+    pre.train_refused(&["--weak-rules", s(&rules)], &["unknown field `barge`"]);
 }
 
 /// USS gives satisfaction ratings and no intents: train learns the other
