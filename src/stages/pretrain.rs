@@ -684,8 +684,18 @@ mod tests {
         out
     }
 
-    #[test]
-    fn every_trainable_variable_gets_a_gradient() {
+    /// A one-layer model with mean pooling (its mask must keep gradients
+    /// flowing and padding out) on [`tiny`]'s synth data, its windows and
+    /// variables.
+    struct TinyModel {
+        config: ModelConfig,
+        windows: Vec<Window>,
+        special: SpecialIds,
+        varmap: VarMap,
+        model: DialogueModel,
+    }
+
+    fn tiny_model() -> TinyModel {
         let tmp = tempfile::tempdir().unwrap();
         let config = tiny(tmp.path());
         let (rows, _) = crate::data::dataset::read_table::<SynthTurn>(&config.data).unwrap();
@@ -719,25 +729,47 @@ mod tests {
             max_tokens: 16,
             labels: None,
             context: TurnContext::Dialogue,
-            // The mean over tokens: its mask must keep gradients flowing (and padding out).
             turn_pooling: TurnPooling::Mean,
         };
         let data = examples(&rows, &tokenizer, &model_config.features, 16, 4).unwrap();
-        let chosen: Vec<&Window> = data.windows.iter().take(16).collect();
-        let special = special_ids(&tokenizer).unwrap();
-        let (mut batch, targets) = make_batch(&chosen, special.pad, &device()).unwrap();
-        // Shapes: (N, L) tokens in, (B, T) logits out.
-        let n: usize = chosen.iter().map(|w| w.turns.len()).sum();
-        assert_eq!(batch.input_ids.dims()[0], n);
         let varmap = VarMap::new();
         let model = DialogueModel::new(
             &model_config,
             VarBuilder::from_varmap(&varmap, DType::F32, &device()),
         )
         .unwrap();
-        // Mean pooling ignores padding: the first window's dialogue states,
-        // as built and with 5 more (masked, non-zero) token states.
-        let (narrow, _) = make_batch(&chosen[..1], special.pad, &device()).unwrap();
+        TinyModel {
+            config: model_config,
+            windows: data.windows,
+            special: special_ids(&tokenizer).unwrap(),
+            varmap,
+            model,
+        }
+    }
+
+    /// The largest absolute difference between two tensors.
+    fn max_gap(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn mean_pooling_ignores_padding() {
+        let TinyModel {
+            windows,
+            special,
+            model,
+            ..
+        } = tiny_model();
+        // The first window's dialogue states, as built and with 5 more
+        // (masked, non-zero) token states.
+        let (narrow, _) = make_batch(&[&windows[0]], special.pad, &device()).unwrap();
         let tokens = model.encode_tokens(&narrow).unwrap();
         let (turns, _, hidden) = tokens.dims3().unwrap();
         let padding = Tensor::ones((turns, 5, hidden), DType::F32, &device()).unwrap();
@@ -746,23 +778,29 @@ mod tests {
             attention_mask: narrow.attention_mask.pad_with_zeros(1, 0, 5).unwrap(),
             ..narrow.clone()
         };
-        let gap = (model.dialogue_states(&narrow, &tokens).unwrap()
-            - model.dialogue_states(&wide, &wide_tokens).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap();
-        assert!(gap.to_scalar::<f32>().unwrap() < 1e-5, "{gap}");
-        // Lookahead 1, one dialogue layer: what the last turn says reaches
-        // the turn before it, and no earlier turn.
-        let long = data
-            .windows
+        let gap = max_gap(
+            &model.dialogue_states(&narrow, &tokens).unwrap(),
+            &model.dialogue_states(&wide, &wide_tokens).unwrap(),
+        );
+        assert!(gap < 1e-5, "{gap}");
+    }
+
+    #[test]
+    fn with_lookahead_one_a_turn_sees_the_next_and_no_later_one() {
+        let TinyModel {
+            windows,
+            special,
+            model,
+            ..
+        } = tiny_model();
+        // One dialogue layer: what the last turn says reaches the turn
+        // before it, and no earlier turn.
+        let long = windows
             .iter()
             .find(|w| w.turns.len() >= 3)
             .expect("a window of 3 turns or more");
-        let (narrow, _) = make_batch(&[long], special.pad, &device()).unwrap();
-        let tokens = model.encode_tokens(&narrow).unwrap();
+        let (batch, _) = make_batch(&[long], special.pad, &device()).unwrap();
+        let tokens = model.encode_tokens(&batch).unwrap();
         let turns = tokens.dim(0).unwrap();
         let changed = Tensor::cat(
             &[
@@ -772,26 +810,37 @@ mod tests {
             0,
         )
         .unwrap();
-        let before = model.dialogue_states(&narrow, &tokens).unwrap();
-        let after = model.dialogue_states(&narrow, &changed).unwrap();
+        let before = model.dialogue_states(&batch, &tokens).unwrap();
+        let after = model.dialogue_states(&batch, &changed).unwrap();
         let gap_at = |t: usize| {
-            (before.narrow(1, t, 1).unwrap() - after.narrow(1, t, 1).unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
+            max_gap(
+                &before.narrow(1, t, 1).unwrap(),
+                &after.narrow(1, t, 1).unwrap(),
+            )
         };
         assert!(gap_at(turns - 2) > 1e-4, "the next turn should be visible");
         for t in 0..turns - 2 {
             assert!(gap_at(t) < 1e-6, "turn {t} sees turn {}", turns - 1);
         }
+    }
 
+    #[test]
+    fn every_trainable_variable_gets_a_gradient() {
+        let TinyModel {
+            config,
+            windows,
+            special,
+            varmap,
+            model,
+        } = tiny_model();
+        let chosen: Vec<&Window> = windows.iter().take(16).collect();
+        let (mut batch, targets) = make_batch(&chosen, special.pad, &device()).unwrap();
+        // Shapes: (N, L) tokens in, (B, T) logits out.
+        let n: usize = chosen.iter().map(|w| w.turns.len()).sum();
+        assert_eq!(batch.input_ids.dims()[0], n);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let (ids, positions, labels) =
-            mask_tokens(&batch, &special, model_config.encoder.vocab_size, &mut rng)
+            mask_tokens(&batch, &special, config.encoder.vocab_size, &mut rng)
                 .unwrap()
                 .unwrap();
         batch.input_ids = ids;
