@@ -176,8 +176,15 @@ fn binomial_width(p: f64, n: u64) -> f64 {
     2.0 * 1.96 * (p * (1.0 - p) / n as f64).sqrt()
 }
 
-#[test]
-fn report_of_the_single_annotator_on_sample_data() {
+/// `eval` of the sample data's annotations alone (the single annotator
+/// against the unanimous gold): its temp dir, report folder, JSON summary
+/// and report.json.
+fn single_annotator_report() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    serde_json::Value,
+    serde_json::Value,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("report");
     let gold = sample().join("annotations");
@@ -190,6 +197,13 @@ fn report_of_the_single_annotator_on_sample_data() {
         "--bootstrap",
         "200",
     ]);
+    let report = read_json(&out.join("report.json"));
+    (tmp, out, summary, report)
+}
+
+#[test]
+fn the_single_annotators_metrics_match_a_count_by_hand_with_real_intervals() {
+    let (_tmp, _, summary, report) = single_annotator_report();
     // The single annotator against the unanimous gold, counted by hand.
     let hand = hand_gold();
     let single_intent = annotator_labels("single", |a| &a.intent);
@@ -206,23 +220,6 @@ fn report_of_the_single_annotator_on_sample_data() {
         (headline - intent_accuracy).abs() < 1e-9,
         "summary says {headline}, counted {intent_accuracy}"
     );
-    let report: serde_json::Value = read_json(&out.join("report.json"));
-    // Stable keys, documented in README.
-    for key in [
-        "gold",
-        "systems",
-        "subsets",
-        "failure_point_vs_human",
-        "confusion_labels",
-        "confusion",
-        "threshold_sweeps",
-        "annotators",
-        "inputs",
-        "review_items",
-        "settings",
-    ] {
-        assert!(report.get(key).is_some(), "report.json lacks {key}");
-    }
     let systems: Vec<&str> = report["systems"]
         .as_array()
         .unwrap()
@@ -264,6 +261,14 @@ fn report_of_the_single_annotator_on_sample_data() {
             );
         }
     }
+}
+
+#[test]
+fn the_turns_that_need_context_are_judged_apart() {
+    let (_tmp, out, _, report) = single_annotator_report();
+    let gold = sample().join("annotations");
+    let hand = hand_gold();
+    let single_intent = annotator_labels("single", |a| &a.intent);
     // The turns whose meaning needs context: every turn the truth marks.
     let (rows, _) = read_table::<Annotation>(&gold).unwrap();
     let marked = rows
@@ -326,14 +331,36 @@ fn report_of_the_single_annotator_on_sample_data() {
     );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
+        md.contains(&format!("{marked} marked turns in {dialogues} dialogues")),
+        "{md}"
+    );
+}
+
+#[test]
+fn the_report_has_its_documented_keys_sections_plots_and_review_list() {
+    let (_tmp, out, _, report) = single_annotator_report();
+    // Stable keys, documented in README.
+    for key in [
+        "gold",
+        "systems",
+        "subsets",
+        "failure_point_vs_human",
+        "confusion_labels",
+        "confusion",
+        "threshold_sweeps",
+        "annotators",
+        "inputs",
+        "review_items",
+        "settings",
+    ] {
+        assert!(report.get(key).is_some(), "report.json lacks {key}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
         md.contains("## Headline metrics") && md.contains("without gold (excluded)"),
         "{md}"
     );
-    assert!(
-        md.contains("## Turns whose meaning needs context")
-            && md.contains(&format!("{marked} marked turns in {dialogues} dialogues")),
-        "{md}"
-    );
+    assert!(md.contains("## Turns whose meaning needs context"), "{md}");
     let svg = std::fs::read_to_string(out.join("plots/confusion_single.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("false_wake"));
     let png = std::fs::read(out.join("plots/confusion_single.png")).unwrap();
