@@ -56,26 +56,39 @@ fn trained() -> tempfile::TempDir {
 
 #[test]
 fn labels_validate_shards_add_up_and_thresholds_withhold() {
+    // One trained model for every check (training it is most of the time).
     let tmp = trained();
-    let p = |name: &str| tmp.path().join(name);
-    let (labeler, turns) = (p("labeler"), p("sim/turns"));
-    let label = |out: &str, extra: &[&str]| {
-        let mut args = vec![
-            "label",
-            "--model",
-            s(&labeler),
-            "--logs",
-            s(&turns),
-            "--out",
-            out,
-            "--run-id",
-            "r1",
-            "--quiet",
-        ];
-        args.extend_from_slice(extra);
-        run_ok(&args)
-    };
-    let full = label(s(&p("labels")), &[]);
+    let rows = labels_validate_and_goal_ids_increase(tmp.path());
+    two_shards_make_up_the_whole(tmp.path(), rows);
+    a_threshold_of_one_withholds_every_intent(tmp.path());
+    bad_label_options_and_interleaved_dialogues_are_named(tmp.path());
+}
+
+/// `label` with the model `trained` made, run id r1, into `out`.
+fn label_ok(dir: &Path, out: &str, extra: &[&str]) -> serde_json::Value {
+    let (labeler, turns, out) = (dir.join("labeler"), dir.join("sim/turns"), dir.join(out));
+    let mut args = vec![
+        "label",
+        "--model",
+        s(&labeler),
+        "--logs",
+        s(&turns),
+        "--out",
+        s(&out),
+        "--run-id",
+        "r1",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&args)
+}
+
+/// The labels table counts every turn, validates (spans checked against
+/// the utterances), and its goal ids increase through each dialogue.
+/// Returns its rows.
+fn labels_validate_and_goal_ids_increase(dir: &Path) -> Vec<Label> {
+    let p = |name: &str| dir.join(name);
+    let full = label_ok(dir, "labels", &[]);
     assert_eq!(
         full["turns"].as_u64().unwrap() as usize,
         read_table::<Label>(&p("labels")).unwrap().0.len()
@@ -102,14 +115,19 @@ fn labels_validate_shards_add_up_and_thresholds_withhold() {
             assert_eq!(pair[0].goal_success, pair[1].goal_success);
         }
     }
-    // Two shards make up the whole, never splitting a dialogue.
-    label(s(&p("shard0")), &["--shard", "0/2"]);
-    label(s(&p("shard1")), &["--shard", "1/2"]);
+    rows
+}
+
+fn two_shards_make_up_the_whole(dir: &Path, rows: Vec<Label>) {
+    let p = |name: &str| dir.join(name);
+    // Never splitting a dialogue.
+    label_ok(dir, "shard0", &["--shard", "0/2"]);
+    label_ok(dir, "shard1", &["--shard", "1/2"]);
     let mut union: Vec<Label> = read_table::<Label>(&p("shard0")).unwrap().0;
     union.extend(read_table::<Label>(&p("shard1")).unwrap().0);
     let key = |l: &Label| (l.dialogue_id.clone(), l.turn_index);
     union.sort_by_key(key);
-    let mut whole = rows.clone();
+    let mut whole = rows;
     whole.sort_by_key(key);
     // Batches of other shapes round differently: every label column must
     // agree exactly, every probability to 1e-4. (This tiny model tags no
@@ -123,9 +141,14 @@ fn labels_validate_shards_add_up_and_thresholds_withhold() {
             );
         }
     }
-    // A threshold of 1.0 withholds every intent; 0 withholds none.
-    let strict = label(
-        s(&p("strict")),
+}
+
+/// 1.0 withholds every intent; 0 withholds none.
+fn a_threshold_of_one_withholds_every_intent(dir: &Path) {
+    let p = |name: &str| dir.join(name);
+    let strict = label_ok(
+        dir,
+        "strict",
         &["--min-confidence", "intent=1.0,failure_point=0"],
     );
     let (strict_rows, _) = read_table::<Label>(&p("strict")).unwrap();
@@ -140,6 +163,10 @@ fn labels_validate_shards_add_up_and_thresholds_withhold() {
             .iter()
             .all(|l| l.failure_point.is_some() && l.intent_prob.is_some())
     );
+}
+
+fn bad_label_options_and_interleaved_dialogues_are_named(dir: &Path) {
+    let p = |name: &str| dir.join(name);
     // Bad options are named.
     let out = labelgen(&[
         "label",
