@@ -230,65 +230,69 @@ fn turn_probabilities(labels: &Path) -> TurnProbabilities {
         .collect()
 }
 
-#[test]
-fn the_turn_runtime_ablation_reads_runtime_features_and_no_other_turn() {
-    let tmp = tempfile::tempdir().unwrap();
-    let p = |name: &str| tmp.path().join(name);
-    common::simulate(&p("sim"), 60, 1);
-    pretrain_tiny(
-        &p("sim/turns"),
-        tmp.path(),
-        Tiny {
-            max_steps: 3,
-            ..Tiny::default()
-        },
-    );
-    let train = |out: &str, input: &str| {
-        run_ok(&[
-            "train",
-            "--init",
-            s(&p("pre")),
-            "--logs",
-            s(&p("sim/turns")),
-            "--labels",
-            s(&p("sim/annotations")),
-            "--out",
-            s(&p(out)),
-            "--contextless",
-            input,
-            "--freeze-encoder",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "8",
-            "--learning-rate",
-            "3e-3",
-            "--dev-share",
-            "0.25",
-            "--quiet",
-        ])
-    };
-    let with_runtime = train("turn-runtime", "turn-runtime");
-    assert_eq!(with_runtime["contextless"], true);
-    assert_eq!(with_runtime["utterance_only"], false);
-    assert_eq!(with_runtime["runtime_features"], true);
-    assert_eq!(with_runtime["intent_change_weight"], 0.0);
-    let text_only = train("turn", "turn");
-    assert_eq!(text_only["runtime_features"], false);
-    // config.json gains one flag for the new variant; the others are written as before.
-    let config = read_json(&p("turn-runtime/config.json"));
-    assert_eq!(
-        (&config["contextless"], &config["runtime_features"]),
-        (&serde_json::json!(true), &serde_json::json!(true))
-    );
-    assert!(config.get("utterance_only").is_none(), "{config}");
-    let config = read_json(&p("turn/config.json"));
-    assert!(config.get("runtime_features").is_none(), "{config}");
-    assert_eq!(config["contextless"], true);
+/// A frozen contextless model reading `input` (turn, turn-runtime), trained into `dir/out`.
+fn train_contextless(dir: &Path, out: &str, input: &str) -> serde_json::Value {
+    run_ok(&[
+        "train",
+        "--init",
+        s(&dir.join("pre")),
+        "--logs",
+        s(&dir.join("sim/turns")),
+        "--labels",
+        s(&dir.join("sim/annotations")),
+        "--out",
+        s(&dir.join(out)),
+        "--contextless",
+        input,
+        "--freeze-encoder",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "3e-3",
+        "--dev-share",
+        "0.25",
+        "--quiet",
+    ])
+}
 
-    // Logs that differ only in the runtime's hypotheses and confidences, and
-    // logs that differ only in the text of every dialogue's first turn.
-    let (turns, _) = read_table::<Turn>(&p("sim/turns")).unwrap();
+/// `dir/model`'s turn probabilities on `dir/logs`.
+fn label_probabilities(dir: &Path, model: &str, logs: &str) -> TurnProbabilities {
+    let out = dir.join(format!("{model}-labels-{}", logs.replace('/', "-")));
+    run_ok(&[
+        "label",
+        "--model",
+        s(&dir.join(model)),
+        "--logs",
+        s(&dir.join(logs)),
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    turn_probabilities(&out)
+}
+
+/// How many turns' probabilities differ between two labellings of the
+/// same turns: (first turns, later turns).
+fn moved(a: &TurnProbabilities, b: &TurnProbabilities) -> (usize, usize) {
+    assert_eq!(a.len(), b.len());
+    let count = |first: bool| {
+        a.iter()
+            .zip(b)
+            .filter(|(x, y)| {
+                assert_eq!((&x.0, x.1), (&y.0, y.1));
+                (x.1 == 0) == first && x.2 != y.2
+            })
+            .count()
+    };
+    (count(true), count(false))
+}
+
+/// Writes `dir/runtime-changed` (the logs with only the runtime's
+/// hypotheses and confidences changed) and `dir/first-turns-changed` (only
+/// the text of every dialogue's first turn changed).
+fn write_changed_logs(dir: &Path, turns: &[Turn]) {
     let runtime_changed: Vec<Turn> = turns
         .iter()
         .map(|t| Turn {
@@ -299,7 +303,7 @@ fn the_turn_runtime_ablation_reads_runtime_features_and_no_other_turn() {
             ..t.clone()
         })
         .collect();
-    write(&p("runtime-changed"), &runtime_changed);
+    write(&dir.join("runtime-changed"), &runtime_changed);
     let first_turns_changed: Vec<Turn> = turns
         .iter()
         .map(|t| Turn {
@@ -311,40 +315,49 @@ fn the_turn_runtime_ablation_reads_runtime_features_and_no_other_turn() {
             ..t.clone()
         })
         .collect();
-    write(&p("first-turns-changed"), &first_turns_changed);
-    let label = |model: &str, logs: &str| {
-        let out = p(&format!("{model}-labels-{logs}"));
-        run_ok(&[
-            "label",
-            "--model",
-            s(&p(model)),
-            "--logs",
-            s(&p(logs)),
-            "--out",
-            s(&out),
-            "--quiet",
-        ]);
-        turn_probabilities(&out)
-    };
-    // Turns whose probabilities differ between two labellings, (first turns, later turns).
-    let moved = |a: &TurnProbabilities, b: &TurnProbabilities| {
-        assert_eq!(a.len(), b.len());
-        let differs = |turn: &(String, i32, [Option<f32>; 3]), other: &(String, i32, _)| {
-            assert_eq!((&turn.0, turn.1), (&other.0, other.1));
-            turn.2 != other.2
-        };
-        let count = |first: bool| {
-            a.iter()
-                .zip(b)
-                .filter(|(x, y)| (x.1 == 0) == first && differs(x, y))
-                .count()
-        };
-        (count(true), count(false))
-    };
-    let original = label("turn-runtime", "sim/turns");
+    write(&dir.join("first-turns-changed"), &first_turns_changed);
+}
+
+#[test]
+fn the_turn_runtime_ablation_reads_runtime_features_and_no_other_turn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    common::simulate(&dir.join("sim"), 60, 1);
+    pretrain_tiny(
+        &dir.join("sim/turns"),
+        dir,
+        Tiny {
+            max_steps: 3,
+            ..Tiny::default()
+        },
+    );
+    let with_runtime = train_contextless(dir, "turn-runtime", "turn-runtime");
+    assert_eq!(with_runtime["contextless"], true);
+    assert_eq!(with_runtime["utterance_only"], false);
+    assert_eq!(with_runtime["runtime_features"], true);
+    assert_eq!(with_runtime["intent_change_weight"], 0.0);
+    let text_only = train_contextless(dir, "turn", "turn");
+    assert_eq!(text_only["runtime_features"], false);
+    // config.json gains one flag for the new variant; the others are written as before.
+    let config = read_json(&dir.join("turn-runtime/config.json"));
+    assert_eq!(
+        (&config["contextless"], &config["runtime_features"]),
+        (&serde_json::json!(true), &serde_json::json!(true))
+    );
+    assert!(config.get("utterance_only").is_none(), "{config}");
+    let config = read_json(&dir.join("turn/config.json"));
+    assert!(config.get("runtime_features").is_none(), "{config}");
+    assert_eq!(config["contextless"], true);
+
+    let (turns, _) = read_table::<Turn>(&dir.join("sim/turns")).unwrap();
+    write_changed_logs(dir, &turns);
+    let original = label_probabilities(dir, "turn-runtime", "sim/turns");
     assert_eq!(original.len(), turns.len());
     assert!(original.iter().all(|(_, _, p)| p[0].is_some()));
-    let (first, later) = moved(&original, &label("turn-runtime", "runtime-changed"));
+    let (first, later) = moved(
+        &original,
+        &label_probabilities(dir, "turn-runtime", "runtime-changed"),
+    );
     assert!(
         first + later > turns.len() / 2,
         "the ablation reads the runtime features: {} of {} turns moved",
@@ -352,8 +365,8 @@ fn the_turn_runtime_ablation_reads_runtime_features_and_no_other_turn() {
         turns.len()
     );
     let text_only = moved(
-        &label("turn", "sim/turns"),
-        &label("turn", "runtime-changed"),
+        &label_probabilities(dir, "turn", "sim/turns"),
+        &label_probabilities(dir, "turn", "runtime-changed"),
     );
     assert_eq!(
         text_only,
@@ -362,7 +375,10 @@ fn the_turn_runtime_ablation_reads_runtime_features_and_no_other_turn() {
     );
     // Each turn alone: the first turns' new text moves their own labels and
     // no other turn's.
-    let (first, later) = moved(&original, &label("turn-runtime", "first-turns-changed"));
+    let (first, later) = moved(
+        &original,
+        &label_probabilities(dir, "turn-runtime", "first-turns-changed"),
+    );
     assert!(first > 0, "the first turns' own labels move");
     assert_eq!(later, 0, "later turns do not see the first turn");
 }
