@@ -8,39 +8,92 @@ use common::{Tiny, labelgen, pretrain_tiny, run_ok, s, stderr};
 use labelgen::data::dataset::{DatasetWriter, read_table};
 use labelgen::data::tables::{Label, Turn};
 
-/// simulate -> synth -> pretrain -> train on a tiny model; returns the temp dir.
+/// A pretrained tiny encoder on 60 simulated dialogues, and `train` on
+/// them with the settings every test below shares.
+struct Pretrained {
+    tmp: tempfile::TempDir,
+}
+
+impl Pretrained {
+    fn new() -> Pretrained {
+        let tmp = tempfile::tempdir().unwrap();
+        common::simulate(&tmp.path().join("sim"), 60, 1);
+        pretrain_tiny(
+            &tmp.path().join("sim/turns"),
+            tmp.path(),
+            Tiny {
+                max_steps: 3,
+                ..Tiny::default()
+            },
+        );
+        Pretrained { tmp }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// `train` into `out` (3 epochs, a quarter of the dialogues for dev) with `extra` flags.
+    fn train(&self, out: &str, extra: &[&str]) -> std::process::Output {
+        let (pre, turns, annotations, out) = (
+            self.path("pre"),
+            self.path("sim/turns"),
+            self.path("sim/annotations"),
+            self.path(out),
+        );
+        let mut args = vec![
+            "train",
+            "--init",
+            s(&pre),
+            "--logs",
+            s(&turns),
+            "--labels",
+            s(&annotations),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--learning-rate",
+            "3e-3",
+            "--dev-share",
+            "0.25",
+            "--quiet",
+            "--out",
+            s(&out),
+        ];
+        args.extend(extra);
+        labelgen(&args)
+    }
+
+    /// [`Pretrained::train`], which must succeed; its JSON summary.
+    fn train_ok(&self, out: &str, extra: &[&str]) -> serde_json::Value {
+        let run = self.train(out, extra);
+        assert!(run.status.success(), "{}", stderr(&run));
+        serde_json::from_slice(&run.stdout).unwrap()
+    }
+
+    /// [`Pretrained::train`], which must fail saying each of `expected`;
+    /// it leaves no model behind.
+    fn train_refused(&self, extra: &[&str], expected: &[&str]) {
+        let run = self.train("refused", extra);
+        assert!(!run.status.success());
+        let message = stderr(&run);
+        for text in expected {
+            assert!(message.contains(text), "{extra:?}: {message}");
+        }
+        assert!(!self.path("refused").exists(), "no model is left behind");
+    }
+
+    fn labels(&self, model: &str) -> Vec<Label> {
+        let out = self.path(&format!("{model}-labels"));
+        label_rows(&self.path(model), &self.path("sim/turns"), &out)
+    }
+}
+
+/// simulate -> synth -> pretrain -> train (into `labeler`) on a tiny model.
 fn trained() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    let p = |name: &str| tmp.path().join(name);
-    common::simulate(&p("sim"), 60, 1);
-    pretrain_tiny(
-        &p("sim/turns"),
-        tmp.path(),
-        Tiny {
-            max_steps: 3,
-            ..Tiny::default()
-        },
-    );
-    let summary = run_ok(&[
-        "train",
-        "--init",
-        s(&p("pre")),
-        "--logs",
-        s(&p("sim/turns")),
-        "--labels",
-        s(&p("sim/annotations")),
-        "--out",
-        s(&p("labeler")),
-        "--epochs",
-        "4",
-        "--batch-size",
-        "8",
-        "--learning-rate",
-        "3e-3",
-        "--dev-share",
-        "0.25",
-        "--quiet",
-    ]);
+    let pre = Pretrained::new();
+    let summary = pre.train_ok("labeler", &[]);
     assert_eq!(
         summary["annotators"][0], "single",
         "simulated data trains on the single-pass annotator"
@@ -51,7 +104,7 @@ fn trained() -> tempfile::TempDir {
         epochs[epochs.len() - 1]["train_loss"].as_f64().unwrap(),
     );
     assert!(last < first, "training lowers the loss: {first} -> {last}");
-    tmp
+    pre.tmp
 }
 
 #[test]
@@ -287,88 +340,6 @@ fn max_difference(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
-}
-
-/// A pretrained tiny encoder on 60 simulated dialogues, and `train` on
-/// them with the settings every test below shares.
-struct Pretrained {
-    tmp: tempfile::TempDir,
-}
-
-impl Pretrained {
-    fn new() -> Pretrained {
-        let tmp = tempfile::tempdir().unwrap();
-        common::simulate(&tmp.path().join("sim"), 60, 1);
-        pretrain_tiny(
-            &tmp.path().join("sim/turns"),
-            tmp.path(),
-            Tiny {
-                max_steps: 3,
-                ..Tiny::default()
-            },
-        );
-        Pretrained { tmp }
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    /// `train` into `out` (3 epochs, a quarter of the dialogues for dev) with `extra` flags.
-    fn train(&self, out: &str, extra: &[&str]) -> std::process::Output {
-        let (pre, turns, annotations, out) = (
-            self.path("pre"),
-            self.path("sim/turns"),
-            self.path("sim/annotations"),
-            self.path(out),
-        );
-        let mut args = vec![
-            "train",
-            "--init",
-            s(&pre),
-            "--logs",
-            s(&turns),
-            "--labels",
-            s(&annotations),
-            "--epochs",
-            "3",
-            "--batch-size",
-            "8",
-            "--learning-rate",
-            "3e-3",
-            "--dev-share",
-            "0.25",
-            "--quiet",
-            "--out",
-            s(&out),
-        ];
-        args.extend(extra);
-        labelgen(&args)
-    }
-
-    /// [`Pretrained::train`], which must succeed; its JSON summary.
-    fn train_ok(&self, out: &str, extra: &[&str]) -> serde_json::Value {
-        let run = self.train(out, extra);
-        assert!(run.status.success(), "{}", stderr(&run));
-        serde_json::from_slice(&run.stdout).unwrap()
-    }
-
-    /// [`Pretrained::train`], which must fail saying each of `expected`;
-    /// it leaves no model behind.
-    fn train_refused(&self, extra: &[&str], expected: &[&str]) {
-        let run = self.train("refused", extra);
-        assert!(!run.status.success());
-        let message = stderr(&run);
-        for text in expected {
-            assert!(message.contains(text), "{extra:?}: {message}");
-        }
-        assert!(!self.path("refused").exists(), "no model is left behind");
-    }
-
-    fn labels(&self, model: &str) -> Vec<Label> {
-        let out = self.path(&format!("{model}-labels"));
-        label_rows(&self.path(model), &self.path("sim/turns"), &out)
-    }
 }
 
 #[test]
