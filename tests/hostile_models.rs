@@ -82,18 +82,35 @@ fn poison_first_weight(dir: &Path, value: f32) {
 type Mutation = Box<dyn Fn(&Path, &Path)>;
 
 /// (name, mutation of a copy of a good model directory, words the error must hold).
-fn cases() -> Vec<(&'static str, Mutation, Vec<&'static str>)> {
-    let config = |edit: fn(&mut Value)| -> Mutation { Box::new(move |d, _| edit_config(d, edit)) };
-    let write = |name: &'static str, bytes: Vec<u8>| -> Mutation {
-        Box::new(move |d, _| std::fs::write(d.join(name), &bytes).unwrap())
-    };
-    let link_out = |name: &'static str| -> Mutation {
-        Box::new(move |d, outside| {
-            let target = outside.join(name);
-            std::fs::rename(d.join(name), &target).unwrap();
-            std::os::unix::fs::symlink(&target, d.join(name)).unwrap();
-        })
-    };
+type Case = (&'static str, Mutation, Vec<&'static str>);
+
+fn config(edit: fn(&mut Value)) -> Mutation {
+    Box::new(move |d, _| edit_config(d, edit))
+}
+
+fn write(name: &'static str, bytes: Vec<u8>) -> Mutation {
+    Box::new(move |d, _| std::fs::write(d.join(name), &bytes).unwrap())
+}
+
+/// Moves the file outside the model directory and leaves a symlink to it.
+fn link_out(name: &'static str) -> Mutation {
+    Box::new(move |d, outside| {
+        let target = outside.join(name);
+        std::fs::rename(d.join(name), &target).unwrap();
+        std::os::unix::fs::symlink(&target, d.join(name)).unwrap();
+    })
+}
+
+fn cases() -> Vec<Case> {
+    [config_cases(), file_cases(), weights_cases()]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// config.json values that are hostile (sizes that would allocate without
+/// bound) or inconsistent with the other files.
+fn config_cases() -> Vec<Case> {
     vec![
         (
             "terabyte hidden size",
@@ -178,6 +195,12 @@ fn cases() -> Vec<(&'static str, Mutation, Vec<&'static str>)> {
             config(|c| c["architecture"] = json!("pickle")),
             vec!["config.json", "architecture"],
         ),
+    ]
+}
+
+/// Files that are not what their names say, or that lead outside the directory.
+fn file_cases() -> Vec<Case> {
+    vec![
         (
             "config not JSON",
             write("config.json", b"{\"architecture\": ".to_vec()),
@@ -244,6 +267,25 @@ fn cases() -> Vec<(&'static str, Mutation, Vec<&'static str>)> {
             vec!["model.safetensors", "outside the model directory"],
         ),
         (
+            "weights missing",
+            Box::new(|d, _| std::fs::remove_file(d.join("model.safetensors")).unwrap()),
+            vec!["lacks model.safetensors"],
+        ),
+        (
+            "config a directory",
+            Box::new(|d, _| {
+                std::fs::remove_file(d.join("config.json")).unwrap();
+                std::fs::create_dir(d.join("config.json")).unwrap();
+            }),
+            vec!["lacks config.json"],
+        ),
+    ]
+}
+
+/// model.safetensors headers that lie about sizes and offsets, and bad values.
+fn weights_cases() -> Vec<Case> {
+    vec![
+        (
             "weights truncated",
             Box::new(|d, _| {
                 let path = d.join("model.safetensors");
@@ -303,19 +345,6 @@ fn cases() -> Vec<(&'static str, Mutation, Vec<&'static str>)> {
             "weights empty",
             write("model.safetensors", Vec::new()),
             vec!["model.safetensors"],
-        ),
-        (
-            "weights missing",
-            Box::new(|d, _| std::fs::remove_file(d.join("model.safetensors")).unwrap()),
-            vec!["lacks model.safetensors"],
-        ),
-        (
-            "config a directory",
-            Box::new(|d, _| {
-                std::fs::remove_file(d.join("config.json")).unwrap();
-                std::fs::create_dir(d.join("config.json")).unwrap();
-            }),
-            vec!["lacks config.json"],
         ),
     ]
 }
