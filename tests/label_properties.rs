@@ -3,6 +3,7 @@
 //! confidence floor: every turn is labelled exactly once, and goal ids
 //! start at 0 and only ever step up, each step at a turn whose boundary
 //! probability passes the model's threshold (config.json).
+//! The intent stay shift (config.json) decides only turns that continue a goal.
 
 mod common;
 
@@ -17,6 +18,10 @@ use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 
 /// A tiny labeller trained on simulated logs, in `dir`/labeler.
 fn labeller(dir: &Path) -> std::path::PathBuf {
+    labeller_trained_for(dir, 2)
+}
+
+fn labeller_trained_for(dir: &Path, epochs: usize) -> std::path::PathBuf {
     let sim = dir.join("sim");
     common::simulate(&sim, 60, 4);
     let pre = pretrain_tiny(&sim.join("turns"), dir, Tiny::default());
@@ -32,7 +37,7 @@ fn labeller(dir: &Path) -> std::path::PathBuf {
         "--out",
         s(&model),
         "--epochs",
-        "2",
+        &epochs.to_string(),
         "--batch-size",
         "8",
         "--seed",
@@ -154,4 +159,88 @@ fn every_turn_is_labelled_once_and_goal_ids_only_step_up() {
     );
     // Not vacuous: the tiny model does start new goals, and the floors do withhold.
     assert!(later_goals > 0 && withheld > 0, "{later_goals} {withheld}");
+}
+
+/// The turns of `logs` labelled by `model` into `out`, in key order.
+fn labelled(model: &Path, logs: &Path, out: &Path) -> Vec<Label> {
+    run_ok(&[
+        "label",
+        "--model",
+        s(model),
+        "--logs",
+        s(logs),
+        "--out",
+        s(out),
+        "--quiet",
+    ]);
+    let (mut labels, _) = read_table::<Label>(out).unwrap();
+    labels.sort_by(|a, b| (&a.dialogue_id, a.turn_index).cmp(&(&b.dialogue_id, b.turn_index)));
+    labels
+}
+
+/// A copy of `model` in `dir` with `labels.FIELD = value` set in its config.json.
+fn with_labels_set(model: &Path, dir: &Path, edits: &[(&str, f64)]) -> std::path::PathBuf {
+    std::fs::create_dir(dir).unwrap();
+    for file in std::fs::read_dir(model).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), dir.join(file.file_name())).unwrap();
+    }
+    let config_path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    for (field, value) in edits {
+        config["labels"][*field] = (*value).into();
+    }
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    dir.to_path_buf()
+}
+
+/// `labels.intent_stay_shift` (config.json) acts on the turns that
+/// continue a goal, and only on them: at a shift no probability can
+/// outweigh, each such turn keeps the intent its goal had on the turn
+/// before (+1000) or never keeps it (-1000), while a goal's first turn
+/// keeps the plain model's intent and no goal moves. All three models keep
+/// each dialogue one goal (a boundary threshold of 1), so that most turns
+/// continue a goal. (The tiny model reads one intent everywhere, so the
+/// negative shift is what shows the decision changes labels.)
+#[test]
+fn the_intent_stay_shift_decides_only_turns_that_continue_a_goal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = labeller(tmp.path());
+    let sim = tmp.path().join("day");
+    common::simulate(&sim, 30, 9);
+    let logs = sim.join("turns");
+    let labelled_with = |name: &str, shift: f64| {
+        let edits = [("boundary_threshold", 1.0), ("intent_stay_shift", shift)];
+        let copy = with_labels_set(&model, &tmp.path().join(format!("{name}-model")), &edits);
+        labelled(&copy, &logs, &tmp.path().join(name))
+    };
+    let plain = labelled_with("plain", 0.0);
+    let (held, avoided) = (
+        labelled_with("held", 1000.0),
+        labelled_with("avoided", -1000.0),
+    );
+    let mut continuing = 0;
+    for i in 0..plain.len() {
+        let p = &plain[i];
+        for other in [&held[i], &avoided[i]] {
+            assert_eq!(
+                (&p.dialogue_id, p.turn_index, p.goal_id),
+                (&other.dialogue_id, other.turn_index, other.goal_id)
+            );
+        }
+        let key = (&p.dialogue_id, p.turn_index);
+        if i > 0 && plain[i - 1].dialogue_id == p.dialogue_id && plain[i - 1].goal_id == p.goal_id {
+            continuing += 1;
+            assert_eq!(held[i].intent, held[i - 1].intent, "{key:?}");
+            assert_ne!(avoided[i].intent, avoided[i - 1].intent, "{key:?}");
+        } else {
+            assert_eq!(
+                (&held[i].intent, &avoided[i].intent),
+                (&p.intent, &p.intent),
+                "{key:?}"
+            );
+        }
+    }
+    assert!(continuing > 0);
 }

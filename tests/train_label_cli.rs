@@ -544,6 +544,7 @@ fn the_contextless_baseline_trains_and_labels_like_the_full_model() {
     assert_eq!(contextless["utterance_only"], true);
     // Each turn alone: its boundaries take no evidence from the previous turn's intent.
     assert_eq!(contextless["intent_change_weight"], 0.0);
+    assert_eq!(contextless["intent_stay_shift"], 0.0);
     let with_response = pre.train_ok("contextless-turn", &["--contextless", "turn"]);
     assert_eq!(with_response["utterance_only"], false);
     assert!(pre.labels("contextless").iter().all(|l| l.intent.is_some()));

@@ -287,6 +287,13 @@ pub struct LabelSets {
     /// that the boundary head alone scores low.
     #[serde(default)]
     pub intent_change_weight: f64,
+    /// Added to the log-probability of the previous turn's intent when a
+    /// turn continues that turn's goal (fitted on the dev split for intent
+    /// accuracy; 0: no effect). A turn that only acknowledges ("thanks,
+    /// that's all") says nothing of its intent, and the head alone then
+    /// guesses one from another domain; the goal's intent is the better guess.
+    #[serde(default)]
+    pub intent_stay_shift: f64,
     /// A goal is labelled successful when its probability passes this
     /// (0.5, or fitted on dev for failed-goal F1 with `train --balance-decisions`).
     #[serde(default = "half")]
@@ -321,6 +328,7 @@ impl LabelSets {
             boundary_threshold: 0.5,
             rephrase_boundary_shift: 0.0,
             intent_change_weight: 0.0,
+            intent_stay_shift: 0.0,
             success_threshold: 0.5,
             correct_shift: 0.0,
             failure_point_reads_next_turn: false,
@@ -385,6 +393,14 @@ fn half() -> f64 {
 }
 
 impl LabelSets {
+    /// The intent labelled from calibrated class probabilities: the most
+    /// likely after `intent_stay_shift` (in log space) on the intent of the
+    /// previous turn of the same goal, if there is one.
+    pub fn intent_decision(&self, probabilities: &[f64], previous_in_goal: Option<usize>) -> usize {
+        let log_probabilities: Vec<f64> = probabilities.iter().map(|p| p.max(1e-12).ln()).collect();
+        shifted_argmax(&log_probabilities, previous_in_goal, self.intent_stay_shift)
+    }
+
     /// The failure point labelled from calibrated class probabilities: the
     /// most likely class after `correct_shift` (in log space) on `correct`.
     pub fn failure_point_decision(&self, probabilities: &[f64]) -> usize {
@@ -598,6 +614,14 @@ mod tests {
         labels.correct_shift = -1.0;
         assert_eq!(labels.failure_point_decision(&[0.6, 0.4]), 1);
         assert_eq!(labels.failure_point_decision(&[0.95, 0.05]), 0);
+
+        // The stay shift keeps a goal's intent through a close call only.
+        assert_eq!(labels.intent_decision(&[0.3, 0.5, 0.2], Some(0)), 1);
+        labels.intent_stay_shift = 1.0;
+        assert_eq!(labels.intent_decision(&[0.3, 0.5, 0.2], Some(0)), 0);
+        assert_eq!(labels.intent_decision(&[0.1, 0.8, 0.1], Some(0)), 1);
+        assert_eq!(labels.intent_decision(&[0.3, 0.5, 0.2], None), 1);
+        assert_eq!(labels.intent_decision(&[], None), 0);
     }
 
     #[test]

@@ -679,6 +679,13 @@ fn decode_dialogue(
         }
         goal_ids.push(goal);
     }
+    // Intents in order: a turn that continues its goal leans to the goal's
+    // intent so far (by the dev-fitted stay shift).
+    let mut intents: Vec<usize> = Vec::with_capacity(dialogue.len());
+    for (t, p) in predictions.iter().enumerate() {
+        let previous_in_goal = (t > 0 && goal_ids[t] == goal_ids[t - 1]).then(|| intents[t - 1]);
+        intents.push(labels.intent_decision(&p.intent, previous_in_goal));
+    }
     // One success label per goal: the mean probability over its turns.
     let mut success: BTreeMap<i32, (f64, usize)> = BTreeMap::new();
     for (g, p) in goal_ids.iter().zip(predictions) {
@@ -701,7 +708,8 @@ fn decode_dialogue(
             } else {
                 1.0 - success_prob
             };
-            let (intent, intent_prob) = argmax(&p.intent);
+            let intent = intents[t];
+            let intent_prob = p.intent.get(intent).copied().unwrap_or(0.0);
             let failure = labels.failure_point_decision(&p.failure_point);
             let failure_prob = p.failure_point.get(failure).copied().unwrap_or(0.0);
             let (spans, slots_confidence) =

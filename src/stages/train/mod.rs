@@ -4,6 +4,7 @@
 //! logs' own feedback, with early stopping on a dev split and temperature
 //! scaling there for calibrated confidences.
 
+mod intent_stay;
 pub mod raters;
 pub mod weak;
 
@@ -36,6 +37,7 @@ use crate::model::training::{
     self, Evaluation, Every, LoopConfig, Objective, Outcome, StepLoss, Trainee,
 };
 use crate::model::{Batch, DialogueModel, device, inference_view, plain_path};
+use intent_stay::{StayTurn, fit_intent_stay_shift};
 use raters::{
     AnnotatorPolicy, RaterTargets, agreement_weights, majority_supervision, rater_targets,
 };
@@ -206,6 +208,7 @@ pub struct TrainSummary {
     pub boundary_threshold: f64,
     pub rephrase_boundary_shift: f64,
     pub intent_change_weight: f64,
+    pub intent_stay_shift: f64,
     pub seconds: f64,
 }
 
@@ -1567,6 +1570,7 @@ fn calibrated_config(model_config: &ModelConfig, calibration: &Calibration) -> M
         l.boundary_threshold = calibration.boundary_threshold;
         l.rephrase_boundary_shift = calibration.rephrase_boundary_shift;
         l.intent_change_weight = calibration.intent_change_weight;
+        l.intent_stay_shift = calibration.intent_stay_shift;
         l.success_threshold = calibration.success_threshold;
         l.correct_shift = calibration.correct_shift;
     }
@@ -1623,6 +1627,7 @@ fn summary(
         boundary_threshold: calibration.boundary_threshold,
         rephrase_boundary_shift: calibration.rephrase_boundary_shift,
         intent_change_weight: calibration.intent_change_weight,
+        intent_stay_shift: calibration.intent_stay_shift,
         seconds: 0.0,
     }
 }
@@ -1643,6 +1648,7 @@ fn training_record(config: &TrainConfig, summary: &TrainSummary) -> serde_json::
         "boundary_threshold": summary.boundary_threshold,
         "rephrase_boundary_shift": summary.rephrase_boundary_shift,
         "intent_change_weight": summary.intent_change_weight,
+        "intent_stay_shift": summary.intent_stay_shift,
         "success_threshold": summary.success_threshold,
         "correct_shift": summary.correct_shift,
         "weak_labels": summary.weak_labels,
@@ -1709,11 +1715,24 @@ fn calibrate(
     } else {
         (0.5, 0.0)
     };
+    // As the intent-change weight: the contextless baseline labels each
+    // turn alone, so it does not lean on the previous turn's intent either.
+    let intent_stay_shift = if model.config.context.contextless() {
+        0.0
+    } else {
+        let mut decider = LabelSets::new(Vec::new(), Vec::new(), Vec::new());
+        decider.temperatures = temperatures.clone();
+        decider.boundary_threshold = boundary_threshold;
+        decider.rephrase_boundary_shift = rephrase_boundary_shift;
+        decider.intent_change_weight = intent_change_weight;
+        fit_intent_stay_shift(&dev.windows, &decider)
+    };
     Ok(Calibration {
         temperatures,
         boundary_threshold,
         rephrase_boundary_shift,
         intent_change_weight,
+        intent_stay_shift,
         success_threshold,
         correct_shift,
     })
@@ -1728,6 +1747,8 @@ struct DevItems {
     /// previous one, and the intent logits of the previous turn and its own.
     boundary_rephrase: Vec<bool>,
     boundary_intents: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+    /// Every dev window's turns in order, for the intent decision.
+    windows: Vec<Vec<StayTurn>>,
 }
 
 /// A batch's logits on the host: [window][turn] (and [class]).
@@ -1776,6 +1797,19 @@ impl DevItems {
             failure,
         } = logits;
         for (w, window) in chosen.iter().enumerate() {
+            self.windows.push(
+                window
+                    .supervision
+                    .iter()
+                    .enumerate()
+                    .map(|(k, s)| StayTurn {
+                        boundary_logit: boundary[w][k],
+                        rephrase: s.rephrase,
+                        intent_logits: intent[w][k].clone(),
+                        gold_intent: s.intent.map(|v| v as usize),
+                    })
+                    .collect(),
+            );
             for (k, s) in window.supervision.iter().enumerate() {
                 if let Some(v) = s.boundary {
                     self.boundary_rephrase.push(s.rephrase);
@@ -1919,6 +1953,7 @@ struct Calibration {
     boundary_threshold: f64,
     rephrase_boundary_shift: f64,
     intent_change_weight: f64,
+    intent_stay_shift: f64,
     success_threshold: f64,
     correct_shift: f64,
 }
