@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{Tiny, pretrain_tiny, run_ok, s};
+use common::{Tiny, label_rows, pretrain_tiny, run_ok, s};
 use labelgen::data::dataset::read_table;
 use labelgen::data::tables::{Label, Turn};
 use proptest::prelude::*;
@@ -163,17 +163,7 @@ fn every_turn_is_labelled_once_and_goal_ids_only_step_up() {
 
 /// The turns of `logs` labelled by `model` into `out`, in key order.
 fn labelled(model: &Path, logs: &Path, out: &Path) -> Vec<Label> {
-    run_ok(&[
-        "label",
-        "--model",
-        s(model),
-        "--logs",
-        s(logs),
-        "--out",
-        s(out),
-        "--quiet",
-    ]);
-    let (mut labels, _) = read_table::<Label>(out).unwrap();
+    let mut labels = label_rows(model, logs, out);
     labels.sort_by(|a, b| (&a.dialogue_id, a.turn_index).cmp(&(&b.dialogue_id, b.turn_index)));
     labels
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Tiny, labelgen, pretrain_tiny, run_ok, s, stderr};
+use common::{Tiny, label_rows, labelgen, pretrain_tiny, run_ok, s, stderr};
 use labelgen::data::dataset::{DatasetWriter, read_table};
 use labelgen::data::tables::{Label, Turn};
 
@@ -306,21 +306,6 @@ fn barge_in_by_hand(turns: &Path, annotations: &Path) -> (u64, u64, f64) {
         judged.len() as u64,
         defects as f64 / judged.len() as f64,
     )
-}
-
-/// `labelgen label` with default settings; the labels it wrote.
-fn label_rows(model: &Path, logs: &Path, out: &Path) -> Vec<Label> {
-    run_ok(&[
-        "label",
-        "--model",
-        s(model),
-        "--logs",
-        s(logs),
-        "--out",
-        s(out),
-        "--quiet",
-    ]);
-    read_table::<Label>(out).unwrap().0
 }
 
 /// Reads every tensor of a model directory's weights.

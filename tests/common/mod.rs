@@ -49,6 +49,21 @@ pub fn s(path: &Path) -> &str {
 
 /// Runs a command that must succeed and returns the JSON summary it prints
 /// on stdout (also under `--quiet`).
+/// `labelgen label --model MODEL --logs LOGS --out OUT --quiet`; the labels it wrote.
+pub fn label_rows(model: &Path, logs: &Path, out: &Path) -> Vec<Label> {
+    run_ok(&[
+        "label",
+        "--model",
+        s(model),
+        "--logs",
+        s(logs),
+        "--out",
+        s(out),
+        "--quiet",
+    ]);
+    labelgen::data::dataset::read_table::<Label>(out).unwrap().0
+}
+
 pub fn run_ok(args: &[&str]) -> serde_json::Value {
     let out = labelgen(args);
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));
