@@ -29,6 +29,12 @@
 # FULL=1 is the best-model setting (up to 2 hours on 2 cores): as the
 # defaults, plus model A with MiniLM's top 2 layers trained for 12 epochs
 # (SGD_TOP_LAYERS and SGD_TOP_EPOCHS still override it).
+# CURVE=1 (the default with FULL=1, else 0) trains SGD model A and the top-k
+# models with `train --keep-epochs` and judges every epoch's model on the SGD
+# dev split too: OUT/eval-curve-MODEL/report.json, and a table per model in
+# summary.md (the in-distribution dev loss and intent accuracy train saw,
+# beside SGD dev intent accuracy, slot F1 and boundary F1), about 40 s an epoch
+# on 2 cores for 400 dev dialogues.
 # Data: LABELGEN_DATA names a folder (absolute, or relative to the repository
 # root) holding sgd/train/ and sgd/dev/ (the
 # Schema-Guided Dialogue release, raw JSON with schema.json per split) and
@@ -69,6 +75,13 @@ case "${FULL:-0}" in
     0) ;;
     1) full_top_layers=2 full_top_epochs=12 ;;
     *) echo "eval-real: FULL must be 0 or 1, not $FULL" >&2; exit 2 ;;
+esac
+curve="${CURVE:-${FULL:-0}}"
+keep_epochs=()
+case "$curve" in
+    0) ;;
+    1) keep_epochs=(--keep-epochs) ;;
+    *) echo "eval-real: CURVE must be 0 or 1, not $CURVE" >&2; exit 2 ;;
 esac
 sgd_top_epochs="${SGD_TOP_EPOCHS:-$full_top_epochs}"
 max_tokens="${MAX_TOKENS:-48}"
@@ -135,7 +148,8 @@ step "pretrain from MiniLM ($minilm_steps steps)" lg pretrain --init "$minilm" -
     --max-steps "$minilm_steps" --batch-size 8 --learning-rate 1e-4 --max-tokens "$max_tokens" --lookahead 1 --quiet > "$m/minilm-pre.json"
 if [[ "$parts" == *" sgd "* ]]; then
     common=(--logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$train_epochs" --learning-rate "$learning_rate" --quiet)
-    step "train A: MiniLM, frozen, with context" lg train --init "$m/minilm-pre" "${common[@]}" --freeze-encoder --out "$m/A-minilm" > "$m/A-minilm.json"
+    step "train A: MiniLM, frozen, with context" lg train --init "$m/minilm-pre" "${common[@]}" --freeze-encoder "${keep_epochs[@]}" \
+        --out "$m/A-minilm" > "$m/A-minilm.json"
     step "train B: MiniLM, frozen, contextless" lg train --init "$m/minilm-pre" "${common[@]}" --freeze-encoder --contextless utterance --out "$m/B-contextless" > "$m/B-contextless.json"
     step "pretrain C from scratch ($scratch_epochs epochs)" lg pretrain --data "$s/train-synth" --out "$m/scratch-pre" \
         --epochs "$scratch_epochs" --max-tokens "$max_tokens" --lookahead 1 --quiet > "$m/scratch-pre.json"
@@ -144,10 +158,25 @@ if [[ "$parts" == *" sgd "* ]]; then
     for top in $sgd_top_layers; do
         step "train A-minilm-top$top: MiniLM, top $top layers trained ($sgd_top_epochs epochs)" lg train --init "$m/minilm-pre" \
             --logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$sgd_top_epochs" --learning-rate "$learning_rate" --quiet \
-            --train-top-layers "$top" --encoder-learning-rate "$encoder_learning_rate" \
+            --train-top-layers "$top" --encoder-learning-rate "$encoder_learning_rate" "${keep_epochs[@]}" \
             --out "$m/A-minilm-top$top" > "$m/A-minilm-top$top.json"
         sgd_models+=("minilm-top$top=A-minilm-top$top")
     done
+    curve_of() { # curve_of MODEL: label SGD dev with each epoch's model, judge them together
+        local model="$1" dir epoch_preds=()
+        for dir in "$m/$model/epochs"/epoch-*; do
+            lg label --model "$dir" --logs "$s/dev/turns" --out "$s/curve-$model/$(basename "$dir")" "${q[@]}" > /dev/null
+            epoch_preds+=(--pred "$(basename "$dir")=$s/curve-$model/$(basename "$dir")")
+        done
+        lg eval --gold "$s/dev/annotations-seen-intents" --gold-annotators sgd --baseline-annotator none "${epoch_preds[@]}" \
+            --turns "$s/dev/turns" --out "$out/eval-curve-$model" --force > "$out/eval-curve-$model.json"
+    }
+    if [ "$curve" = 1 ]; then
+        # The curve on real held-out dialogues beside the in-distribution dev split's.
+        for model in A-minilm $(for top in $sgd_top_layers; do echo "A-minilm-top$top"; done); do
+            step "curve: every epoch of $model on SGD dev" curve_of "$model"
+        done
+    fi
     sgd_preds=()
     for entry in "${sgd_models[@]}"; do
         model="${entry#*=}"

@@ -393,6 +393,79 @@ fn training_stopped_after_an_epoch_resumes_to_the_same_weights() {
 }
 
 #[test]
+fn keep_epochs_writes_a_complete_model_per_epoch_and_resumes_them() {
+    let pre = Pretrained::new();
+    let kept = pre.train_ok("kept", &["--keep-epochs"]);
+    let epochs = kept["epochs"].as_array().unwrap().len();
+    assert_eq!(kept["epoch_models"], s(&pre.path("kept/epochs")));
+    assert!(!pre.path("kept.epochs").exists(), "moved into the model");
+    let names = epoch_model_names(&pre.path("kept/epochs"));
+    let expected: Vec<String> = (1..=epochs).map(|e| format!("epoch-{e:02}")).collect();
+    assert_eq!(names, expected);
+    for (i, name) in names.iter().enumerate() {
+        let training = read_json(&pre.path(&format!("kept/epochs/{name}/training.json")));
+        assert_eq!(training["epoch"], i + 1);
+        let rows = pre.labels(&format!("kept/epochs/{name}"));
+        assert_eq!(rows.len(), turns_in(&pre.path("sim/turns")));
+    }
+    // The best epoch's model is the final model: same weights, same
+    // decisions fitted on dev.
+    let best = format!(
+        "kept/epochs/epoch-{:02}",
+        kept["best_epoch"].as_u64().unwrap()
+    );
+    let (final_weights, best_weights) = (weights(&pre.path("kept")), weights(&pre.path(&best)));
+    for (name, tensor) in &final_weights {
+        assert_eq!(max_difference(tensor, &best_weights[name]), 0.0, "{name}");
+    }
+    assert_eq!(
+        read_json(&pre.path("kept/config.json")),
+        read_json(&pre.path(&format!("{best}/config.json")))
+    );
+    an_interrupted_run_keeps_its_epochs_and_a_fresh_one_drops_stale_ones(&pre, epochs);
+}
+
+fn an_interrupted_run_keeps_its_epochs_and_a_fresh_one_drops_stale_ones(
+    pre: &Pretrained,
+    epochs: usize,
+) {
+    let stopped = pre.train("resumed", &["--keep-epochs", "--stop-after-epochs", "1"]);
+    assert!(!stopped.status.success());
+    assert_eq!(epoch_model_names(&pre.path("resumed.epochs")), ["epoch-01"]);
+    pre.train_ok("resumed", &["--keep-epochs", "--resume"]);
+    assert_eq!(epoch_model_names(&pre.path("resumed/epochs")).len(), epochs);
+    let last = format!("epochs/epoch-{epochs:02}");
+    let (a, b) = (
+        weights(&pre.path(&format!("kept/{last}"))),
+        weights(&pre.path(&format!("resumed/{last}"))),
+    );
+    for (name, tensor) in &a {
+        let d = max_difference(tensor, &b[name]);
+        assert!(d < 1e-5, "{name} differs by {d} after --resume");
+    }
+    std::fs::create_dir_all(pre.path("fresh.epochs/epoch-09")).unwrap();
+    pre.train_ok("fresh", &["--keep-epochs"]);
+    assert_eq!(epoch_model_names(&pre.path("fresh/epochs")).len(), epochs);
+}
+
+fn epoch_model_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn turns_in(logs: &Path) -> usize {
+    read_table::<Turn>(logs).unwrap().0.len()
+}
+
+#[test]
 fn a_frozen_encoder_or_its_top_layers_train_only_what_they_name() {
     let pre = Pretrained::new();
     let pretrained = weights(&pre.path("pre"));

@@ -69,6 +69,26 @@ def sgd_tables(out):
             print(f"| {name} | {part} | " + " | ".join(cells) + " |")
 
 
+def curve_tables(out):
+    """CURVE=1: each epoch's model of an SGD model, on the in-distribution dev
+    split train held out and on SGD dev."""
+    for path in sorted(glob.glob(f"{out}/eval-curve-*/report.json")):
+        model = os.path.basename(os.path.dirname(path))[len("eval-curve-"):]
+        report = json.load(open(path))
+        best = json.load(open(f"{out}/models/{model}.json")).get("best_epoch")
+        print(f"\n### {model}, epoch by epoch (the final model is epoch {best}, the lowest in-distribution dev loss)\n")
+        print("| epoch | in-distribution dev loss | in-distribution intent accuracy "
+              "| SGD dev intent accuracy | SGD dev slot F1 | SGD dev goal boundary F1 |")
+        print("| ---: | ---: | ---: | --- | --- | --- |")
+        for system in sorted(report["systems"], key=lambda x: x["name"]):
+            epoch = system["name"]
+            dev = json.load(open(f"{out}/models/{model}/epochs/{epoch}/training.json"))["dev"]
+            cells = [f"{dev['dev_loss']:.4f}", f"{dev['dev_accuracy'].get('intent', float('nan')):.3f}",
+                     fmt(metric(system, "intent", "accuracy")), fmt(metric(system, "slots", "f1")),
+                     fmt(metric(system, "goal_segmentation", "boundary_f1"))]
+            print(f"| {int(epoch[len('epoch-'):])} | " + " | ".join(cells) + " |")
+
+
 def uss_tables(out):
     """USS test part: dialogue success and turn defects per model, per gold policy."""
     for policy in ["majority", "unanimous"]:
@@ -256,6 +276,7 @@ out = sys.argv[1]
 has_sgd, has_uss = os.path.exists(f"{out}/eval-sgd/report.json"), os.path.exists(f"{out}/eval-uss-majority/report.json")
 if has_sgd:
     sgd_tables(out)
+    curve_tables(out)
 if has_uss:
     uss_tables(out)
     uss_ranking(out)

@@ -89,6 +89,10 @@ pub struct TrainArgs {
     /// Continue an interrupted run from MODEL.checkpoint
     #[arg(long)]
     resume: bool,
+    /// Also write the model after every epoch, its decisions fitted on dev as if training had stopped
+    /// there, into OUT/epochs/epoch-NN: label other data with each to see the curve there
+    #[arg(long)]
+    keep_epochs: bool,
     /// Loss weight per task: goal_boundary, goal_success, intent, slots, failure_point (default 1 each)
     #[arg(long, value_delimiter = ',', value_name = "TASK=W")]
     task_weights: Vec<String>,
@@ -152,6 +156,7 @@ impl TrainArgs {
             dropout: self.dropout,
             train_top_layers: self.train_top_layers,
             resume: self.resume,
+            keep_epochs: self.keep_epochs,
             stop_after_epochs: self.stop_after_epochs,
             task_weights,
             weak_rules,

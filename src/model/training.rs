@@ -62,8 +62,9 @@ pub trait Objective {
     /// dropout) must derive from the seed and `step` only, so that a
     /// resumed run repeats it.
     fn loss(&mut self, batch: &[usize], step: usize) -> anyhow::Result<StepLoss>;
-    /// A held-out evaluation for the curve (and early stopping).
-    fn evaluate(&mut self) -> anyhow::Result<Self::Eval>;
+    /// A held-out evaluation for the curve (and early stopping), after
+    /// `step` optimizer updates.
+    fn evaluate(&mut self, step: usize) -> anyhow::Result<Self::Eval>;
 }
 
 /// How often something happens: every N steps, or at the end of each epoch.
@@ -528,7 +529,7 @@ impl<O: Objective> Run<'_, O> {
 
     fn evaluate(&mut self) -> anyhow::Result<()> {
         let timer = Instant::now();
-        let eval = self.objective.evaluate()?;
+        let eval = self.objective.evaluate(self.state.step)?;
         self.clock.eval_seconds += timer.elapsed().as_secs_f64();
         let seconds = self.clock.started.elapsed().as_secs_f64();
         self.state.add_point(seconds, eval);

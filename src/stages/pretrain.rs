@@ -568,7 +568,7 @@ impl Objective for SwapObjective<'_> {
         Ok(StepLoss { loss, tokens })
     }
 
-    fn evaluate(&mut self) -> anyhow::Result<HeldOut> {
+    fn evaluate(&mut self, _step: usize) -> anyhow::Result<HeldOut> {
         let Some(held_out) = self.held_out else {
             return Ok(HeldOut {
                 eval_loss: None,

@@ -4,6 +4,7 @@
 //! logs' own feedback, with early stopping on a dev split and temperature
 //! scaling there for calibrated confidences.
 
+pub mod epochs;
 mod intent_stay;
 pub mod raters;
 pub mod weak;
@@ -37,6 +38,7 @@ use crate::model::training::{
     self, Evaluation, Every, LoopConfig, Objective, Outcome, StepLoss, Trainee,
 };
 use crate::model::{Batch, DialogueModel, device, inference_view, plain_path};
+use epochs::EpochModels;
 use intent_stay::{StayTurn, fit_intent_stay_shift};
 use raters::{
     AnnotatorPolicy, RaterTargets, agreement_weights, majority_supervision, rater_targets,
@@ -91,6 +93,9 @@ pub struct TrainConfig {
     pub train_top_layers: usize,
     /// Continue from the checkpoint an interrupted run left (MODEL.checkpoint).
     pub resume: bool,
+    /// Also write the model after every epoch, calibrated as if training had
+    /// stopped there, into OUT/epochs/epoch-NN (for a curve on other data).
+    pub keep_epochs: bool,
     /// Stop after this many epochs, keeping the checkpoint (tests use it to
     /// check that --resume continues exactly).
     pub stop_after_epochs: Option<usize>,
@@ -147,6 +152,7 @@ impl TrainConfig {
             freeze_encoder: false,
             train_top_layers: 0,
             resume: false,
+            keep_epochs: false,
             stop_after_epochs: None,
             task_weights: TaskWeights::default(),
             weak_rules: WeakRules::default(),
@@ -204,6 +210,8 @@ pub struct TrainSummary {
     pub weak_labels: WeakSummary,
     pub best_epoch: usize,
     pub epochs: Vec<EpochReport>,
+    /// --keep-epochs: the folder of the epoch models (OUT/epochs).
+    pub epoch_models: Option<String>,
     pub temperatures: BTreeMap<String, f64>,
     pub boundary_threshold: f64,
     pub rephrase_boundary_shift: f64,
@@ -798,6 +806,7 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     let trained_encoder_tokens_per_epoch =
         trains_encoder_layers(config).then(|| encoder_tokens(&data.train, &batches));
     let checkpoint_dir = checkpoint::resume_dir(&config.out);
+    let epoch_models = epoch_models(config, &varmap, &tokenizer, batches.len())?;
     let trainee = Trainee {
         config: &model_config,
         varmap: &varmap,
@@ -813,6 +822,8 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
         batch_size: config.batch_size,
         dropout: config.dropout,
         seed: config.seed,
+        epoch_models: epoch_models.as_ref().map(|e| (e, &model_config)),
+        balance_decisions: config.balance_decisions,
     };
     // Early stopping leaves the best dev epoch's weights in the model.
     let outcome = training::run(
@@ -839,12 +850,37 @@ pub fn run(config: &TrainConfig) -> anyhow::Result<TrainSummary> {
     };
     let training = training_record(config, &summary);
     let files = (&final_config, &varmap, &tokenizer, &training);
-    checkpoint::save_guarded(&config.out, files, &inputs, |_| Ok(()))?;
+    checkpoint::save_guarded(&config.out, files, &inputs, |staging| {
+        epoch_models
+            .as_ref()
+            .map_or(Ok(()), |e| e.move_into(staging))
+    })?;
     training::remove_checkpoint(&checkpoint_dir)?;
     Ok(TrainSummary {
         seconds: started.elapsed().as_secs_f64(),
         ..summary
     })
+}
+
+/// --keep-epochs: the writer of the epoch models, ready for this run.
+fn epoch_models<'a>(
+    config: &TrainConfig,
+    varmap: &'a VarMap,
+    tokenizer: &'a tokenizers::Tokenizer,
+    batches_per_epoch: usize,
+) -> anyhow::Result<Option<EpochModels<'a>>> {
+    if !config.keep_epochs {
+        return Ok(None);
+    }
+    let models = EpochModels {
+        dir: epochs::pending_dir(&config.out),
+        varmap,
+        tokenizer,
+        batches_per_epoch,
+    };
+    let checkpoint_dir = checkpoint::resume_dir(&config.out);
+    models.prepare(training::can_resume(config.resume, &checkpoint_dir))?;
+    Ok(Some(models))
 }
 
 /// What train reads, stamped before it reads any of it: the logs, the
@@ -1532,6 +1568,10 @@ struct SupervisedObjective<'a> {
     /// Dropout probability while training (0: off).
     dropout: f32,
     seed: u64,
+    /// --keep-epochs: where each epoch's model goes, and the config its
+    /// calibration completes.
+    epoch_models: Option<(&'a EpochModels<'a>, &'a ModelConfig)>,
+    balance_decisions: bool,
 }
 
 impl Objective for SupervisedObjective<'_> {
@@ -1547,7 +1587,7 @@ impl Objective for SupervisedObjective<'_> {
         Ok(StepLoss { loss, tokens })
     }
 
-    fn evaluate(&mut self) -> anyhow::Result<DevEval> {
+    fn evaluate(&mut self, step: usize) -> anyhow::Result<DevEval> {
         let (dev_loss, dev_accuracy) = evaluate(
             self.view,
             self.dev,
@@ -1555,10 +1595,23 @@ impl Objective for SupervisedObjective<'_> {
             self.pad,
             self.settings,
         )?;
-        Ok(DevEval {
+        let eval = DevEval {
             dev_loss,
             dev_accuracy,
-        })
+        };
+        if let Some((models, model_config)) = self.epoch_models {
+            let calibration = calibrate(
+                self.view,
+                self.dev,
+                self.batch_size,
+                self.pad,
+                self.settings,
+                self.balance_decisions,
+            )?;
+            let config = calibrated_config(model_config, &calibration);
+            models.save(step, &config, serde_json::to_value(&eval)?)?;
+        }
+        Ok(eval)
     }
 }
 
@@ -1623,6 +1676,9 @@ fn summary(
         weak_labels: data.weak_labels,
         best_epoch: outcome.best.map_or(0, |i| epochs[i].epoch),
         epochs,
+        epoch_models: config
+            .keep_epochs
+            .then(|| config.out.join(epochs::EPOCHS).display().to_string()),
         temperatures: calibration.temperatures,
         boundary_threshold: calibration.boundary_threshold,
         rephrase_boundary_shift: calibration.rephrase_boundary_shift,
