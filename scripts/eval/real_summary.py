@@ -80,7 +80,9 @@ def curve_tables(out):
         print("| epoch | in-distribution dev loss | in-distribution intent accuracy "
               "| SGD dev intent accuracy | SGD dev slot F1 | SGD dev goal boundary F1 |")
         print("| ---: | ---: | ---: | --- | --- | --- |")
-        for system in sorted(report["systems"], key=lambda x: x["name"]):
+        # eval also judges the logs' own runtime intents ("runtime"): not an epoch.
+        epochs = [x for x in report["systems"] if x["name"].startswith("epoch-")]
+        for system in sorted(epochs, key=lambda x: x["name"]):
             epoch = system["name"]
             dev = json.load(open(f"{out}/models/{model}/epochs/{epoch}/training.json"))["dev"]
             cells = [f"{dev['dev_loss']:.4f}", f"{dev['dev_accuracy'].get('intent', float('nan')):.3f}",
