@@ -6,13 +6,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::{TurnKey, labelgen, stderr, unanimous_gold};
+use common::{TurnKey, labelgen, read_json, stderr, unanimous_gold};
 use labelgen::data::dataset::{DatasetWriter, read_table};
 use labelgen::data::tables::{Annotation, Label, LabelledSlotSpan};
-
-fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
 
 fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_data")

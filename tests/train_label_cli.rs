@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Tiny, label_rows, labelgen, pretrain_tiny, run_ok, s, stderr};
+use common::{Tiny, label_rows, labelgen, pretrain_tiny, read_json, run_ok, s, stderr};
 use labelgen::data::dataset::{DatasetWriter, read_table};
 use labelgen::data::tables::{Label, Turn};
 
@@ -455,10 +455,6 @@ fn epoch_model_names(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 fn turns_in(logs: &Path) -> usize {

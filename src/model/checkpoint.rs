@@ -475,8 +475,14 @@ pub fn seeded_init(varmap: &VarMap, seed: u64) -> anyhow::Result<()> {
 
 /// MODEL.checkpoint beside MODEL: the state an interrupted run resumes from.
 pub fn resume_dir(out: &Path) -> PathBuf {
+    sibling_dir(out, "checkpoint")
+}
+
+/// `OUT.SUFFIX`, beside model directory `out`: what a run keeps outside
+/// the model until it finishes.
+pub fn sibling_dir(out: &Path, suffix: &str) -> PathBuf {
     out.with_file_name(format!(
-        "{}.checkpoint",
+        "{}.{suffix}",
         out.file_name().and_then(|n| n.to_str()).unwrap_or("model")
     ))
 }

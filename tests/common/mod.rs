@@ -42,13 +42,16 @@ pub fn simulate(dir: &Path, dialogues: usize, seed: u64) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("simulate prints JSON")
 }
 
+/// A JSON file's contents.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 /// A path as the `&str` an argument list needs (test paths are UTF-8).
 pub fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// Runs a command that must succeed and returns the JSON summary it prints
-/// on stdout (also under `--quiet`).
 /// `labelgen label --model MODEL --logs LOGS --out OUT --quiet`; the labels it wrote.
 pub fn label_rows(model: &Path, logs: &Path, out: &Path) -> Vec<Label> {
     run_ok(&[
@@ -64,6 +67,8 @@ pub fn label_rows(model: &Path, logs: &Path, out: &Path) -> Vec<Label> {
     labelgen::data::dataset::read_table::<Label>(out).unwrap().0
 }
 
+/// Runs a command that must succeed and returns the JSON summary it prints
+/// on stdout (also under `--quiet`).
 pub fn run_ok(args: &[&str]) -> serde_json::Value {
     let out = labelgen(args);
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));

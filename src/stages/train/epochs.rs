@@ -18,10 +18,7 @@ pub const EPOCHS: &str = "epochs";
 
 /// Where the epoch models wait while training runs: `OUT.epochs`.
 pub fn pending_dir(out: &Path) -> PathBuf {
-    out.with_file_name(format!(
-        "{}.{EPOCHS}",
-        out.file_name().and_then(|n| n.to_str()).unwrap_or("model")
-    ))
+    checkpoint::sibling_dir(out, EPOCHS)
 }
 
 /// The name of epoch `epoch`'s model directory (from 1).
