@@ -14,8 +14,9 @@ use candle_nn::{Init, VarBuilder};
 use super::kernels;
 
 /// A dense layer, y = x W^T + b over x's last dimension (HF: weight of
-/// (out, in), bias). Unlike candle-nn's `Linear`, the bias is added by a
-/// fused kernel whose backward pass is one pass over the gradient.
+/// (out, in), bias). Unlike candle-nn's `Linear`, it is one graph node
+/// ([`kernels::linear`]) whose backward takes the weight's gradient in one
+/// gemm and skips the input's where the input is a constant.
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Tensor,
@@ -53,12 +54,13 @@ impl Module for Linear {
         let mut dims = x.dims().to_vec();
         let inputs = dims.pop().unwrap_or(1);
         let rows = x.elem_count() / inputs.max(1);
-        let y = x
-            .contiguous()?
-            .reshape((rows, inputs))?
-            .matmul(&self.weight.t()?)?;
+        let x = x.contiguous()?.reshape((rows, inputs))?;
+        let y = match kernels::linear::dense(&x, &self.weight, &self.bias)? {
+            Some(y) => y,
+            None => kernels::bias::add_bias(&x.matmul(&self.weight.t()?)?, &self.bias)?,
+        };
         dims.push(self.weight.dim(0)?);
-        kernels::bias::add_bias(&y, &self.bias)?.reshape(dims)
+        y.reshape(dims)
     }
 }
 
@@ -130,8 +132,14 @@ impl SelfAttention {
         })
     }
 
-    /// `mask_bias`: (batch, 1, 1, seq), 0 where attended, a large negative where padded.
+    /// `mask_bias`: (batch, 1, 1, seq), 0 where attended, a large negative
+    /// where padded (or (batch, 1, seq, seq), a row per query).
     pub fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        if !super::plain_path()
+            && let Some(context) = self.packed_forward(x, mask_bias)?
+        {
+            return Ok(context);
+        }
         let (batch, seq, hidden) = x.dims3()?;
         let split = |t: Tensor| -> Result<Tensor> {
             // (batch, seq, hidden) -> (batch, heads, seq, head_dim)
@@ -155,6 +163,27 @@ impl SelfAttention {
             .matmul(&v)?
             .transpose(1, 2)?
             .reshape((batch, seq, hidden))
+    }
+}
+
+impl SelfAttention {
+    /// Q, K and V as one dense layer of (3 * hidden, hidden) whose rows feed
+    /// the fused attention kernel; `None` where the kernels do not apply.
+    fn packed_forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Option<Tensor>> {
+        let (batch, seq, hidden) = x.dims3()?;
+        let parts = [&self.query, &self.key, &self.value];
+        let weight = Tensor::cat(&parts.map(|p| &p.weight), 0)?;
+        let bias = Tensor::cat(&parts.map(|p| &p.bias), 0)?;
+        let rows = x.contiguous()?.reshape((batch * seq, hidden))?;
+        let Some(qkv) = kernels::linear::dense(&rows, &weight, &bias)? else {
+            return Ok(None);
+        };
+        // (batch * seq, 3 * hidden) -> (batch, seq, 3 * hidden) -> (batch, seq, hidden)
+        kernels::attention::attention(
+            &qkv.reshape((batch, seq, 3 * hidden))?,
+            mask_bias,
+            self.heads,
+        )
     }
 }
 

@@ -56,7 +56,7 @@ impl CustomOp2 for AddBias {
 }
 
 /// (..., n) -> (n): the sums over every row.
-struct ColumnSums;
+pub(super) struct ColumnSums;
 
 impl candle_core::CustomOp1 for ColumnSums {
     fn name(&self) -> &'static str {

@@ -11,9 +11,11 @@
 //! gradients, in its tests.
 
 pub mod adamw;
+pub mod attention;
 pub mod bias;
 pub mod gelu;
 pub mod layer_norm;
+pub mod linear;
 pub mod softmax;
 
 use candle_core::{CpuStorage, Layout, Result, Tensor};

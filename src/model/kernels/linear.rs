@@ -1,0 +1,182 @@
+//! A dense layer, y = x W^T + b, as one op with its own backward pass.
+//!
+//! candle 0.11 records `x.matmul(&w.t())` then the bias as three graph
+//! nodes, and its backward (a) always computes the input's gradient, a
+//! whole gemm wasted when the input is a frozen layer's cached output (the
+//! lowest trained layer of `--train-top-layers`), (b) takes the weight's
+//! gradient as an (in, out) matrix, adds it into a fresh zero tensor, then
+//! transposes it and adds it into a second zero tensor of (out, in), and
+//! (c) adds the output's gradient into a zero tensor before the bias node
+//! passes it on. Here the weight's gradient is one gemm straight into
+//! (out, in), the input's only when the input records a graph, and the
+//! bias's the column sums of the output's gradient.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::bias::ColumnSums;
+use super::{TASK_ELEMENTS, supported};
+
+struct Dense;
+
+impl CustomOp3 for Dense {
+    fn name(&self) -> &'static str {
+        "dense"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+        bias: &CpuStorage,
+        bias_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, inputs) = x_layout.shape().dims2()?;
+        let (outputs, weight_inputs) = weight_layout.shape().dims2()?;
+        let bias = super::contiguous_f32(bias, bias_layout, self.name())?;
+        if weight_inputs != inputs || bias.len() != outputs {
+            candle_core::bail!(
+                "{}: rows of {inputs} against a weight of ({outputs}, {weight_inputs}) and a bias of {}",
+                self.name(),
+                bias.len()
+            );
+        }
+        // (rows, in) x (in, out): W^T is a strided view of W, as candle's `t()`.
+        let product = x.matmul(
+            weight,
+            (1, rows, outputs, inputs),
+            x_layout,
+            &weight_layout.transpose(0, 1)?,
+        )?;
+        let CpuStorage::F32(mut y) = product else {
+            candle_core::bail!("{}: f32 only", self.name());
+        };
+        let task = (TASK_ELEMENTS / outputs).max(1) * outputs;
+        y.par_chunks_mut(task).for_each(|rows| {
+            for row in rows.chunks_mut(outputs) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(y), Shape::from((rows, outputs))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad_res.contiguous()?;
+        // (rows, out) x (out, in) -> (rows, in)
+        let x_grad = x.track_op().then(|| grad.matmul(weight)).transpose()?;
+        // (out, rows) x (rows, in) -> (out, in)
+        let weight_grad = weight.track_op().then(|| grad.t()?.matmul(x)).transpose()?;
+        let bias_grad = bias
+            .track_op()
+            .then(|| grad.apply_op1_no_bwd(&ColumnSums))
+            .transpose()?;
+        Ok((x_grad, weight_grad, bias_grad))
+    }
+}
+
+/// `x W^T + b` for x of (rows, in), W of (out, in) and b of (out), one
+/// graph node; `None` where the kernel does not apply (not f32 on the CPU,
+/// or empty), so the caller runs candle's ops.
+pub fn dense(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
+    if !(supported(x) && supported(weight) && supported(bias)) {
+        return Ok(None);
+    }
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, Dense)
+        .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kernels::testing::largest_difference;
+    use candle_core::{Device, Var};
+
+    fn chain(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Tensor {
+        x.matmul(&weight.t().unwrap())
+            .unwrap()
+            .broadcast_add(bias)
+            .unwrap()
+    }
+
+    #[test]
+    fn values_and_gradients_match_matmul_and_broadcast_add() {
+        let device = Device::Cpu;
+        let x = Var::randn(0f32, 1.0, (300, 96), &device).unwrap();
+        let weight = Var::randn(0f32, 0.1, (200, 96), &device).unwrap();
+        let bias = Var::randn(0f32, 1.0, 200, &device).unwrap();
+        let upstream = Tensor::randn(0f32, 1.0, (300, 200), &device).unwrap();
+        let run = |y: Tensor| {
+            let grads = (&y * &upstream)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let grad = |v: &Var| grads.get(v).unwrap().clone();
+            (y, grad(&x), grad(&weight), grad(&bias))
+        };
+        let fused = run(dense(&x, &weight, &bias).unwrap().unwrap());
+        let plain = run(chain(&x, &weight, &bias));
+        assert!(
+            largest_difference(&fused.0, &plain.0).unwrap() < 1e-4,
+            "values"
+        );
+        assert!(largest_difference(&fused.1, &plain.1).unwrap() < 1e-4, "dx");
+        assert!(
+            largest_difference(&fused.2, &plain.2).unwrap() < 1e-3,
+            "dweight"
+        );
+        assert!(
+            largest_difference(&fused.3, &plain.3).unwrap() < 1e-3,
+            "dbias"
+        );
+    }
+
+    #[test]
+    fn a_constant_input_gets_no_gradient_and_the_weights_still_do() {
+        let device = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (40, 16), &device).unwrap();
+        let weight = Var::randn(0f32, 0.1, (8, 16), &device).unwrap();
+        let bias = Var::randn(0f32, 1.0, 8, &device).unwrap();
+        let loss = |y: Tensor| y.sqr().unwrap().sum_all().unwrap();
+        let fused = loss(dense(&x, &weight, &bias).unwrap().unwrap())
+            .backward()
+            .unwrap();
+        let plain = loss(chain(&x, &weight, &bias)).backward().unwrap();
+        assert!(fused.get(&x).is_none());
+        let weight_grad = fused.get(&weight).unwrap();
+        assert!(largest_difference(weight_grad, plain.get(&weight).unwrap()).unwrap() < 1e-3);
+        assert!(
+            weight_grad
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 0.0
+        );
+    }
+
+    #[test]
+    fn mismatched_shapes_are_an_error_not_a_panic() {
+        let device = Device::Cpu;
+        let x = Tensor::zeros((4, 16), candle_core::DType::F32, &device).unwrap();
+        let weight = Tensor::zeros((8, 12), candle_core::DType::F32, &device).unwrap();
+        let bias = Tensor::zeros(8, candle_core::DType::F32, &device).unwrap();
+        assert!(dense(&x, &weight, &bias).is_err());
+    }
+}
