@@ -73,7 +73,7 @@ impl Dims {
 }
 
 /// `y += a * x`
-#[inline]
+#[inline(always)]
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;
@@ -81,6 +81,7 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 }
 
 /// Softmax of one row in place.
+#[inline(always)]
 fn softmax(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
@@ -93,6 +94,54 @@ fn softmax(row: &mut [f32]) {
     }
 }
 
+/// Weighted sums of rows: `out[r] = sum_k weights[r * by_out + k * by_row] * rows[k]`
+/// for rows of `width` values, `out` and `rows` both (count, width). For the
+/// common head sizes the sum of a row is kept in registers (a fixed-size
+/// accumulator), not stored and reloaded at every term.
+#[inline(always)]
+fn weighted_sums(
+    weights: &[f32],
+    by_out: usize,
+    by_row: usize,
+    rows: &[f32],
+    width: usize,
+    out: &mut [f32],
+) {
+    match width {
+        16 => weighted_sums_of::<16>(weights, by_out, by_row, rows, out),
+        32 => weighted_sums_of::<32>(weights, by_out, by_row, rows, out),
+        64 => weighted_sums_of::<64>(weights, by_out, by_row, rows, out),
+        _ => {
+            for (r, out) in out.chunks_exact_mut(width).enumerate() {
+                out.fill(0.0);
+                for (k, row) in rows.chunks_exact(width).enumerate() {
+                    axpy(out, weights[r * by_out + k * by_row], row);
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn weighted_sums_of<const WIDTH: usize>(
+    weights: &[f32],
+    by_out: usize,
+    by_row: usize,
+    rows: &[f32],
+    out: &mut [f32],
+) {
+    for (r, out) in out.chunks_exact_mut(WIDTH).enumerate() {
+        let mut sum = [0f32; WIDTH];
+        for (k, row) in rows.chunks_exact(WIDTH).enumerate() {
+            let weight = weights[r * by_out + k * by_row];
+            for (s, v) in sum.iter_mut().zip(row) {
+                *s += weight * v;
+            }
+        }
+        out.copy_from_slice(&sum);
+    }
+}
+
 /// One head of one sequence: views of its packed rows.
 struct Head<'a> {
     /// The sequence's rows, (seq, 3 * hidden).
@@ -102,26 +151,21 @@ struct Head<'a> {
 }
 
 impl Head<'_> {
+    #[inline(always)]
     fn part(&self, row: usize, which: usize) -> &[f32] {
         let hidden = self.dims.hidden();
         let start = row * 3 * hidden + which * hidden + self.head * self.dims.head_dim;
         &self.rows[start..start + self.dims.head_dim]
     }
 
+    #[inline(always)]
     fn query(&self, row: usize) -> &[f32] {
         self.part(row, 0)
     }
 
-    fn key(&self, row: usize) -> &[f32] {
-        self.part(row, 1)
-    }
-
-    fn value(&self, row: usize) -> &[f32] {
-        self.part(row, 2)
-    }
-
     /// A (head_dim, seq) copy of the keys (which = 1) or values (2), so a
     /// query's scores are head_dim vector updates over `seq` values.
+    #[inline(always)]
     fn transposed(&self, which: usize, out: &mut [f32]) {
         let seq = self.dims.seq;
         for j in 0..seq {
@@ -131,7 +175,29 @@ impl Head<'_> {
         }
     }
 
+    /// A (seq, head_dim) copy of the queries (which = 0), keys (1) or values (2).
+    #[inline(always)]
+    fn gathered(&self, which: usize, out: &mut [f32]) {
+        for (j, row) in out.chunks_exact_mut(self.dims.head_dim).enumerate() {
+            row.copy_from_slice(self.part(j, which));
+        }
+    }
+
+    /// Writes a (seq, head_dim) block into this head's place in `which` of packed rows.
+    #[inline(always)]
+    fn scatter(&self, block: &[f32], which: usize, packed: &mut [f32]) {
+        let (hidden, head_dim) = (self.dims.hidden(), self.dims.head_dim);
+        for (rows, block) in packed
+            .chunks_exact_mut(3 * hidden)
+            .zip(block.chunks_exact(head_dim))
+        {
+            let start = which * hidden + self.head * head_dim;
+            rows[start..start + head_dim].copy_from_slice(block);
+        }
+    }
+
     /// The attention weights, (seq, seq), of sequence `b`.
+    #[inline(always)]
     fn weights(&self, mask: &[f32], b: usize, keys_t: &mut [f32], weights: &mut [f32]) {
         let seq = self.dims.seq;
         let scale = (self.dims.head_dim as f32).powf(-0.5);
@@ -165,26 +231,19 @@ impl CustomOp2 for Attention {
         let dims = Dims::of(qkv_layout, mask_layout, self.heads)?;
         let qkv = contiguous_f32(qkv, qkv_layout, self.name())?;
         let mask = contiguous_f32(mask, mask_layout, self.name())?;
-        let (seq, hidden, head_dim) = (dims.seq, dims.hidden(), dims.head_dim);
+        let (seq, hidden) = (dims.seq, dims.hidden());
         let mut context = vec![0f32; dims.batch * seq * hidden];
         context
             .par_chunks_mut(seq * hidden)
             .zip(qkv.par_chunks(seq * 3 * hidden))
             .enumerate()
             .for_each(|(b, (context, rows))| {
-                let mut keys_t = vec![0f32; head_dim * seq];
-                let mut weights = vec![0f32; seq * seq];
-                for head in 0..dims.heads {
-                    let view = Head { rows, dims, head };
-                    view.weights(mask, b, &mut keys_t, &mut weights);
-                    for (i, p) in weights.chunks(seq).enumerate() {
-                        let start = i * hidden + head * head_dim;
-                        let out = &mut context[start..start + head_dim];
-                        for (j, &p) in p.iter().enumerate() {
-                            axpy(out, p, view.value(j));
-                        }
-                    }
+                #[cfg(target_arch = "x86_64")]
+                if simd::avx2() {
+                    // SAFETY: the CPU has the features the build is compiled for.
+                    return unsafe { simd::forward_sequence_avx2(dims, mask, b, rows, context) };
                 }
+                forward_sequence(dims, mask, b, rows, context)
             });
         let shape = Shape::from((dims.batch, seq, hidden));
         Ok((CpuStorage::F32(context), shape))
@@ -234,32 +293,121 @@ impl CustomOp3 for AttentionBackward {
             .zip(grad.par_chunks(seq * hidden))
             .enumerate()
             .for_each(|(b, ((qkv_grad, rows), grad))| {
-                let mut scratch = Scratch::new(dims);
-                for head in 0..dims.heads {
-                    let view = Head { rows, dims, head };
-                    head_backward(&view, mask, b, grad, qkv_grad, &mut scratch);
+                #[cfg(target_arch = "x86_64")]
+                if simd::avx2() {
+                    // SAFETY: the CPU has the features the build is compiled for.
+                    return unsafe {
+                        simd::backward_sequence_avx2(dims, mask, b, rows, grad, qkv_grad)
+                    };
                 }
+                backward_sequence(dims, mask, b, rows, grad, qkv_grad)
             });
         Ok((CpuStorage::F32(qkv_grad), qkv_layout.shape().clone()))
     }
 }
 
-/// Per-task buffers of the backward pass.
+/// The context of sequence `b`, (seq, hidden), from its packed rows.
+#[inline(always)]
+fn forward_sequence(dims: Dims, mask: &[f32], b: usize, rows: &[f32], context: &mut [f32]) {
+    let (seq, hidden, head_dim) = (dims.seq, dims.hidden(), dims.head_dim);
+    let mut keys_t = vec![0f32; head_dim * seq];
+    let mut weights = vec![0f32; seq * seq];
+    let mut values = vec![0f32; seq * head_dim];
+    let mut block = vec![0f32; seq * head_dim];
+    for head in 0..dims.heads {
+        let view = Head { rows, dims, head };
+        view.weights(mask, b, &mut keys_t, &mut weights);
+        view.gathered(2, &mut values);
+        // context_i = sum_j P_ij V_j
+        weighted_sums(&weights, seq, 1, &values, head_dim, &mut block);
+        for (i, row) in block.chunks_exact(head_dim).enumerate() {
+            let start = i * hidden + head * head_dim;
+            context[start..start + head_dim].copy_from_slice(row);
+        }
+    }
+}
+
+/// The gradient of sequence `b`'s packed rows from its context's gradient.
+#[inline(always)]
+fn backward_sequence(
+    dims: Dims,
+    mask: &[f32],
+    b: usize,
+    rows: &[f32],
+    grad: &[f32],
+    qkv_grad: &mut [f32],
+) {
+    let mut scratch = Scratch::new(dims);
+    for head in 0..dims.heads {
+        let view = Head { rows, dims, head };
+        head_backward(&view, mask, b, grad, qkv_grad, &mut scratch);
+    }
+}
+
+/// Builds of the per-sequence loops for AVX2 with FMA, chosen at run time
+/// where the CPU has them (the default build targets baseline x86-64, whose
+/// 4-wide SSE the short vector loops here would otherwise be compiled for).
+mod simd {
+    #[cfg(target_arch = "x86_64")]
+    use super::{Dims, backward_sequence, forward_sequence};
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn forward_sequence_avx2(
+        dims: Dims,
+        mask: &[f32],
+        b: usize,
+        rows: &[f32],
+        context: &mut [f32],
+    ) {
+        forward_sequence(dims, mask, b, rows, context)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn backward_sequence_avx2(
+        dims: Dims,
+        mask: &[f32],
+        b: usize,
+        rows: &[f32],
+        grad: &[f32],
+        qkv_grad: &mut [f32],
+    ) {
+        backward_sequence(dims, mask, b, rows, grad, qkv_grad)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn avx2() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+}
+
+/// Per-task buffers of the backward pass: one head's weights and their
+/// gradients, its keys and values transposed, its queries, keys and the
+/// context's gradient as contiguous rows, and one gradient block.
 struct Scratch {
     keys_t: Vec<f32>,
     values_t: Vec<f32>,
     weights: Vec<f32>,
     weight_grads: Vec<f32>,
+    queries: Vec<f32>,
+    keys: Vec<f32>,
+    context_grads: Vec<f32>,
+    block: Vec<f32>,
 }
 
 impl Scratch {
     fn new(dims: Dims) -> Scratch {
-        let (seq, head_dim) = (dims.seq, dims.head_dim);
+        let block = dims.seq * dims.head_dim;
         Scratch {
-            keys_t: vec![0f32; head_dim * seq],
-            values_t: vec![0f32; head_dim * seq],
-            weights: vec![0f32; seq * seq],
-            weight_grads: vec![0f32; seq],
+            keys_t: vec![0f32; block],
+            values_t: vec![0f32; block],
+            weights: vec![0f32; dims.seq * dims.seq],
+            weight_grads: vec![0f32; dims.seq * dims.seq],
+            queries: vec![0f32; block],
+            keys: vec![0f32; block],
+            context_grads: vec![0f32; block],
+            block: vec![0f32; block],
         }
     }
 }
@@ -268,6 +416,7 @@ impl Scratch {
 /// gradient and s the scale, dV_j = sum_i P_ij dO_i, dP_ij = dO_i . V_j,
 /// dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik), dQ_i = s sum_j dS_ij K_j and
 /// dK_j = s sum_i dS_ij Q_i.
+#[inline(always)]
 fn head_backward(
     view: &Head,
     mask: &[f32],
@@ -279,16 +428,21 @@ fn head_backward(
     let Dims { seq, head_dim, .. } = view.dims;
     let hidden = view.dims.hidden();
     let scale = (head_dim as f32).powf(-0.5);
-    let offset =
-        |row: usize, which: usize| row * 3 * hidden + which * hidden + view.head * head_dim;
     view.weights(mask, b, &mut scratch.keys_t, &mut scratch.weights);
     view.transposed(2, &mut scratch.values_t);
-    for i in 0..seq {
+    view.gathered(0, &mut scratch.queries);
+    view.gathered(1, &mut scratch.keys);
+    for (i, row) in scratch.context_grads.chunks_exact_mut(head_dim).enumerate() {
         let start = i * hidden + view.head * head_dim;
-        let context_grad = &grad[start..start + head_dim];
-        let p = &scratch.weights[i * seq..(i + 1) * seq];
-        // dP_i = dO_i V^T, then dS_i in place.
-        let dp = &mut scratch.weight_grads;
+        row.copy_from_slice(&grad[start..start + head_dim]);
+    }
+    // dS, row by row: dP_i = dO_i V^T, then dS_i in place.
+    for ((dp, p), context_grad) in scratch
+        .weight_grads
+        .chunks_exact_mut(seq)
+        .zip(scratch.weights.chunks_exact(seq))
+        .zip(scratch.context_grads.chunks_exact(head_dim))
+    {
         dp.fill(0.0);
         for (t, &g) in context_grad.iter().enumerate() {
             axpy(dp, g, &scratch.values_t[t * seq..(t + 1) * seq]);
@@ -297,28 +451,38 @@ fn head_backward(
         for (d, &p) in dp.iter_mut().zip(p) {
             *d = p * (*d - centre) * scale;
         }
-        for j in 0..seq {
-            let (p, ds) = (p[j], dp[j]);
-            let value_grad = offset(j, 2);
-            axpy(
-                &mut qkv_grad[value_grad..value_grad + head_dim],
-                p,
-                context_grad,
-            );
-            let key_grad = offset(j, 1);
-            axpy(
-                &mut qkv_grad[key_grad..key_grad + head_dim],
-                ds,
-                view.query(i),
-            );
-            let query_grad = offset(i, 0);
-            axpy(
-                &mut qkv_grad[query_grad..query_grad + head_dim],
-                ds,
-                view.key(j),
-            );
-        }
     }
+    let block = &mut scratch.block;
+    // dV_j = sum_i P_ij dO_i
+    weighted_sums(
+        &scratch.weights,
+        1,
+        seq,
+        &scratch.context_grads,
+        head_dim,
+        block,
+    );
+    view.scatter(block, 2, qkv_grad);
+    // dK_j = sum_i dS_ij Q_i (the scale is in dS)
+    weighted_sums(
+        &scratch.weight_grads,
+        1,
+        seq,
+        &scratch.queries,
+        head_dim,
+        block,
+    );
+    view.scatter(block, 1, qkv_grad);
+    // dQ_i = sum_j dS_ij K_j
+    weighted_sums(
+        &scratch.weight_grads,
+        seq,
+        1,
+        &scratch.keys,
+        head_dim,
+        block,
+    );
+    view.scatter(block, 0, qkv_grad);
 }
 
 /// Attention over `qkv`, (batch, seq, 3 * hidden) with each row Q | K | V
@@ -370,10 +534,18 @@ mod tests {
             .unwrap()
     }
 
+    /// Heads of 8 take the generic weighted sums, 16 and 32 the fixed-width ones.
     fn check(batch: usize, seq: usize, heads: usize, mask: Tensor) {
+        for head_dim in [8, 16, 32] {
+            check_heads_of(batch, seq, heads, head_dim, &mask);
+        }
+    }
+
+    fn check_heads_of(batch: usize, seq: usize, heads: usize, head_dim: usize, mask: &Tensor) {
         let device = Device::Cpu;
-        let qkv = Var::randn(0f32, 1.0, (batch, seq, 3 * heads * 8), &device).unwrap();
-        let upstream = Tensor::randn(0f32, 1.0, (batch, seq, heads * 8), &device).unwrap();
+        let hidden = heads * head_dim;
+        let qkv = Var::randn(0f32, 1.0, (batch, seq, 3 * hidden), &device).unwrap();
+        let upstream = Tensor::randn(0f32, 1.0, (batch, seq, hidden), &device).unwrap();
         let run = |y: Tensor| {
             let grads = (&y * &upstream)
                 .unwrap()
@@ -383,16 +555,59 @@ mod tests {
                 .unwrap();
             (y, grads.get(&qkv).unwrap().clone())
         };
-        let fused = run(attention(&qkv, &mask, heads).unwrap().unwrap());
-        let plain = run(chain(&qkv, &mask, heads));
-        assert!(
-            largest_difference(&fused.0, &plain.0).unwrap() < 1e-4,
-            "values"
-        );
-        assert!(
-            largest_difference(&fused.1, &plain.1).unwrap() < 1e-4,
-            "dqkv"
-        );
+        let fused = run(attention(&qkv, mask, heads).unwrap().unwrap());
+        let plain = run(chain(&qkv, mask, heads));
+        let context = largest_difference(&fused.0, &plain.0).unwrap();
+        assert!(context < 1e-4, "context, heads of {head_dim}: {context}");
+        let dqkv = largest_difference(&fused.1, &plain.1).unwrap();
+        assert!(dqkv < 1e-4, "dqkv, heads of {head_dim}: {dqkv}");
+    }
+
+    /// The baseline build of the per-sequence loops (the one a CPU without
+    /// AVX2 runs) against the AVX2 build, where this CPU has it.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_build_computes_what_the_baseline_build_does() {
+        if !simd::avx2() {
+            return;
+        }
+        let (seq, heads, head_dim) = (9, 3, 32);
+        let dims = Dims {
+            batch: 1,
+            seq,
+            heads,
+            head_dim,
+            mask_rows: 1,
+            shared_mask: false,
+        };
+        let device = Device::Cpu;
+        let values = |n: usize| {
+            Tensor::randn(0f32, 1.0, n, &device)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let hidden = heads * head_dim;
+        let (rows, grad) = (values(seq * 3 * hidden), values(seq * hidden));
+        let mask: Vec<f32> = (0..seq).map(|j| if j < 6 { 0.0 } else { -1e4 }).collect();
+        let (mut baseline, mut avx2) = (vec![0f32; seq * hidden], vec![0f32; seq * hidden]);
+        forward_sequence(dims, &mask, 0, &rows, &mut baseline);
+        // SAFETY: checked above that the CPU has AVX2 and FMA.
+        unsafe { simd::forward_sequence_avx2(dims, &mask, 0, &rows, &mut avx2) };
+        let largest = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max)
+        };
+        assert!(largest(&baseline, &avx2) < 1e-5);
+        assert!(baseline.iter().any(|&v| v != 0.0));
+        let (mut baseline, mut avx2) = (vec![0f32; rows.len()], vec![0f32; rows.len()]);
+        backward_sequence(dims, &mask, 0, &rows, &grad, &mut baseline);
+        // SAFETY: as above.
+        unsafe { simd::backward_sequence_avx2(dims, &mask, 0, &rows, &grad, &mut avx2) };
+        assert!(largest(&baseline, &avx2) < 1e-5);
+        assert!(baseline.iter().any(|&v| v != 0.0));
     }
 
     #[test]
