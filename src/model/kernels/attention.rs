@@ -501,7 +501,7 @@ pub fn attention(qkv: &Tensor, mask: &Tensor, heads: usize) -> Result<Option<Ten
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::kernels::testing::largest_difference;
+    use crate::model::kernels::testing::{gradients_under, largest_difference};
     use candle_core::{D, Device, Var};
 
     /// candle's op chain: split heads, scores, softmax, weighted values.
@@ -547,12 +547,7 @@ mod tests {
         let qkv = Var::randn(0f32, 1.0, (batch, seq, 3 * hidden), &device).unwrap();
         let upstream = Tensor::randn(0f32, 1.0, (batch, seq, hidden), &device).unwrap();
         let run = |y: Tensor| {
-            let grads = (&y * &upstream)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let grads = gradients_under(&y, &upstream).unwrap();
             (y, grads.get(&qkv).unwrap().clone())
         };
         let fused = run(attention(&qkv, mask, heads).unwrap().unwrap());

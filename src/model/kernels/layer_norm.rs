@@ -196,6 +196,7 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::testing::gradients_under;
     use candle_core::{Device, Var};
 
     /// The op chain this kernel replaces (layers.rs's differentiable path).
@@ -226,12 +227,7 @@ mod tests {
         let bias = Var::randn(0f32, 0.5, 48, &device).unwrap();
         let upstream = Tensor::randn(0f32, 1.0, (rows, 48), &device).unwrap();
         let run = |y: Tensor| {
-            let grads = (&y * &upstream)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let grads = gradients_under(&y, &upstream).unwrap();
             let grad = |v: &Var| grads.get(v).unwrap().clone();
             (y, grad(&x), grad(&weight), grad(&bias))
         };

@@ -87,7 +87,14 @@ fn map_rows2(
 
 #[cfg(test)]
 pub(crate) mod testing {
+    use candle_core::backprop::GradStore;
     use candle_core::{Result, Tensor};
+
+    /// Gradients of `sum(y * upstream)`: a dense, fixed gradient flowing
+    /// into `y`, as in training.
+    pub fn gradients_under(y: &Tensor, upstream: &Tensor) -> Result<GradStore> {
+        (y * upstream)?.sum_all()?.backward()
+    }
 
     /// Largest absolute difference between two tensors of one shape.
     pub fn largest_difference(a: &Tensor, b: &Tensor) -> Result<f32> {
