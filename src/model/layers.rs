@@ -49,16 +49,15 @@ impl Module for Linear {
             let plain = candle_nn::Linear::new(self.weight.clone(), Some(self.bias.clone()));
             return plain.forward(x);
         }
-        // (..., in) -> (rows, in) -> (rows, out) -> (..., out): one matmul
-        // over every row, not a batched one.
+        // (..., in) -> (..., out): one matmul over every row, not a batched one.
+        if let Some(y) = kernels::linear::dense(x, &self.weight, &self.bias)? {
+            return Ok(y);
+        }
         let mut dims = x.dims().to_vec();
         let inputs = dims.pop().unwrap_or(1);
         let rows = x.elem_count() / inputs.max(1);
         let x = x.contiguous()?.reshape((rows, inputs))?;
-        let y = match kernels::linear::dense(&x, &self.weight, &self.bias)? {
-            Some(y) => y,
-            None => kernels::bias::add_bias(&x.matmul(&self.weight.t()?)?, &self.bias)?,
-        };
+        let y = kernels::bias::add_bias(&x.matmul(&self.weight.t()?)?, &self.bias)?;
         dims.push(self.weight.dim(0)?);
         y.reshape(dims)
     }
@@ -170,20 +169,14 @@ impl SelfAttention {
     /// Q, K and V as one dense layer of (3 * hidden, hidden) whose rows feed
     /// the fused attention kernel; `None` where the kernels do not apply.
     fn packed_forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Option<Tensor>> {
-        let (batch, seq, hidden) = x.dims3()?;
         let parts = [&self.query, &self.key, &self.value];
         let weight = Tensor::cat(&parts.map(|p| &p.weight), 0)?;
         let bias = Tensor::cat(&parts.map(|p| &p.bias), 0)?;
-        let rows = x.contiguous()?.reshape((batch * seq, hidden))?;
-        let Some(qkv) = kernels::linear::dense(&rows, &weight, &bias)? else {
+        // (batch, seq, hidden) -> (batch, seq, 3 * hidden) -> (batch, seq, hidden)
+        let Some(qkv) = kernels::linear::dense(x, &weight, &bias)? else {
             return Ok(None);
         };
-        // (batch * seq, 3 * hidden) -> (batch, seq, 3 * hidden) -> (batch, seq, hidden)
-        kernels::attention::attention(
-            &qkv.reshape((batch, seq, 3 * hidden))?,
-            mask_bias,
-            self.heads,
-        )
+        kernels::attention::attention(&qkv, mask_bias, self.heads)
     }
 }
 

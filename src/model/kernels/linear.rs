@@ -34,7 +34,10 @@ impl CustomOp3 for Dense {
         bias: &CpuStorage,
         bias_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (rows, inputs) = x_layout.shape().dims2()?;
+        // x is contiguous (see `dense`), so its leading dimensions are rows.
+        let mut dims = x_layout.dims().to_vec();
+        let inputs = dims.pop().unwrap_or(0);
+        let rows = dims.iter().product::<usize>();
         let (outputs, weight_inputs) = weight_layout.shape().dims2()?;
         let bias = super::contiguous_f32(bias, bias_layout, self.name())?;
         if weight_inputs != inputs || bias.len() != outputs {
@@ -45,10 +48,11 @@ impl CustomOp3 for Dense {
             );
         }
         // (rows, in) x (in, out): W^T is a strided view of W, as candle's `t()`.
+        let rows_layout = Layout::contiguous_with_offset((rows, inputs), x_layout.start_offset());
         let product = x.matmul(
             weight,
             (1, rows, outputs, inputs),
-            x_layout,
+            &rows_layout,
             &weight_layout.transpose(0, 1)?,
         )?;
         let CpuStorage::F32(mut y) = product else {
@@ -62,7 +66,8 @@ impl CustomOp3 for Dense {
                 }
             }
         });
-        Ok((CpuStorage::F32(y), Shape::from((rows, outputs))))
+        dims.push(outputs);
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
     }
 
     fn bwd(
@@ -73,11 +78,21 @@ impl CustomOp3 for Dense {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // (..., out) -> (rows, out) and (..., in) -> (rows, in): views, not
+        // copies, and no graph nodes, since a backward is not differentiated.
+        let (outputs, inputs) = weight.dims2()?;
         let grad = grad_res.contiguous()?;
-        // (rows, out) x (out, in) -> (rows, in)
-        let x_grad = x.track_op().then(|| grad.matmul(weight)).transpose()?;
+        let grad = grad.reshape((grad.elem_count() / outputs.max(1), outputs))?;
+        // (rows, out) x (out, in) -> (rows, in) -> (..., in)
+        let x_grad = x
+            .track_op()
+            .then(|| grad.matmul(weight)?.reshape(x.shape()))
+            .transpose()?;
         // (out, rows) x (rows, in) -> (out, in)
-        let weight_grad = weight.track_op().then(|| grad.t()?.matmul(x)).transpose()?;
+        let weight_grad = weight
+            .track_op()
+            .then(|| grad.t()?.matmul(&x.reshape((grad.dim(0)?, inputs))?))
+            .transpose()?;
         let bias_grad = bias
             .track_op()
             .then(|| grad.apply_op1_no_bwd(&ColumnSums))
@@ -86,9 +101,11 @@ impl CustomOp3 for Dense {
     }
 }
 
-/// `x W^T + b` for x of (rows, in), W of (out, in) and b of (out), one
-/// graph node; `None` where the kernel does not apply (not f32 on the CPU,
-/// or empty), so the caller runs candle's ops.
+/// `x W^T + b` for x of (..., in), W of (out, in) and b of (out), giving
+/// (..., out) as one graph node: a 3-d input needs no reshape nodes, each
+/// of which would cost a zeroed tensor and an add in candle's backward.
+/// `None` where the kernel does not apply (not f32 on the CPU, or empty),
+/// so the caller runs candle's ops.
 pub fn dense(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
     if !(supported(x) && supported(weight) && supported(bias)) {
         return Ok(None);
@@ -105,7 +122,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn chain(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Tensor {
-        x.matmul(&weight.t().unwrap())
+        x.broadcast_matmul(&weight.t().unwrap())
             .unwrap()
             .broadcast_add(bias)
             .unwrap()
@@ -113,11 +130,22 @@ mod tests {
 
     #[test]
     fn values_and_gradients_match_matmul_and_broadcast_add() {
+        check_against_chain(&[300, 96]);
+    }
+
+    #[test]
+    fn leading_dimensions_are_rows() {
+        check_against_chain(&[6, 50, 96]);
+    }
+
+    fn check_against_chain(x_dims: &[usize]) {
         let device = Device::Cpu;
-        let x = Var::randn(0f32, 1.0, (300, 96), &device).unwrap();
+        let x = Var::randn(0f32, 1.0, x_dims, &device).unwrap();
+        let mut y_dims = x_dims.to_vec();
+        *y_dims.last_mut().unwrap() = 200;
         let weight = Var::randn(0f32, 0.1, (200, 96), &device).unwrap();
         let bias = Var::randn(0f32, 1.0, 200, &device).unwrap();
-        let upstream = Tensor::randn(0f32, 1.0, (300, 200), &device).unwrap();
+        let upstream = Tensor::randn(0f32, 1.0, y_dims, &device).unwrap();
         let run = |y: Tensor| {
             let grads = gradients_under(&y, &upstream).unwrap();
             let grad = |v: &Var| grads.get(v).unwrap().clone();
