@@ -79,7 +79,8 @@ impl CustomOp3 for Dense {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // (..., out) -> (rows, out) and (..., in) -> (rows, in): views, not
-        // copies, and no graph nodes, since a backward is not differentiated.
+        // copies; nothing runs backward through them, so unlike reshapes in
+        // the forward they cost no zeroed tensor and add.
         let (outputs, inputs) = weight.dims2()?;
         let grad = grad_res.contiguous()?;
         let grad = grad.reshape((grad.elem_count() / outputs.max(1), outputs))?;
