@@ -347,11 +347,10 @@ fn backward_sequence(
 /// Builds of the per-sequence loops for AVX2 with FMA, chosen at run time
 /// where the CPU has them (the default build targets baseline x86-64, whose
 /// 4-wide SSE the short vector loops here would otherwise be compiled for).
+#[cfg(target_arch = "x86_64")]
 mod simd {
-    #[cfg(target_arch = "x86_64")]
     use super::{Dims, backward_sequence, forward_sequence};
 
-    #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn forward_sequence_avx2(
         dims: Dims,
@@ -363,7 +362,6 @@ mod simd {
         forward_sequence(dims, mask, b, rows, context)
     }
 
-    #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn backward_sequence_avx2(
         dims: Dims,
@@ -376,7 +374,6 @@ mod simd {
         backward_sequence(dims, mask, b, rows, grad, qkv_grad)
     }
 
-    #[cfg(target_arch = "x86_64")]
     pub(super) fn avx2() -> bool {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     }
