@@ -41,6 +41,18 @@ impl Linear {
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
+
+    /// `activation(self.forward(x), act)`, as one graph node where the
+    /// kernels take both (GELU in its erf form).
+    pub fn forward_activated(&self, x: &Tensor, act: &str) -> Result<Tensor> {
+        if !super::plain_path()
+            && !matches!(act, "relu" | "gelu_new")
+            && let Some(y) = kernels::linear::dense_gelu(x, &self.weight, &self.bias)?
+        {
+            return Ok(y);
+        }
+        activation(&self.forward(x)?, act)
+    }
 }
 
 impl Module for Linear {
@@ -217,7 +229,7 @@ impl TransformerLayer {
             .attention_output
             .forward(&self.attention.forward(x, mask_bias)?)?;
         let x = self.attention_norm.forward(&(attended + x)?)?;
-        let inner = activation(&self.intermediate.forward(&x)?, &self.act)?;
+        let inner = self.intermediate.forward_activated(&x, &self.act)?;
         self.output_norm
             .forward(&(self.output.forward(&inner)? + x)?)
     }

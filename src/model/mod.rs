@@ -200,11 +200,10 @@ impl DialogueModel {
             }
         }
         // (N, joined) -> (N, D)
-        let projected = self.turn_projection.forward(&Tensor::cat(&parts, 1)?)?;
-        let turn = drop(
-            self.turn_norm
-                .forward(&layers::activation(&projected, "gelu")?)?,
-        )?;
+        let projected = self
+            .turn_projection
+            .forward_activated(&Tensor::cat(&parts, 1)?, "gelu")?;
+        let turn = drop(self.turn_norm.forward(&projected)?)?;
         let hidden = turn.dim(1)?;
         // Padding slots point at an appended zero row: (N + 1, D) -> (B, T, D)
         let padded = Tensor::cat(

@@ -6,7 +6,7 @@ use candle_nn::{Embedding, Init, VarBuilder};
 
 use super::buckets::{GROUP_COST_TOKENS, LengthGroups};
 use super::config::EncoderConfig;
-use super::layers::{LayerNorm, Linear, TransformerLayer, activation, attention_bias, linear};
+use super::layers::{LayerNorm, Linear, TransformerLayer, attention_bias, linear};
 use super::plain_path;
 
 #[derive(Debug, Clone)]
@@ -240,7 +240,7 @@ impl LmHead {
     pub fn forward(&self, states: &Tensor, word_embeddings: &Tensor) -> Result<Tensor> {
         let x = self
             .layer_norm
-            .forward(&activation(&self.dense.forward(states)?, "gelu")?)?;
+            .forward(&self.dense.forward_activated(states, "gelu")?)?;
         x.matmul(&word_embeddings.t()?)?.broadcast_add(&self.bias)
     }
 }

@@ -44,7 +44,7 @@ fn erf(x: f32) -> f32 {
     x * p / q
 }
 
-fn gelu(x: f32) -> f32 {
+pub(super) fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
@@ -52,7 +52,7 @@ fn gelu(x: f32) -> f32 {
 fn gelu_derivative(x: f32) -> f32 {
     const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
     let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-    cdf + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
+    cdf + x * FRAC_1_SQRT_2PI * super::exp(-0.5 * x * x)
 }
 
 /// Rows of this many elements for the element-wise maps (any length works).
@@ -84,7 +84,7 @@ impl CustomOp1 for GeluErf {
 }
 
 /// (x, d loss / d GELU(x)) -> d loss / d x.
-struct GeluErfBackward;
+pub(super) struct GeluErfBackward;
 
 impl CustomOp2 for GeluErfBackward {
     fn name(&self) -> &'static str {

@@ -10,15 +10,37 @@
 //! passes it on. Here the weight's gradient is one gemm straight into
 //! (out, in), the input's only when the input records a graph, and the
 //! bias's the column sums of the output's gradient.
+//!
+//! [`dense_gelu`] also applies GELU inside the op (the Transformer's
+//! intermediate layer), so the widest tensor of a layer, (tokens, 4 x
+//! hidden), is not a graph node of its own: no separate output to allocate
+//! and no zeroed gradient to add into in the backward pass.
+
+use std::sync::Mutex;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::bias::ColumnSums;
+use super::gelu::{GeluErfBackward, gelu};
 use super::{TASK_ELEMENTS, supported};
 
-struct Dense;
+/// What the op applies after `x W^T + b`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Activation {
+    Identity,
+    /// GELU, erf form ([`super::gelu`]).
+    GeluErf,
+}
+
+struct Dense {
+    activation: Activation,
+    /// With an activation, when a backward pass may follow: `x W^T + b`,
+    /// whose GELU derivative the backward pass needs (the op's output is
+    /// GELU of it). Stored by the forward pass; `None` at inference.
+    pre_activation: Option<Mutex<Option<Tensor>>>,
+}
 
 impl CustomOp3 for Dense {
     fn name(&self) -> &'static str {
@@ -59,15 +81,34 @@ impl CustomOp3 for Dense {
             candle_core::bail!("{}: f32 only", self.name());
         };
         let task = (TASK_ELEMENTS / outputs).max(1) * outputs;
+        let in_place_gelu = self.activation == Activation::GeluErf && self.pre_activation.is_none();
         y.par_chunks_mut(task).for_each(|rows| {
             for row in rows.chunks_mut(outputs) {
                 for (v, b) in row.iter_mut().zip(bias) {
                     *v += b;
                 }
+                if in_place_gelu {
+                    row.iter_mut().for_each(|v| *v = gelu(*v));
+                }
             }
         });
         dims.push(outputs);
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
+        let shape = Shape::from(dims);
+        let Some(pre_activation) = &self.pre_activation else {
+            return Ok((CpuStorage::F32(y), shape));
+        };
+        // Training: GELU into a new vector (collected, so never zeroed
+        // first), x W^T + b kept for the backward pass.
+        let activated: Vec<f32> = y
+            .par_iter()
+            .with_min_len(TASK_ELEMENTS)
+            .map(|&v| gelu(v))
+            .collect();
+        let kept = Tensor::from_vec(y, shape.clone(), &Device::Cpu)?;
+        *pre_activation
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("dense: poisoned lock".into()))? = Some(kept);
+        Ok((CpuStorage::F32(activated), shape))
     }
 
     fn bwd(
@@ -82,7 +123,25 @@ impl CustomOp3 for Dense {
         // copies; nothing runs backward through them, so unlike reshapes in
         // the forward they cost no zeroed tensor and add.
         let (outputs, inputs) = weight.dims2()?;
-        let grad = grad_res.contiguous()?;
+        let grad = match (self.activation, &self.pre_activation) {
+            (Activation::Identity, _) => grad_res.contiguous()?,
+            (Activation::GeluErf, Some(kept)) => {
+                // d loss / d (x W^T + b) = d loss / d y * GELU'(x W^T + b)
+                let kept = kept
+                    .lock()
+                    .map_err(|_| candle_core::Error::Msg("dense: poisoned lock".into()))?;
+                let Some(pre_activation) = kept.as_ref() else {
+                    candle_core::bail!("{}: backward before forward", self.name());
+                };
+                pre_activation.apply_op2_no_bwd(&grad_res.contiguous()?, &GeluErfBackward)?
+            }
+            (Activation::GeluErf, None) => {
+                candle_core::bail!(
+                    "{}: backward through an op built for inference",
+                    self.name()
+                )
+            }
+        };
         let grad = grad.reshape((grad.elem_count() / outputs.max(1), outputs))?;
         // (rows, out) x (out, in) -> (rows, in) -> (..., in)
         let x_grad = x
@@ -108,11 +167,31 @@ impl CustomOp3 for Dense {
 /// `None` where the kernel does not apply (not f32 on the CPU, or empty),
 /// so the caller runs candle's ops.
 pub fn dense(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
+    dense_with(x, weight, bias, Activation::Identity)
+}
+
+/// GELU (erf form) of `x W^T + b`, as one graph node; otherwise as [`dense`].
+pub fn dense_gelu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
+    dense_with(x, weight, bias, Activation::GeluErf)
+}
+
+fn dense_with(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    activation: Activation,
+) -> Result<Option<Tensor>> {
     if !(supported(x) && supported(weight) && supported(bias)) {
         return Ok(None);
     }
+    // Only a graph that backward can run through needs the pre-activation.
+    let trains = x.track_op() || weight.track_op() || bias.track_op();
+    let op = Dense {
+        activation,
+        pre_activation: (activation != Activation::Identity && trains).then(|| Mutex::new(None)),
+    };
     x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, Dense)
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
         .map(Some)
 }
 
@@ -167,6 +246,41 @@ mod tests {
             largest_difference(&fused.3, &plain.3).unwrap() < 1e-3,
             "dbias"
         );
+    }
+
+    #[test]
+    fn with_gelu_values_and_gradients_match_the_chain() {
+        for x_dims in [&[300, 96][..], &[6, 50, 96]] {
+            let device = Device::Cpu;
+            let x = Var::randn(0f32, 1.0, x_dims, &device).unwrap();
+            let weight = Var::randn(0f32, 0.2, (200, 96), &device).unwrap();
+            let bias = Var::randn(0f32, 1.0, 200, &device).unwrap();
+            let mut y_dims = x_dims.to_vec();
+            *y_dims.last_mut().unwrap() = 200;
+            let upstream = Tensor::randn(0f32, 1.0, y_dims, &device).unwrap();
+            let run = |y: Tensor| {
+                let grads = gradients_under(&y, &upstream).unwrap();
+                let grad = |v: &Var| grads.get(v).unwrap().clone();
+                (y, grad(&x), grad(&weight), grad(&bias))
+            };
+            let fused = run(dense_gelu(&x, &weight, &bias).unwrap().unwrap());
+            let plain = run(chain(&x, &weight, &bias).gelu_erf().unwrap());
+            for (what, a, b, tolerance) in [
+                ("values", &fused.0, &plain.0, 1e-4),
+                ("dx", &fused.1, &plain.1, 1e-4),
+                ("dweight", &fused.2, &plain.2, 1e-3),
+                ("dbias", &fused.3, &plain.3, 1e-3),
+            ] {
+                let largest = largest_difference(a, b).unwrap();
+                assert!(largest < tolerance, "{what} of {x_dims:?}: {largest}");
+            }
+            // Without a graph (inference) the op keeps nothing and computes the same.
+            let constant = |v: &Var| v.as_tensor().detach();
+            let inferred = dense_gelu(&constant(&x), &constant(&weight), &constant(&bias))
+                .unwrap()
+                .unwrap();
+            assert_eq!(largest_difference(&inferred, &fused.0).unwrap(), 0.0);
+        }
     }
 
     #[test]
