@@ -46,7 +46,7 @@ impl Linear {
     /// kernels take both (GELU in its erf form).
     pub fn forward_activated(&self, x: &Tensor, act: &str) -> Result<Tensor> {
         if !super::plain_path()
-            && !matches!(act, "relu" | "gelu_new")
+            && is_gelu_erf(act)
             && let Some(y) = kernels::linear::dense_gelu(x, &self.weight, &self.bias)?
         {
             return Ok(y);
@@ -111,6 +111,13 @@ impl Module for LayerNorm {
             .broadcast_mul(&self.weight)?
             .broadcast_add(&self.bias)
     }
+}
+
+/// Whether `act` (a config's `hidden_act`) names GELU in its erf form:
+/// every name but relu and the tanh approximation (`gelu_new`), the names
+/// [`activation`] matches before its GELU arm.
+fn is_gelu_erf(act: &str) -> bool {
+    !matches!(act, "relu" | "gelu_new")
 }
 
 pub fn activation(x: &Tensor, act: &str) -> Result<Tensor> {
