@@ -85,6 +85,7 @@ fn main() -> anyhow::Result<()> {
     let hidden = Var::randn(0f32, 1.0, (ROWS, TOKENS, HIDDEN), &device)?;
     let wide = Var::randn(0f32, 1.0, (ROWS, TOKENS, 4 * HIDDEN), &device)?;
     let scores = Var::randn(0f32, 1.0, (ROWS, HEADS, TOKENS, TOKENS), &device)?;
+    let packed_qkv = Var::randn(0f32, 1.0, (ROWS, TOKENS, 3 * HIDDEN), &device)?;
     let mask = layers::attention_bias(&Tensor::ones((ROWS, TOKENS), DType::U32, &device)?)?;
     println!(
         "{} path, {ROWS} x {TOKENS} tokens, hidden {HIDDEN}, median of {REPEATS}",
@@ -114,6 +115,10 @@ fn main() -> anyhow::Result<()> {
         ),
         ("softmax over 32 keys", forward_backward(&scores, softmax)),
         (
+            "attention on packed Q | K | V",
+            forward_backward(&packed_qkv, |qkv| attention_only(qkv, &mask)),
+        ),
+        (
             "self-attention with Q, K, V",
             forward_backward(&hidden, |x| attention.forward(x, &mask)),
         ),
@@ -126,6 +131,32 @@ fn main() -> anyhow::Result<()> {
         println!("{name:<34} {forward:>10.2} {backward:>10.2}");
     }
     training_step_split(&device)
+}
+
+/// Scaled dot-product attention alone, from packed (Q | K | V) rows to the
+/// context (no dense layers): labelgen's kernel, or candle's chain on the
+/// plain path.
+fn attention_only(qkv: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    if !plain_path() {
+        if let Some(context) = kernels::attention::attention(qkv, mask, HEADS)? {
+            return Ok(context);
+        }
+    }
+    let (rows, tokens, _) = qkv.dims3()?;
+    let head_dim = HIDDEN / HEADS;
+    // (rows, tokens, hidden) -> (rows, heads, tokens, head_dim)
+    let split = |which: usize| {
+        qkv.narrow(2, which * HIDDEN, HIDDEN)?
+            .reshape((rows, tokens, HEADS, head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    };
+    let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+    let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(mask)?;
+    candle_nn::ops::softmax(&scores, D::Minus1)?
+        .matmul(&v)?
+        .transpose(1, 2)?
+        .reshape((rows, tokens, HIDDEN))
 }
 
 /// Forward, backward and AdamW seconds of a whole MiniLM training step

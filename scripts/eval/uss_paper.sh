@@ -19,7 +19,9 @@
 # MINILM_STEPS (pretraining steps from MiniLM per fold, 10), POLICY
 # (`train --annotator-policy`, majority), LEARNING_RATE (2e-3), MAX_TOKENS
 # (48), VARIANTS (the labelgen models per fold, "lookahead0 hindsight"; the
-# published comparison needs only lookahead0). A small run: DIALOGUES=300
+# published comparison needs only lookahead0), TOP_LAYERS (MiniLM's top layers
+# fine-tuned, `train --train-top-layers`; 0 = the encoder frozen, the
+# default) at ENCODER_LEARNING_RATE (1e-4). A small run: DIALOGUES=300
 # TEST_FOLDS=2 EPOCHS=4.
 # Data: LABELGEN_DATA (folder with uss/SGD.txt; default ../shared/data);
 # without it the script says SKIPPED and exits 0. MiniLM from
@@ -43,6 +45,11 @@ policy="${POLICY:-majority}"
 learning_rate="${LEARNING_RATE:-2e-3}"
 max_tokens="${MAX_TOKENS:-48}"
 variants="${VARIANTS:-lookahead0 hindsight}"
+top_layers="${TOP_LAYERS:-0}"
+encoder=(--freeze-encoder)
+if [ "$top_layers" != 0 ]; then
+    encoder=(--train-top-layers "$top_layers" --encoder-learning-rate "${ENCODER_LEARNING_RATE:-1e-4}")
+fi
 for v in $variants; do
     case "$v" in lookahead0 | hindsight) ;; *) echo "uss_paper: VARIANTS takes lookahead0 and hindsight, not $v" >&2; exit 2 ;; esac
 done
@@ -86,9 +93,9 @@ for ((f = 0; f < test_folds; f++)); do
     for variant in $variants; do
         lookahead=()
         if [ "$variant" = lookahead0 ]; then lookahead=(--lookahead 0); fi
-        step "fold $f: train $variant ($policy of $raters, $epochs epochs)" lg train --init "$d/pre" --logs "$d/train/turns" \
+        step "fold $f: train $variant ($policy of $raters, $epochs epochs, top layers $top_layers)" lg train --init "$d/pre" --logs "$d/train/turns" \
             --labels "$d/train/annotations" --annotators "$raters" --annotator-policy "$policy" "${lookahead[@]}" \
-            --epochs "$epochs" --learning-rate "$learning_rate" --freeze-encoder --balance-decisions --seed "$f" --quiet \
+            --epochs "$epochs" --learning-rate "$learning_rate" "${encoder[@]}" --balance-decisions --seed "$f" --quiet \
             --out "$d/model-$variant" > "$d/train-$variant.json"
         step "fold $f: label $variant" lg label --model "$d/model-$variant" --logs "$d/test/turns" --out "$d/labels-$variant-$policy" \
             --force --quiet > "$d/label-$variant.json"
