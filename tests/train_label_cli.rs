@@ -577,16 +577,35 @@ fn balanced_decisions_are_fitted_and_stored_in_the_model() {
     let pre = Pretrained::new();
     let plain = pre.train_ok("frozen", &["--freeze-encoder"]);
     assert_eq!(plain["success_threshold"], 0.5);
-    let balanced = pre.train_ok("balanced", &["--balance-decisions", "--freeze-encoder"]);
+    assert!(plain["decision_fits"].is_null(), "{plain}");
+    let run = pre.train("balanced", &["--balance-decisions", "--freeze-encoder"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let balanced: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pre.path("balanced/config.json")).unwrap()).unwrap();
+    // Each decision says how many dev dialogues hold its rare class, and is
+    // fitted where there are at least 10, kept at its default (with a
+    // warning) where there are fewer.
+    for (decision, setting, default) in [
+        ("goal_success", "success_threshold", 0.5),
+        ("failure_point", "correct_shift", 0.0),
+    ] {
+        let fit = &balanced["decision_fits"][decision];
+        let rare = fit["rare_dev_dialogues"].as_u64().expect("a count");
+        assert_eq!(fit["fitted"], rare >= 10, "{balanced}");
+        let value = balanced[setting].as_f64().unwrap();
+        let warned = stderr(&run).contains(&format!("kept the default {decision} decision"));
+        if rare >= 10 {
+            assert!(!warned, "{}", stderr(&run));
+        } else {
+            assert_eq!(value, default, "{balanced}");
+            assert!(warned, "{}", stderr(&run));
+        }
+        assert_eq!(config["labels"][setting].as_f64(), Some(value));
+    }
     let threshold = balanced["success_threshold"].as_f64().unwrap();
     assert!((0.05..=0.95).contains(&threshold), "{balanced}");
     assert!(balanced["correct_shift"].as_f64().unwrap() <= 0.0);
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(pre.path("balanced/config.json")).unwrap()).unwrap();
-    assert_eq!(
-        config["labels"]["success_threshold"].as_f64(),
-        Some(threshold)
-    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use clap::Args;
 use labelgen::model::config::{Lookahead, TurnContext};
 use labelgen::stages::train::raters::AnnotatorPolicy;
 use labelgen::stages::train::weak::WeakRules;
-use labelgen::stages::train::{self, TrainConfig};
+use labelgen::stages::train::{self, MIN_RARE_DEV_DIALOGUES, TrainConfig};
 
 use super::common::Common;
 use super::parse::{parse_dropout, parse_learning_rate, parse_lookahead, parse_task_weights};
@@ -135,6 +135,14 @@ impl TrainArgs {
                 "warning: {} annotated turn(s) are not in the logs and were not used (see annotated_turns_not_in_logs)",
                 summary.annotated_turns_not_in_logs
             );
+        }
+        for (decision, fit) in summary.decision_fits.iter().flatten() {
+            if !fit.fitted {
+                eprintln!(
+                    "warning: --balance-decisions kept the default {decision} decision: its rare class is in {} dev dialogue(s), fewer than the {MIN_RARE_DEV_DIALOGUES} a fit needs (see decision_fits)",
+                    fit.rare_dev_dialogues
+                );
+            }
         }
         print_summary(&summary)
     }

@@ -199,6 +199,11 @@ pub struct TrainSummary {
     /// Decision settings fitted on dev (0.5 and 0 without --balance-decisions).
     pub success_threshold: f64,
     pub correct_shift: f64,
+    /// --balance-decisions: per decision (goal_success, failure_point), the
+    /// dev dialogues holding its rare class and whether that was enough to
+    /// fit it (`MIN_RARE_DEV_DIALOGUES`); a decision not fitted keeps its
+    /// default and is printed as a warning.
+    pub decision_fits: Option<BTreeMap<String, DecisionFit>>,
     /// Token positions per epoch through the encoder layers that train
     /// (none when the encoder is frozen): the turns' own tokens, padded to
     /// each batch's longest turn, and what the length groups compute.
@@ -1668,6 +1673,7 @@ fn summary(
         freeze_encoder: config.freeze_encoder,
         success_threshold: calibration.success_threshold,
         correct_shift: calibration.correct_shift,
+        decision_fits: calibration.decision_fits,
         train_top_layers: config.train_top_layers,
         trained_encoder_tokens_per_epoch: None,
         cached_turns: cache.map_or(0, EncodingCache::len),
@@ -1707,6 +1713,7 @@ fn training_record(config: &TrainConfig, summary: &TrainSummary) -> serde_json::
         "intent_stay_shift": summary.intent_stay_shift,
         "success_threshold": summary.success_threshold,
         "correct_shift": summary.correct_shift,
+        "decision_fits": summary.decision_fits,
         "weak_labels": summary.weak_labels,
     })
 }
@@ -1766,10 +1773,16 @@ fn calibrate(
             &dev.boundary_items(&temperatures),
             model.config.context.contextless(),
         );
-    let (success_threshold, correct_shift) = if balance_decisions {
-        balanced_decisions(&dev.items, &temperatures, settings.correct)
+    let (success_threshold, correct_shift, decision_fits) = if balance_decisions {
+        let fitted =
+            balanced_decisions(&dev.items, &dev.dialogues, &temperatures, settings.correct);
+        (
+            fitted.success_threshold,
+            fitted.correct_shift,
+            Some(fitted.fits),
+        )
     } else {
-        (0.5, 0.0)
+        (0.5, 0.0, None)
     };
     // As the intent-change weight: the contextless baseline labels each
     // turn alone, so it does not lean on the previous turn's intent either.
@@ -1791,6 +1804,7 @@ fn calibrate(
         intent_stay_shift,
         success_threshold,
         correct_shift,
+        decision_fits,
     })
 }
 
@@ -1799,6 +1813,8 @@ fn calibrate(
 struct DevItems {
     /// (logits, target) per head; binary heads as two-class logits [0, x].
     items: BTreeMap<&'static str, Vec<(Vec<f32>, usize)>>,
+    /// Beside each item of `items`: the dev dialogue it comes from.
+    dialogues: BTreeMap<&'static str, Vec<usize>>,
     /// Beside each goal_boundary item: whether its turn rephrases the
     /// previous one, and the intent logits of the previous turn and its own.
     boundary_rephrase: Vec<bool>,
@@ -1853,6 +1869,7 @@ impl DevItems {
             failure,
         } = logits;
         for (w, window) in chosen.iter().enumerate() {
+            let dialogue = window.origin.0;
             self.windows.push(
                 window
                     .supervision
@@ -1873,23 +1890,34 @@ impl DevItems {
                         k.checked_sub(1)
                             .map(|j| (intent[w][j].clone(), intent[w][k].clone())),
                     );
-                    self.push("goal_boundary", vec![0.0, boundary[w][k]], usize::from(v));
+                    self.push(
+                        "goal_boundary",
+                        vec![0.0, boundary[w][k]],
+                        usize::from(v),
+                        dialogue,
+                    );
                 }
                 if let Some(v) = s.success {
-                    self.push("goal_success", vec![0.0, success[w][k]], usize::from(v));
+                    self.push(
+                        "goal_success",
+                        vec![0.0, success[w][k]],
+                        usize::from(v),
+                        dialogue,
+                    );
                 }
                 if let Some(v) = s.intent {
-                    self.push("intent", intent[w][k].clone(), v as usize);
+                    self.push("intent", intent[w][k].clone(), v as usize, dialogue);
                 }
                 if let Some(v) = s.failure_point {
-                    self.push("failure_point", failure[w][k].clone(), v as usize);
+                    self.push("failure_point", failure[w][k].clone(), v as usize, dialogue);
                 }
             }
         }
     }
 
-    fn push(&mut self, head: &'static str, logits: Vec<f32>, target: usize) {
+    fn push(&mut self, head: &'static str, logits: Vec<f32>, target: usize, dialogue: usize) {
         self.items.entry(head).or_default().push((logits, target));
+        self.dialogues.entry(head).or_default().push(dialogue);
     }
 
     /// The goal-boundary items, calibrated.
@@ -2012,6 +2040,50 @@ struct Calibration {
     intent_stay_shift: f64,
     success_threshold: f64,
     correct_shift: f64,
+    decision_fits: Option<BTreeMap<String, DecisionFit>>,
+}
+
+/// Fewer dev dialogues than this with a decision's rare class (a failed
+/// goal, a failure turn) and `--balance-decisions` keeps that decision's
+/// default. Why: the fit maximises the rare class's dev F1, and with a
+/// handful of rare dialogues one of them moves that F1 by a tenth or more,
+/// so the fitted value is noise; on USS (2 or 3 failed dialogues in 85 dev
+/// dialogues) it landed between probabilities 0.01 apart, and one policy's
+/// fitted threshold labelled every test dialogue failed. Dialogues, not
+/// turns or windows: the turns of one dialogue share its raters and its
+/// outcome, so they are not independent evidence.
+pub const MIN_RARE_DEV_DIALOGUES: usize = 10;
+
+/// What `--balance-decisions` found for one decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionFit {
+    /// Dev dialogues holding at least one item of the rare class.
+    pub rare_dev_dialogues: usize,
+    /// At least `MIN_RARE_DEV_DIALOGUES` of them: the decision was fitted.
+    pub fitted: bool,
+}
+
+/// `balanced_decisions`' result.
+#[derive(Debug, PartialEq)]
+struct BalancedDecisions {
+    success_threshold: f64,
+    correct_shift: f64,
+    fits: BTreeMap<String, DecisionFit>,
+}
+
+/// Distinct dialogues among `dialogues` (beside `items`) whose item's target is rare.
+fn rare_dialogues(
+    items: &[(Vec<f32>, usize)],
+    dialogues: &[usize],
+    rare: impl Fn(usize) -> bool,
+) -> usize {
+    items
+        .iter()
+        .zip(dialogues)
+        .filter(|((_, target), _)| rare(*target))
+        .map(|(_, dialogue)| *dialogue)
+        .collect::<BTreeSet<usize>>()
+        .len()
 }
 
 /// F1 of the positive (minority) class; 0 when there is none.
@@ -2032,12 +2104,34 @@ fn minority_f1(predicted: &[bool], actual: &[bool]) -> f64 {
 /// is labelled at all (with satisfaction ratings, 6% of turns, the most
 /// likely class is always "success"/"correct"). A decision that labels
 /// every dev item a failure is never taken: it is the constant answer, not
-/// the model's, and it would make every label a failure.
+/// the model's, and it would make every label a failure. A decision whose
+/// rare class occurs in fewer than `MIN_RARE_DEV_DIALOGUES` dev dialogues
+/// keeps its default. `dialogues`: each item's dev dialogue, beside `items`.
 fn balanced_decisions(
     items: &BTreeMap<&str, Vec<(Vec<f32>, usize)>>,
+    dialogues: &BTreeMap<&str, Vec<usize>>,
     temperatures: &BTreeMap<String, f64>,
     correct: usize,
-) -> (f64, f64) {
+) -> BalancedDecisions {
+    let mut fits = BTreeMap::new();
+    // Whether `head` has enough rare dev dialogues to fit, recorded in `fits`.
+    let mut enough = |head: &str, rare: &dyn Fn(usize) -> bool| {
+        let Some(its) = items.get(head) else {
+            return false;
+        };
+        let rare_dev_dialogues = rare_dialogues(its, &dialogues[head], rare);
+        let fitted = rare_dev_dialogues >= MIN_RARE_DEV_DIALOGUES;
+        fits.insert(
+            head.to_string(),
+            DecisionFit {
+                rare_dev_dialogues,
+                fitted,
+            },
+        );
+        fitted
+    };
+    let fit_success = enough("goal_success", &|target| target == 0);
+    let fit_failure_point = enough("failure_point", &|target| target != correct);
     let temperature = |head: &str| temperatures.get(head).copied().unwrap_or(1.0);
     // The best of a grid, starting from the default: ties (and a model that
     // does not separate the classes at all) keep it.
@@ -2059,40 +2153,50 @@ fn balanced_decisions(
         })
         .1
     };
-    let success_threshold = items.get("goal_success").map_or(0.5, |its| {
-        let t = temperature("goal_success");
-        let failed: Vec<bool> = its.iter().map(|(_, y)| *y == 0).collect();
-        let flagged = |threshold: f64| -> Vec<bool> {
-            its.iter()
-                .map(|(z, _)| 1.0 / (1.0 + (-(z[1] as f64) / t).exp()) <= threshold)
-                .collect()
-        };
-        best_of(
-            &mut (1..=99).map(|i| i as f64 / 100.0),
-            0.5,
-            &flagged,
-            &failed,
-        )
-    });
-    let correct_shift = items.get("failure_point").map_or(0.0, |its| {
-        let t = temperature("failure_point");
-        let failures: Vec<bool> = its.iter().map(|(_, y)| *y != correct).collect();
-        let flagged = |shift: f64| -> Vec<bool> {
-            its.iter()
-                .map(|(z, _)| {
-                    let scaled: Vec<f64> = z.iter().map(|&v| v as f64 / t).collect();
-                    shifted_argmax(&scaled, Some(correct), shift) != correct
-                })
-                .collect()
-        };
-        best_of(
-            &mut (1..=24).map(|i| -0.25 * i as f64),
-            0.0,
-            &flagged,
-            &failures,
-        )
-    });
-    (success_threshold, correct_shift)
+    let success_threshold = items
+        .get("goal_success")
+        .filter(|_| fit_success)
+        .map_or(0.5, |its| {
+            let t = temperature("goal_success");
+            let failed: Vec<bool> = its.iter().map(|(_, y)| *y == 0).collect();
+            let flagged = |threshold: f64| -> Vec<bool> {
+                its.iter()
+                    .map(|(z, _)| 1.0 / (1.0 + (-(z[1] as f64) / t).exp()) <= threshold)
+                    .collect()
+            };
+            best_of(
+                &mut (1..=99).map(|i| i as f64 / 100.0),
+                0.5,
+                &flagged,
+                &failed,
+            )
+        });
+    let correct_shift = items
+        .get("failure_point")
+        .filter(|_| fit_failure_point)
+        .map_or(0.0, |its| {
+            let t = temperature("failure_point");
+            let failures: Vec<bool> = its.iter().map(|(_, y)| *y != correct).collect();
+            let flagged = |shift: f64| -> Vec<bool> {
+                its.iter()
+                    .map(|(z, _)| {
+                        let scaled: Vec<f64> = z.iter().map(|&v| v as f64 / t).collect();
+                        shifted_argmax(&scaled, Some(correct), shift) != correct
+                    })
+                    .collect()
+            };
+            best_of(
+                &mut (1..=24).map(|i| -0.25 * i as f64),
+                0.0,
+                &flagged,
+                &failures,
+            )
+        });
+    BalancedDecisions {
+        success_threshold,
+        correct_shift,
+        fits,
+    }
 }
 
 #[cfg(test)]
@@ -2306,6 +2410,16 @@ mod tests {
         );
     }
 
+    /// Each item its own dev dialogue.
+    fn one_dialogue_each<'a>(
+        items: &BTreeMap<&'a str, Vec<(Vec<f32>, usize)>>,
+    ) -> BTreeMap<&'a str, Vec<usize>> {
+        items
+            .iter()
+            .map(|(head, its)| (*head, (0..its.len()).collect()))
+            .collect()
+    }
+
     #[test]
     fn balanced_decisions_label_a_rare_failure_that_accuracy_never_would() {
         // 90 successes at logit 2, 10 failures at logit 0.5: P > 0.5 for all,
@@ -2316,27 +2430,66 @@ mod tests {
         let mut failure: Vec<(Vec<f32>, usize)> = vec![(vec![3.0, 0.0], 0); 90];
         failure.extend(vec![(vec![1.0, 0.0], 1); 10]);
         let items = BTreeMap::from([("goal_success", success), ("failure_point", failure)]);
-        let (threshold, shift) = balanced_decisions(&items, &BTreeMap::new(), 0);
+        let fitted = balanced_decisions(&items, &one_dialogue_each(&items), &BTreeMap::new(), 0);
         let p = |z: f64| 1.0 / (1.0 + (-z).exp());
+        let threshold = fitted.success_threshold;
         assert!(threshold > p(0.5) && threshold < p(2.0), "{threshold}");
+        let shift = fitted.correct_shift;
         assert!(shift < -1.0 && shift > -3.0, "{shift}");
+        let both_fitted = DecisionFit {
+            rare_dev_dialogues: 10,
+            fitted: true,
+        };
+        assert_eq!(fitted.fits["goal_success"], both_fitted);
+        assert_eq!(fitted.fits["failure_point"], both_fitted);
         assert_eq!(minority_f1(&[true, false], &[true, false]), 1.0);
-        // A model that does not tell the classes apart keeps the defaults:
-        // only labelling every item a failure would raise the failure F1.
+        // A model that does not tell the classes apart keeps the defaults
+        // (10 rare dialogues of each, enough to fit): only labelling every
+        // item a failure would raise the failure F1.
         let blind = BTreeMap::from([
             (
                 "goal_success",
-                vec![(vec![0.0, 2.0], 1), (vec![0.0, 2.0], 0)],
+                [vec![(vec![0.0, 2.0], 1); 10], vec![(vec![0.0, 2.0], 0); 10]].concat(),
             ),
             (
                 "failure_point",
-                vec![(vec![3.0, 0.0], 0), (vec![3.0, 0.0], 1)],
+                [vec![(vec![3.0, 0.0], 0); 10], vec![(vec![3.0, 0.0], 1); 10]].concat(),
             ),
         ]);
-        assert_eq!(balanced_decisions(&blind, &BTreeMap::new(), 0), (0.5, 0.0));
+        let kept = balanced_decisions(&blind, &one_dialogue_each(&blind), &BTreeMap::new(), 0);
+        assert_eq!((kept.success_threshold, kept.correct_shift), (0.5, 0.0));
+        assert!(kept.fits.values().all(|fit| fit.fitted));
         // 1 of 3 flagged right, 1 of 2 found: F1 = 2 * 1 / (3 + 2).
         let f1 = minority_f1(&[true, true, true, false], &[true, false, false, true]);
         assert!((f1 - 0.4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_decision_whose_rare_class_is_in_few_dev_dialogues_keeps_its_default() {
+        // The separable items above, but the 10 failed goals and the 10
+        // defect turns come from 3 dev dialogues: too few to fit on.
+        let mut success: Vec<(Vec<f32>, usize)> = vec![(vec![0.0, 2.0], 1); 90];
+        success.extend(vec![(vec![0.0, 0.5], 0); 10]);
+        let mut failure: Vec<(Vec<f32>, usize)> = vec![(vec![3.0, 0.0], 0); 90];
+        failure.extend(vec![(vec![1.0, 0.0], 1); 10]);
+        let items = BTreeMap::from([("goal_success", success), ("failure_point", failure)]);
+        // Items 0-89 from dialogues 3.., the rare ones from dialogues 0, 1, 2.
+        let dialogues: Vec<usize> = (0..100)
+            .map(|i| if i < 90 { 3 + i } else { i % 3 })
+            .collect();
+        let by_head = BTreeMap::from([
+            ("goal_success", dialogues.clone()),
+            ("failure_point", dialogues),
+        ]);
+        let kept = balanced_decisions(&items, &by_head, &BTreeMap::new(), 0);
+        assert_eq!((kept.success_threshold, kept.correct_shift), (0.5, 0.0));
+        let too_few = DecisionFit {
+            rare_dev_dialogues: 3,
+            fitted: false,
+        };
+        assert_eq!(kept.fits["goal_success"], too_few);
+        assert_eq!(kept.fits["failure_point"], too_few);
+        assert_eq!(MIN_RARE_DEV_DIALOGUES, 10);
     }
 
     #[test]
