@@ -749,3 +749,84 @@ fn the_fast_path_labels_as_the_plain_path() {
         }
     }
 }
+
+#[test]
+fn int16_labels_agree_with_f32_labels() {
+    // `--precision int16` runs the dense layers in 16-bit integers: the
+    // labels may differ where a decision sits on its threshold, so the test
+    // bounds the share that differ per task rather than asking for equality.
+    let tmp = trained();
+    let p = |name: &str| tmp.path().join(name);
+    let f32_rows = label_rows(&p("labeler"), &p("sim/turns"), &p("f32"));
+    let out = labelgen(&[
+        "label",
+        "--model",
+        s(&p("labeler")),
+        "--logs",
+        s(&p("sim/turns")),
+        "--out",
+        s(&p("int16")),
+        "--precision",
+        "int16",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx2 = false;
+    if !avx2 {
+        assert_eq!(summary["precision"], "f32", "{summary}");
+        assert!(
+            stderr(&out).contains("needs a CPU with AVX2"),
+            "{}",
+            stderr(&out)
+        );
+        return;
+    }
+    assert_eq!(summary["precision"], "int16", "{summary}");
+    let int16_rows = read_table::<Label>(&p("int16")).unwrap().0;
+    assert_eq!(f32_rows.len(), int16_rows.len());
+    let share_differing = |field: &dyn Fn(&Label) -> String| {
+        let differ = f32_rows
+            .iter()
+            .zip(&int16_rows)
+            .filter(|(a, b)| field(a) != field(b))
+            .count();
+        differ as f64 / f32_rows.len() as f64
+    };
+    let spans = |l: &Label| {
+        let spans: Vec<_> = l
+            .slots
+            .iter()
+            .flatten()
+            .map(|s| (&s.slot, s.start, s.end))
+            .collect();
+        format!("{spans:?}")
+    };
+    for (task, share) in [
+        ("goal_id", share_differing(&|l| format!("{:?}", l.goal_id))),
+        (
+            "goal_success",
+            share_differing(&|l| format!("{:?}", l.goal_success)),
+        ),
+        ("intent", share_differing(&|l| format!("{:?}", l.intent))),
+        (
+            "failure_point",
+            share_differing(&|l| format!("{:?}", l.failure_point)),
+        ),
+        ("slots", share_differing(&spans)),
+    ] {
+        assert!(
+            share <= 0.02,
+            "{task}: {share} of the labels differ from f32's"
+        );
+    }
+    let probability_gap = f32_rows
+        .iter()
+        .zip(&int16_rows)
+        .filter_map(|(a, b)| Some((a.intent_prob? - b.intent_prob?).abs()))
+        .fold(0f32, f32::max);
+    assert!(probability_gap > 0.0, "int16 ran: some probability moved");
+}

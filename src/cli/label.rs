@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use labelgen::stages::label::{self, LabelConfig};
+use labelgen::stages::label::{self, LabelConfig, Precision};
 
 use super::common::Common;
 use super::parse::{parse_min_confidence, parse_shard};
@@ -37,6 +37,10 @@ pub struct LabelArgs {
     /// Replace an existing output
     #[arg(long)]
     force: bool,
+    /// The dense layers' arithmetic: f32, or int16 (AVX2; faster, labels
+    /// agree with f32's on nearly every turn; see docs/commands/label.md)
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
     #[command(flatten)]
     common: Common,
 }
@@ -48,6 +52,11 @@ impl LabelArgs {
         let summary = label::run(&config)?;
         if let Some(warning) = summary.warning_text(&config.logs) {
             eprintln!("{warning}");
+        }
+        if config.precision != summary.precision {
+            eprintln!(
+                "warning: --precision int16 needs a CPU with AVX2; this one has none, so the labels were computed in f32"
+            );
         }
         print_summary(&summary)
     }
@@ -63,6 +72,7 @@ impl LabelArgs {
             run_id: self.run_id,
             overwrite: self.force,
             quiet: self.common.quiet,
+            precision: self.precision,
         })
     }
 }

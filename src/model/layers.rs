@@ -8,6 +8,8 @@
 //! learning, so they are not used. `LABELGEN_PLAIN_PATH=1` runs the chains
 //! of candle tensor ops the kernels replace, for comparison.
 
+use std::sync::{Arc, OnceLock};
+
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -21,6 +23,9 @@ use super::kernels;
 pub struct Linear {
     weight: Tensor,
     bias: Tensor,
+    /// The weight packed for int16 inference (kernels::int16), made on first
+    /// use while that is on; None where that kernel does not apply.
+    int16: Arc<OnceLock<Option<kernels::int16::PackedWeights>>>,
 }
 
 pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
@@ -33,7 +38,11 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
         },
     )?;
     let bias = vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?;
-    Ok(Linear { weight, bias })
+    Ok(Linear {
+        weight,
+        bias,
+        int16: Arc::default(),
+    })
 }
 
 impl Linear {
@@ -45,6 +54,11 @@ impl Linear {
     /// `activation(self.forward(x), act)`, as one graph node where the
     /// kernels take both (GELU in its erf form).
     pub fn forward_activated(&self, x: &Tensor, act: &str) -> Result<Tensor> {
+        if is_gelu_erf(act)
+            && let Some(y) = self.int16_forward(x, true)?
+        {
+            return Ok(y);
+        }
         if !super::plain_path()
             && is_gelu_erf(act)
             && let Some(y) = kernels::linear::dense_gelu(x, &self.weight, &self.bias)?
@@ -53,10 +67,35 @@ impl Linear {
         }
         activation(&self.forward(x)?, act)
     }
+
+    /// The int16 path (`label --precision int16`): at inference only
+    /// (neither x nor the weight records a graph), where the kernel
+    /// applies; None otherwise.
+    fn int16_forward(&self, x: &Tensor, gelu: bool) -> Result<Option<Tensor>> {
+        if !kernels::int16::enabled()
+            || super::plain_path()
+            || x.track_op()
+            || self.weight.track_op()
+        {
+            return Ok(None);
+        }
+        if self.int16.get().is_none() {
+            let packed = kernels::int16::PackedWeights::new(&self.weight)?;
+            // Another thread may have packed it meanwhile: the same values.
+            let _ = self.int16.set(packed);
+        }
+        match self.int16.get() {
+            Some(Some(packed)) => kernels::int16::dense(x, packed, &self.bias, gelu).map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(y) = self.int16_forward(x, false)? {
+            return Ok(y);
+        }
         if super::plain_path() {
             let plain = candle_nn::Linear::new(self.weight.clone(), Some(self.bias.clone()));
             return plain.forward(x);

@@ -20,7 +20,7 @@ use super::review::{self, SampleSettings};
 use crate::eval::{self, EvalConfig, gold::GoldPolicy, judge::Task};
 use crate::model::checkpoint;
 use crate::stages::ingest::{self, IngestConfig};
-use crate::stages::label::{self, LabelConfig, LabelSummary};
+use crate::stages::label::{self, LabelConfig, LabelSummary, Precision};
 use crate::stages::pretrain::{self, PretrainConfig};
 use crate::stages::simulate::{self, SimulateConfig};
 use crate::stages::synth::{self, SynthConfig};
@@ -327,6 +327,7 @@ fn label_config(ctx: &StepContext, model: &Path, logs: &Path, out: &Path) -> Lab
         run_id: None,
         overwrite: false,
         quiet: ctx.quiet,
+        precision: Precision::F32,
     }
 }
 

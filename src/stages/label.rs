@@ -22,6 +22,7 @@ use crate::model::batch::{Window, bucketed_batches, make_batch, turn_input, wind
 use crate::model::cache::EncodingCache;
 use crate::model::checkpoint;
 use crate::model::config::{LabelSets, softmax};
+use crate::model::kernels;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
 use crate::model::{DialogueModel, device, plain_path};
 use crate::progress::Progress;
@@ -40,6 +41,20 @@ pub struct LabelConfig {
     pub run_id: Option<String>,
     pub overwrite: bool,
     pub quiet: bool,
+    /// The dense layers' arithmetic (`--precision`).
+    pub precision: Precision,
+}
+
+/// How the dense layers compute at inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32, as the model trained.
+    #[default]
+    F32,
+    /// 16-bit integers (kernels::int16, AVX2 only): faster, and labels agree
+    /// with f32's on nearly every turn (BENCHMARKS.md states the rate).
+    Int16,
 }
 
 pub const TASKS: [&str; 5] = [
@@ -67,6 +82,9 @@ pub struct LabelSummary {
     pub withheld: BTreeMap<String, usize>,
     pub model_id: String,
     pub run_id: String,
+    /// The precision the dense layers ran in: `int16` only where asked for
+    /// and the CPU has AVX2 (otherwise f32, with a warning).
+    pub precision: Precision,
     pub seconds: f64,
     pub turns_per_second: f64,
 }
@@ -269,6 +287,7 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
     }
     let mut writer = DatasetWriter::create(&config.out, config.overwrite)?;
     writer.guard_inputs(inputs);
+    let int16 = kernels::int16::Scoped::enable(config.precision == Precision::Int16);
     let mut labeller = Labeller {
         writer,
         pad: special_ids(&tokenizer)?.pad,
@@ -321,6 +340,11 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
     } = labeller;
     writer.finish::<Label>()?;
     progress.finish();
+    let precision = if int16.on() {
+        Precision::Int16
+    } else {
+        Precision::F32
+    };
     let seconds = started.elapsed().as_secs_f64();
     Ok(LabelSummary {
         out: config.out.display().to_string(),
@@ -332,6 +356,7 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
         withheld,
         model_id,
         run_id,
+        precision,
         seconds,
         turns_per_second: written as f64 / seconds.max(1e-9),
     })

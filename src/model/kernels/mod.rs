@@ -14,6 +14,7 @@ pub mod adamw;
 pub mod attention;
 pub mod bias;
 pub mod gelu;
+pub mod int16;
 pub mod layer_norm;
 pub mod linear;
 pub mod softmax;
