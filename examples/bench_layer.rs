@@ -137,10 +137,10 @@ fn main() -> anyhow::Result<()> {
 /// context (no dense layers): labelgen's kernel, or candle's chain on the
 /// plain path.
 fn attention_only(qkv: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-    if !plain_path() {
-        if let Some(context) = kernels::attention::attention(qkv, mask, HEADS)? {
-            return Ok(context);
-        }
+    if !plain_path()
+        && let Some(context) = kernels::attention::attention(qkv, mask, HEADS)?
+    {
+        return Ok(context);
     }
     let (rows, tokens, _) = qkv.dims3()?;
     let head_dim = HIDDEN / HEADS;
