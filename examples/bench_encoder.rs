@@ -8,6 +8,10 @@
 //! prints the ratios.
 //!
 //!     cargo run --release --example bench_encoder -- [--quick] [--json FILE] [--shape NAME]
+//!         [--precision int16]
+//!
+//! `--precision int16`: the inference in 16-bit integer dense layers, as
+//! `label --precision int16` (kernels::int16; the training step stays f32).
 //!
 //! Threads: candle's matmuls and labelgen's rayon work share one pool, sized
 //! by RAYON_NUM_THREADS (default: the physical cores).
@@ -17,6 +21,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use labelgen::model::config::EncoderConfig;
+use labelgen::model::kernels;
 use labelgen::model::optim::AdamW;
 use labelgen::model::roberta::Roberta;
 
@@ -154,12 +159,14 @@ struct Measured {
     flops_per_token: f64,
 }
 
-/// `infer_only`: skip the training step (for a profiler).
+/// `infer_only`: skip the training step (for a profiler); `int16`: the
+/// inference in int16 dense layers.
 fn bench_shape(
     shape: &Shape,
     peak: f64,
     budget: f64,
     infer_only: bool,
+    int16: bool,
 ) -> anyhow::Result<Measured> {
     let config = EncoderConfig::small(shape.vocab, shape.hidden, shape.layers, shape.heads, 62);
     let varmap = VarMap::new();
@@ -180,12 +187,15 @@ fn bench_shape(
         VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
     )?;
     let (batches, _real, computed) = inference_batches(shape.vocab)?;
+    let precision = kernels::int16::Scoped::enable(int16);
+    anyhow::ensure!(precision.on() == int16, "--precision int16 needs AVX2");
     let infer_seconds = timed(budget, || {
         for (ids, mask) in &batches {
             frozen.forward(ids, mask)?;
         }
         Ok(())
     })?;
+    drop(precision);
     let mean_width = computed as f64 / TURNS as f64;
     let (rows, width) = TRAIN_SHAPE;
     let ids: Vec<u32> = (0..rows)
@@ -235,10 +245,23 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .position(|a| a == "--shape")
         .and_then(|i| args.get(i + 1));
+    let int16 = match args
+        .iter()
+        .position(|a| a == "--precision")
+        .map(|i| args.get(i + 1))
+    {
+        None => false,
+        Some(Some(p)) if p == "int16" => true,
+        Some(Some(p)) if p == "f32" => false,
+        Some(other) => anyhow::bail!("--precision takes f32 or int16, not {other:?}"),
+    };
     let budget = if quick { 1.0 } else { 4.0 };
     let threads = candle_core::utils::get_num_threads();
     let peak = matmul_gflops(budget)?;
-    println!("labelgen (candle) on {threads} threads: f32 matmul n=1024 {peak:.1} GFLOP/s");
+    println!(
+        "labelgen (candle) on {threads} threads: f32 matmul n=1024 {peak:.1} GFLOP/s; inference in {}",
+        if int16 { "int16" } else { "f32" }
+    );
     println!(
         "{:<14} {:>10} {:>12} {:>10} {:>12} {:>12}",
         "config", "turns/s", "infer peak", "tokens/s", "train peak", "MFLOP/token"
@@ -250,6 +273,7 @@ fn main() -> anyhow::Result<()> {
             peak,
             budget,
             args.iter().any(|a| a == "--infer-only"),
+            int16,
         )?;
         println!(
             "{:<14} {:>10.1} {:>11.0}% {:>10.1} {:>11.0}% {:>12.2}",
@@ -273,6 +297,7 @@ fn main() -> anyhow::Result<()> {
     }
     let result = serde_json::json!({
         "threads": threads,
+        "inference_precision": if int16 { "int16" } else { "f32" },
         "matmul_gflops": peak,
         "configs": configs,
     });

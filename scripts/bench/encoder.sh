@@ -6,6 +6,8 @@
 # 4 x 256 and MiniLM's 6 x 384; prints the labelgen/PyTorch ratios.
 #
 # Usage: scripts/bench/encoder.sh [--quick] [THREADS]
+# PRECISION=int16 runs labelgen's inference in int16 dense layers (`label
+# --precision int16`); PyTorch and both training steps stay f32.
 #
 # PyTorch and transformers are pip-installed into a venv under
 # ~/.cache/labelgen-bench (about 6 GB: PyPI's torch wheel brings its CUDA
@@ -25,13 +27,15 @@ trap 'rm -rf "$out"' EXIT
 export RAYON_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
 cargo build --release --example bench_encoder --quiet
 echo "== $(date -u +%FT%TZ), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $threads threads"
-"${CARGO_TARGET_DIR:-target}/release/examples/bench_encoder" "${quick[@]}" --json "$out/labelgen.json"
+"${CARGO_TARGET_DIR:-target}/release/examples/bench_encoder" "${quick[@]}" --precision "${PRECISION:-f32}" \
+    --json "$out/labelgen.json"
 "$venv/bin/python" scripts/bench/peer_torch.py --threads "$threads" "${quick[@]}" --json "$out/torch.json" > /dev/null
 "$venv/bin/python" - "$out/labelgen.json" "$out/torch.json" <<'EOF'
 import json, sys
 ours, peer = (json.load(open(p)) for p in sys.argv[1:3])
 print(f"\n{peer['peer']}, {peer['threads']} threads: f32 matmul n=1024 {peer['matmul_gflops']:.1f} GFLOP/s "
       f"(labelgen/PyTorch {ours['matmul_gflops'] / peer['matmul_gflops']:.2f}x)")
+print(f"labelgen's inference in {ours.get('inference_precision', 'f32')}, PyTorch's in f32")
 print(f"{'config':<14} {'torch turns/s':>14} {'ratio':>7} {'torch tokens/s':>15} {'ratio':>7}")
 for name, p in peer["configs"].items():
     o = ours["configs"][name]
