@@ -53,10 +53,8 @@ impl LabelArgs {
         if let Some(warning) = summary.warning_text(&config.logs) {
             eprintln!("{warning}");
         }
-        if config.precision != summary.precision {
-            eprintln!(
-                "warning: --precision int16 needs a CPU with AVX2; this one has none, so the labels were computed in f32"
-            );
+        if let Some(warning) = summary.precision_warning(config.precision) {
+            eprintln!("{warning}");
         }
         print_summary(&summary)
     }

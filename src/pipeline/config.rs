@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::stages::label::Precision;
+
 /// The whole file. Which sections are present decides which steps run.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -168,6 +170,8 @@ pub struct LabelSection {
     pub batch_size: Option<usize>,
     #[serde(default)]
     pub min_confidence: BTreeMap<String, f64>,
+    /// The dense layers' arithmetic, as `label --precision` (default f32).
+    pub precision: Option<Precision>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -259,6 +263,21 @@ mod tests {
         let text = "[pipeline]\nname = \"x\"\nwork_dir = \"w\"\n[trian]\n";
         let error = PipelineFile::parse(text, "p.toml").unwrap_err().to_string();
         assert!(error.contains("trian"), "{error}");
+    }
+
+    #[test]
+    fn the_label_precision_is_f32_or_int16() {
+        let base = "[pipeline]\nname = \"x\"\nwork_dir = \"w\"\n[label]\n";
+        let file =
+            PipelineFile::parse(&format!("{base}precision = \"int16\"\n"), "p.toml").unwrap();
+        assert_eq!(file.label.and_then(|l| l.precision), Some(Precision::Int16));
+        let error = PipelineFile::parse(&format!("{base}precision = \"int8\"\n"), "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("int8") && error.contains("p.toml"),
+            "{error}"
+        );
     }
 
     #[test]

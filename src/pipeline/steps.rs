@@ -20,7 +20,7 @@ use super::review::{self, SampleSettings};
 use crate::eval::{self, EvalConfig, gold::GoldPolicy, judge::Task};
 use crate::model::checkpoint;
 use crate::stages::ingest::{self, IngestConfig};
-use crate::stages::label::{self, LabelConfig, LabelSummary, Precision};
+use crate::stages::label::{self, LabelConfig, LabelSummary};
 use crate::stages::pretrain::{self, PretrainConfig};
 use crate::stages::simulate::{self, SimulateConfig};
 use crate::stages::synth::{self, SynthConfig};
@@ -297,10 +297,15 @@ fn label_step(
 }
 
 /// `label::run`, saying on stderr what the `label` command says of the
-/// non-fatal input problems it labelled past (the stage only counts them).
+/// non-fatal input problems it labelled past (the stage only counts them)
+/// and of an int16 precision this CPU cannot run.
 fn label_saying_warnings(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
     let summary = label::run(config)?;
-    if let Some(warning) = summary.warning_text(&config.logs) {
+    let warnings = [
+        summary.warning_text(&config.logs),
+        summary.precision_warning(config.precision),
+    ];
+    for warning in warnings.into_iter().flatten() {
         eprintln!("{warning}");
     }
     Ok(summary)
@@ -327,7 +332,7 @@ fn label_config(ctx: &StepContext, model: &Path, logs: &Path, out: &Path) -> Lab
         run_id: None,
         overwrite: false,
         quiet: ctx.quiet,
-        precision: Precision::F32,
+        precision: section.precision.unwrap_or_default(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use candle_core::{DType, Tensor};
 use tokenizers::Tokenizer;
@@ -46,7 +46,7 @@ pub struct LabelConfig {
 }
 
 /// How the dense layers compute at inference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// f32, as the model trained.
@@ -90,6 +90,13 @@ pub struct LabelSummary {
 }
 
 impl LabelSummary {
+    /// The stderr note for a run asked for int16 on a CPU without AVX2.
+    pub fn precision_warning(&self, asked: Precision) -> Option<String> {
+        (asked != self.precision).then(|| {
+            "warning: --precision int16 needs a CPU with AVX2; this one has none, so the labels were computed in f32".to_string()
+        })
+    }
+
     /// The stderr note for a run that labelled past non-fatal input
     /// problems (label streams its input, so it counts them rather than
     /// naming each); None without any.
