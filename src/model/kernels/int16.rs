@@ -24,8 +24,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::gelu::gelu;
-
 /// Outputs per weight panel: two AVX2 registers of 8 int32 sums.
 const PANEL: usize = 16;
 /// Rows per register block.
@@ -183,16 +181,7 @@ impl CustomOp2 for Dense<'_> {
             );
         }
         let mut y = matmul(x, self.weight);
-        y.par_chunks_mut(BLOCK * outputs).for_each(|rows| {
-            for row in rows.chunks_mut(outputs) {
-                for (v, b) in row.iter_mut().zip(bias) {
-                    *v += b;
-                    if self.gelu_after {
-                        *v = gelu(*v);
-                    }
-                }
-            }
-        });
+        super::linear::add_bias_rows(&mut y, bias, self.gelu_after);
         dims.push(outputs);
         Ok((CpuStorage::F32(y), Shape::from(dims)))
     }

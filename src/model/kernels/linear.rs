@@ -34,6 +34,24 @@ enum Activation {
     GeluErf,
 }
 
+/// Adds `bias` to every row of `y` (rows of `bias.len()` values), then GELU
+/// where asked, in place and in parallel: the end of a dense layer's
+/// forward pass, here and in [`super::int16`].
+pub(super) fn add_bias_rows(y: &mut [f32], bias: &[f32], gelu_after: bool) {
+    let outputs = bias.len().max(1);
+    let task = (TASK_ELEMENTS / outputs).max(1) * outputs;
+    y.par_chunks_mut(task).for_each(|rows| {
+        for row in rows.chunks_mut(outputs) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
+            if gelu_after {
+                row.iter_mut().for_each(|v| *v = gelu(*v));
+            }
+        }
+    });
+}
+
 struct Dense {
     activation: Activation,
     /// With an activation, when a backward pass may follow: `x W^T + b`,
@@ -80,18 +98,8 @@ impl CustomOp3 for Dense {
         let CpuStorage::F32(mut y) = product else {
             candle_core::bail!("{}: f32 only", self.name());
         };
-        let task = (TASK_ELEMENTS / outputs).max(1) * outputs;
         let in_place_gelu = self.activation == Activation::GeluErf && self.pre_activation.is_none();
-        y.par_chunks_mut(task).for_each(|rows| {
-            for row in rows.chunks_mut(outputs) {
-                for (v, b) in row.iter_mut().zip(bias) {
-                    *v += b;
-                }
-                if in_place_gelu {
-                    row.iter_mut().for_each(|v| *v = gelu(*v));
-                }
-            }
-        });
+        add_bias_rows(&mut y, bias, in_place_gelu);
         dims.push(outputs);
         let shape = Shape::from(dims);
         let Some(pre_activation) = &self.pre_activation else {

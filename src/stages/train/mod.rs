@@ -2420,16 +2420,21 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn balanced_decisions_label_a_rare_failure_that_accuracy_never_would() {
-        // 90 successes at logit 2, 10 failures at logit 0.5: P > 0.5 for all,
-        // so a 0.5 threshold labels every goal a success (failed-goal F1 0).
+    /// 90 successes at logit 2, 10 failures at logit 0.5: P > 0.5 for all,
+    /// so a 0.5 threshold labels every goal a success (failed-goal F1 0);
+    /// failure points (correct = 0, defect = 1) where defect turns lean
+    /// correct too. Separable, but not at the defaults.
+    fn separable_items() -> BTreeMap<&'static str, Vec<(Vec<f32>, usize)>> {
         let mut success: Vec<(Vec<f32>, usize)> = vec![(vec![0.0, 2.0], 1); 90];
         success.extend(vec![(vec![0.0, 0.5], 0); 10]);
-        // Failure points (correct = 0, defect = 1): defect turns lean correct too.
         let mut failure: Vec<(Vec<f32>, usize)> = vec![(vec![3.0, 0.0], 0); 90];
         failure.extend(vec![(vec![1.0, 0.0], 1); 10]);
-        let items = BTreeMap::from([("goal_success", success), ("failure_point", failure)]);
+        BTreeMap::from([("goal_success", success), ("failure_point", failure)])
+    }
+
+    #[test]
+    fn balanced_decisions_label_a_rare_failure_that_accuracy_never_would() {
+        let items = separable_items();
         let fitted = balanced_decisions(&items, &one_dialogue_each(&items), &BTreeMap::new(), 0);
         let p = |z: f64| 1.0 / (1.0 + (-z).exp());
         let threshold = fitted.success_threshold;
@@ -2466,13 +2471,9 @@ mod tests {
 
     #[test]
     fn a_decision_whose_rare_class_is_in_few_dev_dialogues_keeps_its_default() {
-        // The separable items above, but the 10 failed goals and the 10
-        // defect turns come from 3 dev dialogues: too few to fit on.
-        let mut success: Vec<(Vec<f32>, usize)> = vec![(vec![0.0, 2.0], 1); 90];
-        success.extend(vec![(vec![0.0, 0.5], 0); 10]);
-        let mut failure: Vec<(Vec<f32>, usize)> = vec![(vec![3.0, 0.0], 0); 90];
-        failure.extend(vec![(vec![1.0, 0.0], 1); 10]);
-        let items = BTreeMap::from([("goal_success", success), ("failure_point", failure)]);
+        // The separable items, but the 10 failed goals and the 10 defect
+        // turns come from 3 dev dialogues: too few to fit on.
+        let items = separable_items();
         // Items 0-89 from dialogues 3.., the rare ones from dialogues 0, 1, 2.
         let dialogues: Vec<usize> = (0..100)
             .map(|i| if i < 90 { 3 + i } else { i % 3 })
