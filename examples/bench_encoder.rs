@@ -21,9 +21,9 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use labelgen::model::config::EncoderConfig;
-use labelgen::model::kernels;
 use labelgen::model::optim::AdamW;
 use labelgen::model::roberta::Roberta;
+use labelgen::model::{Precision, kernels};
 
 /// Turn lengths (tokens, utterance and response together) the inference
 /// inputs cycle through; the same list is in scripts/bench/peer_torch.py.
@@ -187,8 +187,16 @@ fn bench_shape(
         VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
     )?;
     let (batches, _real, computed) = inference_batches(shape.vocab)?;
-    let precision = kernels::int16::Scoped::enable(int16);
-    anyhow::ensure!(precision.on() == int16, "--precision int16 needs AVX2");
+    let asked = if int16 {
+        Precision::Int16
+    } else {
+        Precision::F32
+    };
+    let precision = kernels::int16::Scoped::enable(asked);
+    anyhow::ensure!(
+        precision.precision() == asked,
+        "--precision int16 needs AVX2"
+    );
     let infer_seconds = timed(budget, || {
         for (ids, mask) in &batches {
             frozen.forward(ids, mask)?;

@@ -750,6 +750,54 @@ fn the_fast_path_labels_as_the_plain_path() {
     }
 }
 
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Per task, the share of turns whose label differs between two labellings
+/// of the same logs.
+fn shares_differing(a: &[Label], b: &[Label]) -> Vec<(&'static str, f64)> {
+    assert_eq!(a.len(), b.len());
+    let share = |field: &dyn Fn(&Label) -> String| {
+        let differ = a
+            .iter()
+            .zip(b)
+            .filter(|(x, y)| field(x) != field(y))
+            .count();
+        differ as f64 / a.len() as f64
+    };
+    let spans = |l: &Label| {
+        let spans: Vec<_> = l
+            .slots
+            .iter()
+            .flatten()
+            .map(|s| (&s.slot, s.start, s.end))
+            .collect();
+        format!("{spans:?}")
+    };
+    vec![
+        ("goal_id", share(&|l| format!("{:?}", l.goal_id))),
+        ("goal_success", share(&|l| format!("{:?}", l.goal_success))),
+        ("intent", share(&|l| format!("{:?}", l.intent))),
+        (
+            "failure_point",
+            share(&|l| format!("{:?}", l.failure_point)),
+        ),
+        ("slots", share(&spans)),
+    ]
+}
+
+/// The largest change of an intent probability between two labellings.
+fn intent_probability_gap(a: &[Label], b: &[Label]) -> f32 {
+    a.iter()
+        .zip(b)
+        .filter_map(|(x, y)| Some((x.intent_prob? - y.intent_prob?).abs()))
+        .fold(0f32, f32::max)
+}
+
 #[test]
 fn int16_labels_agree_with_f32_labels() {
     // `--precision int16` runs the dense layers in 16-bit integers: the
@@ -772,11 +820,7 @@ fn int16_labels_agree_with_f32_labels() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = std::arch::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx2 = false;
-    if !avx2 {
+    if !avx2() {
         assert_eq!(summary["precision"], "f32", "{summary}");
         assert!(
             stderr(&out).contains("needs a CPU with AVX2"),
@@ -787,46 +831,53 @@ fn int16_labels_agree_with_f32_labels() {
     }
     assert_eq!(summary["precision"], "int16", "{summary}");
     let int16_rows = read_table::<Label>(&p("int16")).unwrap().0;
-    assert_eq!(f32_rows.len(), int16_rows.len());
-    let share_differing = |field: &dyn Fn(&Label) -> String| {
-        let differ = f32_rows
-            .iter()
-            .zip(&int16_rows)
-            .filter(|(a, b)| field(a) != field(b))
-            .count();
-        differ as f64 / f32_rows.len() as f64
-    };
-    let spans = |l: &Label| {
-        let spans: Vec<_> = l
-            .slots
-            .iter()
-            .flatten()
-            .map(|s| (&s.slot, s.start, s.end))
-            .collect();
-        format!("{spans:?}")
-    };
-    for (task, share) in [
-        ("goal_id", share_differing(&|l| format!("{:?}", l.goal_id))),
-        (
-            "goal_success",
-            share_differing(&|l| format!("{:?}", l.goal_success)),
-        ),
-        ("intent", share_differing(&|l| format!("{:?}", l.intent))),
-        (
-            "failure_point",
-            share_differing(&|l| format!("{:?}", l.failure_point)),
-        ),
-        ("slots", share_differing(&spans)),
-    ] {
+    for (task, share) in shares_differing(&f32_rows, &int16_rows) {
         assert!(
             share <= 0.02,
             "{task}: {share} of the labels differ from f32's"
         );
     }
-    let probability_gap = f32_rows
-        .iter()
-        .zip(&int16_rows)
-        .filter_map(|(a, b)| Some((a.intent_prob? - b.intent_prob?).abs()))
-        .fold(0f32, f32::max);
-    assert!(probability_gap > 0.0, "int16 ran: some probability moved");
+    let gap = intent_probability_gap(&f32_rows, &int16_rows);
+    assert!(gap > 0.0, "int16 ran: some probability moved");
+}
+
+#[test]
+fn int16_cached_states_train_a_model_that_labels_as_the_f32_one() {
+    // `train --precision int16` computes the frozen encoder's cached states
+    // in int16; what trains on them stays f32. The two models' labels (both
+    // labelled in f32) agree on nearly every turn.
+    let pre = Pretrained::new();
+    let plain = pre.train_ok("frozen", &["--freeze-encoder"]);
+    assert_eq!(plain["precision"], "f32", "{plain}");
+    let run = pre.train("int16", &["--freeze-encoder", "--precision", "int16"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(summary["cached_turns"], plain["cached_turns"]);
+    if !avx2() {
+        assert_eq!(summary["precision"], "f32", "{summary}");
+        assert!(
+            stderr(&run).contains("needs a CPU with AVX2"),
+            "{}",
+            stderr(&run)
+        );
+        return;
+    }
+    assert_eq!(summary["precision"], "int16", "{summary}");
+    let (f32_rows, int16_rows) = (pre.labels("frozen"), pre.labels("int16"));
+    for (task, share) in shares_differing(&f32_rows, &int16_rows) {
+        assert!(
+            share <= 0.05,
+            "{task}: {share} of the labels differ from the f32-cached model's"
+        );
+    }
+    let gap = intent_probability_gap(&f32_rows, &int16_rows);
+    assert!(gap > 0.0, "int16 ran: some probability moved");
+    // Without a cache there is nothing for int16 to compute.
+    pre.train_refused(
+        &["--precision", "int16"],
+        &[
+            "--precision int16",
+            "--freeze-encoder or --train-top-layers",
+        ],
+    );
 }

@@ -4,9 +4,10 @@
 # rows out (counted by `labelgen validate`, must be equal), the seconds and
 # the peak RSS (GNU time's %M). Sizes above 200,000 turns need --large:
 # they take minutes and gigabytes of simulated logs.
-# Usage: scripts/bench/label-load.sh [--threads T] [--large] [--model DIR] [TURNS...]   (default: 10000 100000)
+# Usage: scripts/bench/label-load.sh [--threads T] [--large] [--model DIR] [--precision P] [TURNS...]   (default: 10000 100000)
 # --model: a trained model directory to label with instead of the tiny one
-# (e.g. the default-size labeller scripts/demo.sh trains).
+# (e.g. the default-size labeller scripts/demo.sh trains); --precision:
+# label's --precision (f32, the default, or int16).
 # Measured 2026-12-03 on the 2-core dev machine, 1 thread, with another
 # build running: 10,169 turns in = 10,169 rows out, 3.7 s, peak RSS 139 MiB;
 # 99,933 in = 99,933 out, 36.5 s, peak RSS 162 MiB (10x the turns, +17%).
@@ -15,12 +16,14 @@ cd "$(dirname "$0")/../.."
 threads=1
 large=0
 model=""
+precision=f32
 sizes=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads="$2"; shift 2 ;;
     --large) large=1; shift ;;
     --model) model="$2"; shift 2 ;;
+    --precision) precision="$2"; shift 2 ;;
     *) sizes+=("$1"); shift ;;
   esac
 done
@@ -37,7 +40,7 @@ cargo build --release --quiet
 labelgen="$CARGO_TARGET_DIR/release/labelgen"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-echo "machine: $(nproc) cores; label --threads $threads"
+echo "machine: $(nproc) cores; label --threads $threads --precision $precision"
 
 if [ -z "$model" ]; then
   # The model: tests/common's tiny encoder (pretrain_tiny), trained 2 epochs.
@@ -57,7 +60,7 @@ for n in "${sizes[@]}"; do
   dialogues=$(( (n * 10 + 27) / 28 ))
   "$labelgen" simulate --dialogues "$dialogues" --seed 7 --out "$tmp/logs-$n" --quiet > "$tmp/sim.json"
   /usr/bin/time -f "%M %e" -o "$tmp/time" "$labelgen" label --model "$model" \
-    --logs "$tmp/logs-$n/turns" --out "$tmp/labels-$n" --threads "$threads" --quiet > "$tmp/label.json"
+    --logs "$tmp/logs-$n/turns" --out "$tmp/labels-$n" --threads "$threads" --precision "$precision" --quiet > "$tmp/label.json"
   "$labelgen" validate "$tmp/labels-$n" --table labels --json > "$tmp/valid.json"
   python3 - "$tmp/sim.json" "$tmp/label.json" "$tmp/valid.json" "$tmp/time" <<'PY'
 import json, sys
@@ -65,7 +68,7 @@ sim, label, valid = (json.load(open(p)) for p in sys.argv[1:4])
 rss_kb, wall = open(sys.argv[4]).read().split()
 rows_in, rows_out = sim["turns"], valid["rows"]
 print(f"{rows_in} turns in ({sim['dialogues']} dialogues), {rows_out} label rows out, "
-      f"{label['turns']} labelled, {valid['errors']} invalid; "
+      f"{label['turns']} labelled ({label['distinct_turns_encoded']} distinct turns encoded), {valid['errors']} invalid; "
       f"{float(wall):.1f} s, peak RSS {int(rss_kb) / 1024:.0f} MiB")
 if rows_in != rows_out or label["turns"] != rows_in or not valid["valid"]:
     sys.exit("rows lost: turns in != label rows out")

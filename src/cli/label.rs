@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use labelgen::stages::label::{self, LabelConfig, Precision};
+use labelgen::model::Precision;
+use labelgen::stages::label::{self, LabelConfig};
 
 use super::common::Common;
 use super::parse::{parse_min_confidence, parse_shard};

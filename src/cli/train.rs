@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use labelgen::model::Precision;
 use labelgen::model::config::{Lookahead, TurnContext};
 use labelgen::stages::train::raters::AnnotatorPolicy;
 use labelgen::stages::train::weak::WeakRules;
@@ -86,6 +87,10 @@ pub struct TrainArgs {
     /// Train only the top N encoder layers, from cached states of the layers below (N of the encoder: full fine-tuning)
     #[arg(long, default_value_t = 0, value_name = "N")]
     train_top_layers: usize,
+    /// The arithmetic of the fixed encoder layers whose states are cached (with --freeze-encoder or
+    /// --train-top-layers): f32, or int16 (AVX2; faster; see docs/commands/train.md)
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
     /// Continue an interrupted run from MODEL.checkpoint
     #[arg(long)]
     resume: bool,
@@ -129,7 +134,14 @@ impl ContextlessInput {
 impl TrainArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         self.common.apply()?;
-        let summary = train::run(&self.into_config()?)?;
+        let config = self.into_config()?;
+        let summary = train::run(&config)?;
+        let outputs = "the cached encoder states were";
+        if let Some(warning) =
+            Precision::fallback_warning(config.precision, summary.precision, outputs)
+        {
+            eprintln!("{warning}");
+        }
         if summary.annotated_turns_not_in_logs > 0 {
             eprintln!(
                 "warning: {} annotated turn(s) are not in the logs and were not used (see annotated_turns_not_in_logs)",
@@ -163,6 +175,7 @@ impl TrainArgs {
             lookahead: self.lookahead,
             dropout: self.dropout,
             train_top_layers: self.train_top_layers,
+            precision: self.precision,
             resume: self.resume,
             keep_epochs: self.keep_epochs,
             stop_after_epochs: self.stop_after_epochs,

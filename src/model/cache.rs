@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use candle_core::{DType, Tensor};
 
 use super::batch::Window;
-use super::{DialogueModel, device};
+use super::kernels::int16;
+use super::{DialogueModel, Precision, device};
 use crate::progress::Progress;
 
 /// Token states of each distinct turn (by its token ids): (tokens, H) in
@@ -20,6 +21,8 @@ pub struct EncodingCache {
     states: HashMap<Vec<u32>, Tensor>,
     pub layers: usize,
     pub bytes: usize,
+    /// The dense layers' arithmetic the states were computed in.
+    pub precision: Precision,
 }
 
 impl EncodingCache {
@@ -38,6 +41,11 @@ impl EncodingCache {
         distinct.sort_by(|a, b| a.len().cmp(&b.len()).then(a.cmp(b)));
         distinct.dedup();
         let progress = Progress::new(distinct.len() as u64, "turns encoded", quiet);
+        let precision = if int16::enabled() {
+            Precision::Int16
+        } else {
+            Precision::F32
+        };
         let mut states = HashMap::with_capacity(distinct.len());
         let mut bytes = 0;
         for chunk in distinct.chunks(batch_size.max(1)) {
@@ -81,6 +89,7 @@ impl EncodingCache {
             states,
             layers,
             bytes,
+            precision,
         })
     }
 
@@ -189,6 +198,7 @@ mod tests {
             states,
             layers: 1,
             bytes: 0,
+            precision: Precision::F32,
         };
         // Two windows sharing turn b (overlapping windows of one dialogue), c twice.
         let first = Window {

@@ -18,6 +18,8 @@ pub mod roberta;
 pub mod tokenizer;
 pub mod training;
 
+pub use kernels::int16::Precision;
+
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Init, VarBuilder};
 use rand::SeedableRng;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::stages::label::Precision;
+use crate::model::Precision;
 
 /// The whole file. Which sections are present decides which steps run.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use candle_core::{DType, Tensor};
 use tokenizers::Tokenizer;
@@ -24,7 +24,7 @@ use crate::model::checkpoint;
 use crate::model::config::{LabelSets, softmax};
 use crate::model::kernels;
 use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
-use crate::model::{DialogueModel, device, plain_path};
+use crate::model::{DialogueModel, Precision, device, plain_path};
 use crate::progress::Progress;
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,18 +43,6 @@ pub struct LabelConfig {
     pub quiet: bool,
     /// The dense layers' arithmetic (`--precision`).
     pub precision: Precision,
-}
-
-/// How the dense layers compute at inference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// f32, as the model trained.
-    #[default]
-    F32,
-    /// 16-bit integers (kernels::int16, AVX2 only): faster, and labels agree
-    /// with f32's on nearly every turn (BENCHMARKS.md states the rate).
-    Int16,
 }
 
 pub const TASKS: [&str; 5] = [
@@ -92,9 +80,7 @@ pub struct LabelSummary {
 impl LabelSummary {
     /// The stderr note for a run asked for int16 on a CPU without AVX2.
     pub fn precision_warning(&self, asked: Precision) -> Option<String> {
-        (asked != self.precision).then(|| {
-            "warning: --precision int16 needs a CPU with AVX2; this one has none, so the labels were computed in f32".to_string()
-        })
+        Precision::fallback_warning(asked, self.precision, "the labels were")
     }
 
     /// The stderr note for a run that labelled past non-fatal input
@@ -294,7 +280,7 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
     }
     let mut writer = DatasetWriter::create(&config.out, config.overwrite)?;
     writer.guard_inputs(inputs);
-    let int16 = kernels::int16::Scoped::enable(config.precision == Precision::Int16);
+    let int16 = kernels::int16::Scoped::enable(config.precision);
     let mut labeller = Labeller {
         writer,
         pad: special_ids(&tokenizer)?.pad,
@@ -347,11 +333,7 @@ pub fn run(config: &LabelConfig) -> anyhow::Result<LabelSummary> {
     } = labeller;
     writer.finish::<Label>()?;
     progress.finish();
-    let precision = if int16.on() {
-        Precision::Int16
-    } else {
-        Precision::F32
-    };
+    let precision = int16.precision();
     let seconds = started.elapsed().as_secs_f64();
     Ok(LabelSummary {
         out: config.out.display().to_string(),

@@ -23,6 +23,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// How the dense layers compute where no gradient is needed (`label
+/// --precision`, and `train --precision` for its encoding cache, dev
+/// evaluation and calibration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32, as the model trains.
+    #[default]
+    F32,
+    /// 16-bit integers (this module, AVX2 only): faster, and labels agree
+    /// with f32's on nearly every turn (BENCHMARKS.md states the rate).
+    Int16,
+}
+
+impl Precision {
+    /// The stderr note for a run asked for int16 (`asked`) that ran in f32
+    /// (`ran`) because the CPU has no AVX2; `outputs` says what was computed.
+    pub fn fallback_warning(asked: Precision, ran: Precision, outputs: &str) -> Option<String> {
+        (asked != ran).then(|| {
+            format!("warning: --precision int16 needs a CPU with AVX2; this one has none, so {outputs} computed in f32")
+        })
+    }
+}
 
 /// Outputs per weight panel: two AVX2 registers of 8 int32 sums.
 const PANEL: usize = 16;
@@ -41,7 +66,8 @@ pub struct Scoped {
 }
 
 impl Scoped {
-    pub fn enable(asked: bool) -> Scoped {
+    pub fn enable(asked: Precision) -> Scoped {
+        let asked = asked == Precision::Int16;
         let previous = ENABLED.swap(asked, Ordering::Relaxed);
         Scoped {
             previous,
@@ -49,9 +75,14 @@ impl Scoped {
         }
     }
 
-    /// Whether the dense layers run in int16 (asked for, and AVX2 is here).
-    pub fn on(&self) -> bool {
-        self.on
+    /// The precision the dense layers run in: int16 where asked for and
+    /// AVX2 is here, f32 otherwise.
+    pub fn precision(&self) -> Precision {
+        if self.on {
+            Precision::Int16
+        } else {
+            Precision::F32
+        }
     }
 }
 

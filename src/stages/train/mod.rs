@@ -37,7 +37,7 @@ use crate::model::tokenizer::{EncodedTurn, encode_with_offsets, special_ids};
 use crate::model::training::{
     self, Evaluation, Every, LoopConfig, Objective, Outcome, StepLoss, Trainee,
 };
-use crate::model::{Batch, DialogueModel, device, inference_view, plain_path};
+use crate::model::{Batch, DialogueModel, Precision, device, inference_view, kernels, plain_path};
 use epochs::EpochModels;
 use intent_stay::{StayTurn, fit_intent_stay_shift};
 use raters::{
@@ -91,6 +91,9 @@ pub struct TrainConfig {
     /// Train only the top N encoder layers (with the dialogue Transformer and
     /// heads), from cached states of the layers below; 0: see freeze_encoder.
     pub train_top_layers: usize,
+    /// The arithmetic of the cached encoder layers' dense layers (with
+    /// freeze_encoder or train_top_layers; `label --precision`'s choice).
+    pub precision: Precision,
     /// Continue from the checkpoint an interrupted run left (MODEL.checkpoint).
     pub resume: bool,
     /// Also write the model after every epoch, calibrated as if training had
@@ -151,6 +154,7 @@ impl TrainConfig {
             dropout: 0.0,
             freeze_encoder: false,
             train_top_layers: 0,
+            precision: Precision::F32,
             resume: false,
             keep_epochs: false,
             stop_after_epochs: None,
@@ -196,6 +200,10 @@ pub struct TrainSummary {
     pub runtime_features: bool,
     pub freeze_encoder: bool,
     pub train_top_layers: usize,
+    /// The arithmetic the cached encoder states were computed in: int16
+    /// where --precision int16 asked for it and the CPU has AVX2 (f32
+    /// otherwise, and without a cache).
+    pub precision: Precision,
     /// Decision settings fitted on dev (0.5 and 0 without --balance-decisions).
     pub success_threshold: f64,
     pub correct_shift: f64,
@@ -972,6 +980,10 @@ fn validate(config: &TrainConfig) -> anyhow::Result<()> {
         "--dev-share must be in (0, 1), got {}",
         config.dev_share
     );
+    anyhow::ensure!(
+        config.precision == Precision::F32 || config.freeze_encoder || config.train_top_layers > 0,
+        "--precision int16 computes the cached states of fixed encoder layers: add --freeze-encoder or --train-top-layers N"
+    );
     Ok(())
 }
 
@@ -1493,6 +1505,9 @@ fn encoding_cache(
     if !(config.freeze_encoder || config.train_top_layers > 0) {
         return Ok(None);
     }
+    // Only here: these layers never change, whereas the packed int16 weights
+    // of the layers that train would go stale at the next update.
+    let _int16 = kernels::int16::Scoped::enable(config.precision);
     Ok(Some(EncodingCache::build(
         model,
         data.train.iter().chain(&data.dev),
@@ -1675,6 +1690,7 @@ fn summary(
         correct_shift: calibration.correct_shift,
         decision_fits: calibration.decision_fits,
         train_top_layers: config.train_top_layers,
+        precision: cache.map_or(Precision::F32, |c| c.precision),
         trained_encoder_tokens_per_epoch: None,
         cached_turns: cache.map_or(0, EncodingCache::len),
         cache_megabytes: cache.map_or(0, |c| c.bytes) as f64 / 1e6,
