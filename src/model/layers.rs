@@ -24,7 +24,9 @@ pub struct Linear {
     weight: Tensor,
     bias: Tensor,
     /// The weight packed for int16 inference (kernels::int16), made on first
-    /// use while that is on; None where that kernel does not apply.
+    /// use while that is on; None where that kernel does not apply. Never
+    /// repacked: int16 is on only where the weight can no longer change
+    /// (label; train's fixed layers while their cache is built).
     int16: Arc<OnceLock<Option<kernels::int16::PackedWeights>>>,
 }
 
@@ -68,7 +70,7 @@ impl Linear {
         activation(&self.forward(x)?, act)
     }
 
-    /// The int16 path (`label --precision int16`): at inference only
+    /// The int16 path (`--precision int16`): at inference only
     /// (neither x nor the weight records a graph), where the kernel
     /// applies; None otherwise.
     fn int16_forward(&self, x: &Tensor, gelu: bool) -> Result<Option<Tensor>> {

@@ -1,6 +1,7 @@
 //! Dense layers at inference in 16-bit integers, opt-in (`label
-//! --precision int16`): y = act(x W^T + b) with x and W quantised, the dot
-//! products in int32, on AVX2's `vpmaddwd`.
+//! --precision int16`, and `train --precision int16` for its encoding
+//! cache): y = act(x W^T + b) with x and W quantised, the dot products in
+//! int32, on AVX2's `vpmaddwd`.
 //!
 //! Why: `vpmaddwd` does 16 multiply-accumulates per instruction where f32
 //! FMA does 8, at the same instruction rate on the AMD EPYC (Zen 3) these
@@ -25,9 +26,9 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// How the dense layers compute where no gradient is needed (`label
-/// --precision`, and `train --precision` for its encoding cache, dev
-/// evaluation and calibration).
+/// How the dense layers compute where no gradient is needed: `label
+/// --precision`, and `train --precision` for the encoding cache of its
+/// fixed encoder layers (the layers that train stay f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -59,7 +60,8 @@ const BLOCK: usize = 96;
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// int16 dense layers on (where asked for) for as long as this lives, then
-/// back as they were: `label --precision int16` holds one for its run.
+/// back as they were: `label --precision int16` holds one for its run,
+/// `train --precision int16` while it builds its encoding cache.
 pub struct Scoped {
     previous: bool,
     on: bool,
