@@ -369,22 +369,8 @@ mod tests {
         let (fused, fused_grads) = run();
         let (plain, plain_grads) = crate::model::on_plain_path(run);
         let difference = |a: &Tensor, b: &Tensor| {
-            let scale = b
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-                / scale.max(1e-3)
+            use crate::model::kernels::testing::{largest_abs, largest_difference};
+            largest_difference(a, b).unwrap() / largest_abs(b).unwrap().max(1e-3)
         };
         assert!(difference(&fused, &plain) < 1e-4, "states");
         assert!(

@@ -749,14 +749,7 @@ mod tests {
 
     /// The largest absolute difference between two tensors.
     fn max_gap(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        crate::model::kernels::testing::largest_difference(a, b).unwrap()
     }
 
     #[test]

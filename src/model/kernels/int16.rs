@@ -367,7 +367,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::kernels::testing::largest_difference;
+    use crate::model::kernels::testing::{largest_abs, largest_difference};
     use candle_core::Device;
 
     /// f32 x W^T + b (and GELU), as candle computes it.
@@ -400,13 +400,7 @@ mod tests {
                 let ours = dense(&x, &packed, &bias, gelu_after).unwrap();
                 let f32_path = reference(&x, &weight, &bias, gelu_after);
                 assert_eq!(ours.dims(), f32_path.dims());
-                let largest = f32_path
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let largest = largest_abs(&f32_path).unwrap();
                 let error = largest_difference(&ours, &f32_path).unwrap();
                 assert!(
                     error < 1e-3 * largest,

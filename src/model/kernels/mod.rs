@@ -155,6 +155,11 @@ pub(crate) mod testing {
 
     /// Largest absolute difference between two tensors of one shape.
     pub fn largest_difference(a: &Tensor, b: &Tensor) -> Result<f32> {
-        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+        largest_abs(&(a - b)?)
+    }
+
+    /// Largest absolute value of a tensor (the scale a difference is read against).
+    pub fn largest_abs(t: &Tensor) -> Result<f32> {
+        t.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
     }
 }
