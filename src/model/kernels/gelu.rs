@@ -30,6 +30,8 @@ const DENOMINATOR: [f32; 5] = [
     -1.456_607_15e-5,
 ];
 
+// Inlined into the callers' AVX2 builds (kernels::linear), which vectorise it.
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
@@ -44,6 +46,7 @@ fn erf(x: f32) -> f32 {
     x * p / q
 }
 
+#[inline(always)]
 pub(super) fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }

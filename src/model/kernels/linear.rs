@@ -41,15 +41,42 @@ pub(super) fn add_bias_rows(y: &mut [f32], bias: &[f32], gelu_after: bool) {
     let outputs = bias.len().max(1);
     let task = (TASK_ELEMENTS / outputs).max(1) * outputs;
     y.par_chunks_mut(task).for_each(|rows| {
-        for row in rows.chunks_mut(outputs) {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v += b;
-            }
-            if gelu_after {
-                row.iter_mut().for_each(|v| *v = gelu(*v));
-            }
+        #[cfg(target_arch = "x86_64")]
+        if simd::avx2() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { simd::add_bias_task_avx2(rows, bias, gelu_after) };
         }
+        add_bias_task(rows, bias, gelu_after)
     });
+}
+
+#[inline(always)]
+fn add_bias_task(rows: &mut [f32], bias: &[f32], gelu_after: bool) {
+    for row in rows.chunks_mut(bias.len().max(1)) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+        if gelu_after {
+            row.iter_mut().for_each(|v| *v = gelu(*v));
+        }
+    }
+}
+
+/// `add_bias_task` built for AVX2 with FMA, chosen at run time where the
+/// CPU has them: the baseline x86-64 build runs GELU's rational polynomial
+/// 4 lanes at a time in SSE (7% of `label --precision int16` with a MiniLM
+/// model, where the dense layers are cheap). The same operations in the
+/// same order (Rust fuses no multiply-add by itself), so the same values.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn add_bias_task_avx2(rows: &mut [f32], bias: &[f32], gelu_after: bool) {
+        super::add_bias_task(rows, bias, gelu_after)
+    }
+
+    pub(super) fn avx2() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
 }
 
 struct Dense {
@@ -214,6 +241,28 @@ mod tests {
             .unwrap()
             .broadcast_add(bias)
             .unwrap()
+    }
+
+    /// The AVX2+FMA build of the bias and GELU epilogue gives the baseline
+    /// build's values bit for bit (no fused multiply-adds crept in).
+    #[test]
+    fn the_avx2_epilogue_equals_the_baseline_one() {
+        #[cfg(target_arch = "x86_64")]
+        if simd::avx2() {
+            let values = Tensor::randn(0f32, 3.0, 5 * 37, &Device::Cpu).unwrap();
+            let values = values.to_vec1::<f32>().unwrap();
+            let bias = Tensor::randn(0f32, 1.0, 37, &Device::Cpu).unwrap();
+            let bias = bias.to_vec1::<f32>().unwrap();
+            for gelu_after in [false, true] {
+                let (mut baseline, mut avx2) = (values.clone(), values.clone());
+                add_bias_task(&mut baseline, &bias, gelu_after);
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                unsafe { simd::add_bias_task_avx2(&mut avx2, &bias, gelu_after) };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&avx2), bits(&baseline), "GELU after: {gelu_after}");
+                assert_ne!(bits(&avx2), bits(&values));
+            }
+        }
     }
 
     #[test]
