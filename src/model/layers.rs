@@ -252,8 +252,7 @@ impl SelfAttention {
         let qkv = match self.int16_qkv(x)? {
             Some(qkv) => qkv,
             None => {
-                let weight = Tensor::cat(&self.parts().map(|p| &p.weight), 0)?;
-                let bias = Tensor::cat(&self.parts().map(|p| &p.bias), 0)?;
+                let (weight, bias) = self.qkv_weight_and_bias()?;
                 let Some(qkv) = kernels::linear::dense(x, &weight, &bias)? else {
                     return Ok(None);
                 };
@@ -267,6 +266,14 @@ impl SelfAttention {
         [&self.query, &self.key, &self.value]
     }
 
+    /// Q|K|V's weight (3 * hidden, hidden) and bias (3 * hidden), concatenated.
+    fn qkv_weight_and_bias(&self) -> Result<(Tensor, Tensor)> {
+        Ok((
+            Tensor::cat(&self.parts().map(|p| &p.weight), 0)?,
+            Tensor::cat(&self.parts().map(|p| &p.bias), 0)?,
+        ))
+    }
+
     /// Q|K|V in int16 under the conditions of [`Linear`]'s int16 path: a
     /// quarter of an encoder layer's products, which the f32 path would
     /// leave at half int16's speed; None where that path does not apply.
@@ -275,8 +282,7 @@ impl SelfAttention {
             return Ok(None);
         }
         match packed_once(&self.qkv_int16, || {
-            let weight = Tensor::cat(&self.parts().map(|p| &p.weight), 0)?;
-            let bias = Tensor::cat(&self.parts().map(|p| &p.bias), 0)?;
+            let (weight, bias) = self.qkv_weight_and_bias()?;
             Ok(kernels::int16::PackedWeights::new(&weight)?.map(|w| (w, bias)))
         })? {
             Some((packed, bias)) => kernels::int16::dense(x, packed, bias, false).map(Some),

@@ -306,7 +306,7 @@ impl CustomOp2 for Attention {
             .enumerate()
             .for_each(|(b, (context, rows))| {
                 #[cfg(target_arch = "x86_64")]
-                if simd::avx2() {
+                if super::avx2_fma() {
                     // SAFETY: the CPU has the features the build is compiled for.
                     return unsafe { simd::forward_sequence_avx2(dims, mask, b, rows, context) };
                 }
@@ -361,7 +361,7 @@ impl CustomOp3 for AttentionBackward {
             .enumerate()
             .for_each(|(b, ((qkv_grad, rows), grad))| {
                 #[cfg(target_arch = "x86_64")]
-                if simd::avx2() {
+                if super::avx2_fma() {
                     // SAFETY: the CPU has the features the build is compiled for.
                     return unsafe {
                         simd::backward_sequence_avx2(dims, mask, b, rows, grad, qkv_grad)
@@ -434,10 +434,6 @@ mod simd {
         qkv_grad: &mut [f32],
     ) {
         backward_sequence(dims, mask, b, rows, grad, qkv_grad)
-    }
-
-    pub(super) fn avx2() -> bool {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     }
 }
 
@@ -598,7 +594,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_avx2_build_computes_what_the_baseline_build_does() {
-        if !simd::avx2() {
+        if !super::super::avx2_fma() {
             return;
         }
         let (seq, heads, head_dim) = (9, 3, 32);

@@ -42,7 +42,7 @@ pub(super) fn add_bias_rows(y: &mut [f32], bias: &[f32], gelu_after: bool) {
     let task = (TASK_ELEMENTS / outputs).max(1) * outputs;
     y.par_chunks_mut(task).for_each(|rows| {
         #[cfg(target_arch = "x86_64")]
-        if simd::avx2() {
+        if super::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA.
             return unsafe { simd::add_bias_task_avx2(rows, bias, gelu_after) };
         }
@@ -72,10 +72,6 @@ mod simd {
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn add_bias_task_avx2(rows: &mut [f32], bias: &[f32], gelu_after: bool) {
         super::add_bias_task(rows, bias, gelu_after)
-    }
-
-    pub(super) fn avx2() -> bool {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     }
 }
 
@@ -248,7 +244,7 @@ mod tests {
     #[test]
     fn the_avx2_epilogue_equals_the_baseline_one() {
         #[cfg(target_arch = "x86_64")]
-        if simd::avx2() {
+        if super::super::avx2_fma() {
             let values = Tensor::randn(0f32, 3.0, 5 * 37, &Device::Cpu).unwrap();
             let values = values.to_vec1::<f32>().unwrap();
             let bias = Tensor::randn(0f32, 1.0, 37, &Device::Cpu).unwrap();

@@ -63,6 +63,14 @@ fn exp(x: f32) -> f32 {
     if x < -87.0 { 0.0 } else { value }
 }
 
+/// Whether the CPU has AVX2 and FMA: the kernels' loops built for them
+/// (`#[target_feature]`) are chosen at run time where it does; the default
+/// build targets baseline x86-64, whose 4-wide SSE they would otherwise get.
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// The f32 elements of a contiguous CPU tensor's storage, or an error
 /// naming the kernel.
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, kernel: &str) -> Result<&'a [f32]> {
