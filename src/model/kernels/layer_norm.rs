@@ -355,7 +355,9 @@ mod tests {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         let values = |n: usize, seed: u32| -> Vec<f32> {
             (0..n)
-                .map(|i| ((i as u32 * 2_654_435_761 ^ seed) % 1000) as f32 / 97.0 - 4.0)
+                .map(|i| {
+                    (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 97.0 - 4.0
+                })
                 .collect()
         };
         for hidden in [8, 13, 384] {
