@@ -36,18 +36,24 @@ enum Activation {
 
 /// Adds `bias` to every row of `y` (rows of `bias.len()` values), then GELU
 /// where asked, in place and in parallel: the end of a dense layer's
-/// forward pass, here and in [`super::int16`].
-pub(super) fn add_bias_rows(y: &mut [f32], bias: &[f32], gelu_after: bool) {
+/// forward pass.
+fn add_bias_rows(y: &mut [f32], bias: &[f32], gelu_after: bool) {
     let outputs = bias.len().max(1);
     let task = (TASK_ELEMENTS / outputs).max(1) * outputs;
-    y.par_chunks_mut(task).for_each(|rows| {
-        #[cfg(target_arch = "x86_64")]
-        if super::avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { simd::add_bias_task_avx2(rows, bias, gelu_after) };
-        }
-        add_bias_task(rows, bias, gelu_after)
-    });
+    y.par_chunks_mut(task)
+        .for_each(|rows| add_bias_in_place(rows, bias, gelu_after));
+}
+
+/// [`add_bias_rows`] on one thread, for a caller that already runs in
+/// parallel over its rows (the int16 kernel, block by block while the
+/// block is in cache).
+pub(super) fn add_bias_in_place(rows: &mut [f32], bias: &[f32], gelu_after: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { simd::add_bias_task_avx2(rows, bias, gelu_after) };
+    }
+    add_bias_task(rows, bias, gelu_after)
 }
 
 #[inline(always)]
