@@ -1,7 +1,8 @@
 //! Dense layers at inference in 16-bit integers, opt-in (`label
 //! --precision int16`, and `train --precision int16` for its encoding
 //! cache): y = act(x W^T + b) with x and W quantised, the dot products in
-//! int32, on AVX2's `vpmaddwd`.
+//! int32, on AVX2's `vpmaddwd` (AVX-512 VNNI's `vpdpwssd` where the CPU
+//! has it: the multiply and the add in one instruction, the same sums).
 //!
 //! Why: `vpmaddwd` does 16 multiply-accumulates per instruction where f32
 //! FMA does 8, at the same instruction rate on the AMD EPYC (Zen 3) these
