@@ -8,10 +8,12 @@
 //! prints the ratios.
 //!
 //!     cargo run --release --example bench_encoder -- [--quick] [--json FILE] [--shape NAME]
-//!         [--precision int16]
+//!         [--precision int16] [--bf16]
 //!
 //! `--precision int16`: the inference in 16-bit integer dense layers, as
 //! `label --precision int16` (kernels::int16; the training step stays f32).
+//! `--bf16`: the training step's dense-layer products in bf16 with f32
+//! sums, as `train --bf16` (kernels::bf16; needs AVX-512 BF16).
 //!
 //! Threads: candle's matmuls and labelgen's rayon work share one pool, sized
 //! by RAYON_NUM_THREADS (default: the physical cores).
@@ -159,15 +161,23 @@ struct Measured {
     flops_per_token: f64,
 }
 
-/// `infer_only`: skip the training step (for a profiler); `int16`: the
-/// inference in int16 dense layers.
-fn bench_shape(
-    shape: &Shape,
-    peak: f64,
+/// How a benchmark runs: `infer_only` skips the training step (for a
+/// profiler); `int16`: the inference in int16 dense layers; `bf16`: the
+/// training step's products in bf16.
+struct Options {
     budget: f64,
     infer_only: bool,
     int16: bool,
-) -> anyhow::Result<Measured> {
+    bf16: bool,
+}
+
+fn bench_shape(shape: &Shape, peak: f64, options: &Options) -> anyhow::Result<Measured> {
+    let Options {
+        budget,
+        infer_only,
+        int16,
+        bf16,
+    } = *options;
     let config = EncoderConfig::small(shape.vocab, shape.hidden, shape.layers, shape.heads, 62);
     let varmap = VarMap::new();
     let trained = Roberta::new(
@@ -223,11 +233,14 @@ fn bench_shape(
     // As `labelgen train` runs: freed memory kept for reuse (src/main.rs),
     // then mimalloc's default again (1 s) for the next inference.
     set_purge_delay(-1);
+    let mixed = kernels::bf16::Scoped::enable(bf16);
+    anyhow::ensure!(mixed.on() == bf16, "--bf16 needs AVX-512 BF16");
     let step_seconds = timed(step_budget, || {
         let loss = trained.forward(&ids, &mask)?.sqr()?.mean_all()?;
         optimizer.step(&loss.backward()?, 1.0)?;
         Ok(())
     })?;
+    drop(mixed);
     set_purge_delay(1000);
     let infer_flops = flops_per_token(shape, mean_width) * computed as f64;
     let train_flops = 3.0 * flops_per_token(shape, width as f64);
@@ -263,12 +276,18 @@ fn main() -> anyhow::Result<()> {
         Some(Some(p)) if p == "f32" => false,
         Some(other) => anyhow::bail!("--precision takes f32 or int16, not {other:?}"),
     };
-    let budget = if quick { 1.0 } else { 4.0 };
+    let options = Options {
+        budget: if quick { 1.0 } else { 4.0 },
+        infer_only: args.iter().any(|a| a == "--infer-only"),
+        int16,
+        bf16: args.iter().any(|a| a == "--bf16"),
+    };
     let threads = candle_core::utils::get_num_threads();
-    let peak = matmul_gflops(budget)?;
+    let peak = matmul_gflops(options.budget)?;
     println!(
-        "labelgen (candle) on {threads} threads: f32 matmul n=1024 {peak:.1} GFLOP/s; inference in {}",
-        if int16 { "int16" } else { "f32" }
+        "labelgen (candle) on {threads} threads: f32 matmul n=1024 {peak:.1} GFLOP/s; inference in {}, training products in {}",
+        if int16 { "int16" } else { "f32" },
+        if options.bf16 { "bf16" } else { "f32" }
     );
     println!(
         "{:<14} {:>10} {:>12} {:>10} {:>12} {:>12}",
@@ -276,13 +295,7 @@ fn main() -> anyhow::Result<()> {
     );
     let mut configs = serde_json::Map::new();
     for shape in SHAPES.iter().filter(|s| only.is_none_or(|o| o == s.name)) {
-        let m = bench_shape(
-            shape,
-            peak,
-            budget,
-            args.iter().any(|a| a == "--infer-only"),
-            int16,
-        )?;
+        let m = bench_shape(shape, peak, &options)?;
         println!(
             "{:<14} {:>10.1} {:>11.0}% {:>10.1} {:>11.0}% {:>12.2}",
             shape.name,
@@ -306,6 +319,7 @@ fn main() -> anyhow::Result<()> {
     let result = serde_json::json!({
         "threads": threads,
         "inference_precision": if int16 { "int16" } else { "f32" },
+        "training_products": if options.bf16 { "bf16" } else { "f32" },
         "matmul_gflops": peak,
         "configs": configs,
     });

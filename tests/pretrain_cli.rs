@@ -102,6 +102,36 @@ fn simulate_synth_pretrain_on_a_tiny_model() {
         !tmp.path().join("model.checkpoint").exists(),
         "a finished run leaves no checkpoint behind"
     );
+    assert_eq!(summary["bf16"], false);
+    // --bf16: mixed precision where the CPU has AVX-512 BF16, f32 and a
+    // warning elsewhere; the held-out loss stays finite either way.
+    let mixed = dir("mixed");
+    let mut args = vec![
+        "pretrain",
+        "--data",
+        &synth,
+        "--eval-data",
+        &held_out,
+        "--out",
+        &mixed,
+        "--max-steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--quiet",
+        "--bf16",
+    ];
+    args.extend(tiny);
+    let out = labelgen(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let has_bf16 = labelgen::model::kernels::bf16::available();
+    assert_eq!(summary["bf16"], has_bf16);
+    assert_eq!(
+        stderr(&out).contains("--bf16 needs a CPU with AVX-512 BF16"),
+        !has_bf16
+    );
+    assert!(summary["eval_loss"].as_f64().is_some_and(f64::is_finite));
 }
 
 #[test]

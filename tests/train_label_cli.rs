@@ -492,10 +492,52 @@ fn a_frozen_encoder_or_its_top_layers_train_only_what_they_name() {
     );
     assert!(max_difference(&pretrained[layer], &top_weights[layer]) > 0.0);
     assert!(pre.labels("top").iter().all(|l| l.intent.is_some()));
+    the_same_layers_train_in_bf16(&pre, &top_weights);
     pre.train_refused(
         &["--train-top-layers", "2"],
         &["--train-top-layers 2", "only 1 layers"],
     );
+}
+
+/// `--bf16` trains the layers `--train-top-layers 1` names, in mixed
+/// precision where the CPU has AVX-512 BF16 (its own weights, the same on
+/// a second run) and in f32 with a warning elsewhere.
+fn the_same_layers_train_in_bf16(
+    pre: &Pretrained,
+    f32_weights: &std::collections::HashMap<String, candle_core::Tensor>,
+) {
+    let has_bf16 = labelgen::model::kernels::bf16::available();
+    let layer = "roberta.encoder.layer.0.attention.self.query.weight";
+    let embeddings = "roberta.embeddings.word_embeddings.weight";
+    let mut runs = Vec::new();
+    for out in ["mixed", "mixed-again"] {
+        let run = pre.train(out, &["--train-top-layers", "1", "--bf16"]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(summary["bf16"], has_bf16);
+        let warned = stderr(&run).contains("--bf16 needs a CPU with AVX-512 BF16");
+        assert_eq!(warned, !has_bf16);
+        runs.push(weights(&pre.path(out)));
+    }
+    let mixed = &runs[0];
+    assert_eq!(
+        max_difference(&mixed[embeddings], &f32_weights[embeddings]),
+        0.0
+    );
+    let moved = max_difference(&mixed[layer], &f32_weights[layer]);
+    assert_eq!(
+        moved > 0.0,
+        has_bf16,
+        "bf16 products train other weights than f32"
+    );
+    for (name, tensor) in mixed {
+        assert_eq!(
+            max_difference(tensor, &runs[1][name]),
+            0.0,
+            "{name}: not deterministic"
+        );
+    }
+    assert!(pre.labels("mixed").iter().all(|l| l.intent.is_some()));
 }
 
 #[test]

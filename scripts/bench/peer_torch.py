@@ -5,7 +5,11 @@ inputs and thread count, timed the same way. scripts/bench/encoder.sh runs
 both and prints the ratios; it installs torch and transformers into a venv
 under ~/.cache (never in CI).
 
-Usage: peer_torch.py --threads N [--quick] [--json FILE]
+Usage: peer_torch.py --threads N [--quick] [--bf16] [--json FILE]
+
+--bf16: the training step's forward under torch.autocast("cpu",
+dtype=torch.bfloat16), PyTorch's mixed precision (its matmuls in bf16 on
+oneDNN), the peer of labelgen's `train --bf16`; inference stays f32.
 
 The inputs are the bench's, by the same formulas (keep both in step):
 - inference: TURNS turns whose lengths cycle through LENGTHS, token ids
@@ -94,7 +98,7 @@ def inference_batches(vocab):
     return batches
 
 
-def bench_config(name, budget):
+def bench_config(name, budget, bf16):
     model, vocab = model_for(name)
     model.eval()
     batches = inference_batches(vocab)
@@ -113,8 +117,9 @@ def bench_config(name, budget):
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        hidden.pow(2).mean().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        hidden.float().pow(2).mean().backward()
         optimizer.step()
 
     step_seconds = timed(step, budget)
@@ -128,6 +133,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -136,7 +142,8 @@ def main():
         "peer": f"torch {torch.__version__}",
         "threads": torch.get_num_threads(),
         "matmul_gflops": matmul_gflops(budget),
-        "configs": {name: bench_config(name, budget) for name in CONFIGS},
+        "training_products": "bf16" if args.bf16 else "f32",
+        "configs": {name: bench_config(name, budget, args.bf16) for name in CONFIGS},
     }
     text = json.dumps(result, indent=2)
     print(text)

@@ -6,6 +6,8 @@
 # Usage: scripts/bench/train-epochs.sh [--whole] LABELGEN INIT LOGS LABELS OUT [EPOCHS]
 #   LABELGEN: the labelgen binary; INIT: a model directory (e.g. a short
 #   `pretrain --init` from MiniLM); LOGS, LABELS: turns and annotations.
+#   BF16=1 also runs each mode with `--bf16` (mixed precision), after the
+#   f32 ones; every ratio is against the f32 frozen epoch.
 #
 # Prints one line per mode: seconds per epoch (training and the dev
 # evaluation), the other seconds (loading, tokenizing, the encoding cache of
@@ -18,6 +20,9 @@ labelgen="$1" init="$2" logs="$3" labels="$4" out="$5" epochs="${6:-1}"
 mkdir -p "$out"
 modes=("frozen:--freeze-encoder" "top2:--train-top-layers 2")
 if [ "$whole" = 1 ]; then modes+=("whole:"); fi
+if [ "${BF16:-0}" = 1 ]; then
+    for entry in "${modes[@]}"; do modes+=("${entry%%:*}-bf16:${entry#*:} --bf16"); done
+fi
 echo "== $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $epochs epoch(s)"
 for entry in "${modes[@]}"; do
     name="${entry%%:*}" flags="${entry#*:}"

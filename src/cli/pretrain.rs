@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use labelgen::model::config::{Lookahead, TurnPooling};
+use labelgen::model::kernels;
 use labelgen::stages::pretrain::{self, PretrainConfig};
 
 use super::common::Common;
@@ -76,6 +77,10 @@ pub struct PretrainArgs {
     /// Continue from OUT.checkpoint
     #[arg(long)]
     resume: bool,
+    /// Mixed precision: the dense layers' products in bf16 with f32 sums, as Hugging Face's --bf16
+    /// (CPUs with AVX-512 BF16; faster; see docs/commands/train.md)
+    #[arg(long)]
+    bf16: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -83,7 +88,12 @@ pub struct PretrainArgs {
 impl PretrainArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         self.common.apply()?;
-        print_summary(&pretrain::run(&self.into_config()?)?)
+        let config = self.into_config()?;
+        let summary = pretrain::run(&config)?;
+        if let Some(warning) = kernels::bf16::fallback_warning(config.bf16, summary.bf16) {
+            eprintln!("{warning}");
+        }
+        print_summary(&summary)
     }
 
     pub fn into_config(self) -> anyhow::Result<PretrainConfig> {
@@ -107,6 +117,7 @@ impl PretrainArgs {
             checkpoint_every: self.checkpoint_every.max(1),
             eval_every: self.eval_every.max(1),
             resume: self.resume,
+            bf16: self.bf16,
             quiet: self.common.quiet,
             ..PretrainConfig::new(self.data, self.out)
         })

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use labelgen::model::Precision;
 use labelgen::model::config::{Lookahead, TurnContext};
+use labelgen::model::{Precision, kernels};
 use labelgen::stages::train::raters::AnnotatorPolicy;
 use labelgen::stages::train::weak::WeakRules;
 use labelgen::stages::train::{self, MIN_RARE_DEV_DIALOGUES, TrainConfig};
@@ -91,6 +91,10 @@ pub struct TrainArgs {
     /// --train-top-layers): f32, or int16 (AVX2; faster; see docs/commands/train.md)
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     precision: Precision,
+    /// Mixed precision: the products of the layers that train in bf16 with f32 sums, as Hugging Face's
+    /// --bf16 (CPUs with AVX-512 BF16; faster; see docs/commands/train.md)
+    #[arg(long)]
+    bf16: bool,
     /// Continue an interrupted run from MODEL.checkpoint
     #[arg(long)]
     resume: bool,
@@ -142,6 +146,9 @@ impl TrainArgs {
         {
             eprintln!("{warning}");
         }
+        if let Some(warning) = kernels::bf16::fallback_warning(config.bf16, summary.bf16) {
+            eprintln!("{warning}");
+        }
         if summary.annotated_turns_not_in_logs > 0 {
             eprintln!(
                 "warning: {} annotated turn(s) are not in the logs and were not used (see annotated_turns_not_in_logs)",
@@ -176,6 +183,7 @@ impl TrainArgs {
             dropout: self.dropout,
             train_top_layers: self.train_top_layers,
             precision: self.precision,
+            bf16: self.bf16,
             resume: self.resume,
             keep_epochs: self.keep_epochs,
             stop_after_epochs: self.stop_after_epochs,

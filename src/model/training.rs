@@ -19,6 +19,7 @@ use tokenizers::Tokenizer;
 
 use super::checkpoint::{self, fill_varmap};
 use super::config::ModelConfig;
+use super::kernels;
 use super::optim::AdamW;
 use crate::data::dataset::write_file_atomic;
 use crate::data::inputs::{InputSnapshot, SavedSnapshot};
@@ -112,6 +113,9 @@ pub struct LoopConfig {
     /// use it to check that --resume continues exactly).
     pub stop_after: Option<usize>,
     pub quiet: bool,
+    /// The products of the dense layers that train in bf16 with f32 sums
+    /// (`--bf16`, [`kernels::bf16`]), where the CPU has AVX-512 BF16.
+    pub bf16: bool,
 }
 
 /// The model a loop trains, and what a checkpoint saves with its weights.
@@ -148,6 +152,9 @@ pub struct Outcome<E> {
     /// Real tokens per second of training, evaluations not counted.
     pub tokens_per_second: f64,
     pub eval_seconds: f64,
+    /// Whether the products ran in bf16 (`LoopConfig::bf16` asked for it
+    /// and the CPU has AVX-512 BF16).
+    pub bf16: bool,
 }
 
 impl<E> Outcome<E> {
@@ -302,6 +309,7 @@ pub fn run<O: Objective>(
     objective: &mut O,
 ) -> anyhow::Result<Outcome<O::Eval>> {
     validate(config, &batches)?;
+    let mixed = kernels::bf16::Scoped::enable(config.bf16);
     let total_steps = total_steps(config.max_steps, batches.len(), config.epochs);
     let resumed = resume(config, model, &mut optimizer)?;
     let resumed_from = resumed.as_ref().map(|(state, _)| state.step);
@@ -327,7 +335,7 @@ pub fn run<O: Objective>(
         run.step()?;
         run.after_step()?;
     }
-    run.finish(resumed_from)
+    run.finish(resumed_from, mixed.on())
 }
 
 fn validate(config: &LoopConfig, batches: &[Vec<usize>]) -> anyhow::Result<()> {
@@ -562,7 +570,7 @@ impl<O: Objective> Run<'_, O> {
         )
     }
 
-    fn finish(self, resumed_from: Option<usize>) -> anyhow::Result<Outcome<O::Eval>> {
+    fn finish(self, resumed_from: Option<usize>, bf16: bool) -> anyhow::Result<Outcome<O::Eval>> {
         self.progress.finish();
         if self.config.patience.is_some() {
             let best = self
@@ -579,6 +587,7 @@ impl<O: Objective> Run<'_, O> {
             resumed_from,
             tokens_per_second: self.clock.tokens_per_second(),
             eval_seconds: self.clock.eval_seconds,
+            bf16,
         })
     }
 }

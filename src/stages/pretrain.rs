@@ -72,6 +72,9 @@ pub struct PretrainConfig {
     /// (tests use it to check that --resume continues exactly).
     pub stop_after: Option<usize>,
     pub quiet: bool,
+    /// The dense layers' products in bf16 with f32 sums (mixed precision,
+    /// AVX-512 BF16; f32 elsewhere).
+    pub bf16: bool,
 }
 
 impl PretrainConfig {
@@ -104,6 +107,7 @@ impl PretrainConfig {
             resume: false,
             stop_after: None,
             quiet: true,
+            bf16: false,
         }
     }
 }
@@ -142,6 +146,9 @@ pub struct PretrainSummary {
     pub tokens_per_second: f64,
     /// Inference throughput on the held-out set: turns scored per second.
     pub eval_turns_per_second: Option<f64>,
+    /// Whether the products ran in bf16 (--bf16 asked for it and the CPU
+    /// has AVX-512 BF16).
+    pub bf16: bool,
     pub seconds: f64,
     pub curve: Vec<CurvePoint>,
 }
@@ -518,6 +525,7 @@ fn loop_config(
         inputs: inputs.clone(),
         stop_after: config.stop_after,
         quiet: config.quiet,
+        bf16: config.bf16,
     }
 }
 
@@ -643,6 +651,7 @@ fn summary(
         tokens_per_second: outcome.tokens_per_second,
         eval_turns_per_second: (eval_turns > 0 && eval_seconds > 0.0)
             .then(|| eval_turns as f64 / eval_seconds),
+        bf16: outcome.bf16,
         seconds,
         curve: outcome.curve,
     }

@@ -22,11 +22,12 @@
 //! keep the f32 path.
 
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use super::switch::{Guard, Switch};
 
 /// How the dense layers compute where no gradient is needed: `label
 /// --precision`, and `train --precision` for the encoding cache of its
@@ -59,35 +60,22 @@ const STRIP: usize = 6;
 /// Rows per rayon task: 16 strips share each panel while it is in cache.
 const BLOCK: usize = 96;
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
+static INT16: Switch = Switch::new(0);
 
 /// int16 dense layers on (where asked for) for as long as this lives, then
 /// back as they were: `label --precision int16` holds one for its run,
 /// `train --precision int16` while it builds its encoding cache.
 pub struct Scoped {
-    previous: bool,
+    _guard: Guard,
     on: bool,
-    #[cfg(test)]
-    previous_here: bool,
-}
-
-// Unit tests run side by side on the threads of one process: there, int16
-// is on only for the test (thread) that enabled it, so that no other test's
-// f32 comparison meets int16 layers.
-#[cfg(test)]
-thread_local! {
-    static ENABLED_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl Scoped {
     pub fn enable(asked: Precision) -> Scoped {
         let asked = asked == Precision::Int16;
-        let previous = ENABLED.swap(asked, Ordering::Relaxed);
         Scoped {
-            previous,
+            _guard: INT16.set(asked),
             on: asked && avx2(),
-            #[cfg(test)]
-            previous_here: ENABLED_HERE.with(|here| here.replace(asked)),
         }
     }
 
@@ -102,21 +90,9 @@ impl Scoped {
     }
 }
 
-impl Drop for Scoped {
-    fn drop(&mut self) {
-        ENABLED.store(self.previous, Ordering::Relaxed);
-        #[cfg(test)]
-        ENABLED_HERE.with(|here| here.set(self.previous_here));
-    }
-}
-
 /// Whether int16 dense layers are on and this CPU can run them.
 pub fn enabled() -> bool {
-    #[cfg(test)]
-    if !ENABLED_HERE.with(std::cell::Cell::get) {
-        return false;
-    }
-    ENABLED.load(Ordering::Relaxed) && avx2()
+    INT16.is_on() && avx2()
 }
 
 fn avx2() -> bool {

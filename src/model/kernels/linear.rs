@@ -22,6 +22,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::bf16::Factor;
 use super::bias::ColumnSums;
 use super::gelu::{GeluErfBackward, gelu};
 use super::{TASK_ELEMENTS, supported};
@@ -81,8 +82,53 @@ mod simd {
     }
 }
 
+impl Dense {
+    /// x (rows, in) W^T in bf16 where this op takes it; None otherwise.
+    fn bf16_forward(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+    ) -> Result<Option<Vec<f32>>> {
+        if !self.bf16 {
+            return Ok(None);
+        }
+        let (outputs, inputs) = weight_layout.shape().dims2()?;
+        let x = super::contiguous_f32(x, x_layout, "dense")?;
+        let x = Factor {
+            data: x,
+            dims: (x.len() / inputs.max(1), inputs),
+            transposed: false,
+        };
+        let weight = Factor {
+            data: super::contiguous_f32(weight, weight_layout, "dense")?,
+            dims: (outputs, inputs),
+            transposed: false,
+        };
+        Ok(super::bf16::product(x, weight))
+    }
+
+    /// `a b^T` (each factor transposed where asked) in bf16 where this op
+    /// takes it; None otherwise.
+    fn bf16_product(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        transposed: (bool, bool),
+    ) -> Result<Option<Tensor>> {
+        if !self.bf16 {
+            return Ok(None);
+        }
+        super::bf16::matmul_t(a, b, transposed)
+    }
+}
+
 struct Dense {
     activation: Activation,
+    /// The three products in bf16 with f32 sums ([`super::bf16`], `--bf16`):
+    /// only where the op trains.
+    bf16: bool,
     /// With an activation, when a backward pass may follow: `x W^T + b`,
     /// whose GELU derivative the backward pass needs (the op's output is
     /// GELU of it). Stored by the forward pass; `None` at inference.
@@ -116,16 +162,23 @@ impl CustomOp3 for Dense {
                 bias.len()
             );
         }
-        // (rows, in) x (in, out): W^T is a strided view of W, as candle's `t()`.
-        let rows_layout = Layout::contiguous_with_offset((rows, inputs), x_layout.start_offset());
-        let product = x.matmul(
-            weight,
-            (1, rows, outputs, inputs),
-            &rows_layout,
-            &weight_layout.transpose(0, 1)?,
-        )?;
-        let CpuStorage::F32(mut y) = product else {
-            candle_core::bail!("{}: f32 only", self.name());
+        let mut y = match self.bf16_forward(x, x_layout, weight, weight_layout)? {
+            Some(y) => y,
+            None => {
+                // (rows, in) x (in, out): W^T is a strided view of W, as candle's `t()`.
+                let rows_layout =
+                    Layout::contiguous_with_offset((rows, inputs), x_layout.start_offset());
+                let product = x.matmul(
+                    weight,
+                    (1, rows, outputs, inputs),
+                    &rows_layout,
+                    &weight_layout.transpose(0, 1)?,
+                )?;
+                let CpuStorage::F32(y) = product else {
+                    candle_core::bail!("{}: f32 only", self.name());
+                };
+                y
+            }
         };
         let in_place_gelu = self.activation == Activation::GeluErf && self.pre_activation.is_none();
         add_bias_rows(&mut y, bias, in_place_gelu);
@@ -180,15 +233,23 @@ impl CustomOp3 for Dense {
             }
         };
         let grad = grad.reshape((grad.elem_count() / outputs.max(1), outputs))?;
+        let x_rows = x.reshape((grad.dim(0)?, inputs))?;
         // (rows, out) x (out, in) -> (rows, in) -> (..., in)
         let x_grad = x
             .track_op()
-            .then(|| grad.matmul(weight)?.reshape(x.shape()))
+            .then(|| {
+                let bf16 = self.bf16_product(&grad, weight, (false, true))?;
+                bf16.map_or_else(|| grad.matmul(weight), Ok)?
+                    .reshape(x.shape())
+            })
             .transpose()?;
         // (out, rows) x (rows, in) -> (out, in)
         let weight_grad = weight
             .track_op()
-            .then(|| grad.t()?.matmul(&x.reshape((grad.dim(0)?, inputs))?))
+            .then(|| {
+                let bf16 = self.bf16_product(&grad, &x_rows, (true, true))?;
+                bf16.map_or_else(|| grad.t()?.matmul(&x_rows), Ok)
+            })
             .transpose()?;
         let bias_grad = bias
             .track_op()
@@ -225,6 +286,7 @@ fn dense_with(
     let trains = x.track_op() || weight.track_op() || bias.track_op();
     let op = Dense {
         activation,
+        bf16: trains && super::bf16::enabled(),
         pre_activation: (activation != Activation::Identity && trains).then(|| Mutex::new(None)),
     };
     x.contiguous()?
@@ -322,6 +384,48 @@ mod tests {
                 .unwrap();
             assert_eq!(largest_difference(&inferred, &fused.0).unwrap(), 0.0);
         }
+    }
+
+    /// With `--bf16` on, the op's values and all three gradients are within
+    /// bf16's rounding of the f32 chain's, and not equal to them (the bf16
+    /// products ran); without a graph the op stays f32.
+    #[test]
+    fn bf16_products_train_within_their_rounding() {
+        if !crate::model::kernels::bf16::available() {
+            return;
+        }
+        let device = Device::Cpu;
+        let x = Var::randn(0f32, 1.0, (3, 50, 96), &device).unwrap();
+        let weight = Var::randn(0f32, 0.2, (64, 96), &device).unwrap();
+        let bias = Var::randn(0f32, 1.0, 64, &device).unwrap();
+        let upstream = Tensor::randn(0f32, 1.0, (3, 50, 64), &device).unwrap();
+        let run = |y: Tensor| {
+            let grads = gradients_under(&y, &upstream).unwrap();
+            let grad = |v: &Var| grads.get(v).unwrap().clone();
+            [y, grad(&x), grad(&weight), grad(&bias)]
+        };
+        let plain = run(chain(&x, &weight, &bias).gelu_erf().unwrap());
+        let scoped = crate::model::kernels::bf16::Scoped::enable(true);
+        assert!(scoped.on());
+        let mixed = run(dense_gelu(&x, &weight, &bias).unwrap().unwrap());
+        for (what, a, b) in [
+            ("values", &mixed[0], &plain[0]),
+            ("dx", &mixed[1], &plain[1]),
+            ("dweight", &mixed[2], &plain[2]),
+            ("dbias", &mixed[3], &plain[3]),
+        ] {
+            let scale = crate::model::kernels::testing::largest_abs(b).unwrap();
+            let error = largest_difference(a, b).unwrap();
+            assert!(error < 2e-2 * scale, "{what}: {error} of {scale}");
+            if what != "dbias" {
+                assert!(error > 1e-5 * scale, "{what}: the bf16 path did not run");
+            }
+        }
+        let constant = |v: &Var| v.as_tensor().detach();
+        let inferred = dense_gelu(&constant(&x), &constant(&weight), &constant(&bias))
+            .unwrap()
+            .unwrap();
+        assert!(largest_difference(&inferred, &plain[0]).unwrap() < 1e-4);
     }
 
     #[test]

@@ -12,12 +12,14 @@
 
 pub mod adamw;
 pub mod attention;
+pub mod bf16;
 pub mod bias;
 pub mod gelu;
 pub mod int16;
 pub mod layer_norm;
 pub mod linear;
 pub mod softmax;
+mod switch;
 
 use candle_core::{CpuStorage, Layout, Result, Tensor};
 use rayon::prelude::*;

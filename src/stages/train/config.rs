@@ -62,6 +62,9 @@ pub struct TrainConfig {
     /// The arithmetic of the cached encoder layers' dense layers (with
     /// freeze_encoder or train_top_layers; `label --precision`'s choice).
     pub precision: Precision,
+    /// The products of the dense layers that train in bf16 with f32 sums
+    /// (mixed precision, AVX-512 BF16; f32 elsewhere).
+    pub bf16: bool,
     /// Continue from the checkpoint an interrupted run left (MODEL.checkpoint).
     pub resume: bool,
     /// Also write the model after every epoch, calibrated as if training had
@@ -123,6 +126,7 @@ impl TrainConfig {
             freeze_encoder: false,
             train_top_layers: 0,
             precision: Precision::F32,
+            bf16: false,
             resume: false,
             keep_epochs: false,
             stop_after_epochs: None,
@@ -172,6 +176,9 @@ pub struct TrainSummary {
     /// where --precision int16 asked for it and the CPU has AVX2 (f32
     /// otherwise, and without a cache).
     pub precision: Precision,
+    /// Whether the trained layers' products ran in bf16 (--bf16 asked for
+    /// it and the CPU has AVX-512 BF16).
+    pub bf16: bool,
     /// Decision settings fitted on dev (0.5 and 0 without --balance-decisions).
     pub success_threshold: f64,
     pub correct_shift: f64,

@@ -362,6 +362,7 @@ fn loop_config(
         inputs: inputs.clone(),
         stop_after: config.stop_after_epochs.map(|e| e * batches_per_epoch),
         quiet: config.quiet,
+        bf16: config.bf16,
     }
 }
 
@@ -479,6 +480,7 @@ fn summary(
         decision_fits: calibration.decision_fits,
         train_top_layers: config.train_top_layers,
         precision: cache.map_or(Precision::F32, |c| c.precision),
+        bf16: outcome.bf16,
         trained_encoder_tokens_per_epoch: None,
         cached_turns: cache.map_or(0, EncodingCache::len),
         cache_megabytes: cache.map_or(0, |c| c.bytes) as f64 / 1e6,

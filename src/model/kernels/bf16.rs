@@ -1,0 +1,557 @@
+//! Mixed-precision products for the dense layers that train (`train
+//! --bf16`, `pretrain --bf16`): each of a layer's three products per step
+//! (x W^T forward; the input's and the weight's gradients backward) with
+//! both factors rounded to bfloat16 and the sums in f32, on AVX-512 BF16's
+//! `vdpbf16ps`.
+//!
+//! Why: training is bound by its f32 matmuls (gemm's microkernel was 73% of
+//! a MiniLM step's samples, BENCHMARKS.md), and `vdpbf16ps` does two
+//! multiply-adds per f32 lane where FMA does one: 1.86x the multiply-adds
+//! per second of f32 FMA on the AMD Zen 4 these sessions measured, at the
+//! same register width. This is the mixed precision of PyTorch's autocast
+//! and Hugging Face's `--bf16`: the weights, the optimizer's state, the
+//! gradients' accumulation and every other op stay f32; only a product's
+//! two factors lose mantissa (8 bits kept, rounded to nearest even).
+//! Inference (`label`, dev evaluation, calibration) never takes this path:
+//! it runs where an input records a graph.
+//!
+//! Kernel: c = a b^T for a of (m, k) and b of (n, k), both rounded to bf16
+//! with k in pairs (zero-padded to even); b packed in panels of 16 of its
+//! rows (the outputs) as int16's kernel packs a weight; 6 rows x 16 outputs
+//! of f32 sums in registers; 96-row blocks of c on rayon. Either factor may
+//! be the transpose of a stored matrix (the backward pass's dY^T and X^T):
+//! the rounding reads the stored rows in order and writes the pairs where
+//! the kernel wants them, so no f32 transpose is made.
+
+use std::mem::MaybeUninit;
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::switch::{Guard, Switch};
+
+/// Outputs per panel: two 256-bit registers of 8 f32 sums.
+const PANEL: usize = 16;
+/// Rows per register block.
+const STRIP: usize = 6;
+/// Rows of c per rayon task: 16 strips share each panel while it is in cache.
+const BLOCK: usize = 96;
+
+static BF16: Switch = Switch::new(1);
+
+/// bf16 products on (where asked for) in the dense layers that train, for
+/// as long as this lives, then back as they were.
+pub struct Scoped {
+    _guard: Guard,
+    on: bool,
+}
+
+impl Scoped {
+    pub fn enable(asked: bool) -> Scoped {
+        Scoped {
+            _guard: BF16.set(asked),
+            on: asked && available(),
+        }
+    }
+
+    /// Whether the products run in bf16: asked for, and the CPU has AVX-512
+    /// BF16 (f32 otherwise).
+    pub fn on(&self) -> bool {
+        self.on
+    }
+}
+
+/// The stderr note for a run that asked for `--bf16` (`asked`) and ran
+/// in f32 (`ran` false) because the CPU has no AVX-512 BF16.
+pub fn fallback_warning(asked: bool, ran: bool) -> Option<String> {
+    (asked && !ran).then(|| {
+        "warning: --bf16 needs a CPU with AVX-512 BF16; this one has none, so training ran in f32".to_string()
+    })
+}
+
+/// Whether bf16 products are on and this CPU can run them.
+pub fn enabled() -> bool {
+    BF16.is_on() && available()
+}
+
+/// Whether the CPU has AVX-512 BF16 on 256-bit registers (AMD since Zen 4,
+/// Intel since Cooper Lake / Sapphire Rapids).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512bf16")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// f32 to bf16's bits, rounded to nearest, ties to even. A NaN may round
+/// to infinity: a step that meets one has a NaN loss either way.
+#[inline(always)]
+fn bf16_bits(v: f32) -> u32 {
+    let bits = v.to_bits();
+    bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16
+}
+
+/// Two values as one `vdpbf16ps` pair: the first in the low half.
+#[inline(always)]
+fn pair(first: f32, second: f32) -> u32 {
+    bf16_bits(first) | (bf16_bits(second) << 16)
+}
+
+/// A stored row-major f32 matrix, read as itself or as its transpose.
+#[derive(Clone, Copy)]
+pub struct Factor<'a> {
+    pub data: &'a [f32],
+    /// The stored matrix's (rows, columns).
+    pub dims: (usize, usize),
+    pub transposed: bool,
+}
+
+impl Factor<'_> {
+    /// (rows, columns) of the matrix this factor stands for.
+    fn logical(&self) -> (usize, usize) {
+        let (rows, columns) = self.dims;
+        if self.transposed {
+            (columns, rows)
+        } else {
+            (rows, columns)
+        }
+    }
+}
+
+/// The left factor a (m, k) in bf16 pairs: pair t of row r at `r *
+/// row_stride + t * pair_stride`.
+struct LeftPairs {
+    pairs: Vec<u32>,
+    row_stride: usize,
+    pair_stride: usize,
+}
+
+impl LeftPairs {
+    fn new(a: Factor) -> LeftPairs {
+        let (m, k) = a.logical();
+        let pairs = k.div_ceil(2);
+        if !a.transposed {
+            // Row r's values in order: pairs along each stored row.
+            let mut out = uninit(m * pairs);
+            out.par_chunks_mut(pairs.max(1))
+                .zip(a.data.par_chunks(k.max(1)))
+                .for_each(|(out, row)| round_row_in_pairs(row, out));
+            return LeftPairs {
+                pairs: assume_init(out),
+                row_stride: pairs,
+                pair_stride: 1,
+            };
+        }
+        // a = S^T with S of (k, m): pair t of every row r from S's stored
+        // rows 2t and 2t + 1, read in order: pair-major.
+        let mut out = uninit(pairs * m);
+        out.par_chunks_mut(m.max(1))
+            .enumerate()
+            .for_each(|(t, out)| interleave_rows(a.data, m, k, t, out));
+        LeftPairs {
+            pairs: assume_init(out),
+            row_stride: 1,
+            pair_stride: m,
+        }
+    }
+}
+
+/// The right factor b (n, k) in panels of 16 of its rows: panel p, pair t,
+/// then the 16 rows' pairs.
+struct Panels {
+    panels: Vec<u32>,
+    pairs: usize,
+}
+
+impl Panels {
+    /// None where n is not a multiple of 16.
+    fn new(b: Factor) -> Option<Panels> {
+        let (n, k) = b.logical();
+        if n % PANEL != 0 {
+            return None;
+        }
+        let pairs = k.div_ceil(2);
+        let mut panels = uninit(n * pairs);
+        panels
+            .par_chunks_mut((pairs * PANEL).max(1))
+            .enumerate()
+            .for_each(|(p, panel)| {
+                let rows = p * PANEL..(p + 1) * PANEL;
+                for (t, out) in panel.chunks_mut(PANEL).enumerate() {
+                    if b.transposed {
+                        // S of (k, n): 16 consecutive values of S's rows 2t, 2t + 1.
+                        let row =
+                            |i: usize| (i < k).then(|| &b.data[i * n..(i + 1) * n][rows.clone()]);
+                        pair_up(row(2 * t), row(2 * t + 1), out);
+                    } else {
+                        for (out, row) in out.iter_mut().zip(rows.clone()) {
+                            let value = |i: usize| if i < k { b.data[row * k + i] } else { 0.0 };
+                            out.write(pair(value(2 * t), value(2 * t + 1)));
+                        }
+                    }
+                }
+            });
+        Some(Panels {
+            panels: assume_init(panels),
+            pairs,
+        })
+    }
+
+    fn panel(&self, p: usize) -> &[u32] {
+        let size = self.pairs * PANEL;
+        &self.panels[p * size..(p + 1) * size]
+    }
+}
+
+fn uninit(len: usize) -> Vec<MaybeUninit<u32>> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: MaybeUninit needs no initialisation.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// The vector once every value is written (the callers' loops write each).
+fn assume_init(v: Vec<MaybeUninit<u32>>) -> Vec<u32> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: same layout; every value was written by the caller.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast(), v.len(), v.capacity()) }
+}
+
+/// One row's values in bf16 pairs, a zero after an odd last value.
+fn round_row_in_pairs(row: &[f32], out: &mut [MaybeUninit<u32>]) {
+    let whole = row.chunks_exact(2);
+    let last = whole.remainder().first().copied();
+    for (out, two) in out.iter_mut().zip(whole) {
+        out.write(pair(two[0], two[1]));
+    }
+    if let Some(last) = last {
+        out[row.len() / 2].write(pair(last, 0.0));
+    }
+}
+
+/// Pair t of S^T's rows, S of (k, m) stored: S's rows 2t and 2t + 1 (a
+/// zero row past the end), interleaved.
+fn interleave_rows(s: &[f32], m: usize, k: usize, t: usize, out: &mut [MaybeUninit<u32>]) {
+    let row = |i: usize| (i < k).then(|| &s[i * m..(i + 1) * m]);
+    pair_up(row(2 * t), row(2 * t + 1), out);
+}
+
+/// `out[i]` = the pair (first[i], second[i]), a missing row as zeros.
+fn pair_up(first: Option<&[f32]>, second: Option<&[f32]>, out: &mut [MaybeUninit<u32>]) {
+    match (first, second) {
+        (Some(first), Some(second)) => {
+            for ((out, &x), &y) in out.iter_mut().zip(first).zip(second) {
+                out.write(pair(x, y));
+            }
+        }
+        (Some(first), None) => {
+            for (out, &x) in out.iter_mut().zip(first) {
+                out.write(pair(x, 0.0));
+            }
+        }
+        _ => out.fill(MaybeUninit::new(0)),
+    }
+}
+
+/// a b^T, (m, n), in bf16 products with f32 sums; None where the kernel
+/// does not apply (n not a multiple of 16, no AVX-512 BF16) or the shapes
+/// disagree.
+pub fn product(a: Factor, b: Factor) -> Option<Vec<f32>> {
+    let ((m, k), (n, b_k)) = (a.logical(), b.logical());
+    let sizes_hold = a.data.len() == m * k && b.data.len() == n * b_k;
+    if !available() || k != b_k || !sizes_hold {
+        return None;
+    }
+    let panels = Panels::new(b)?;
+    let left = LeftPairs::new(a);
+    let mut c: Vec<f32> = Vec::with_capacity(m * n);
+    c.spare_capacity_mut()[..m * n]
+        .par_chunks_mut((BLOCK * n).max(1))
+        .enumerate()
+        .for_each(|(block, out)| {
+            let rows = out.len() / n.max(1);
+            for p in 0..n / PANEL {
+                for first in (0..rows).step_by(STRIP) {
+                    let strip = Strip {
+                        left: &left,
+                        row: block * BLOCK + first,
+                        rows: STRIP.min(rows - first),
+                        panel: panels.panel(p),
+                        pairs: panels.pairs,
+                        out: &mut out[first * n..],
+                        outputs: n,
+                        column: p * PANEL,
+                    };
+                    strip.run();
+                }
+            }
+        });
+    // SAFETY: every strip wrote its rows' 16 columns of every panel, and
+    // the panels cover all n columns.
+    unsafe { c.set_len(m * n) };
+    Some(c)
+}
+
+/// Up to 6 rows of a against one panel of 16 rows of b.
+struct Strip<'a> {
+    left: &'a LeftPairs,
+    /// a's first row here.
+    row: usize,
+    rows: usize,
+    panel: &'a [u32],
+    pairs: usize,
+    /// c from this strip's first row on; its 16 columns at `column` of
+    /// each of `rows` rows are written.
+    out: &'a mut [MaybeUninit<f32>],
+    outputs: usize,
+    column: usize,
+}
+
+impl Strip<'_> {
+    fn run(self) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `product` runs only where `available()`: AVX2 and
+        // AVX-512 BF16 with VL.
+        unsafe {
+            match self.rows {
+                6 => x86::strip::<6>(self),
+                5 => x86::strip::<5>(self),
+                4 => x86::strip::<4>(self),
+                3 => x86::strip::<3>(self),
+                2 => x86::strip::<2>(self),
+                _ => x86::strip::<1>(self),
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{PANEL, Strip};
+    use std::arch::x86_64::*;
+
+    /// R rows' f32 sums over every pair, for 16 outputs, into c.
+    ///
+    /// SAFETY: the CPU has AVX2 and AVX-512 BF16 with VL; every pointer
+    /// read and write is within the lengths asserted first.
+    #[target_feature(enable = "avx2,avx512bf16,avx512vl")]
+    pub(super) unsafe fn strip<const R: usize>(s: Strip) {
+        let (left, pairs) = (s.left, s.pairs);
+        let last_row = s.row + R - 1;
+        let last_pair = pairs.saturating_sub(1);
+        let last_read = last_row * left.row_stride + last_pair * left.pair_stride;
+        assert!(pairs == 0 || last_read < left.pairs.len());
+        assert!(s.panel.len() >= pairs * PANEL);
+        assert!(s.out.len() >= (R - 1) * s.outputs + s.column + PANEL);
+        let (panel, a) = (s.panel.as_ptr(), left.pairs.as_ptr());
+        unsafe {
+            let mut sums = [[_mm256_setzero_ps(); 2]; R];
+            for t in 0..pairs {
+                let at = panel.add(t * PANEL) as *const __m256i;
+                let low: __m256bh = std::mem::transmute(_mm256_loadu_si256(at));
+                let high: __m256bh = std::mem::transmute(_mm256_loadu_si256(at.add(1)));
+                for (r, sum) in sums.iter_mut().enumerate() {
+                    let both = *a.add((s.row + r) * left.row_stride + t * left.pair_stride);
+                    let x: __m256bh = std::mem::transmute(_mm256_set1_epi32(both as i32));
+                    sum[0] = _mm256_dpbf16_ps(sum[0], x, low);
+                    sum[1] = _mm256_dpbf16_ps(sum[1], x, high);
+                }
+            }
+            for (r, sum) in sums.iter().enumerate() {
+                let at = s
+                    .out
+                    .as_mut_ptr()
+                    .cast::<f32>()
+                    .add(r * s.outputs + s.column);
+                _mm256_storeu_ps(at, sum[0]);
+                _mm256_storeu_ps(at.add(8), sum[1]);
+            }
+        }
+    }
+}
+
+/// a b^T as a candle op on two contiguous 2-d f32 tensors, each read as
+/// itself or transposed (`transposed`); see [`product`]. None where the
+/// kernel does not apply.
+pub fn matmul_t(a: &Tensor, b: &Tensor, transposed: (bool, bool)) -> Result<Option<Tensor>> {
+    let (a_dims, b_dims) = (a.dims2()?, b.dims2()?);
+    let n = if transposed.1 { b_dims.1 } else { b_dims.0 };
+    if !available() || n % PANEL != 0 {
+        return Ok(None);
+    }
+    let op = Product { transposed };
+    let (a, b) = (a.contiguous()?, b.contiguous()?);
+    debug_assert_eq!((a.dims2()?, b.dims2()?), (a_dims, b_dims));
+    a.apply_op2_no_bwd(&b, &op).map(Some)
+}
+
+struct Product {
+    transposed: (bool, bool),
+}
+
+impl CustomOp2 for Product {
+    fn name(&self) -> &'static str {
+        "bf16-product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        a_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let a = Factor {
+            data: super::contiguous_f32(a, a_layout, self.name())?,
+            dims: a_layout.shape().dims2()?,
+            transposed: self.transposed.0,
+        };
+        let b = Factor {
+            data: super::contiguous_f32(b, b_layout, self.name())?,
+            dims: b_layout.shape().dims2()?,
+            transposed: self.transposed.1,
+        };
+        let (m, n) = (a.logical().0, b.logical().0);
+        let Some(c) = product(a, b) else {
+            candle_core::bail!(
+                "{}: {:?} against {:?} (transposed {:?}) do not make a b^T",
+                self.name(),
+                a.dims,
+                b.dims,
+                self.transposed
+            );
+        };
+        Ok((CpuStorage::F32(c), Shape::from((m, n))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn random(dims: (usize, usize), seed: u64) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..dims.0 * dims.1)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect()
+    }
+
+    fn rounded(v: f32) -> f32 {
+        f32::from_bits(bf16_bits(v) << 16)
+    }
+
+    /// a b^T in f64 from the bf16-rounded factors: what the kernel computes
+    /// up to its f32 sums' rounding.
+    fn reference(a: Factor, b: Factor) -> Vec<f64> {
+        let ((m, k), (n, _)) = (a.logical(), b.logical());
+        let at = |f: &Factor, r: usize, c: usize| {
+            let v = if f.transposed {
+                f.data[c * f.dims.1 + r]
+            } else {
+                f.data[r * f.dims.1 + c]
+            };
+            f64::from(rounded(v))
+        };
+        let mut c = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|t| at(&a, i, t) * at(&b, j, t)).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn rounding_is_to_nearest_even() {
+        assert_eq!(bf16_bits(1.0), 0x3f80);
+        // 1 + 2^-8 is half way between 1 and 1 + 2^-7: to the even, 1.
+        assert_eq!(bf16_bits(1.0 + 1.0 / 256.0), 0x3f80);
+        // 1 + 3 * 2^-8 is half way between 1 + 2^-7 and 1 + 2^-6: up.
+        assert_eq!(bf16_bits(1.0 + 3.0 / 256.0), 0x3f82);
+        assert_eq!(bf16_bits(-2.0), 0xc000);
+        assert_eq!(bf16_bits(0.0), 0);
+    }
+
+    /// Every combination of transposed factors, odd k (a zero-padded pair),
+    /// rows that leave partial strips and blocks, against the rounded
+    /// factors' exact product.
+    #[test]
+    fn products_equal_the_rounded_factors_product() {
+        if !available() {
+            return;
+        }
+        for (m, n, k) in [(131, 48, 95), (7, 16, 384), (200, 32, 1)] {
+            let (a, b) = (random((m, k), 1), random((n, k), 2));
+            let (a_t, b_t) = (transpose(&a, m, k), transpose(&b, n, k));
+            for (a_transposed, b_transposed) in
+                [(false, false), (false, true), (true, false), (true, true)]
+            {
+                let factor = |data: &'static [f32], dims, transposed| Factor {
+                    data,
+                    dims,
+                    transposed,
+                };
+                let a = if a_transposed {
+                    factor(leak(&a_t), (k, m), true)
+                } else {
+                    factor(leak(&a), (m, k), false)
+                };
+                let b = if b_transposed {
+                    factor(leak(&b_t), (k, n), true)
+                } else {
+                    factor(leak(&b), (n, k), false)
+                };
+                let ours = product(a, b).expect("applies");
+                let exact = reference(a, b);
+                let worst = ours
+                    .iter()
+                    .zip(&exact)
+                    .map(|(&o, e)| (f64::from(o) - e).abs())
+                    .fold(0f64, f64::max);
+                // f32 sums of k products of magnitude below 1.
+                assert!(
+                    worst < 1e-5 * k as f64,
+                    "{m}x{n}x{k} {a_transposed} {b_transposed}: {worst}"
+                );
+            }
+        }
+    }
+
+    fn transpose(v: &[f32], rows: usize, columns: usize) -> Vec<f32> {
+        (0..columns)
+            .flat_map(|c| (0..rows).map(move |r| v[r * columns + c]))
+            .collect()
+    }
+
+    fn leak(v: &[f32]) -> &'static [f32] {
+        Box::leak(v.to_vec().into_boxed_slice())
+    }
+
+    #[test]
+    fn outputs_not_a_multiple_of_16_are_left_to_f32() {
+        let device = Device::Cpu;
+        let a = Tensor::ones((4, 8), candle_core::DType::F32, &device).unwrap();
+        let b = Tensor::ones((15, 8), candle_core::DType::F32, &device).unwrap();
+        assert!(matmul_t(&a, &b, (false, false)).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_op_is_within_bf16_rounding_of_f32() {
+        if !available() {
+            return;
+        }
+        let device = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (100, 64), &device).unwrap();
+        let w = Tensor::randn(0f32, 0.1, (32, 64), &device).unwrap();
+        let ours = matmul_t(&x, &w, (false, false)).unwrap().unwrap();
+        let f32_path = x.matmul(&w.t().unwrap()).unwrap();
+        let scale = super::super::testing::largest_abs(&f32_path).unwrap();
+        let error = super::super::testing::largest_difference(&ours, &f32_path).unwrap();
+        // Two factors of 8-bit mantissa: each product within about 2^-8.
+        assert!(error < 2e-2 * scale && error > 0.0, "{error} of {scale}");
+    }
+}
