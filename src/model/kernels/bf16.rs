@@ -36,6 +36,10 @@ const PANEL: usize = 16;
 const STRIP: usize = 6;
 /// Rows of c per rayon task: 16 strips share each panel while it is in cache.
 const BLOCK: usize = 96;
+/// Pairs of k per pass over a block: a panel's share (16 KB) stays in L1
+/// while the block's 16 strips read it, where a whole panel of the
+/// weight's gradient (k = the batch's 2,048 tokens: 64 KB) would not.
+const CHUNK: usize = 256;
 
 static BF16: Switch = Switch::new(1);
 
@@ -264,6 +268,9 @@ pub fn product(a: Factor, b: Factor) -> Option<Vec<f32>> {
     if !available() || k != b_k || !sizes_hold {
         return None;
     }
+    if k == 0 {
+        return Some(vec![0.0; m * n]);
+    }
     let panels = Panels::new(b)?;
     let left = LeftPairs::new(a);
     let mut c: Vec<f32> = Vec::with_capacity(m * n);
@@ -272,19 +279,22 @@ pub fn product(a: Factor, b: Factor) -> Option<Vec<f32>> {
         .enumerate()
         .for_each(|(block, out)| {
             let rows = out.len() / n.max(1);
-            for p in 0..n / PANEL {
-                for first in (0..rows).step_by(STRIP) {
-                    let strip = Strip {
-                        left: &left,
-                        row: block * BLOCK + first,
-                        rows: STRIP.min(rows - first),
-                        panel: panels.panel(p),
-                        pairs: panels.pairs,
-                        out: &mut out[first * n..],
-                        outputs: n,
-                        column: p * PANEL,
-                    };
-                    strip.run();
+            for first_pair in (0..panels.pairs).step_by(CHUNK) {
+                let pairs = first_pair..panels.pairs.min(first_pair + CHUNK);
+                for p in 0..n / PANEL {
+                    for first in (0..rows).step_by(STRIP) {
+                        let strip = Strip {
+                            left: &left,
+                            row: block * BLOCK + first,
+                            rows: STRIP.min(rows - first),
+                            panel: panels.panel(p),
+                            pairs: pairs.clone(),
+                            out: &mut out[first * n..],
+                            outputs: n,
+                            column: p * PANEL,
+                        };
+                        strip.run();
+                    }
                 }
             }
         });
@@ -301,9 +311,12 @@ struct Strip<'a> {
     row: usize,
     rows: usize,
     panel: &'a [u32],
-    pairs: usize,
+    /// The pairs of k summed here; after the first chunk of k (which
+    /// writes c) the sums are added to what c holds.
+    pairs: std::ops::Range<usize>,
     /// c from this strip's first row on; its 16 columns at `column` of
-    /// each of `rows` rows are written.
+    /// each of `rows` rows are written (from the chunk that starts at 0)
+    /// or added to.
     out: &'a mut [MaybeUninit<f32>],
     outputs: usize,
     column: usize,
@@ -338,17 +351,16 @@ mod x86 {
     /// read and write is within the lengths asserted first.
     #[target_feature(enable = "avx2,avx512bf16,avx512vl")]
     pub(super) unsafe fn strip<const R: usize>(s: Strip) {
-        let (left, pairs) = (s.left, s.pairs);
-        let last_row = s.row + R - 1;
-        let last_pair = pairs.saturating_sub(1);
-        let last_read = last_row * left.row_stride + last_pair * left.pair_stride;
-        assert!(pairs == 0 || last_read < left.pairs.len());
-        assert!(s.panel.len() >= pairs * PANEL);
+        let (left, pairs) = (s.left, s.pairs.clone());
+        let last_read =
+            (s.row + R - 1) * left.row_stride + pairs.end.saturating_sub(1) * left.pair_stride;
+        assert!(pairs.is_empty() || last_read < left.pairs.len());
+        assert!(s.panel.len() >= pairs.end * PANEL);
         assert!(s.out.len() >= (R - 1) * s.outputs + s.column + PANEL);
         let (panel, a) = (s.panel.as_ptr(), left.pairs.as_ptr());
         unsafe {
             let mut sums = [[_mm256_setzero_ps(); 2]; R];
-            for t in 0..pairs {
+            for t in pairs.clone() {
                 let at = panel.add(t * PANEL) as *const __m256i;
                 let low: __m256bh = std::mem::transmute(_mm256_loadu_si256(at));
                 let high: __m256bh = std::mem::transmute(_mm256_loadu_si256(at.add(1)));
@@ -365,8 +377,16 @@ mod x86 {
                     .as_mut_ptr()
                     .cast::<f32>()
                     .add(r * s.outputs + s.column);
-                _mm256_storeu_ps(at, sum[0]);
-                _mm256_storeu_ps(at.add(8), sum[1]);
+                for (h, &half) in sum.iter().enumerate() {
+                    let at = at.add(8 * h);
+                    // An earlier chunk of k wrote these (its pairs start at 0).
+                    let value = if pairs.start == 0 {
+                        half
+                    } else {
+                        _mm256_add_ps(_mm256_loadu_ps(at), half)
+                    };
+                    _mm256_storeu_ps(at, value);
+                }
             }
         }
     }
@@ -477,14 +497,15 @@ mod tests {
     }
 
     /// Every combination of transposed factors, odd k (a zero-padded pair),
-    /// rows that leave partial strips and blocks, against the rounded
-    /// factors' exact product.
+    /// rows that leave partial strips and blocks, k in several chunks,
+    /// against the rounded factors' exact product.
     #[test]
     fn products_equal_the_rounded_factors_product() {
         if !available() {
             return;
         }
-        for (m, n, k) in [(131, 48, 95), (7, 16, 384), (200, 32, 1)] {
+        // k of 1,101: three chunks of k (`CHUNK` pairs), the last partial.
+        for (m, n, k) in [(131, 48, 95), (7, 16, 384), (200, 32, 1), (13, 32, 1101)] {
             let (a, b) = (random((m, k), 1), random((n, k), 2));
             let (a_t, b_t) = (transpose(&a, m, k), transpose(&b, n, k));
             for (a_transposed, b_transposed) in
