@@ -29,6 +29,9 @@
 # FULL=1 is the best-model setting (up to 2 hours on 2 cores): as the
 # defaults, plus model A with MiniLM's top 2 layers trained for 12 epochs
 # (SGD_TOP_LAYERS and SGD_TOP_EPOCHS still override it).
+# BF16=1 trains the top-k models (SGD_TOP_LAYERS, USS_TOP_LAYERS) with
+# `train --bf16` (mixed precision on CPUs with AVX-512 BF16: about 1.4x faster
+# epochs, scores as f32 within the intervals; f32 elsewhere); default 0.
 # CURVE=1 (the default with FULL=1, else 0) trains SGD model A and the top-k
 # models with `train --keep-epochs` and judges every epoch's model on the SGD
 # dev split too: OUT/eval-curve-MODEL/report.json, and a table per model in
@@ -91,6 +94,8 @@ uss_policies="${USS_POLICIES:-majority soft all}"
 uss_top_layers="${USS_TOP_LAYERS:-0}"
 encoder_learning_rate="${ENCODER_LEARNING_RATE:-1e-4}"
 sgd_top_layers="${SGD_TOP_LAYERS-$full_top_layers}"
+bf16=()
+if [ "${BF16:-0}" = 1 ]; then bf16=(--bf16); fi
 parts=" ${PARTS:-sgd uss} "
 uss_balance=()
 if [ "${USS_BALANCE:-1}" = 1 ]; then uss_balance=(--balance-decisions); fi
@@ -158,7 +163,7 @@ if [[ "$parts" == *" sgd "* ]]; then
     for top in $sgd_top_layers; do
         step "train A-minilm-top$top: MiniLM, top $top layers trained ($sgd_top_epochs epochs)" lg train --init "$m/minilm-pre" \
             --logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$sgd_top_epochs" --learning-rate "$learning_rate" --quiet \
-            --train-top-layers "$top" --encoder-learning-rate "$encoder_learning_rate" "${keep_epochs[@]}" \
+            --train-top-layers "$top" --encoder-learning-rate "$encoder_learning_rate" "${keep_epochs[@]}" "${bf16[@]}" \
             --out "$m/A-minilm-top$top" > "$m/A-minilm-top$top.json"
         sgd_models+=("minilm-top$top=A-minilm-top$top")
     done
@@ -216,7 +221,7 @@ if [[ "$parts" == *" uss "* ]]; then
             name="$policy" encoder=(--freeze-encoder) how="frozen"
             if [ "$top" != 0 ]; then
                 name="$policy-top$top" how="top $top layers trained"
-                encoder=(--train-top-layers "$top" --encoder-learning-rate "$encoder_learning_rate")
+                encoder=(--train-top-layers "$top" --encoder-learning-rate "$encoder_learning_rate" "${bf16[@]}")
             fi
             step "train U-$name: MiniLM, $how, on USS ratings of $raters ($policy)" lg train --init "$m/minilm-pre" --logs "$u/train/turns" \
                 --labels "$u/train/annotations" --annotators "$raters" --annotator-policy "$policy" --epochs "$train_epochs" \

@@ -15,6 +15,10 @@
 //! intermediate layer), so the widest tensor of a layer, (tokens, 4 x
 //! hidden), is not a graph node of its own: no separate output to allocate
 //! and no zeroed gradient to add into in the backward pass.
+//!
+//! Under `--bf16` ([`super::bf16`]) the op's three products (forward, the
+//! input's and the weight's gradients) run in bf16 with f32 sums, where the
+//! op trains (an input records a graph) and the outputs allow the kernel.
 
 use std::sync::Mutex;
 
@@ -82,6 +86,17 @@ mod simd {
     }
 }
 
+struct Dense {
+    activation: Activation,
+    /// The three products in bf16 with f32 sums ([`super::bf16`], `--bf16`):
+    /// only where the op trains.
+    bf16: bool,
+    /// With an activation, when a backward pass may follow: `x W^T + b`,
+    /// whose GELU derivative the backward pass needs (the op's output is
+    /// GELU of it). Stored by the forward pass; `None` at inference.
+    pre_activation: Option<Mutex<Option<Tensor>>>,
+}
+
 impl Dense {
     /// x (rows, in) W^T in bf16 where this op takes it; None otherwise.
     fn bf16_forward(
@@ -122,17 +137,6 @@ impl Dense {
         }
         super::bf16::matmul_t(a, b, transposed)
     }
-}
-
-struct Dense {
-    activation: Activation,
-    /// The three products in bf16 with f32 sums ([`super::bf16`], `--bf16`):
-    /// only where the op trains.
-    bf16: bool,
-    /// With an activation, when a backward pass may follow: `x W^T + b`,
-    /// whose GELU derivative the backward pass needs (the op's output is
-    /// GELU of it). Stored by the forward pass; `None` at inference.
-    pre_activation: Option<Mutex<Option<Tensor>>>,
 }
 
 impl CustomOp3 for Dense {
