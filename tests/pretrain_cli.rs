@@ -51,26 +51,30 @@ fn simulate_synth_pretrain_on_a_tiny_model() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (synth, held_out, model) = (dir("synth"), dir("held-out"), dir("model"));
-    let mut args = vec![
-        "pretrain",
-        "--data",
-        &synth,
-        "--eval-data",
-        &held_out,
-        "--out",
-        &model,
-        "--max-steps",
-        "4",
-        "--eval-every",
-        "2",
-        "--threads",
-        "1",
-        "--quiet",
-    ];
-    args.extend(tiny);
-    let out = labelgen(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // pretrain of the tiny config into `out`, held-out AUC every 2 steps.
+    let pretrain = |out: &str, steps: &str, extra: &[&str]| {
+        let mut args = vec![
+            "pretrain",
+            "--data",
+            &synth,
+            "--eval-data",
+            &held_out,
+            "--out",
+            out,
+            "--max-steps",
+            steps,
+            "--eval-every",
+            "2",
+            "--quiet",
+        ];
+        args.extend(tiny);
+        args.extend(extra);
+        let out = labelgen(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (summary, stderr(&out))
+    };
+    let (summary, _) = pretrain(&model, "4", &["--threads", "1"]);
     assert_eq!(summary["steps"], 4);
     assert_eq!(summary["curve"].as_array().unwrap().len(), 2);
     // An AUC on the held-out pairs (a probability, whatever 4 steps learnt),
@@ -105,30 +109,11 @@ fn simulate_synth_pretrain_on_a_tiny_model() {
     assert_eq!(summary["bf16"], false);
     // --bf16: mixed precision where the CPU has AVX-512 BF16, f32 and a
     // warning elsewhere; the held-out loss stays finite either way.
-    let mixed = dir("mixed");
-    let mut args = vec![
-        "pretrain",
-        "--data",
-        &synth,
-        "--eval-data",
-        &held_out,
-        "--out",
-        &mixed,
-        "--max-steps",
-        "2",
-        "--eval-every",
-        "2",
-        "--quiet",
-        "--bf16",
-    ];
-    args.extend(tiny);
-    let out = labelgen(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (summary, messages) = pretrain(&dir("mixed"), "2", &["--bf16"]);
     let has_bf16 = labelgen::model::kernels::bf16::available();
     assert_eq!(summary["bf16"], has_bf16);
     assert_eq!(
-        stderr(&out).contains("--bf16 needs a CPU with AVX-512 BF16"),
+        messages.contains("--bf16 needs a CPU with AVX-512 BF16"),
         !has_bf16
     );
     assert!(summary["eval_loss"].as_f64().is_some_and(f64::is_finite));
