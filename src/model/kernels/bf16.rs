@@ -396,15 +396,15 @@ mod x86 {
 /// itself or transposed (`transposed`); see [`product`]. None where the
 /// kernel does not apply.
 pub fn matmul_t(a: &Tensor, b: &Tensor, transposed: (bool, bool)) -> Result<Option<Tensor>> {
-    let (a_dims, b_dims) = (a.dims2()?, b.dims2()?);
+    let b_dims = b.dims2()?;
     let n = if transposed.1 { b_dims.1 } else { b_dims.0 };
     if !available() || n % PANEL != 0 {
         return Ok(None);
     }
     let op = Product { transposed };
-    let (a, b) = (a.contiguous()?, b.contiguous()?);
-    debug_assert_eq!((a.dims2()?, b.dims2()?), (a_dims, b_dims));
-    a.apply_op2_no_bwd(&b, &op).map(Some)
+    a.contiguous()?
+        .apply_op2_no_bwd(&b.contiguous()?, &op)
+        .map(Some)
 }
 
 struct Product {
