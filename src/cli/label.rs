@@ -50,7 +50,7 @@ impl LabelArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         self.common.apply()?;
         let config = self.into_config()?;
-        let summary = label::run(&config)?;
+        let summary = Common::on_pool(|| label::run(&config))?;
         if let Some(warning) = summary.warning_text(&config.logs) {
             eprintln!("{warning}");
         }

@@ -89,7 +89,7 @@ impl PretrainArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         self.common.apply()?;
         let config = self.into_config()?;
-        let summary = pretrain::run(&config)?;
+        let summary = Common::on_pool(|| pretrain::run(&config))?;
         if let Some(warning) = kernels::bf16::fallback_warning(config.bf16, summary.bf16) {
             eprintln!("{warning}");
         }

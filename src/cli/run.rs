@@ -41,7 +41,8 @@ impl RunArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         self.common.apply()?;
         let dry_run = self.dry_run;
-        let summary = pipeline::run(&self.into_config())?;
+        let config = self.into_config();
+        let summary = Common::on_pool(|| pipeline::run(&config))?;
         if dry_run {
             print_stdout(&summary.plan_text())?;
         }

@@ -139,7 +139,7 @@ impl TrainArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         self.common.apply()?;
         let config = self.into_config()?;
-        let summary = train::run(&config)?;
+        let summary = Common::on_pool(|| train::run(&config))?;
         let outputs = "the cached encoder states were";
         if let Some(warning) =
             Precision::fallback_warning(config.precision, summary.precision, outputs)
