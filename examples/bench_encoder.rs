@@ -295,7 +295,8 @@ fn main() -> anyhow::Result<()> {
     );
     let mut configs = serde_json::Map::new();
     for shape in SHAPES.iter().filter(|s| only.is_none_or(|o| o == s.name)) {
-        let m = bench_shape(shape, peak, &options)?;
+        // On a pool worker, as `labelgen` runs its commands (src/cli/common.rs).
+        let m = rayon::scope(|_| bench_shape(shape, peak, &options))?;
         println!(
             "{:<14} {:>10.1} {:>11.0}% {:>10.1} {:>11.0}% {:>12.2}",
             shape.name,
