@@ -33,8 +33,9 @@ impl Common {
     /// the cores: each parallel op wakes the workers and puts the caller to
     /// sleep, and while it runs serial code (candle's graph, small ops) idle
     /// workers spin on the cores it needs. On a worker, its share of each
-    /// parallel op runs in place and the other workers steal the rest: a
-    /// `train --train-top-layers 2` run 1.09x faster (BENCHMARKS.md).
+    /// parallel op runs in place and the other workers steal the rest
+    /// (BENCHMARKS.md: a frozen epoch 1.14-1.21x faster, a top-2 one
+    /// 1.02-1.06x, bound by its products).
     pub fn on_pool<T: Send>(work: impl FnOnce() -> T + Send) -> T {
         rayon::scope(|_| work())
     }
