@@ -161,12 +161,13 @@ struct Measured {
     flops_per_token: f64,
 }
 
-/// How a benchmark runs: `infer_only` skips the training step (for a
-/// profiler); `int16`: the inference in int16 dense layers; `bf16`: the
+/// How a benchmark runs: `infer_only` skips the training step and
+/// `train_only` the inference (for a profiler); `int16`: the inference in int16 dense layers; `bf16`: the
 /// training step's products in bf16.
 struct Options {
     budget: f64,
     infer_only: bool,
+    train_only: bool,
     int16: bool,
     bf16: bool,
 }
@@ -175,6 +176,7 @@ fn bench_shape(shape: &Shape, peak: f64, options: &Options) -> anyhow::Result<Me
     let Options {
         budget,
         infer_only,
+        train_only,
         int16,
         bf16,
     } = *options;
@@ -207,12 +209,17 @@ fn bench_shape(shape: &Shape, peak: f64, options: &Options) -> anyhow::Result<Me
         precision.precision() == asked,
         "--precision int16 needs AVX2"
     );
-    let infer_seconds = timed(budget, || {
-        for (ids, mask) in &batches {
-            frozen.forward(ids, mask)?;
-        }
-        Ok(())
-    })?;
+    // Not measured with --train-only: its figures print as NaN.
+    let infer_seconds = if train_only {
+        f64::NAN
+    } else {
+        timed(budget, || {
+            for (ids, mask) in &batches {
+                frozen.forward(ids, mask)?;
+            }
+            Ok(())
+        })?
+    };
     drop(precision);
     let mean_width = computed as f64 / TURNS as f64;
     let (rows, width) = TRAIN_SHAPE;
@@ -255,6 +262,9 @@ fn bench_shape(shape: &Shape, peak: f64, options: &Options) -> anyhow::Result<Me
 }
 
 fn main() -> anyhow::Result<()> {
+    // As `labelgen`'s commands set it (src/cli/common.rs).
+    // SAFETY: first thing in main, before any thread is spawned.
+    unsafe { kernels::park_elementwise_workers() };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let json_path = args
@@ -279,11 +289,14 @@ fn main() -> anyhow::Result<()> {
     let options = Options {
         budget: if quick { 1.0 } else { 4.0 },
         infer_only: args.iter().any(|a| a == "--infer-only"),
+        train_only: args.iter().any(|a| a == "--train-only"),
         int16,
         bf16: args.iter().any(|a| a == "--bf16"),
     };
     let threads = candle_core::utils::get_num_threads();
-    let peak = matmul_gflops(options.budget)?;
+    // A profile of one side leaves the peak to a full run.
+    let profiling = options.infer_only || options.train_only;
+    let peak = matmul_gflops(if profiling { 0.0 } else { options.budget })?;
     println!(
         "labelgen (candle) on {threads} threads: f32 matmul n=1024 {peak:.1} GFLOP/s; inference in {}, training products in {}",
         if int16 { "int16" } else { "f32" },

@@ -2,6 +2,8 @@
 
 use clap::Args;
 
+use labelgen::model::kernels;
+
 #[derive(Args)]
 pub struct Common {
     /// No progress bars
@@ -24,6 +26,8 @@ impl Common {
             unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
             pool = pool.num_threads(threads);
         }
+        // SAFETY: as above: from main, before any thread is spawned.
+        unsafe { kernels::park_elementwise_workers() };
         pool.build_global()?;
         Ok(())
     }

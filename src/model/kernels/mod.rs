@@ -24,6 +24,27 @@ mod switch;
 use candle_core::{CpuStorage, Layout, Result, Tensor};
 use rayon::prelude::*;
 
+/// candle 0.11 runs its element-wise ops (residual adds, the gradient sums
+/// of every backward step) on a pool of its own beside rayon's, one thread
+/// fewer than `RAYON_NUM_THREADS`, whose workers spin for 25,000 pauses
+/// after each op before they park. On 2 cores that third thread spins on a
+/// core that rayon's workers need for the next kernel: 18% of the samples
+/// of the default encoder's training step were its spin (perf). Parked at
+/// once, it costs a wake-up per op instead: the default encoder's step
+/// 1.14-1.24x faster, 4 x 256's 1.08-1.10x, MiniLM's and `label` within
+/// the noise, a whole-encoder `train` 1.10x (BENCHMARKS.md, 2026-12-07);
+/// no value changes. A value the user set is kept.
+///
+/// # Safety
+/// Sets an environment variable: call it before any thread is spawned.
+pub unsafe fn park_elementwise_workers() {
+    const SPIN_LIMIT: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(SPIN_LIMIT).is_none() {
+        // SAFETY: the caller's promise: no other thread reads the environment.
+        unsafe { std::env::set_var(SPIN_LIMIT, "0") };
+    }
+}
+
 /// Elements per parallel task: below twice this a tensor is done on one thread.
 const TASK_ELEMENTS: usize = 1 << 15;
 
