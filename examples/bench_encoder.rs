@@ -8,8 +8,11 @@
 //! prints the ratios.
 //!
 //!     cargo run --release --example bench_encoder -- [--quick] [--json FILE] [--shape NAME]
-//!         [--precision int16] [--bf16]
+//!         [--precision int16] [--bf16] [--infer-only | --train-only]
 //!
+//! `--infer-only` / `--train-only`: one side measured, for a profiler (the
+//! training step then runs 4 times; the inference not at all, its figures
+//! NaN); the matmul peak from 4 runs only.
 //! `--precision int16`: the inference in 16-bit integer dense layers, as
 //! `label --precision int16` (kernels::int16; the training step stays f32).
 //! `--bf16`: the training step's dense-layer products in bf16 with f32
