@@ -165,8 +165,8 @@ struct Measured {
 }
 
 /// How a benchmark runs: `infer_only` skips the training step and
-/// `train_only` the inference (for a profiler); `int16`: the inference in int16 dense layers; `bf16`: the
-/// training step's products in bf16.
+/// `train_only` the inference (for a profiler); `int16`: the inference in
+/// int16 dense layers; `bf16`: the training step's products in bf16.
 struct Options {
     budget: f64,
     infer_only: bool,
