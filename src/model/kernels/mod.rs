@@ -32,8 +32,8 @@ use rayon::prelude::*;
 /// of the default encoder's training step were its spin (perf). Parked at
 /// once, it costs a wake-up per op instead: the default encoder's step
 /// 1.14-1.24x faster, 4 x 256's 1.08-1.10x, MiniLM's and `label` within
-/// the noise, a whole-encoder `train` 1.10x (BENCHMARKS.md, 2026-12-07);
-/// no value changes. A value the user set is kept.
+/// the noise, a whole-encoder `train` 1.09-1.10x and `pretrain` 1.17x
+/// (BENCHMARKS.md, 2026-12-07); no value changes. A value the user set is kept.
 ///
 /// # Safety
 /// Sets an environment variable: call it before any thread is spawned.
