@@ -72,14 +72,6 @@ impl Dims {
     }
 }
 
-/// `y += a * x`
-#[inline(always)]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
 /// Softmax of one row in place. The exponentials and the sum are separate
 /// loops so the first vectorises; the sum keeps eight running totals.
 #[inline(always)]
@@ -102,52 +94,74 @@ fn softmax(row: &mut [f32]) {
     }
 }
 
-/// Weighted sums of rows: `out[r] = sum_k weights[r * by_out + k * by_row] * rows[k]`
-/// for rows of `width` values, `out` and `rows` both (count, width). For the
-/// common head sizes the sum of a row is kept in registers (a fixed-size
-/// accumulator), not stored and reloaded at every term.
-#[inline(always)]
-fn weighted_sums(
-    weights: &[f32],
+/// Where a weighted sum's weights sit: `weights[r * by_out + k * by_row]`
+/// weighs row k in output r, times `scale`.
+#[derive(Clone, Copy)]
+struct Weights<'a> {
+    values: &'a [f32],
     by_out: usize,
     by_row: usize,
-    rows: &[f32],
-    width: usize,
-    out: &mut [f32],
-) {
-    match width {
-        16 => weighted_sums_of::<16>(weights, by_out, by_row, rows, out),
-        32 => weighted_sums_of::<32>(weights, by_out, by_row, rows, out),
-        64 => weighted_sums_of::<64>(weights, by_out, by_row, rows, out),
-        _ => {
-            for (r, out) in out.chunks_exact_mut(width).enumerate() {
-                out.fill(0.0);
-                for (k, row) in rows.chunks_exact(width).enumerate() {
-                    axpy(out, weights[r * by_out + k * by_row], row);
-                }
-            }
+    scale: f32,
+}
+
+impl Weights<'_> {
+    fn of(values: &[f32], by_out: usize, by_row: usize) -> Weights<'_> {
+        Weights {
+            values,
+            by_out,
+            by_row,
+            scale: 1.0,
         }
     }
 }
 
+/// Weighted sums of rows: `out[r] = sum_k w(r, k) rows[k]` for rows of
+/// `width` values, `out` and `rows` both (count, width). The columns go in
+/// blocks of 32, 16, ..., 1, each block's sums kept in registers (a
+/// fixed-size accumulator) over every term, not stored and reloaded at
+/// each: the load-add-store of a row per term was the hottest loop of the
+/// backward pass. Every sum adds its terms in the order of k, from zero.
 #[inline(always)]
-fn weighted_sums_of<const WIDTH: usize>(
-    weights: &[f32],
-    by_out: usize,
-    by_row: usize,
+fn weighted_sums(weights: Weights, rows: &[f32], width: usize, out: &mut [f32]) {
+    let mut start = 0;
+    while start < width {
+        start += match width - start {
+            32.. => column_block::<32>(weights, rows, width, start, out),
+            16.. => column_block::<16>(weights, rows, width, start, out),
+            8.. => column_block::<8>(weights, rows, width, start, out),
+            4.. => column_block::<4>(weights, rows, width, start, out),
+            2.. => column_block::<2>(weights, rows, width, start, out),
+            _ => column_block::<1>(weights, rows, width, start, out),
+        };
+    }
+}
+
+/// [`weighted_sums`] of columns `start..start + WIDTH`; returns WIDTH.
+#[inline(always)]
+fn column_block<const WIDTH: usize>(
+    weights: Weights,
     rows: &[f32],
+    width: usize,
+    start: usize,
     out: &mut [f32],
-) {
-    for (r, out) in out.chunks_exact_mut(WIDTH).enumerate() {
+) -> usize {
+    let Weights {
+        values,
+        by_out,
+        by_row,
+        scale,
+    } = weights;
+    for (r, out) in out.chunks_exact_mut(width).enumerate() {
         let mut sum = [0f32; WIDTH];
-        for (k, row) in rows.chunks_exact(WIDTH).enumerate() {
-            let weight = weights[r * by_out + k * by_row];
-            for (s, v) in sum.iter_mut().zip(row) {
+        for (k, row) in rows.chunks_exact(width).enumerate() {
+            let weight = scale * values[r * by_out + k * by_row];
+            for (s, v) in sum.iter_mut().zip(&row[start..start + WIDTH]) {
                 *s += weight * v;
             }
         }
-        out.copy_from_slice(&sum);
+        out[start..start + WIDTH].copy_from_slice(&sum);
     }
+    WIDTH
 }
 
 /// One sequence's Q, K and V regrouped by head, read from its packed rows
@@ -229,14 +243,15 @@ impl Regrouped {
         let scale = (head_dim as f32).powf(-0.5);
         let keys_t = self.block(&self.keys_t, head);
         let queries = self.block(&self.queries, head);
-        for ((i, scores), query) in weights
-            .chunks_mut(seq)
-            .enumerate()
-            .zip(queries.chunks_exact(head_dim))
-        {
-            scores.copy_from_slice(self.dims.mask_row(mask, b, i));
-            for (t, &q) in query.iter().enumerate() {
-                axpy(scores, scale * q, &keys_t[t * seq..(t + 1) * seq]);
+        // scores_i = sum_t s q_it K^T_t, then the mask
+        let scaled_queries = Weights {
+            scale,
+            ..Weights::of(queries, head_dim, 1)
+        };
+        weighted_sums(scaled_queries, keys_t, seq, weights);
+        for (i, scores) in weights.chunks_mut(seq).enumerate() {
+            for (s, m) in scores.iter_mut().zip(self.dims.mask_row(mask, b, i)) {
+                *s += m;
             }
             softmax(scores);
         }
@@ -384,7 +399,7 @@ fn forward_sequence(dims: Dims, mask: &[f32], b: usize, rows: &[f32], context: &
         regrouped.weights(mask, b, head, &mut weights);
         // context_i = sum_j P_ij V_j
         let values = regrouped.block(&regrouped.values, head);
-        weighted_sums(&weights, seq, 1, values, head_dim, &mut block);
+        weighted_sums(Weights::of(&weights, seq, 1), values, head_dim, &mut block);
         scatter(&block, head_dim, head, 0, hidden, context);
     }
 }
@@ -486,17 +501,19 @@ fn head_backward(
     regrouped.weights(mask, b, head, &mut scratch.weights);
     let values_t = regrouped.block(&regrouped.values, head);
     let context_grads = regrouped.block(&scratch.context_grads, head);
-    // dS, row by row: dP_i = dO_i V^T, then dS_i in place.
-    for ((dp, p), context_grad) in scratch
+    // dP_i = dO_i V^T, then dS_i in place, row by row.
+    let context_grad_weights = Weights::of(context_grads, head_dim, 1);
+    weighted_sums(
+        context_grad_weights,
+        values_t,
+        seq,
+        &mut scratch.weight_grads,
+    );
+    for (dp, p) in scratch
         .weight_grads
         .chunks_exact_mut(seq)
         .zip(scratch.weights.chunks_exact(seq))
-        .zip(context_grads.chunks_exact(head_dim))
     {
-        dp.fill(0.0);
-        for (t, &g) in context_grad.iter().enumerate() {
-            axpy(dp, g, &values_t[t * seq..(t + 1) * seq]);
-        }
         let centre: f32 = p.iter().zip(dp.iter()).map(|(p, d)| p * d).sum();
         for (d, &p) in dp.iter_mut().zip(p) {
             *d = p * (*d - centre) * scale;
@@ -504,15 +521,21 @@ fn head_backward(
     }
     let block = &mut scratch.block;
     // dV_j = sum_i P_ij dO_i
-    weighted_sums(&scratch.weights, 1, seq, context_grads, head_dim, block);
+    weighted_sums(
+        Weights::of(&scratch.weights, 1, seq),
+        context_grads,
+        head_dim,
+        block,
+    );
     scatter(block, head_dim, head, 2 * hidden, 3 * hidden, qkv_grad);
     // dK_j = sum_i dS_ij Q_i (the scale is in dS)
     let queries = regrouped.block(&regrouped.queries, head);
-    weighted_sums(&scratch.weight_grads, 1, seq, queries, head_dim, block);
+    let weight_grads = &scratch.weight_grads;
+    weighted_sums(Weights::of(weight_grads, 1, seq), queries, head_dim, block);
     scatter(block, head_dim, head, hidden, 3 * hidden, qkv_grad);
     // dQ_i = sum_j dS_ij K_j
     let keys = regrouped.block(&regrouped.keys, head);
-    weighted_sums(&scratch.weight_grads, seq, 1, keys, head_dim, block);
+    weighted_sums(Weights::of(weight_grads, seq, 1), keys, head_dim, block);
     scatter(block, head_dim, head, 0, 3 * hidden, qkv_grad);
 }
 
@@ -565,7 +588,8 @@ mod tests {
             .unwrap()
     }
 
-    /// Heads of 8 take the generic weighted sums, 16 and 32 the fixed-width ones.
+    /// Heads of 8, 16 and 32 (column blocks of each width; sequences of 7 and
+    /// 6 take the blocks of 4, 2 and 1).
     fn check(batch: usize, seq: usize, heads: usize, mask: Tensor) {
         for head_dim in [8, 16, 32] {
             check_heads_of(batch, seq, heads, head_dim, &mask);

@@ -52,6 +52,7 @@ pub(super) fn gelu(x: f32) -> f32 {
 }
 
 /// The derivative of GELU: Phi(x) + x phi(x), with phi the standard normal density.
+#[inline(always)]
 fn gelu_derivative(x: f32) -> f32 {
     const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
     let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
@@ -59,7 +60,60 @@ fn gelu_derivative(x: f32) -> f32 {
 }
 
 /// Rows of this many elements for the element-wise maps (any length works).
-const ROW: usize = 1024;
+pub(super) const ROW: usize = 1024;
+
+/// GELU of each of `x` into `out` (the same length), on one thread.
+pub(super) fn gelu_slice(x: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { simd::gelu_slice_avx2(x, out) };
+    }
+    gelu_loop(x, out)
+}
+
+/// `grad * GELU'(x)` elementwise into `out` (all three the same length),
+/// on one thread.
+fn gelu_backward_slice(x: &[f32], grad: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { simd::gelu_backward_slice_avx2(x, grad, out) };
+    }
+    gelu_backward_loop(x, grad, out)
+}
+
+#[inline(always)]
+fn gelu_loop(x: &[f32], out: &mut [f32]) {
+    for (o, &x) in out.iter_mut().zip(x) {
+        *o = gelu(x);
+    }
+}
+
+#[inline(always)]
+fn gelu_backward_loop(x: &[f32], grad: &[f32], out: &mut [f32]) {
+    for ((o, &x), &g) in out.iter_mut().zip(x).zip(grad) {
+        *o = g * gelu_derivative(x);
+    }
+}
+
+/// The loops built for AVX2 with FMA, chosen at run time where the CPU has
+/// them: the baseline x86-64 build runs them 4 lanes at a time in SSE (the
+/// forward and backward GELU of training were 11% of the default encoder's
+/// step). The same operations in the same order (Rust fuses no
+/// multiply-add by itself), so the same values.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn gelu_slice_avx2(x: &[f32], out: &mut [f32]) {
+        super::gelu_loop(x, out)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn gelu_backward_slice_avx2(x: &[f32], grad: &[f32], out: &mut [f32]) {
+        super::gelu_backward_loop(x, grad, out)
+    }
+}
 
 struct GeluErf;
 
@@ -70,11 +124,7 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let input = contiguous_f32(storage, layout, self.name())?;
-        let out = map_rows(input, ROW, |x, out| {
-            for (o, &x) in out.iter_mut().zip(x) {
-                *o = gelu(x);
-            }
-        });
+        let out = map_rows(input, ROW, gelu_slice);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
@@ -103,11 +153,7 @@ impl CustomOp2 for GeluErfBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(x, x_layout, self.name())?;
         let grad = contiguous_f32(grad, grad_layout, self.name())?;
-        let out = map_rows2(x, grad, ROW, |x, grad, out| {
-            for ((o, &x), &g) in out.iter_mut().zip(x).zip(grad) {
-                *o = g * gelu_derivative(x);
-            }
-        });
+        let out = map_rows2(x, grad, ROW, gelu_backward_slice);
         Ok((CpuStorage::F32(out), x_layout.shape().clone()))
     }
 }

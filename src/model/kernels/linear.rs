@@ -28,7 +28,7 @@ use rayon::prelude::*;
 
 use super::bf16::Factor;
 use super::bias::ColumnSums;
-use super::gelu::{GeluErfBackward, gelu};
+use super::gelu::{self, GeluErfBackward, gelu};
 use super::{TASK_ELEMENTS, supported};
 
 /// What the op applies after `x W^T + b`.
@@ -191,13 +191,8 @@ impl CustomOp3 for Dense {
         let Some(pre_activation) = &self.pre_activation else {
             return Ok((CpuStorage::F32(y), shape));
         };
-        // Training: GELU into a new vector (collected, so never zeroed
-        // first), x W^T + b kept for the backward pass.
-        let activated: Vec<f32> = y
-            .par_iter()
-            .with_min_len(TASK_ELEMENTS)
-            .map(|&v| gelu(v))
-            .collect();
+        // Training: GELU into a new vector, x W^T + b kept for the backward pass.
+        let activated = super::map_rows(&y, gelu::ROW, gelu::gelu_slice);
         let kept = Tensor::from_vec(y, shape.clone(), &Device::Cpu)?;
         *pre_activation
             .lock()
