@@ -5,7 +5,12 @@ inputs and thread count, timed the same way. scripts/bench/encoder.sh runs
 both and prints the ratios; it installs torch and transformers into a venv
 under ~/.cache (never in CI).
 
-Usage: peer_torch.py --threads N [--quick] [--bf16] [--json FILE]
+Usage: peer_torch.py --threads N [--quick] [--bf16] [--json FILE] [--shape NAME]
+                     [--train-only]
+
+--shape: one config only (default-2x128, 4x256 or minilm-6x384); --train-only:
+the training step only (inference NaN), as bench_encoder's flags of the same
+names, for quick rounds alternated with it.
 
 --bf16: the training step's forward under torch.autocast("cpu",
 dtype=torch.bfloat16), PyTorch's mixed precision (its matmuls in bf16 on
@@ -98,7 +103,7 @@ def inference_batches(vocab):
     return batches
 
 
-def bench_config(name, budget, bf16):
+def bench_config(name, budget, bf16, train_only):
     model, vocab = model_for(name)
     model.eval()
     batches = inference_batches(vocab)
@@ -108,7 +113,7 @@ def bench_config(name, budget, bf16):
             for ids, mask in batches:
                 model(input_ids=ids, attention_mask=mask)
 
-    infer_seconds = timed(infer, budget)
+    infer_seconds = float("nan") if train_only else timed(infer, budget)
     model.train()
     rows, width = TRAIN_SHAPE
     ids = torch.tensor([token_ids(t, width, vocab) for t in range(rows)])
@@ -135,7 +140,10 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--json")
+    parser.add_argument("--shape", choices=list(CONFIGS))
+    parser.add_argument("--train-only", action="store_true")
     args = parser.parse_args()
+    names = [args.shape] if args.shape else list(CONFIGS)
     torch.set_num_threads(args.threads)
     budget = 1.0 if args.quick else 4.0
     result = {
@@ -143,7 +151,9 @@ def main():
         "threads": torch.get_num_threads(),
         "matmul_gflops": matmul_gflops(budget),
         "training_products": "bf16" if args.bf16 else "f32",
-        "configs": {name: bench_config(name, budget, args.bf16) for name in CONFIGS},
+        "configs": {
+            name: bench_config(name, budget, args.bf16, args.train_only) for name in names
+        },
     }
     text = json.dumps(result, indent=2)
     print(text)
