@@ -6,11 +6,11 @@ both and prints the ratios; it installs torch and transformers into a venv
 under ~/.cache (never in CI).
 
 Usage: peer_torch.py --threads N [--quick] [--bf16] [--json FILE] [--shape NAME]
-                     [--train-only]
+                     [--train-only | --infer-only]
 
---shape: one config only (default-2x128, 4x256 or minilm-6x384); --train-only:
-the training step only (inference NaN), as bench_encoder's flags of the same
-names, for quick rounds alternated with it.
+--shape: one config only (default-2x128, 4x256 or minilm-6x384); --train-only /
+--infer-only: one side only (the other NaN), as bench_encoder's flags of the
+same names, for quick rounds alternated with it.
 
 --bf16: the training step's forward under torch.autocast("cpu",
 dtype=torch.bfloat16), PyTorch's mixed precision (its matmuls in bf16 on
@@ -103,7 +103,7 @@ def inference_batches(vocab):
     return batches
 
 
-def bench_config(name, budget, bf16, train_only):
+def bench_config(name, budget, bf16, train_only, infer_only):
     model, vocab = model_for(name)
     model.eval()
     batches = inference_batches(vocab)
@@ -127,7 +127,7 @@ def bench_config(name, budget, bf16, train_only):
         hidden.float().pow(2).mean().backward()
         optimizer.step()
 
-    step_seconds = timed(step, budget)
+    step_seconds = float("nan") if infer_only else timed(step, budget)
     return {
         "inference_turns_per_s": TURNS / infer_seconds,
         "train_tokens_per_s": rows * width / step_seconds,
@@ -141,7 +141,9 @@ def main():
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--json")
     parser.add_argument("--shape", choices=list(CONFIGS))
-    parser.add_argument("--train-only", action="store_true")
+    sides = parser.add_mutually_exclusive_group()
+    sides.add_argument("--train-only", action="store_true")
+    sides.add_argument("--infer-only", action="store_true")
     args = parser.parse_args()
     names = [args.shape] if args.shape else list(CONFIGS)
     torch.set_num_threads(args.threads)
@@ -152,7 +154,7 @@ def main():
         "matmul_gflops": matmul_gflops(budget),
         "training_products": "bf16" if args.bf16 else "f32",
         "configs": {
-            name: bench_config(name, budget, args.bf16, args.train_only) for name in names
+            name: bench_config(name, budget, args.bf16, args.train_only, args.infer_only) for name in names
         },
     }
     text = json.dumps(result, indent=2)
