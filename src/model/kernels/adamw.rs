@@ -30,6 +30,7 @@ pub struct Update {
 }
 
 impl Update {
+    #[inline(always)]
     fn apply(&self, weight: &mut f32, grad: f32, m: &mut f32, v: &mut f32) {
         let g = grad * self.grad_scale;
         *m = self.beta1 * *m + (1.0 - self.beta1) * g;
@@ -83,12 +84,48 @@ impl InplaceOp2 for AdamWStep<'_> {
             .zip(grad.par_chunks(TASK_ELEMENTS))
             .zip(m.par_chunks_mut(TASK_ELEMENTS))
             .zip(v.par_chunks_mut(TASK_ELEMENTS))
-            .for_each(|(((w, g), m), v)| {
-                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
-                    update.apply(w, g, m, v);
-                }
-            });
+            .for_each(|(((w, g), m), v)| update.apply_all(w, g, m, v));
         Ok(())
+    }
+}
+
+impl Update {
+    /// [`Update::apply`] over equal-length slices, on one thread.
+    fn apply_all(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if super::avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { simd::apply_all_avx2(self, w, g, m, v) };
+        }
+        self.apply_loop(w, g, m, v)
+    }
+
+    #[inline(always)]
+    fn apply_loop(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+            self.apply(w, g, m, v);
+        }
+    }
+}
+
+/// The update's loop built for AVX2, chosen at run time where the CPU has
+/// it: in the baseline x86-64 build its two divisions and square root ran
+/// 4 lanes at a time in SSE, 5% of a MiniLM bf16 training step (every
+/// weight, the 30,522 x 384 word embeddings included, is updated every
+/// step). The same operations in the same order (Rust fuses no
+/// multiply-add by itself; division and square root are exact in IEEE),
+/// so the same values.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn apply_all_avx2(
+        update: &super::Update,
+        w: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+    ) {
+        update.apply_loop(w, g, m, v)
     }
 }
 
@@ -178,6 +215,40 @@ mod tests {
         let v = Tensor::from_vec(v, n, &device).unwrap();
         assert!(difference(&m, &m1).unwrap() < 1e-6, "m");
         assert!(difference(&v, &v1).unwrap() < 1e-6, "v");
+    }
+
+    /// The AVX2 build against the baseline one, bit for bit, where the CPU has AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_build_updates_as_the_baseline_build_does() {
+        if !super::super::avx2_fma() {
+            return;
+        }
+        let values = |n: usize, std: f32| {
+            Tensor::randn(0f32, std, n, &Device::Cpu)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let n = 1003;
+        let (w, g, m) = (values(n, 1.0), values(n, 1.0), values(n, 0.1));
+        let v: Vec<f32> = values(n, 0.1).iter().map(|v| v.abs()).collect();
+        let update = Update {
+            grad_scale: 0.7,
+            learning_rate: 1e-3,
+            weight_decay: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            correction1: 1.0 - 0.9f32.powi(5),
+            correction2: 1.0 - 0.999f32.powi(5),
+            eps: 1e-8,
+        };
+        let mut baseline = (w.clone(), m.clone(), v.clone());
+        update.apply_loop(&mut baseline.0, &g, &mut baseline.1, &mut baseline.2);
+        let mut avx2 = (w, m, v);
+        // SAFETY: checked above that the CPU has AVX2 and FMA.
+        unsafe { simd::apply_all_avx2(&update, &mut avx2.0, &g, &mut avx2.1, &mut avx2.2) };
+        assert_eq!(baseline, avx2);
     }
 
     #[test]
