@@ -171,6 +171,21 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// AdamW's usual scalars (lr 1e-3, decay 0.01, betas 0.9 and 0.999) at
+    /// step `t`, the gradient scaled by `grad_scale`.
+    fn update_at_step(t: i32, grad_scale: f32) -> Update {
+        Update {
+            grad_scale,
+            learning_rate: 1e-3,
+            weight_decay: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            correction1: 1.0 - 0.9f32.powi(t),
+            correction2: 1.0 - 0.999f32.powi(t),
+            eps: 1e-8,
+        }
+    }
+
     /// The update written with candle ops, as optim.rs wrote it before.
     #[test]
     fn it_updates_as_the_op_chain() {
@@ -180,16 +195,7 @@ mod tests {
         let grad = Tensor::randn(0f32, 1.0, n, &device).unwrap();
         let m0 = Tensor::randn(0f32, 0.1, n, &device).unwrap();
         let v0 = Tensor::randn(0f32, 0.1, n, &device).unwrap().abs().unwrap();
-        let update = Update {
-            grad_scale: 0.5,
-            learning_rate: 1e-3,
-            weight_decay: 0.01,
-            beta1: 0.9,
-            beta2: 0.999,
-            correction1: 1.0 - 0.9f32.powi(3),
-            correction2: 1.0 - 0.999f32.powi(3),
-            eps: 1e-8,
-        };
+        let update = update_at_step(3, 0.5);
         let g = (&grad * 0.5).unwrap();
         let m1 = ((&m0 * 0.9).unwrap() + (&g * 0.1).unwrap()).unwrap();
         let v1 = ((&v0 * 0.999).unwrap() + (g.sqr().unwrap() * 0.001).unwrap()).unwrap();
@@ -233,16 +239,7 @@ mod tests {
         let n = 1003;
         let (w, g, m) = (values(n, 1.0), values(n, 1.0), values(n, 0.1));
         let v: Vec<f32> = values(n, 0.1).iter().map(|v| v.abs()).collect();
-        let update = Update {
-            grad_scale: 0.7,
-            learning_rate: 1e-3,
-            weight_decay: 0.01,
-            beta1: 0.9,
-            beta2: 0.999,
-            correction1: 1.0 - 0.9f32.powi(5),
-            correction2: 1.0 - 0.999f32.powi(5),
-            eps: 1e-8,
-        };
+        let update = update_at_step(5, 0.7);
         let mut baseline = (w.clone(), m.clone(), v.clone());
         update.apply_loop(&mut baseline.0, &g, &mut baseline.1, &mut baseline.2);
         let mut avx2 = (w, m, v);
