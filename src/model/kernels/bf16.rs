@@ -16,9 +16,10 @@
 //! it runs where an input records a graph.
 //!
 //! Kernel: c = a b^T for a of (m, k) and b of (n, k), both rounded to bf16
-//! with k in pairs (zero-padded to even); b packed in panels of 16 of its
-//! rows (the outputs) as int16's kernel packs a weight; 6 rows x 16 outputs
-//! of f32 sums in registers; 96-row blocks of c on rayon. Either factor may
+//! with k in pairs (zero-padded to even); b packed in panels of 32 of its
+//! rows (the outputs; a last panel of 16 padded with zero rows), as int16's
+//! kernel packs a weight; 8 rows x 32 outputs of f32 sums in 512-bit
+//! registers; 96-row blocks of c on rayon. Either factor may
 //! be the transpose of a stored matrix (the backward pass's dY^T and X^T):
 //! the rounding reads the stored rows in order and writes the pairs where
 //! the kernel wants them, so no f32 transpose is made.
@@ -30,16 +31,19 @@ use rayon::prelude::*;
 
 use super::switch::{Guard, Switch};
 
-/// Outputs per panel: two 256-bit registers of 8 f32 sums.
-const PANEL: usize = 16;
-/// Rows per register block.
-const STRIP: usize = 6;
-/// Rows of c per rayon task: 16 strips share each panel while it is in cache.
+/// f32 sums per 512-bit register; b's rows (c's columns) must come in
+/// multiples of it.
+const REGISTER: usize = 16;
+/// Outputs per panel: two registers of sums.
+const PANEL: usize = 2 * REGISTER;
+/// Rows per register block: 16 registers of sums.
+const STRIP: usize = 8;
+/// Rows of c per rayon task: 12 strips share each panel while it is in cache.
 const BLOCK: usize = 96;
 /// Pairs of k per pass over a block: a panel's share (16 KB) stays in L1
-/// while the block's 16 strips read it, where a whole panel of the
-/// weight's gradient (k = the batch's 2,048 tokens: 64 KB) would not.
-const CHUNK: usize = 256;
+/// while the block's 12 strips read it, where a whole panel of the
+/// weight's gradient (k = the batch's 2,048 tokens: 128 KB) would not.
+const CHUNK: usize = 128;
 
 static BF16: Switch = Switch::new(1);
 
@@ -78,12 +82,12 @@ pub fn enabled() -> bool {
     BF16.is_on() && available()
 }
 
-/// Whether the CPU has AVX-512 BF16 on 256-bit registers (AMD since Zen 4,
-/// Intel since Cooper Lake / Sapphire Rapids).
+/// Whether the CPU has AVX-512 BF16 (AMD since Zen 4, Intel since Cooper
+/// Lake / Sapphire Rapids); AVX2 for the rounding.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     return std::arch::is_x86_feature_detected!("avx512bf16")
-        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx2");
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -162,8 +166,9 @@ impl LeftPairs {
     }
 }
 
-/// The right factor b (n, k) in panels of 16 of its rows: panel p, pair t,
-/// then the 16 rows' pairs.
+/// The right factor b (n, k) in panels of 32 of its rows: panel p, pair t,
+/// then the 32 rows' pairs; zero rows pad the last panel where n is an odd
+/// multiple of 16.
 struct Panels {
     panels: Vec<u32>,
     pairs: usize,
@@ -173,11 +178,11 @@ impl Panels {
     /// None where n is not a multiple of 16.
     fn new(b: Factor) -> Option<Panels> {
         let (n, k) = b.logical();
-        if n % PANEL != 0 {
+        if n % REGISTER != 0 {
             return None;
         }
         let pairs = k.div_ceil(2);
-        let mut panels = uninit(n * pairs);
+        let mut panels = uninit(n.div_ceil(PANEL) * PANEL * pairs);
         if b.transposed {
             transposed_panels(b.data, (k, n), pairs, &mut panels);
         } else {
@@ -188,7 +193,11 @@ impl Panels {
                     // Each of the 16 stored rows in pairs, then into its column of the panel.
                     let mut row_pairs = uninit(pairs);
                     for (column, row) in (p * PANEL..(p + 1) * PANEL).enumerate() {
-                        round_row_in_pairs(&b.data[row * k..(row + 1) * k], &mut row_pairs);
+                        if row >= n {
+                            row_pairs.fill(MaybeUninit::new(0));
+                        } else {
+                            round_row_in_pairs(&b.data[row * k..(row + 1) * k], &mut row_pairs);
+                        }
                         for (out, pair) in panel.chunks_mut(PANEL).zip(&row_pairs) {
                             out[column] = *pair;
                         }
@@ -207,8 +216,9 @@ impl Panels {
     }
 }
 
-/// The panels of b = S^T for S of (k, n) stored: panel p's pair t is 16
-/// consecutive values of S's rows 2t and 2t + 1 (a zero row past the end).
+/// The panels of b = S^T for S of (k, n) stored: panel p's pair t is 32
+/// consecutive values of S's rows 2t and 2t + 1 (a zero row past the end;
+/// zeros past column n).
 /// A task takes a group of panels and reads S's rows in order, pairing a
 /// group-wide stretch at a time; a task per panel read 64 bytes of each
 /// row, striding through all of S once per panel (the pairing's first load
@@ -228,10 +238,13 @@ fn transposed_panels(
         .enumerate()
         .for_each(|(g, panels)| {
             let (first, width) = (g * group * PANEL, panels.len() / size * PANEL);
+            // Columns of S in this group; the rest pad the last panel.
+            let stored = width.min(n - first);
             let mut row_pairs = uninit(width);
+            row_pairs[stored..].fill(MaybeUninit::new(0));
             for t in 0..pairs {
-                let row = |i: usize| (i < k).then(|| &s[i * n + first..i * n + first + width]);
-                pair_up(row(2 * t), row(2 * t + 1), &mut row_pairs);
+                let row = |i: usize| (i < k).then(|| &s[i * n + first..i * n + first + stored]);
+                pair_up(row(2 * t), row(2 * t + 1), &mut row_pairs[..stored]);
                 for (q, stretch) in row_pairs.chunks_exact(PANEL).enumerate() {
                     let at = q * size + t * PANEL;
                     panels[at..at + PANEL].copy_from_slice(stretch);
@@ -332,7 +345,7 @@ pub fn product(a: Factor, b: Factor) -> Option<Vec<f32>> {
             let rows = out.len() / n.max(1);
             for first_pair in (0..panels.pairs).step_by(CHUNK) {
                 let pairs = first_pair..panels.pairs.min(first_pair + CHUNK);
-                for p in 0..n / PANEL {
+                for p in 0..n.div_ceil(PANEL) {
                     for first in (0..rows).step_by(STRIP) {
                         let strip = Strip {
                             left: &left,
@@ -355,7 +368,7 @@ pub fn product(a: Factor, b: Factor) -> Option<Vec<f32>> {
     Some(c)
 }
 
-/// Up to 6 rows of a against one panel of 16 rows of b.
+/// Up to 8 rows of a against one panel of 32 rows of b.
 struct Strip<'a> {
     left: &'a LeftPairs,
     /// a's first row here.
@@ -365,9 +378,9 @@ struct Strip<'a> {
     /// The pairs of k summed here; after the first chunk of k (which
     /// writes c) the sums are added to what c holds.
     pairs: std::ops::Range<usize>,
-    /// c from this strip's first row on; its 16 columns at `column` of
-    /// each of `rows` rows are written (from the chunk that starts at 0)
-    /// or added to.
+    /// c from this strip's first row on; its 32 columns at `column` (16
+    /// where c has no more) of each of `rows` rows are written (from the
+    /// chunk that starts at 0) or added to.
     out: &'a mut [MaybeUninit<f32>],
     outputs: usize,
     column: usize,
@@ -377,9 +390,11 @@ impl Strip<'_> {
     fn run(self) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `product` runs only where `available()`: AVX2 and
-        // AVX-512 BF16 with VL.
+        // AVX-512 F and BF16.
         unsafe {
             match self.rows {
+                8 => x86::strip::<8>(self),
+                7 => x86::strip::<7>(self),
                 6 => x86::strip::<6>(self),
                 5 => x86::strip::<5>(self),
                 4 => x86::strip::<4>(self),
@@ -393,7 +408,7 @@ impl Strip<'_> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{PANEL, Strip};
+    use super::{PANEL, REGISTER, Strip};
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
@@ -414,30 +429,40 @@ mod x86 {
         super::pair_up_loop(first, second, out)
     }
 
-    /// R rows' f32 sums over every pair, for 16 outputs, into c.
+    /// R rows' f32 sums over every pair, for 32 outputs (16 at c's last
+    /// column), into c.
     ///
-    /// SAFETY: the CPU has AVX2 and AVX-512 BF16 with VL; every pointer
-    /// read and write is within the lengths asserted first.
-    #[target_feature(enable = "avx2,avx512bf16,avx512vl")]
+    /// 512-bit registers: Zen 4 runs a 512-bit `vdpbf16ps` at half the
+    /// rate of a 256-bit one, the same products per second, but a step
+    /// over 8 rows x 32 outputs takes 26 instructions for 256 products
+    /// where 6 rows x 16 outputs in 256-bit registers took 20 for 96
+    /// (BENCHMARKS.md: the products of a MiniLM step 1.17x); cores with two
+    /// 512-bit units run it at twice the products.
+    ///
+    /// SAFETY: the CPU has AVX-512 F and BF16; every pointer read and
+    /// write is within the lengths asserted first.
+    #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn strip<const R: usize>(s: Strip) {
         let (left, pairs) = (s.left, s.pairs.clone());
         let last_read =
             (s.row + R - 1) * left.row_stride + pairs.end.saturating_sub(1) * left.pair_stride;
         assert!(pairs.is_empty() || last_read < left.pairs.len());
         assert!(s.panel.len() >= pairs.end * PANEL);
-        assert!(s.out.len() >= (R - 1) * s.outputs + s.column + PANEL);
+        let registers = PANEL.min(s.outputs - s.column) / REGISTER;
+        assert!(s.out.len() >= (R - 1) * s.outputs + s.column + registers * REGISTER);
         let (panel, a) = (s.panel.as_ptr(), left.pairs.as_ptr());
         unsafe {
-            let mut sums = [[_mm256_setzero_ps(); 2]; R];
+            let mut sums = [[_mm512_setzero_ps(); 2]; R];
             for t in pairs.clone() {
-                let at = panel.add(t * PANEL) as *const __m256i;
-                let low: __m256bh = std::mem::transmute(_mm256_loadu_si256(at));
-                let high: __m256bh = std::mem::transmute(_mm256_loadu_si256(at.add(1)));
+                let at = panel.add(t * PANEL);
+                let low: __m512bh = std::mem::transmute(_mm512_loadu_si512(at.cast()));
+                let high: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(at.add(REGISTER).cast()));
                 for (r, sum) in sums.iter_mut().enumerate() {
                     let both = *a.add((s.row + r) * left.row_stride + t * left.pair_stride);
-                    let x: __m256bh = std::mem::transmute(_mm256_set1_epi32(both as i32));
-                    sum[0] = _mm256_dpbf16_ps(sum[0], x, low);
-                    sum[1] = _mm256_dpbf16_ps(sum[1], x, high);
+                    let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(both as i32));
+                    sum[0] = _mm512_dpbf16_ps(sum[0], x, low);
+                    sum[1] = _mm512_dpbf16_ps(sum[1], x, high);
                 }
             }
             for (r, sum) in sums.iter().enumerate() {
@@ -446,15 +471,15 @@ mod x86 {
                     .as_mut_ptr()
                     .cast::<f32>()
                     .add(r * s.outputs + s.column);
-                for (h, &half) in sum.iter().enumerate() {
-                    let at = at.add(8 * h);
+                for (h, &half) in sum.iter().enumerate().take(registers) {
+                    let at = at.add(REGISTER * h);
                     // An earlier chunk of k wrote these (its pairs start at 0).
                     let value = if pairs.start == 0 {
                         half
                     } else {
-                        _mm256_add_ps(_mm256_loadu_ps(at), half)
+                        _mm512_add_ps(_mm512_loadu_ps(at), half)
                     };
-                    _mm256_storeu_ps(at, value);
+                    _mm512_storeu_ps(at, value);
                 }
             }
         }
@@ -467,7 +492,7 @@ mod x86 {
 pub fn matmul_t(a: &Tensor, b: &Tensor, transposed: (bool, bool)) -> Result<Option<Tensor>> {
     let b_dims = b.dims2()?;
     let n = if transposed.1 { b_dims.1 } else { b_dims.0 };
-    if !available() || n % PANEL != 0 {
+    if !available() || n % REGISTER != 0 {
         return Ok(None);
     }
     let op = Product { transposed };
@@ -567,14 +592,21 @@ mod tests {
 
     /// Every combination of transposed factors, odd k (a zero-padded pair),
     /// rows that leave partial strips and blocks, k in several chunks,
-    /// against the rounded factors' exact product.
+    /// outputs that end in a half panel (48, 80, 16), against the rounded
+    /// factors' exact product.
     #[test]
     fn products_equal_the_rounded_factors_product() {
         if !available() {
             return;
         }
-        // k of 1,101: three chunks of k (`CHUNK` pairs), the last partial.
-        for (m, n, k) in [(131, 48, 95), (7, 16, 384), (200, 32, 1), (13, 32, 1101)] {
+        // k of 1,101: five chunks of k (`CHUNK` pairs), the last partial.
+        for (m, n, k) in [
+            (131, 48, 95),
+            (7, 16, 384),
+            (200, 32, 1),
+            (13, 32, 1101),
+            (37, 80, 64),
+        ] {
             let (a, b) = (random((m, k), 1), random((n, k), 2));
             let (a_t, b_t) = (transpose(&a, m, k), transpose(&b, n, k));
             for (a_transposed, b_transposed) in
