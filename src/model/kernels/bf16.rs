@@ -191,8 +191,8 @@ impl Panels {
                 .enumerate()
                 .for_each(|(p, panel)| {
                     // The panel's 32 stored rows in pairs, then transposed
-                    // into it: a store per pair into its column was 2.3% of
-                    // a MiniLM step.
+                    // into it: a store per pair into its column was 4.2%
+                    // of a MiniLM bf16 step past warm-up.
                     let mut rows = uninit(PANEL * pairs);
                     for (row, out) in (p * PANEL..).zip(rows.chunks_mut(pairs.max(1))) {
                         if row >= n {
@@ -524,7 +524,7 @@ mod x86 {
     /// rate of a 256-bit one, the same products per second, but a step
     /// over 8 rows x 32 outputs takes 26 instructions for 256 products
     /// where 6 rows x 16 outputs in 256-bit registers took 20 for 96
-    /// (BENCHMARKS.md: the products of a MiniLM step 1.17x); cores with two
+    /// (BENCHMARKS.md: the products of a MiniLM step 1.19x); cores with two
     /// 512-bit units run it at twice the products.
     ///
     /// SAFETY: the CPU has AVX-512 F and BF16; every pointer read and
