@@ -485,6 +485,7 @@ fn a_frozen_encoder_or_its_top_layers_train_only_what_they_name() {
     let top = pre.train_ok("top", &["--train-top-layers", "1"]);
     assert_eq!(top["train_top_layers"], 1);
     assert!(top["cached_turns"].as_u64().unwrap() > 0);
+    assert!(top["cache_seconds"].as_f64().unwrap() > 0.0);
     let top_weights = weights(&pre.path("top"));
     assert_eq!(
         max_difference(&pretrained[embeddings], &top_weights[embeddings]),

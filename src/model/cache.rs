@@ -23,6 +23,8 @@ pub struct EncodingCache {
     pub bytes: usize,
     /// The dense layers' arithmetic the states were computed in.
     pub precision: Precision,
+    /// Wall seconds the build took (before the first epoch, in none).
+    pub seconds: f64,
 }
 
 impl EncodingCache {
@@ -38,6 +40,7 @@ impl EncodingCache {
         let mut distinct: Vec<&Vec<u32>> = windows
             .flat_map(|w| w.turns.iter().map(|t| &t.ids))
             .collect();
+        let started = std::time::Instant::now();
         distinct.sort_by(|a, b| a.len().cmp(&b.len()).then(a.cmp(b)));
         distinct.dedup();
         let progress = Progress::new(distinct.len() as u64, "turns encoded", quiet);
@@ -90,6 +93,7 @@ impl EncodingCache {
             layers,
             bytes,
             precision,
+            seconds: started.elapsed().as_secs_f64(),
         })
     }
 
@@ -199,6 +203,7 @@ mod tests {
             layers: 1,
             bytes: 0,
             precision: Precision::F32,
+            seconds: 0.0,
         };
         // Two windows sharing turn b (overlapping windows of one dialogue), c twice.
         let first = Window {

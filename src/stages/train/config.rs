@@ -191,9 +191,11 @@ pub struct TrainSummary {
     /// (none when the encoder is frozen): the turns' own tokens, padded to
     /// each batch's longest turn, and what the length groups compute.
     pub trained_encoder_tokens_per_epoch: Option<TokenCounts>,
-    /// Distinct turns whose encodings were cached (--freeze-encoder), and their size.
+    /// Distinct turns whose encodings were cached (--freeze-encoder,
+    /// --train-top-layers), their size, and the seconds computing them took.
     pub cached_turns: usize,
     pub cache_megabytes: f64,
+    pub cache_seconds: f64,
     pub resumed_from_epoch: Option<usize>,
     pub weak_labels: WeakSummary,
     pub best_epoch: usize,

@@ -484,6 +484,7 @@ fn summary(
         trained_encoder_tokens_per_epoch: None,
         cached_turns: cache.map_or(0, EncodingCache::len),
         cache_megabytes: cache.map_or(0, |c| c.bytes) as f64 / 1e6,
+        cache_seconds: cache.map_or(0.0, |c| c.seconds),
         resumed_from_epoch: outcome.resumed_from.map(|step| outcome.epoch_of(step)),
         weak_labels: data.weak_labels,
         best_epoch: outcome.best.map_or(0, |i| epochs[i].epoch),
