@@ -37,10 +37,10 @@ impl EncodingCache {
         dtype: DType,
         quiet: bool,
     ) -> anyhow::Result<EncodingCache> {
+        let started = std::time::Instant::now();
         let mut distinct: Vec<&Vec<u32>> = windows
             .flat_map(|w| w.turns.iter().map(|t| &t.ids))
             .collect();
-        let started = std::time::Instant::now();
         distinct.sort_by(|a, b| a.len().cmp(&b.len()).then(a.cmp(b)));
         distinct.dedup();
         let progress = Progress::new(distinct.len() as u64, "turns encoded", quiet);
