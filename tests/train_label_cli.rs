@@ -616,6 +616,38 @@ fn lookahead_and_dropout_are_recorded_and_training_is_deterministic() {
 }
 
 #[test]
+fn goal_splicing_adds_windows_and_is_recorded() {
+    let pre = Pretrained::new();
+    let plain = pre.train_ok("frozen", &["--freeze-encoder"]);
+    assert_eq!(plain["spliced_windows"], 0, "{plain}");
+    let spliced = pre.train_ok("spliced", &["--freeze-encoder", "--splice-goals", "0.5"]);
+    // Half as many windows again as there are training dialogues' windows
+    // (each simulated dialogue fits one window).
+    let train_dialogues = spliced["train_dialogues"].as_f64().unwrap();
+    assert_eq!(
+        spliced["spliced_windows"].as_f64().unwrap(),
+        (0.5 * train_dialogues).round(),
+        "{spliced}"
+    );
+    let training: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pre.path("spliced/training.json")).unwrap()).unwrap();
+    assert_eq!(training["settings"]["splice_goals"], 0.5);
+    assert_eq!(training["spliced_windows"], spliced["spliced_windows"]);
+    let head = "heads.intent.weight";
+    assert!(
+        max_difference(
+            &weights(&pre.path("spliced"))[head],
+            &weights(&pre.path("frozen"))[head]
+        ) > 0.0,
+        "the spliced windows train"
+    );
+    assert!(pre.labels("spliced").iter().all(|l| l.intent.is_some()));
+    for share in ["--splice-goals=5", "--splice-goals=-1"] {
+        pre.train_refused(&[share], &["--splice-goals must be in [0, 4]"]);
+    }
+}
+
+#[test]
 fn balanced_decisions_are_fitted_and_stored_in_the_model() {
     let pre = Pretrained::new();
     let plain = pre.train_ok("frozen", &["--freeze-encoder"]);

@@ -83,6 +83,10 @@ pub struct TrainArgs {
     /// Dropout probability on the turn vectors and dialogue states while training (0: off)
     #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = parse_dropout)]
     dropout: f32,
+    /// Add SHARE x the training windows as windows that join a goal of one dialogue to a goal of
+    /// another, so that no goal is learnt to follow only the goals it follows in the data (0: none)
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    splice_goals: f64,
 
     /// Train only the top N encoder layers, from cached states of the layers below (N of the encoder: full fine-tuning)
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -181,6 +185,7 @@ impl TrainArgs {
             freeze_encoder: self.freeze_encoder,
             lookahead: self.lookahead,
             dropout: self.dropout,
+            splice_goals: self.splice_goals,
             train_top_layers: self.train_top_layers,
             precision: self.precision,
             bf16: self.bf16,

@@ -54,6 +54,9 @@ pub struct TrainConfig {
     /// Dropout probability on the turn vectors entering the dialogue
     /// Transformer and on the states it returns, in training only (0: off).
     pub dropout: f32,
+    /// Extra training windows, as a share of the training windows, that
+    /// join a goal of one dialogue to a goal of another (0: none).
+    pub splice_goals: f64,
     /// Keep the pretrained turn encoder fixed and cache its token states.
     pub freeze_encoder: bool,
     /// Train only the top N encoder layers (with the dialogue Transformer and
@@ -123,6 +126,7 @@ impl TrainConfig {
             balance_decisions: false,
             lookahead: None,
             dropout: 0.0,
+            splice_goals: 0.0,
             freeze_encoder: false,
             train_top_layers: 0,
             precision: Precision::F32,
@@ -158,6 +162,8 @@ pub struct TrainSummary {
     pub train_dialogues: usize,
     pub dev_dialogues: usize,
     pub labelled_turns: usize,
+    /// Training windows `--splice-goals` added (each joins two dialogues' goals).
+    pub spliced_windows: usize,
     /// Annotated turns of the chosen annotators that the logs do not have:
     /// nothing to train them on, so unused (and printed as a warning).
     pub annotated_turns_not_in_logs: usize,
@@ -220,6 +226,11 @@ pub(super) fn validate(config: &TrainConfig) -> anyhow::Result<()> {
         config.dev_share > 0.0 && config.dev_share < 1.0,
         "--dev-share must be in (0, 1), got {}",
         config.dev_share
+    );
+    anyhow::ensure!(
+        (0.0..=4.0).contains(&config.splice_goals),
+        "--splice-goals must be in [0, 4] (extra windows per training window), got {}",
+        config.splice_goals
     );
     anyhow::ensure!(
         config.precision == Precision::F32 || config.freeze_encoder || config.train_top_layers > 0,

@@ -10,6 +10,7 @@ pub mod epochs;
 mod intent_stay;
 mod loss;
 pub mod raters;
+mod splice;
 mod supervision;
 pub mod weak;
 
@@ -469,6 +470,7 @@ fn summary(
         train_dialogues: data.train_dialogues,
         dev_dialogues: data.dev_dialogues,
         labelled_turns: data.labelled_turns,
+        spliced_windows: data.spliced_windows,
         annotated_turns_not_in_logs: data.annotated_turns_not_in_logs,
         input_warnings: 0,
         contextless: config.context.contextless(),
@@ -511,6 +513,7 @@ fn training_record(config: &TrainConfig, summary: &TrainSummary) -> serde_json::
         "rater_weights": summary.rater_weights,
         "seed": config.seed,
         "settings": config,
+        "spliced_windows": summary.spliced_windows,
         "best_epoch": summary.best_epoch,
         "epochs": summary.epochs,
         "temperatures": summary.temperatures,

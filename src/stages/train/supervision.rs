@@ -10,6 +10,7 @@ use super::loss::RaterTable;
 use super::raters::{
     AnnotatorPolicy, RaterTargets, agreement_weights, majority_supervision, rater_targets,
 };
+use super::splice::splice_goals;
 use super::weak::{self, SummaryBuilder, Target, WeakSummary};
 use crate::data::checks::span_misfit;
 use crate::data::dataset::read_table_counted;
@@ -275,6 +276,8 @@ pub(super) struct TrainData {
     pub(super) train_dialogues: usize,
     pub(super) dev_dialogues: usize,
     pub(super) labelled_turns: usize,
+    /// Training windows `--splice-goals` added.
+    pub(super) spliced_windows: usize,
     pub(super) annotated_turns_not_in_logs: usize,
     pub(super) weak_labels: WeakSummary,
     /// The raters' soft targets (`--annotator-policy soft|all`).
@@ -355,6 +358,15 @@ pub(super) fn split_windows(
         "too few dialogues to split into train and dev ({} dialogues)",
         by_dialogue.len()
     );
+    let spliced = splice_goals(
+        &train_windows,
+        config.splice_goals,
+        model_config.dialogue.max_turns,
+        config.seed,
+        |w| !rater_targets.contains_key(&w.origin.0),
+    );
+    let spliced_windows = spliced.len();
+    train_windows.extend(spliced);
     let mut weak_labels = weak_summary.finish();
     let use_weak = config.weak_rules.weight > 0.0;
     if !use_weak {
@@ -367,6 +379,7 @@ pub(super) fn split_windows(
         train_dialogues,
         dev_dialogues,
         labelled_turns,
+        spliced_windows,
         annotated_turns_not_in_logs: not_in_logs(turns, supervisor.labels),
         weak_labels,
         rater_targets,
