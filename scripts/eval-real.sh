@@ -41,6 +41,12 @@
 # summary.md (the in-distribution dev loss and intent accuracy train saw,
 # beside SGD dev intent accuracy, slot F1 and boundary F1), about 40 s an epoch
 # on 2 cores for 400 dev dialogues.
+# SPLICE_GOALS (default 0.5) is `train --splice-goals` for the SGD models
+# with dialogue context (A, C and the top-k models): half as many training
+# windows again, each a goal of one dialogue followed by a goal of another
+# (SGD dev pairs services its training split never pairs; BENCHMARKS.md,
+# "goal splicing"); 0 trains without. The USS models never splice (their
+# dialogues hold one goal, and the raters' soft targets are read by dialogue).
 # Data: LABELGEN_DATA names a folder (absolute, or relative to the repository
 # root) holding sgd/train/ and sgd/dev/ (the
 # Schema-Guided Dialogue release, raw JSON with schema.json per split) and
@@ -97,6 +103,7 @@ uss_policies="${USS_POLICIES:-majority soft all}"
 uss_top_layers="${USS_TOP_LAYERS:-0}"
 encoder_learning_rate="${ENCODER_LEARNING_RATE:-1e-4}"
 sgd_top_layers="${SGD_TOP_LAYERS-$full_top_layers}"
+splice=(--splice-goals "${SPLICE_GOALS:-0.5}")
 bf16=()
 if [ "${BF16:-0}" = 1 ]; then bf16=(--bf16); fi
 parts=" ${PARTS:-sgd uss} "
@@ -156,17 +163,17 @@ step "pretrain from MiniLM ($minilm_steps steps)" lg pretrain --init "$minilm" -
     --max-steps "$minilm_steps" --batch-size 8 --learning-rate 1e-4 --max-tokens "$max_tokens" --lookahead 1 --quiet > "$m/minilm-pre.json"
 if [[ "$parts" == *" sgd "* ]]; then
     common=(--logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$train_epochs" --learning-rate "$learning_rate" --quiet)
-    step "train A: MiniLM, frozen, with context" lg train --init "$m/minilm-pre" "${common[@]}" --freeze-encoder "${keep_epochs[@]}" \
+    step "train A: MiniLM, frozen, with context" lg train --init "$m/minilm-pre" "${common[@]}" --freeze-encoder "${splice[@]}" "${keep_epochs[@]}" \
         --out "$m/A-minilm" > "$m/A-minilm.json"
     step "train B: MiniLM, frozen, contextless" lg train --init "$m/minilm-pre" "${common[@]}" --freeze-encoder --contextless utterance --out "$m/B-contextless" > "$m/B-contextless.json"
     step "pretrain C from scratch ($scratch_epochs epochs)" lg pretrain --data "$s/train-synth" --out "$m/scratch-pre" \
         --epochs "$scratch_epochs" --max-tokens "$max_tokens" --lookahead 1 --quiet > "$m/scratch-pre.json"
-    step "train C: scratch encoder, frozen, with context" lg train --init "$m/scratch-pre" "${common[@]}" --freeze-encoder --out "$m/C-scratch" > "$m/C-scratch.json"
+    step "train C: scratch encoder, frozen, with context" lg train --init "$m/scratch-pre" "${common[@]}" --freeze-encoder "${splice[@]}" --out "$m/C-scratch" > "$m/C-scratch.json"
     sgd_models=(minilm=A-minilm contextless=B-contextless scratch=C-scratch)
     for top in $sgd_top_layers; do
         step "train A-minilm-top$top: MiniLM, top $top layers trained ($sgd_top_epochs epochs)" lg train --init "$m/minilm-pre" \
             --logs "$s/train/turns" --labels "$s/train/annotations" --epochs "$sgd_top_epochs" --learning-rate "$learning_rate" --quiet \
-            --train-top-layers "$top" --encoder-learning-rate "$encoder_learning_rate" "${keep_epochs[@]}" "${bf16[@]}" \
+            --train-top-layers "$top" --encoder-learning-rate "$encoder_learning_rate" "${splice[@]}" "${keep_epochs[@]}" "${bf16[@]}" \
             --out "$m/A-minilm-top$top" > "$m/A-minilm-top$top.json"
         sgd_models+=("minilm-top$top=A-minilm-top$top")
     done
