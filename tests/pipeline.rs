@@ -172,6 +172,10 @@ fn bad_pipeline_files_are_clear_errors_before_any_work() {
             vec!["no champion model"],
         ),
         (
+            format!("{head}[data]\n[train]\nsplice_goals = 9\n"),
+            vec!["splice_goals = 9", "[0, 4]"],
+        ),
+        (
             format!("{head}[data]\n[label]\nmin_confidence = {{ intnet = 0.5 }}\n"),
             vec!["min_confidence intnet"],
         ),

@@ -139,6 +139,8 @@ pub struct TrainSection {
     pub batch_size: Option<usize>,
     pub learning_rate: Option<f64>,
     pub dev_share: Option<f64>,
+    /// `train --splice-goals`: extra windows joining two dialogues' goals.
+    pub splice_goals: Option<f64>,
     /// With new data, retrain only once this many days have passed since
     /// the last training...
     pub every_days: Option<f64>,

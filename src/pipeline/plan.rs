@@ -353,6 +353,13 @@ fn validate_models(file: &PipelineFile, layout: &Layout, problems: &mut Vec<Stri
             ),
             _ => {}
         }
+        if let Some(share) = train.splice_goals
+            && !(0.0..=4.0).contains(&share)
+        {
+            problems.push(format!(
+                "[train] splice_goals = {share}: expected a share of the training windows in [0, 4]"
+            ));
+        }
     }
     let uses_champion = file.label.is_some() || file.eval.is_some();
     if uses_champion && file.train.is_none() && !is_model(&layout.champion()) {

@@ -228,6 +228,7 @@ fn train_step(ctx: &StepContext, staging: &Path) -> anyhow::Result<Counts> {
     c.batch_size = section.batch_size.unwrap_or(c.batch_size);
     c.learning_rate = section.learning_rate.unwrap_or(c.learning_rate);
     c.dev_share = section.dev_share.unwrap_or(c.dev_share);
+    c.splice_goals = section.splice_goals.unwrap_or(c.splice_goals);
     let summary = train::run(&c)?;
     remove_leftovers(staging)?;
     Ok(counts(&[
