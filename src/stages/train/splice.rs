@@ -23,7 +23,7 @@ struct Goal<'a> {
 /// starts a goal (a goal's end is unknown otherwise); `eligible` leaves out
 /// windows that must not be cut (the raters' soft targets are looked up by
 /// the window's origin).
-fn whole_goals<'a>(windows: &'a [Window], eligible: impl Fn(&Window) -> bool) -> Vec<Goal<'a>> {
+fn whole_goals<'a>(windows: &'a [Window], eligible: &impl Fn(&Window) -> bool) -> Vec<Goal<'a>> {
     let mut goals = Vec::new();
     for window in windows.iter().filter(|w| eligible(w)) {
         let supervision = &window.supervision;
@@ -54,9 +54,10 @@ fn whole_goals<'a>(windows: &'a [Window], eligible: impl Fn(&Window) -> bool) ->
     goals
 }
 
-/// `share` x `windows.len()` extra windows (rounded), each one goal of a
-/// dialogue followed by one goal of another, cut to `max_turns` (the first
-/// goal keeps its end, the second its start). Deterministic given `seed`.
+/// `share` x the `eligible` windows (rounded) as extra windows, each one
+/// goal of a dialogue followed by one goal of another, cut to `max_turns`
+/// (the first goal keeps its end, the second its start). Deterministic
+/// given `seed`.
 pub(super) fn splice_goals(
     windows: &[Window],
     share: f64,
@@ -64,8 +65,8 @@ pub(super) fn splice_goals(
     seed: u64,
     eligible: impl Fn(&Window) -> bool,
 ) -> Vec<Window> {
-    let wanted = (share * windows.len() as f64).round() as usize;
-    let goals = whole_goals(windows, eligible);
+    let wanted = (share * windows.iter().filter(|w| eligible(w)).count() as f64).round() as usize;
+    let goals = whole_goals(windows, &eligible);
     let dialogue = |g: &Goal| g.window.origin.0;
     if wanted == 0 || max_turns < 2 || goals.iter().all(|g| dialogue(g) == dialogue(&goals[0])) {
         return Vec::new();
@@ -168,12 +169,12 @@ mod tests {
                 ..window(3, 0, 3, &[0])
             },
         ];
-        let goals: Vec<(usize, std::ops::Range<usize>)> = whole_goals(&windows, |_| true)
+        let goals: Vec<(usize, std::ops::Range<usize>)> = whole_goals(&windows, &|_| true)
             .into_iter()
             .map(|g| (g.window.origin.0, g.turns))
             .collect();
         assert_eq!(goals, [(1, 0..2), (1, 2..5), (2, 2..4)]);
-        assert!(whole_goals(&windows, |w| w.origin.0 != 1).len() == 1);
+        assert!(whole_goals(&windows, &|w| w.origin.0 != 1).len() == 1);
     }
 
     #[test]
@@ -246,5 +247,15 @@ mod tests {
         let two = [window(1, 0, 4, &[0, 2]), window(2, 0, 3, &[0])];
         assert!(splice_goals(&two, 0.0, 8, 1, |_| true).is_empty());
         assert!(splice_goals(&two, 1.0, 8, 1, |w| w.origin.0 == 1).is_empty());
+        // The share counts the windows that may splice, not the others.
+        let three = [
+            window(1, 0, 4, &[0, 2]),
+            window(2, 0, 3, &[0]),
+            window(3, 0, 3, &[0]),
+        ];
+        assert_eq!(
+            splice_goals(&three, 1.0, 8, 1, |w| w.origin.0 != 3).len(),
+            2
+        );
     }
 }
