@@ -6,7 +6,7 @@
 # USS dialogue success and turn defects against majority and unanimous gold
 # next to human leave-one-out. Prints the wall time of every step (also in
 # OUT/timings.tsv). Sizes are environment variables (defaults fit an hour on
-# 2 cores): SGD_TRAIN (default 0: every dialogue in sgd/train, 35 minutes
+# 2 cores): SGD_TRAIN (default 0: every dialogue in sgd/train, 24 minutes
 # for the 5,050 of ../shared/data; the full release's 16,142 would not fit
 # the hour, so sample there, e.g. SGD_TRAIN=5000), SGD_DEV (default 400)
 # (dialogues sampled by a stable hash; 0 = all),
