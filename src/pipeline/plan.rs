@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::config::{PipelineFile, TASKS};
+use crate::stages::train::MAX_SPLICE_GOALS;
 
 /// The steps, in the order they run. Labelling comes after promotion so
 /// tonight's labels already use the best model there is.
@@ -354,10 +355,10 @@ fn validate_models(file: &PipelineFile, layout: &Layout, problems: &mut Vec<Stri
             _ => {}
         }
         if let Some(share) = train.splice_goals
-            && !(0.0..=4.0).contains(&share)
+            && !(0.0..=MAX_SPLICE_GOALS).contains(&share)
         {
             problems.push(format!(
-                "[train] splice_goals = {share}: expected a share of the training windows in [0, 4]"
+                "[train] splice_goals = {share}: expected a share of the training windows in [0, {MAX_SPLICE_GOALS}]"
             ));
         }
     }

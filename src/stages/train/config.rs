@@ -216,6 +216,9 @@ pub struct TrainSummary {
     pub seconds: f64,
 }
 
+/// The most `--splice-goals` may add: this many extra windows per training window.
+pub const MAX_SPLICE_GOALS: f64 = 4.0;
+
 pub(super) fn validate(config: &TrainConfig) -> anyhow::Result<()> {
     anyhow::ensure!(
         config.labelled_share > 0.0 && config.labelled_share <= 1.0,
@@ -228,8 +231,8 @@ pub(super) fn validate(config: &TrainConfig) -> anyhow::Result<()> {
         config.dev_share
     );
     anyhow::ensure!(
-        (0.0..=4.0).contains(&config.splice_goals),
-        "--splice-goals must be in [0, 4] (extra windows per training window), got {}",
+        (0.0..=MAX_SPLICE_GOALS).contains(&config.splice_goals),
+        "--splice-goals must be in [0, {MAX_SPLICE_GOALS}] (extra windows per training window), got {}",
         config.splice_goals
     );
     anyhow::ensure!(

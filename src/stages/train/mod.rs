@@ -15,7 +15,7 @@ mod supervision;
 pub mod weak;
 
 pub use calibration::{DecisionFit, MIN_RARE_DEV_DIALOGUES};
-pub use config::{EpochReport, TaskWeights, TrainConfig, TrainSummary};
+pub use config::{EpochReport, MAX_SPLICE_GOALS, TaskWeights, TrainConfig, TrainSummary};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
